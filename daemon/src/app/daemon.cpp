@@ -1,0 +1,167 @@
+#include "app/daemon.hpp"
+
+#include <csignal>
+#include <memory>
+#include <vector>
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "control/health.hpp"
+#include "control/http_server.hpp"
+#include "control/metrics.hpp"
+#include "control/rate_limited_log.hpp"
+#include "control/systemd_notify.hpp"
+#include "decoding/topic_template.hpp"
+#include "durability/dead_letter_store.hpp"
+#include "pipeline/ingest_queue.hpp"
+#include "pipeline/worker.hpp"
+#include "subscriber/mqtt_subscriber.hpp"
+#include "writer/influx_client.hpp"
+#include "writer/influx_writer.hpp"
+
+namespace plantd {
+
+namespace {
+
+int64_t steady_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+TopicRouter make_router(const MqttConfig& mqtt) {
+    // The config was validated: both templates parse.
+    auto device = TopicTemplate::parse(mqtt.device_topic, TopicKind::device);
+    std::optional<TopicTemplate> gateway;
+    if (!mqtt.gateway_topic.empty()) gateway = *TopicTemplate::parse(mqtt.gateway_topic, TopicKind::gateway);
+    return TopicRouter(*device, gateway);
+}
+
+void log_accounting(const Metrics& metrics) {
+    spdlog::info(
+        "accounting: messages received {} = accepted {} + rejected {}; records accepted {} = points written {} + "
+        "points rejected {} + buffered {}",
+        metrics.messages_received.load(), metrics.messages_accepted.load(),
+        metrics.rejected_total(RejectScope::message), metrics.records_accepted.load(), metrics.points_written(),
+        metrics.rejected_total(RejectScope::point), metrics.points_buffered.load());
+}
+
+}  // namespace
+
+void configure_logging(const std::string& level) {
+    auto logger = spdlog::stderr_color_mt("plantd");
+    spdlog::set_default_logger(logger);
+    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+    spdlog::set_level(spdlog::level::from_str(level));
+}
+
+int run_daemon(const Config& config) {
+    // Signals are taken synchronously by this thread; every thread started below inherits the mask.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    std::signal(SIGPIPE, SIG_IGN);  // Paho can write to a dead socket while reconnecting
+
+    Metrics metrics;
+    Health health;
+    RateLimitedLog reject_log(std::chrono::milliseconds(config.log.reject_log_interval_ms));
+
+    auto dead_letters = DeadLetterStore::open(config.dead_letter.path, config.dead_letter.max_bytes, metrics);
+    if (!dead_letters) {
+        spdlog::critical("{}", dead_letters.error());
+        return 1;
+    }
+
+    TopicRouter router = make_router(config.mqtt);
+    const size_t shards = static_cast<size_t>(config.ingest.workers);
+    IngestQueue queue(shards, config.ingest.queue_max_messages, config.ingest.queue_max_bytes, metrics);
+    metrics.add_gauge("plantd_queue_messages", "Messages waiting in the ingest queue.",
+                      [&] { return static_cast<double>(queue.size_messages()); });
+    metrics.add_gauge("plantd_queue_bytes", "Bytes waiting in the ingest queue.",
+                      [&] { return static_cast<double>(queue.size_bytes()); });
+    metrics.add_gauge("plantd_mqtt_connected", "1 while connected to the broker.",
+                      [&] { return health.mqtt_connected ? 1.0 : 0.0; });
+    metrics.add_gauge("plantd_influxdb_ok", "1 while InfluxDB accepts writes.",
+                      [&] { return health.influx_failing ? 0.0 : 1.0; });
+
+    // v1: make sure the database exists before the first write (writers also create it on a 404).
+    if (config.influxdb.api == InfluxApi::v1 && config.influxdb.create_database &&
+        config.influxdb.database.find("{factory_id}") == std::string::npos) {
+        InfluxClient client(config.influxdb);
+        std::string error = client.create_database(config.influxdb.database);
+        if (!error.empty()) spdlog::warn("influxdb: {} (will retry on write)", error);
+    }
+
+    std::vector<std::unique_ptr<InfluxWriter>> writers;
+    std::vector<std::unique_ptr<Worker>> workers;
+    WorkerServices services{config, router, queue, metrics, **dead_letters, reject_log};
+    for (size_t i = 0; i < shards; ++i) {
+        writers.push_back(
+            std::make_unique<InfluxWriter>(i, config.influxdb, metrics, health, **dead_letters, reject_log));
+        workers.push_back(std::make_unique<Worker>(i, services, *writers.back()));
+        metrics.add_gauge(fmt::format("plantd_writer_pending_batches{{writer=\"{}\"}}", i),
+                          "Batches queued for a writer.",
+                          [w = writers.back().get()] { return static_cast<double>(w->pending()); });
+    }
+    for (auto& writer : writers) writer->start();
+    for (auto& worker : workers) worker->start();
+
+    ControlServer control(metrics, health);
+    if (!config.control.listen.empty()) {
+        std::string error = control.start(config.control.listen);
+        if (!error.empty()) {
+            spdlog::critical("{}: {}", config.source, error);
+            queue.close();
+            for (auto& worker : workers) worker->join();
+            for (auto& writer : writers) writer->finish(std::chrono::steady_clock::now());
+            return 1;
+        }
+        spdlog::info("control: http://{}/metrics, /health, /ready", config.control.listen);
+    }
+
+    MqttSubscriber subscriber(config, router.subscription_filters(), queue, metrics, health, **dead_letters);
+    if (std::string error = subscriber.start(); !error.empty()) {
+        spdlog::critical("{}: {}", config.source, error);
+        return 1;
+    }
+    systemd::notify_ready();
+    spdlog::info("plantd {} running: {} workers, InfluxDB {} ({})", config.instance, shards, config.influxdb.url,
+                 config.influxdb.api == InfluxApi::v1 ? "v1" : "v2");
+
+    // Main loop: wait for a signal; feed the systemd watchdog only while every worker turns its loop.
+    const auto watchdog = systemd::watchdog_interval();
+    const int64_t watchdog_ms = std::chrono::duration_cast<std::chrono::milliseconds>(watchdog).count();
+    const timespec tick{0, 250'000'000};
+    while (true) {
+        int signal = sigtimedwait(&signals, nullptr, &tick);
+        if (signal == SIGTERM || signal == SIGINT) {
+            spdlog::info("received {}: draining", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+            break;
+        }
+        if (signal == SIGHUP) spdlog::info("received SIGHUP: nothing to reload yet (rules come with the rule engine)");
+        if (watchdog_ms > 0) {
+            bool progressing = true;
+            for (auto& worker : workers) progressing &= steady_ms() - worker->heartbeat_ms() < watchdog_ms / 2;
+            if (progressing) systemd::notify_watchdog();
+        }
+    }
+
+    // Drain: stop receiving first, so that nothing is acknowledged that is not then written.
+    systemd::notify_stopping();
+    health.draining = true;
+    subscriber.stop();
+    queue.close();
+    for (auto& worker : workers) worker->join();
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(config.shutdown.drain_timeout_ms);
+    for (auto& writer : writers) writer->finish(deadline);
+    for (auto& writer : writers) writer->join();
+    control.stop();
+    log_accounting(metrics);
+    spdlog::info("plantd stopped");
+    return 0;
+}
+
+}  // namespace plantd

@@ -1,0 +1,107 @@
+#pragma once
+// The validated configuration of one plantd instance (see README "Configuration reference").
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "util/result.hpp"
+
+namespace plantd {
+
+struct TlsConfig {
+    bool enabled = false;
+    std::string ca_file;
+    std::string cert_file;
+    std::string key_file;
+    std::optional<std::string> key_password;
+    bool verify_hostname = true;
+};
+
+struct MqttConfig {
+    std::string uri = "tcp://127.0.0.1:1883";
+    std::string client_id;  // default: "plantd-" + instance
+    int version = 5;        // 5, or 4 for MQTT 3.1.1
+    bool clean_session = false;
+    int64_t session_expiry_s = 7 * 24 * 3600;  // MQTT 5: how long the broker keeps our session
+    std::string device_topic = "factory/{factory_id}/device/{device_id}/telemetry";
+    std::string gateway_topic = "factory/{factory_id}/gateway/{gateway_id}/telemetry";  // "" disables
+    std::string shared_group;  // "" = plain subscription; else $share/{group}/...
+    int qos = 1;
+    int64_t keepalive_ms = 30'000;
+    int64_t connect_timeout_ms = 10'000;
+    int64_t reconnect_min_ms = 1'000;
+    int64_t reconnect_max_ms = 30'000;
+    std::string username;
+    std::optional<std::string> password;
+    TlsConfig tls;
+};
+
+struct IngestConfig {
+    size_t max_payload_bytes = 256 * 1024;
+    int64_t max_future_skew_ms = 5 * 60 * 1000;
+    int workers = 2;
+    size_t queue_max_messages = 200'000;
+    size_t queue_max_bytes = 128ull * 1024 * 1024;
+};
+
+enum class InfluxApi { v1, v2 };
+
+struct InfluxConfig {
+    std::string url = "http://127.0.0.1:8086";
+    InfluxApi api = InfluxApi::v1;
+    std::string database = "plantd";  // v1
+    std::string retention_policy;      // v1, "" = default
+    std::string username;              // v1
+    std::optional<std::string> password;
+    bool create_database = true;  // v1: CREATE DATABASE at start-up when missing
+    std::string org;              // v2
+    std::string bucket;           // v2
+    std::optional<std::string> token;
+    std::string measurement = "telemetry";
+    size_t batch_max_lines = 5000;
+    size_t batch_max_bytes = 4 * 1024 * 1024;
+    int64_t flush_interval_ms = 1000;
+    bool gzip = true;
+    int64_t request_timeout_ms = 10'000;
+    int64_t retry_initial_ms = 200;
+    int64_t retry_max_ms = 30'000;
+    size_t max_pending_batches = 4;  // per writer, beyond the one being sent
+};
+
+struct DeadLetterConfig {
+    std::string path = "/var/lib/plantd/deadletter.jsonl";
+    uint64_t max_bytes = 256ull * 1024 * 1024;  // per file; one rotated file is kept besides
+};
+
+struct ControlConfig {
+    std::string listen = "127.0.0.1:9102";  // "" disables the HTTP endpoint
+};
+
+struct LogConfig {
+    std::string level = "info";
+    int64_t reject_log_interval_ms = 10'000;  // at most one log line per reason in this interval
+};
+
+struct ShutdownConfig {
+    int64_t drain_timeout_ms = 30'000;  // then unwritten batches go to the dead-letter store
+};
+
+struct Config {
+    std::string source;  // the file it came from
+    std::string instance = "plantd";
+    MqttConfig mqtt;
+    IngestConfig ingest;
+    InfluxConfig influxdb;
+    DeadLetterConfig dead_letter;
+    ControlConfig control;
+    LogConfig log;
+    ShutdownConfig shutdown;
+};
+
+// Reads and validates a config file. The error names file, line, key and problem.
+Result<Config> load_config_file(const std::string& path);
+// The same for a config held in memory (tests); `source` names it in errors.
+Result<Config> load_config_text(std::string_view text, const std::string& source);
+
+}  // namespace plantd

@@ -1,0 +1,381 @@
+// Reads the TOML config into Config, validating every key: unknown keys, wrong types and values out of
+// range are errors that name file, line, section and key.
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <toml++/toml.h>
+
+#include "config/config.hpp"
+#include "config/units.hpp"
+#include "decoding/identifiers.hpp"
+#include "decoding/topic_template.hpp"
+
+namespace plantd {
+
+namespace {
+
+class SectionReader {
+public:
+    SectionReader(const toml::table* table, std::string section, const std::string& source,
+                  std::vector<std::string>& errors)
+        : table_(table), section_(std::move(section)), source_(source), errors_(errors) {}
+
+    void error_at(const toml::node* node, std::string_view key, std::string_view problem) {
+        std::string where = source_;
+        if (node && node->source().begin.line > 0) {
+            where += fmt::format(":{}:{}", node->source().begin.line, node->source().begin.column);
+        }
+        errors_.push_back(fmt::format("{}: [{}] {}: {}", where, section_, key, problem));
+    }
+
+    const toml::node* find(std::string_view key) {
+        seen_.insert(std::string(key));
+        return table_ ? table_->get(key) : nullptr;
+    }
+
+    void string(std::string_view key, std::string& out) {
+        if (const auto* node = find(key)) {
+            if (auto value = node->value<std::string>()) out = *value;
+            else error_at(node, key, "expected a string");
+        }
+    }
+
+    void boolean(std::string_view key, bool& out) {
+        if (const auto* node = find(key)) {
+            if (auto value = node->value<bool>()) out = *value;
+            else error_at(node, key, "expected true or false");
+        }
+    }
+
+    template <class Int>
+    void integer(std::string_view key, Int& out, int64_t min, int64_t max) {
+        if (const auto* node = find(key)) {
+            auto value = node->is_integer() ? node->value<int64_t>() : std::nullopt;
+            if (!value) return error_at(node, key, "expected an integer");
+            if (*value < min || *value > max)
+                return error_at(node, key, fmt::format("{} is out of range [{}, {}]", *value, min, max));
+            out = static_cast<Int>(*value);
+        }
+    }
+
+    void duration_ms(std::string_view key, int64_t& out, int64_t min_ms, int64_t max_ms) {
+        if (const auto* node = find(key)) {
+            auto text = node->value<std::string>();
+            auto ms = text ? parse_duration_ms(*text) : std::nullopt;
+            if (!ms) return error_at(node, key, "expected a duration such as \"500ms\", \"30s\", \"5m\" or \"1h\"");
+            if (*ms < min_ms || *ms > max_ms)
+                return error_at(node, key, fmt::format("{} ms is out of range [{} ms, {} ms]", *ms, min_ms, max_ms));
+            out = *ms;
+        }
+    }
+
+    template <class Size>
+    void size(std::string_view key, Size& out, uint64_t min, uint64_t max) {
+        if (const auto* node = find(key)) {
+            std::optional<uint64_t> bytes;
+            if (node->is_integer()) {
+                auto value = node->value<int64_t>();
+                if (value && *value >= 0) bytes = static_cast<uint64_t>(*value);
+            } else if (auto text = node->value<std::string>()) {
+                bytes = parse_size_bytes(*text);
+            }
+            if (!bytes) return error_at(node, key, "expected a size such as 65536, \"64KiB\" or \"4MiB\"");
+            if (*bytes < min || *bytes > max)
+                return error_at(node, key, fmt::format("{} is out of range [{}, {}]", *bytes, min, max));
+            out = static_cast<Size>(*bytes);
+        }
+    }
+
+    // A secret comes from `key`, `key_env` (an environment variable) or `key_file` (first line of a
+    // file, so that it can live in /run/secrets or a systemd credential), at most one of them.
+    void secret(std::string_view key, std::optional<std::string>& out) {
+        const std::string env_key = std::string(key) + "_env";
+        const std::string file_key = std::string(key) + "_file";
+        const auto* literal = find(key);
+        const auto* env = find(env_key);
+        const auto* file = find(file_key);
+        int given = (literal != nullptr) + (env != nullptr) + (file != nullptr);
+        if (given > 1) {
+            return error_at(literal ? literal : env, key,
+                            fmt::format("give only one of {}, {} and {}", key, env_key, file_key));
+        }
+        if (literal) {
+            if (auto value = literal->value<std::string>()) out = *value;
+            else error_at(literal, key, "expected a string");
+        } else if (env) {
+            auto name = env->value<std::string>();
+            if (!name) return error_at(env, env_key, "expected the name of an environment variable");
+            const char* value = std::getenv(name->c_str());
+            if (!value) return error_at(env, env_key, fmt::format("environment variable {} is not set", *name));
+            out = value;
+        } else if (file) {
+            auto path = file->value<std::string>();
+            if (!path) return error_at(file, file_key, "expected a file path");
+            std::ifstream in(*path);
+            if (!in) return error_at(file, file_key, fmt::format("cannot read {}", *path));
+            std::string line;
+            std::getline(in, line);
+            while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+            out = line;
+        }
+    }
+
+    void finish() {
+        if (!table_) return;
+        for (const auto& [key, node] : *table_) {
+            if (!seen_.count(std::string(key.str()))) {
+                error_at(&node, key.str(), "unknown key (misspelt? see the configuration reference in README.md)");
+            }
+        }
+    }
+
+    const toml::node* last_node(std::string_view key) { return table_ ? table_->get(key) : nullptr; }
+
+private:
+    const toml::table* table_;
+    std::string section_;
+    const std::string& source_;
+    std::vector<std::string>& errors_;
+    std::set<std::string> seen_;
+};
+
+const toml::table* subtable(const toml::table& root, std::string_view name, const std::string& source,
+                            std::vector<std::string>& errors) {
+    const toml::node* node = root.get(name);
+    if (!node) return nullptr;
+    if (!node->is_table()) {
+        errors.push_back(fmt::format("{}:{}: [{}] must be a table", source, node->source().begin.line, name));
+        return nullptr;
+    }
+    return node->as_table();
+}
+
+void check_listen_address(SectionReader& reader, const std::string& listen) {
+    if (listen.empty()) return;
+    auto colon = listen.rfind(':');
+    int port = 0;
+    if (colon == std::string::npos || colon == 0 ||
+        std::from_chars(listen.data() + colon + 1, listen.data() + listen.size(), port).ec != std::errc() ||
+        port < 0 || port > 65535) {
+        reader.error_at(reader.last_node("listen"), "listen", "expected \"host:port\", e.g. \"127.0.0.1:9102\"");
+    }
+}
+
+Config read_config(const toml::table& root, const std::string& source, std::vector<std::string>& errors) {
+    Config config;
+    config.source = source;
+
+    static const std::set<std::string> sections{"instance",   "mqtt", "ingest", "influxdb", "dead_letter",
+                                                "control",    "log",  "shutdown"};
+    for (const auto& [key, node] : root) {
+        if (!sections.count(std::string(key.str()))) {
+            errors.push_back(fmt::format("{}:{}: unknown section or key \"{}\"", source, node.source().begin.line,
+                                         key.str()));
+        }
+    }
+
+    {
+        SectionReader top(&root, "top level", source, errors);
+        if (const auto* node = root.get("instance")) {
+            if (auto name = node->value<std::string>(); name && is_valid_identifier(*name)) {
+                config.instance = *name;
+            } else {
+                top.error_at(node, "instance", "expected an identifier ([A-Za-z0-9][A-Za-z0-9_.-]{0,63})");
+            }
+        }
+    }
+
+    {
+        auto& m = config.mqtt;
+        SectionReader r(subtable(root, "mqtt", source, errors), "mqtt", source, errors);
+        r.string("uri", m.uri);
+        r.string("client_id", m.client_id);
+        r.integer("version", m.version, 4, 5);
+        r.boolean("clean_session", m.clean_session);
+        int64_t session_expiry_ms = m.session_expiry_s * 1000;
+        r.duration_ms("session_expiry", session_expiry_ms, 0, int64_t{UINT32_MAX} * 1000);
+        m.session_expiry_s = session_expiry_ms / 1000;
+        r.string("device_topic", m.device_topic);
+        r.string("gateway_topic", m.gateway_topic);
+        r.string("shared_group", m.shared_group);
+        r.integer("qos", m.qos, 0, 1);
+        r.duration_ms("keepalive", m.keepalive_ms, 1000, 3600'000);
+        r.duration_ms("connect_timeout", m.connect_timeout_ms, 100, 600'000);
+        r.duration_ms("reconnect_min", m.reconnect_min_ms, 1000, 600'000);
+        r.duration_ms("reconnect_max", m.reconnect_max_ms, 1000, 3600'000);
+        r.string("username", m.username);
+        r.secret("password", m.password);
+        const toml::table* tls = nullptr;
+        if (const auto* node = r.find("tls")) {
+            if (node->is_table()) tls = node->as_table();
+            else r.error_at(node, "tls", "must be a table");
+        }
+        r.finish();
+        SectionReader t(tls, "mqtt.tls", source, errors);
+        t.boolean("enabled", m.tls.enabled);
+        t.string("ca_file", m.tls.ca_file);
+        t.string("cert_file", m.tls.cert_file);
+        t.string("key_file", m.tls.key_file);
+        t.secret("key_password", m.tls.key_password);
+        t.boolean("verify_hostname", m.tls.verify_hostname);
+        t.finish();
+
+        if (m.client_id.empty()) m.client_id = "plantd-" + config.instance;
+        if (m.client_id.size() > 128) r.error_at(r.last_node("client_id"), "client_id", "longer than 128 bytes");
+        if (m.uri.rfind("tcp://", 0) != 0 && m.uri.rfind("ssl://", 0) != 0 && m.uri.rfind("mqtt://", 0) != 0 &&
+            m.uri.rfind("mqtts://", 0) != 0 && m.uri.rfind("ws://", 0) != 0 && m.uri.rfind("wss://", 0) != 0) {
+            r.error_at(r.last_node("uri"), "uri", "expected tcp://, ssl://, mqtt://, mqtts://, ws:// or wss://");
+        }
+        if (m.reconnect_min_ms > m.reconnect_max_ms) {
+            r.error_at(r.last_node("reconnect_min"), "reconnect_min", "is larger than reconnect_max");
+        }
+        auto device = TopicTemplate::parse(m.device_topic, TopicKind::device);
+        if (!device) r.error_at(r.last_node("device_topic"), "device_topic", device.error());
+        if (!m.gateway_topic.empty()) {
+            auto gateway = TopicTemplate::parse(m.gateway_topic, TopicKind::gateway);
+            if (!gateway) r.error_at(r.last_node("gateway_topic"), "gateway_topic", gateway.error());
+            else if (device && device->subscription_filter() == gateway->subscription_filter())
+                r.error_at(r.last_node("gateway_topic"), "gateway_topic", "matches the same topics as device_topic");
+        }
+        if (!m.shared_group.empty() && (m.shared_group.find_first_of("/+#") != std::string::npos)) {
+            r.error_at(r.last_node("shared_group"), "shared_group", "must not contain '/', '+' or '#'");
+        }
+        if (!m.shared_group.empty() && m.version != 5) {
+            r.error_at(r.last_node("shared_group"), "shared_group", "shared subscriptions need version = 5");
+        }
+        bool tls_scheme = m.uri.rfind("ssl://", 0) == 0 || m.uri.rfind("mqtts://", 0) == 0 ||
+                          m.uri.rfind("wss://", 0) == 0;
+        if (tls_scheme) m.tls.enabled = true;
+    }
+
+    {
+        auto& g = config.ingest;
+        SectionReader r(subtable(root, "ingest", source, errors), "ingest", source, errors);
+        r.size("max_payload_bytes", g.max_payload_bytes, 64, 64ull * 1024 * 1024);
+        r.duration_ms("max_future_skew", g.max_future_skew_ms, 0, 365ll * 86400'000);
+        r.integer("workers", g.workers, 1, 64);
+        r.integer("queue_max_messages", g.queue_max_messages, 100, 100'000'000);
+        r.size("queue_max_bytes", g.queue_max_bytes, 1024 * 1024, 64ull * 1024 * 1024 * 1024);
+        r.finish();
+        if (g.queue_max_bytes < g.max_payload_bytes) {
+            r.error_at(r.last_node("queue_max_bytes"), "queue_max_bytes", "is smaller than max_payload_bytes");
+        }
+    }
+
+    {
+        auto& i = config.influxdb;
+        SectionReader r(subtable(root, "influxdb", source, errors), "influxdb", source, errors);
+        r.string("url", i.url);
+        std::string api = "v1";
+        r.string("api", api);
+        if (api == "v1") i.api = InfluxApi::v1;
+        else if (api == "v2") i.api = InfluxApi::v2;
+        else r.error_at(r.last_node("api"), "api", "expected \"v1\" (InfluxDB 1.x /write) or \"v2\" (/api/v2/write)");
+        r.string("database", i.database);
+        r.string("retention_policy", i.retention_policy);
+        r.string("username", i.username);
+        r.secret("password", i.password);
+        r.boolean("create_database", i.create_database);
+        r.string("org", i.org);
+        r.string("bucket", i.bucket);
+        r.secret("token", i.token);
+        r.string("measurement", i.measurement);
+        r.integer("batch_max_lines", i.batch_max_lines, 1, 1'000'000);
+        r.size("batch_max_bytes", i.batch_max_bytes, 1024, 256ull * 1024 * 1024);
+        r.duration_ms("flush_interval", i.flush_interval_ms, 1, 3600'000);
+        r.boolean("gzip", i.gzip);
+        r.duration_ms("request_timeout", i.request_timeout_ms, 100, 600'000);
+        r.duration_ms("retry_initial", i.retry_initial_ms, 1, 600'000);
+        r.duration_ms("retry_max", i.retry_max_ms, 1, 3600'000);
+        r.integer("max_pending_batches", i.max_pending_batches, 1, 1000);
+        r.finish();
+        if (i.url.rfind("http://", 0) != 0 && i.url.rfind("https://", 0) != 0) {
+            r.error_at(r.last_node("url"), "url", "expected http:// or https://");
+        }
+        while (!i.url.empty() && i.url.back() == '/') i.url.pop_back();
+        if (i.measurement.empty() || i.measurement.front() == '_' || contains_control_character(i.measurement)) {
+            r.error_at(r.last_node("measurement"), "measurement",
+                       "must be non-empty, not start with '_' and hold no control characters");
+        }
+        if (i.api == InfluxApi::v1 && (i.database.empty() || contains_control_character(i.database))) {
+            r.error_at(r.last_node("database"), "database", "must be a non-empty name without control characters");
+        }
+        if (i.api == InfluxApi::v2) {
+            if (i.org.empty()) r.error_at(r.last_node("org"), "org", "is required with api = \"v2\"");
+            if (i.bucket.empty()) r.error_at(r.last_node("bucket"), "bucket", "is required with api = \"v2\"");
+            if (!i.token) r.error_at(nullptr, "token", "is required with api = \"v2\" (token, token_env or token_file)");
+        }
+        if (i.retry_initial_ms > i.retry_max_ms) {
+            r.error_at(r.last_node("retry_initial"), "retry_initial", "is larger than retry_max");
+        }
+    }
+
+    {
+        SectionReader r(subtable(root, "dead_letter", source, errors), "dead_letter", source, errors);
+        r.string("path", config.dead_letter.path);
+        r.size("max_bytes", config.dead_letter.max_bytes, 4096, 1ull << 50);
+        r.finish();
+        if (config.dead_letter.path.empty()) r.error_at(r.last_node("path"), "path", "must not be empty");
+    }
+    {
+        SectionReader r(subtable(root, "control", source, errors), "control", source, errors);
+        r.string("listen", config.control.listen);
+        r.finish();
+        check_listen_address(r, config.control.listen);
+    }
+    {
+        SectionReader r(subtable(root, "log", source, errors), "log", source, errors);
+        r.string("level", config.log.level);
+        r.duration_ms("reject_log_interval", config.log.reject_log_interval_ms, 0, 3600'000);
+        r.finish();
+        static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "critical", "off"};
+        if (!levels.count(config.log.level)) {
+            r.error_at(r.last_node("level"), "level", "expected trace, debug, info, warn, error, critical or off");
+        }
+    }
+    {
+        SectionReader r(subtable(root, "shutdown", source, errors), "shutdown", source, errors);
+        r.duration_ms("drain_timeout", config.shutdown.drain_timeout_ms, 0, 3600'000);
+        r.finish();
+    }
+    return config;
+}
+
+std::string join(const std::vector<std::string>& lines) {
+    std::string text;
+    for (const auto& line : lines) {
+        if (!text.empty()) text += '\n';
+        text += line;
+    }
+    return text;
+}
+
+}  // namespace
+
+Result<Config> load_config_text(std::string_view text, const std::string& source) {
+    toml::table root;
+    try {
+        root = toml::parse(text, source);
+    } catch (const toml::parse_error& e) {
+        return fail(fmt::format("{}:{}:{}: {}", source, e.source().begin.line, e.source().begin.column,
+                                e.description()));
+    }
+    std::vector<std::string> errors;
+    Config config = read_config(root, source, errors);
+    if (!errors.empty()) return fail(join(errors));
+    return config;
+}
+
+Result<Config> load_config_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return fail(fmt::format("{}: cannot open the config file: {}", path, std::strerror(errno)));
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    return load_config_text(buffer.str(), path);
+}
+
+}  // namespace plantd

@@ -1,0 +1,65 @@
+#include "control/http_server.hpp"
+
+#include <httplib.h>
+#include <fmt/format.h>
+
+#include "durability/dead_letter_store.hpp"
+
+namespace plantd {
+
+ControlServer::ControlServer(Metrics& metrics, Health& health) : metrics_(metrics), health_(health) {}
+
+ControlServer::~ControlServer() { stop(); }
+
+std::string ControlServer::health_json() const {
+    std::string out = "{\"status\":";
+    bool degraded = !health_.mqtt_connected || !health_.mqtt_subscribed || health_.influx_failing;
+    append_json_string(out, health_.draining ? "draining" : degraded ? "degraded" : "ok");
+    out += fmt::format(",\"mqtt_connected\":{},\"mqtt_subscribed\":{},\"influxdb_ok\":{}",
+                       health_.mqtt_connected.load(), health_.mqtt_subscribed.load(), !health_.influx_failing.load());
+    out += ",\"influxdb_error\":";
+    append_json_string(out, health_.influx_error());
+    out += fmt::format(",\"points_buffered\":{}}}", metrics_.points_buffered.load());
+    return out;
+}
+
+std::string ControlServer::start(const std::string& listen) {
+    auto colon = listen.rfind(':');
+    std::string host = listen.substr(0, colon);
+    int port = std::stoi(listen.substr(colon + 1));
+    server_ = std::make_unique<httplib::Server>();
+    server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
+        response.set_content(metrics_.render_prometheus(), "text/plain; version=0.0.4; charset=utf-8");
+    });
+    // /health: the process answers (liveness) and says what is degraded.
+    server_->Get("/health", [this](const httplib::Request&, httplib::Response& response) {
+        response.set_content(health_json(), "application/json");
+    });
+    // /ready: 200 only while subscribed and InfluxDB accepts writes.
+    server_->Get("/ready", [this](const httplib::Request&, httplib::Response& response) {
+        response.status = health_.ready() ? 200 : 503;
+        response.set_content(health_json(), "application/json");
+    });
+    server_->set_exception_handler([this](const httplib::Request&, httplib::Response& response, std::exception_ptr) {
+        metrics_.internal_errors.fetch_add(1);
+        response.status = 500;
+    });
+    if (port == 0) {
+        port_ = server_->bind_to_any_port(host);
+        if (port_ < 0) return fmt::format("[control] listen {}: cannot bind", listen);
+    } else {
+        if (!server_->bind_to_port(host, port)) {
+            return fmt::format("[control] listen {}: cannot bind (in use, or not a local address?)", listen);
+        }
+        port_ = port;
+    }
+    thread_ = std::thread([this] { server_->listen_after_bind(); });
+    return {};
+}
+
+void ControlServer::stop() {
+    if (server_) server_->stop();
+    if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace plantd

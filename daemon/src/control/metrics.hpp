@@ -1,0 +1,82 @@
+#pragma once
+// Counters for every message in and out, rendered as Prometheus text on GET /metrics.
+// Invariants the tests check after a drain:
+//   messages_received = messages_accepted + messages_rejected (by reason)
+//   records_accepted  = points_written + points_rejected (by reason) + points_buffered
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <vector>
+
+#include "decoding/reject_reason.hpp"
+
+namespace plantd {
+
+// What a rejection dropped: a whole message, one record of it, one field, or a line InfluxDB refused.
+enum class RejectScope : uint8_t { message, record, field, point };
+
+std::string_view to_string(RejectScope scope);
+
+// Label used for factories that could not be read from a topic.
+inline constexpr std::string_view no_factory_label = "_none";
+// Label used once too many distinct factories were seen (bounds label cardinality).
+inline constexpr std::string_view other_factory_label = "_other";
+
+class Metrics {
+public:
+    std::atomic<uint64_t> messages_received{0};
+    std::atomic<uint64_t> bytes_received{0};
+    std::atomic<uint64_t> messages_accepted{0};
+    std::atomic<uint64_t> records_accepted{0};
+    std::atomic<int64_t> points_buffered{0};
+    std::atomic<uint64_t> batches_written{0};
+    std::atomic<uint64_t> write_requests{0};
+    std::atomic<uint64_t> write_failures{0};
+    std::atomic<uint64_t> write_bytes_sent{0};
+    std::atomic<uint64_t> backpressure_waits{0};
+    std::atomic<uint64_t> mqtt_connects{0};
+    std::atomic<uint64_t> mqtt_connection_losses{0};
+    std::atomic<uint64_t> mqtt_connect_failures{0};
+    std::atomic<uint64_t> mqtt_subscribe_failures{0};
+    std::atomic<uint64_t> internal_errors{0};  // exceptions caught at a thread or callback boundary
+    std::atomic<uint64_t> dead_letters_written{0};
+    std::atomic<uint64_t> dead_letter_write_errors{0};
+
+    explicit Metrics(size_t max_factory_labels = 1000) : max_factory_labels_(max_factory_labels) {}
+
+    void count_rejected(RejectScope scope, RejectReason reason, std::string_view factory, uint64_t n = 1);
+    void count_points_written(std::string_view factory, uint64_t n);
+
+    uint64_t rejected(RejectScope scope, RejectReason reason) const;
+    uint64_t rejected_total(RejectScope scope) const;
+    uint64_t points_written() const;
+
+    // Gauges read at scrape time (queue depth, connection state...).
+    void add_gauge(std::string name, std::string help, std::function<double()> read);
+
+    std::string render_prometheus() const;
+
+private:
+    std::string factory_label(std::string_view factory);  // with mutex_ held
+
+    size_t max_factory_labels_;
+    mutable std::mutex mutex_;
+    std::map<std::tuple<RejectScope, RejectReason, std::string>, uint64_t> rejected_;
+    std::map<std::string, uint64_t, std::less<>> written_by_factory_;
+    std::map<std::string, bool, std::less<>> known_factories_;
+    std::array<std::array<std::atomic<uint64_t>, reject_reason_count>, 4> rejected_totals_{};
+    std::atomic<uint64_t> points_written_{0};
+    struct Gauge {
+        std::string name, help;
+        std::function<double()> read;
+    };
+    std::vector<Gauge> gauges_;
+};
+
+}  // namespace plantd

@@ -1,0 +1,54 @@
+#pragma once
+// Decodes one MQTT payload into records as SPEC section 2 fixes. One decoder per worker thread:
+// it owns a reusable simdjson parser and a padded input buffer.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <simdjson.h>
+
+#include "decoding/record.hpp"
+
+namespace plantd {
+
+struct DecoderLimits {
+    size_t max_payload_bytes = 256 * 1024;
+    int64_t max_future_skew_ms = 5 * 60 * 1000;
+    size_t max_string_bytes = 1024;
+    int max_depth = 4;
+};
+
+class PayloadDecoder {
+public:
+    explicit PayloadDecoder(DecoderLimits limits);
+
+    // Fills `out` with the accepted records (and the records and fields dropped on the way).
+    // Returns the rejection of the whole message, or nullopt when at least one record was accepted.
+    // `received_ms` stamps records without "ts"; `now_ms` bounds future timestamps.
+    std::optional<Rejection> decode(const TopicMatch& topic, std::string_view payload, int64_t received_ms,
+                                    int64_t now_ms, DecodedMessage& out);
+
+private:
+    using Element = simdjson::dom::element;
+    using Object = simdjson::dom::object;
+
+    std::optional<Rejection> decode_device_payload(Element root, DecodedMessage& out);
+    std::optional<Rejection> decode_gateway_payload(Element root, DecodedMessage& out);
+    // Returns a message-level rejection (identity mismatch) or nullopt; record-level problems are
+    // recorded in out.record_rejections.
+    std::optional<Rejection> decode_record(Object object, std::string_view where, DecodedMessage& out);
+    void flatten_metrics(Object object, std::string& prefix, int depth, std::string_view where,
+                         DecodedMessage& out, Record& record);
+    Field& next_field(DecodedMessage& out);
+    void drop_duplicate_fields(std::string_view where, DecodedMessage& out, Record& record);
+    std::optional<int64_t> read_timestamp(Element value, std::string& problem) const;
+
+    DecoderLimits limits_;
+    simdjson::dom::parser parser_;
+    std::string padded_;
+    int64_t received_ms_ = 0;
+    int64_t now_ms_ = 0;
+};
+
+}  // namespace plantd

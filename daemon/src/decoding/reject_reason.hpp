@@ -1,0 +1,37 @@
+#pragma once
+// Why a message, record or field was rejected. Stable names: they are /metrics labels and appear in
+// dead letters, so operators can alert on them.
+#include <array>
+#include <cstdint>
+#include <string_view>
+
+namespace plantd {
+
+enum class RejectReason : uint8_t {
+    malformed_json,
+    bad_topic,
+    unknown_factory,
+    unknown_device,
+    foreign_device,
+    identity_mismatch,
+    oversize,
+    bad_timestamp,
+    rate_limited,
+    invalid_field,
+    invalid_record,
+    influx_rejected,
+    shutdown_unwritten,
+    count_  // not a reason: the number of reasons
+};
+
+inline constexpr size_t reject_reason_count = static_cast<size_t>(RejectReason::count_);
+
+inline std::string_view to_string(RejectReason reason) {
+    static constexpr std::array<std::string_view, reject_reason_count> names{
+        "malformed_json", "bad_topic",     "unknown_factory", "unknown_device",  "foreign_device",
+        "identity_mismatch", "oversize",   "bad_timestamp",   "rate_limited",    "invalid_field",
+        "invalid_record",  "influx_rejected", "shutdown_unwritten"};
+    return names[static_cast<size_t>(reason)];
+}
+
+}  // namespace plantd

@@ -1,0 +1,147 @@
+#include "durability/dead_letter_store.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <filesystem>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <simdjson.h>
+#include <spdlog/spdlog.h>
+
+#include "util/clock.hpp"
+
+namespace plantd {
+
+void append_json_string(std::string& out, std::string_view text) {
+    out += '"';
+    for (char c : text) {
+        auto u = static_cast<unsigned char>(c);
+        switch (c) {
+            case '"': out += "\\\""; break;
+            case '\\': out += "\\\\"; break;
+            case '\n': out += "\\n"; break;
+            case '\r': out += "\\r"; break;
+            case '\t': out += "\\t"; break;
+            default:
+                if (u < 0x20 || u == 0x7f) {
+                    fmt::format_to(std::back_inserter(out), "\\u{:04x}", u);
+                } else {
+                    out += c;
+                }
+        }
+    }
+    out += '"';
+}
+
+std::string base64_encode(std::string_view data) {
+    static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string out;
+    out.reserve((data.size() + 2) / 3 * 4);
+    size_t i = 0;
+    for (; i + 2 < data.size(); i += 3) {
+        uint32_t n = (uint32_t(uint8_t(data[i])) << 16) | (uint32_t(uint8_t(data[i + 1])) << 8) | uint8_t(data[i + 2]);
+        out += alphabet[(n >> 18) & 63];
+        out += alphabet[(n >> 12) & 63];
+        out += alphabet[(n >> 6) & 63];
+        out += alphabet[n & 63];
+    }
+    if (i < data.size()) {
+        uint32_t n = uint32_t(uint8_t(data[i])) << 16;
+        if (i + 1 < data.size()) n |= uint32_t(uint8_t(data[i + 1])) << 8;
+        out += alphabet[(n >> 18) & 63];
+        out += alphabet[(n >> 12) & 63];
+        out += i + 1 < data.size() ? alphabet[(n >> 6) & 63] : '=';
+        out += '=';
+    }
+    return out;
+}
+
+std::string DeadLetterStore::to_json(const DeadLetter& letter) {
+    std::string out;
+    out.reserve(letter.payload.size() + letter.detail.size() + 256);
+    out += "{\"time\":";
+    append_json_string(out, format_rfc3339_ms(letter.time_ms));
+    out += ",\"kind\":";
+    append_json_string(out, letter.kind);
+    out += ",\"topic\":";
+    append_json_string(out, simdjson::validate_utf8(letter.topic.data(), letter.topic.size()) ? letter.topic : "");
+    if (!letter.destination.empty()) {
+        out += ",\"destination\":";
+        append_json_string(out, letter.destination);
+    }
+    out += ",\"factory_id\":";
+    append_json_string(out, letter.factory_id);
+    out += ",\"reason\":";
+    append_json_string(out, to_string(letter.reason));
+    out += ",\"detail\":";
+    append_json_string(out, simdjson::validate_utf8(letter.detail.data(), letter.detail.size()) ? letter.detail
+                                                                                             : "(not UTF-8)");
+    // Text payloads stay readable; anything that is not UTF-8 is kept byte for byte in base64.
+    if (simdjson::validate_utf8(letter.payload.data(), letter.payload.size())) {
+        out += ",\"payload\":";
+        append_json_string(out, letter.payload);
+    } else {
+        out += ",\"payload_base64\":\"";
+        out += base64_encode(letter.payload);
+        out += '"';
+    }
+    out += '}';
+    return out;
+}
+
+Result<std::unique_ptr<DeadLetterStore>> DeadLetterStore::open(const std::string& path, uint64_t max_bytes,
+                                                                Metrics& metrics) {
+    std::error_code ec;
+    auto parent = std::filesystem::path(path).parent_path();
+    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+    if (ec) return fail(fmt::format("dead-letter store {}: cannot create {}: {}", path, parent.string(), ec.message()));
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0) return fail(fmt::format("dead-letter store {}: cannot open: {}", path, std::strerror(errno)));
+    struct stat st{};
+    uint64_t size = ::fstat(fd, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+    return std::unique_ptr<DeadLetterStore>(new DeadLetterStore(path, max_bytes, fd, size, metrics));
+}
+
+DeadLetterStore::~DeadLetterStore() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+bool DeadLetterStore::rotate() {
+    std::string older = path_ + ".1";
+    if (::rename(path_.c_str(), older.c_str()) != 0) return false;
+    int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0) return false;
+    ::close(fd_);
+    fd_ = fd;
+    size_ = 0;
+    spdlog::warn("dead-letter store {} reached {} bytes; the previous file is now {}", path_, max_bytes_, older);
+    return true;
+}
+
+bool DeadLetterStore::append(const DeadLetter& letter) {
+    DeadLetter stamped = letter;
+    if (stamped.time_ms == 0) stamped.time_ms = wall_clock_ms();
+    std::string line = to_json(stamped);
+    line += '\n';
+    std::lock_guard lock(mutex_);
+    if (size_ + line.size() > max_bytes_ && size_ > 0) rotate();
+    size_t done = 0;
+    while (done < line.size()) {
+        ssize_t n = ::write(fd_, line.data() + done, line.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            metrics_.dead_letter_write_errors.fetch_add(1, std::memory_order_relaxed);
+            spdlog::error("dead-letter store {}: write failed: {}", path_, std::strerror(errno));
+            return false;
+        }
+        done += static_cast<size_t>(n);
+    }
+    size_ += line.size();
+    metrics_.dead_letters_written.fetch_add(1, std::memory_order_relaxed);
+    return true;
+}
+
+}  // namespace plantd

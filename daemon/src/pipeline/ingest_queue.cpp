@@ -1,0 +1,49 @@
+#include "pipeline/ingest_queue.hpp"
+
+#include <functional>
+#include <thread>
+
+namespace plantd {
+
+IngestQueue::IngestQueue(size_t shards, size_t max_messages, size_t max_bytes, Metrics& metrics)
+    : max_messages_(max_messages), max_bytes_(max_bytes), metrics_(metrics) {
+    for (size_t i = 0; i < shards; ++i) shards_.push_back(std::make_unique<Queue>(max_messages / shards + 64));
+}
+
+size_t IngestQueue::shard_of(std::string_view topic) const {
+    return std::hash<std::string_view>{}(topic) % shards_.size();
+}
+
+bool IngestQueue::push(RawMessage message) {
+    const size_t bytes = message.size_bytes();
+    bool waited = false;
+    // A message larger than the whole byte budget still passes when the queue is empty.
+    while (messages_.load(std::memory_order_relaxed) >= max_messages_ ||
+           (bytes_.load(std::memory_order_relaxed) + bytes > max_bytes_ && messages_.load() > 0)) {
+        if (closed_.load()) return false;
+        if (!waited) {
+            metrics_.backpressure_waits.fetch_add(1, std::memory_order_relaxed);
+            waited = true;
+        }
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    if (closed_.load()) return false;
+    messages_.fetch_add(1, std::memory_order_relaxed);
+    bytes_.fetch_add(bytes, std::memory_order_relaxed);
+    size_t shard = shard_of(*message.topic);
+    shards_[shard]->enqueue(std::move(message));
+    return true;
+}
+
+size_t IngestQueue::pop_bulk(size_t shard, RawMessage* out, size_t max, std::chrono::microseconds timeout) {
+    size_t n = shards_[shard]->wait_dequeue_bulk_timed(out, max, timeout);
+    if (n > 0) {
+        size_t bytes = 0;
+        for (size_t i = 0; i < n; ++i) bytes += out[i].size_bytes();
+        messages_.fetch_sub(n, std::memory_order_relaxed);
+        bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+    }
+    return n;
+}
+
+}  // namespace plantd

@@ -1,0 +1,49 @@
+#pragma once
+// The hand-off from the MQTT receive thread to the workers: one lock-free queue per worker shard.
+// A topic always maps to the same shard, so each device's messages stay in order. Memory is bounded
+// by message count and bytes: when full, push() waits, the receive thread stops reading, and the
+// broker holds the rest (backpressure instead of loss).
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include <concurrentqueue/blockingconcurrentqueue.h>
+
+#include "control/metrics.hpp"
+#include "pipeline/raw_message.hpp"
+
+namespace plantd {
+
+class IngestQueue {
+public:
+    IngestQueue(size_t shards, size_t max_messages, size_t max_bytes, Metrics& metrics);
+
+    size_t shard_count() const { return shards_.size(); }
+    size_t shard_of(std::string_view topic) const;
+
+    // Waits while the queue is full. Returns false only if the queue was closed (the message is not taken).
+    bool push(RawMessage message);
+    // Takes up to `max` messages of one shard, waiting at most `timeout` for the first.
+    size_t pop_bulk(size_t shard, RawMessage* out, size_t max, std::chrono::microseconds timeout);
+
+    // After close(), push() refuses and pop_bulk() drains what is left.
+    void close() { closed_.store(true); }
+    bool closed() const { return closed_.load(); }
+    size_t size_messages() const { return messages_.load(std::memory_order_relaxed); }
+    size_t size_bytes() const { return bytes_.load(std::memory_order_relaxed); }
+
+private:
+    using Queue = moodycamel::BlockingConcurrentQueue<RawMessage>;
+    std::vector<std::unique_ptr<Queue>> shards_;
+    size_t max_messages_;
+    size_t max_bytes_;
+    Metrics& metrics_;
+    std::atomic<size_t> messages_{0};
+    std::atomic<size_t> bytes_{0};
+    std::atomic<bool> closed_{false};
+};
+
+}  // namespace plantd

@@ -1,0 +1,233 @@
+#include "pipeline/worker.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "util/clock.hpp"
+#include "writer/line_protocol.hpp"
+
+namespace plantd {
+
+namespace {
+
+constexpr size_t bulk_size = 256;
+
+int64_t steady_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+// Topics come from the network: make them safe to print in a log line.
+std::string printable(std::string_view text) {
+    std::string out;
+    for (char c : text.substr(0, 200)) {
+        auto u = static_cast<unsigned char>(c);
+        out += (u < 0x20 || u == 0x7f) ? '?' : c;
+    }
+    if (text.size() > 200) out += "...";
+    return out;
+}
+
+}  // namespace
+
+std::string destination_for(const InfluxConfig& config, std::string_view factory_id) {
+    std::string name = config.api == InfluxApi::v1 ? config.database : config.bucket;
+    constexpr std::string_view placeholder = "{factory_id}";
+    for (size_t at = name.find(placeholder); at != std::string::npos; at = name.find(placeholder, at)) {
+        name.replace(at, placeholder.size(), factory_id);
+        at += factory_id.size();
+    }
+    return name;
+}
+
+Worker::Worker(size_t shard, WorkerServices services, InfluxWriter& writer)
+    : shard_(shard),
+      services_(services),
+      writer_(writer),
+      decoder_(DecoderLimits{.max_payload_bytes = services.config.ingest.max_payload_bytes,
+                             .max_future_skew_ms = services.config.ingest.max_future_skew_ms}) {
+    append_escaped_measurement(escaped_measurement_, services_.config.influxdb.measurement);
+    const auto& influx = services_.config.influxdb;
+    per_factory_destination_ =
+        (influx.api == InfluxApi::v1 ? influx.database : influx.bucket).find("{factory_id}") != std::string::npos;
+    heartbeat_ms_ = steady_ms();
+}
+
+Worker::~Worker() { join(); }
+
+void Worker::start() { thread_ = std::thread([this] { run(); }); }
+
+void Worker::join() {
+    if (thread_.joinable()) thread_.join();
+}
+
+void Worker::run() {
+    std::vector<RawMessage> messages(bulk_size);
+    const auto idle_wait = std::chrono::milliseconds(std::clamp<int64_t>(services_.config.influxdb.flush_interval_ms / 4, 1, 100));
+    while (true) {
+        heartbeat_ms_.store(steady_ms(), std::memory_order_relaxed);
+        bool closed = services_.queue.closed();  // read before popping: nothing is pushed after close
+        size_t n = services_.queue.pop_bulk(shard_, messages.data(), bulk_size, idle_wait);
+        for (size_t i = 0; i < n; ++i) {
+            try {
+                process(messages[i]);
+            } catch (const std::exception& e) {
+                // Decoding reports errors as values; this only guards against the unforeseen.
+                services_.metrics.internal_errors.fetch_add(1);
+                spdlog::error("worker {}: unexpected exception: {}", shard_, e.what());
+                reject_message(messages[i], "", Rejection{RejectReason::malformed_json,
+                                                          fmt::format("internal error while decoding: {}", e.what())});
+            }
+            messages[i] = RawMessage{};  // release the payload now
+        }
+        flush_aged();
+        if (closed && n == 0) break;
+    }
+    flush_all();
+}
+
+void Worker::process(const RawMessage& message) {
+    const std::string& topic = *message.topic;
+    TopicMatch match;
+    TopicError topic_error = services_.router.route(topic, match);
+    if (topic_error != TopicError::none) {
+        std::string_view factory = topic_error == TopicError::invalid_source_id ? match.factory_id : std::string_view{};
+        std::string detail;
+        switch (topic_error) {
+            case TopicError::no_match: detail = "topic matches neither the device nor the gateway template"; break;
+            case TopicError::invalid_factory_id: detail = "factory_id in the topic is not a valid identifier"; break;
+            default: detail = "device_id or gateway_id in the topic is not a valid identifier"; break;
+        }
+        reject_message(message, factory, Rejection{RejectReason::bad_topic, std::move(detail)});
+        return;
+    }
+    const std::string_view payload = message.payload ? std::string_view(*message.payload) : std::string_view{};
+    auto rejection = decoder_.decode(match, payload, message.received_ms, wall_clock_ms(), decoded_);
+    if (rejection) {
+        reject_message(message, match.factory_id, *rejection);
+        return;
+    }
+
+    auto& metrics = services_.metrics;
+    metrics.messages_accepted.fetch_add(1, std::memory_order_relaxed);
+    Batch& batch = batch_for(match.factory_id);
+    static const ExtraTags no_extra_tags;
+    for (const Record& record : decoded_.records) {
+        append_record_line(batch.body, escaped_measurement_, match.factory_id, record, decoded_, no_extra_tags);
+        batch.end_line(match.factory_id);
+    }
+    metrics.records_accepted.fetch_add(decoded_.records.size(), std::memory_order_relaxed);
+    metrics.points_buffered.fetch_add(static_cast<int64_t>(decoded_.records.size()), std::memory_order_relaxed);
+    if (!decoded_.record_rejections.empty() || !decoded_.field_rejections.empty()) {
+        dead_letter_partial(message, match.factory_id);
+    }
+    const auto& influx = services_.config.influxdb;
+    if (batch.lines() >= influx.batch_max_lines || batch.body.size() >= influx.batch_max_bytes) {
+        Batch full = std::move(batch);
+        batch = Batch{};
+        batch.destination = full.destination;
+        writer_.submit(std::move(full));
+    }
+}
+
+Batch& Worker::batch_for(std::string_view factory) {
+    if (!per_factory_destination_) {
+        if (open_batches_.empty()) {
+            open_batches_.emplace_back();
+            open_batches_.back().destination = destination_for(services_.config.influxdb, "");
+        }
+        Batch& batch = open_batches_.front();
+        if (batch.lines() == 0) batch.opened = std::chrono::steady_clock::now();
+        return batch;
+    }
+    std::string destination = destination_for(services_.config.influxdb, factory);
+    for (Batch& batch : open_batches_) {
+        if (batch.destination == destination) {
+            if (batch.lines() == 0) batch.opened = std::chrono::steady_clock::now();
+            return batch;
+        }
+    }
+    open_batches_.emplace_back();
+    open_batches_.back().destination = std::move(destination);
+    open_batches_.back().opened = std::chrono::steady_clock::now();
+    return open_batches_.back();
+}
+
+void Worker::flush_aged() {
+    const auto max_age = std::chrono::milliseconds(services_.config.influxdb.flush_interval_ms);
+    const auto now = std::chrono::steady_clock::now();
+    for (Batch& batch : open_batches_) {
+        if (batch.lines() > 0 && now - batch.opened >= max_age) {
+            Batch full = std::move(batch);
+            batch = Batch{};
+            batch.destination = full.destination;
+            writer_.submit(std::move(full));
+        }
+    }
+    // Per-factory destinations: forget idle empty batches so the list stays short.
+    if (open_batches_.size() > 64) {
+        std::erase_if(open_batches_, [](const Batch& b) { return b.lines() == 0; });
+    }
+}
+
+void Worker::flush_all() {
+    for (Batch& batch : open_batches_) {
+        if (batch.lines() > 0) {
+            Batch full = std::move(batch);
+            batch = Batch{};
+            batch.destination = full.destination;
+            writer_.submit(std::move(full));
+        }
+    }
+}
+
+void Worker::reject_message(const RawMessage& message, std::string_view factory, const Rejection& rejection) {
+    services_.metrics.count_rejected(RejectScope::message, rejection.reason, factory);
+    const std::string& topic = *message.topic;
+    services_.log.warn(std::string(to_string(rejection.reason)), "rejected message on {}: {}: {}", printable(topic),
+                       to_string(rejection.reason), rejection.detail);
+    DeadLetter letter{.kind = "message",
+                      .topic = topic,
+                      .destination = "",
+                      .factory_id = factory,
+                      .reason = rejection.reason,
+                      .detail = rejection.detail,
+                      .payload = message.payload ? std::string_view(*message.payload) : std::string_view{},
+                      .time_ms = message.received_ms};
+    services_.dead_letters.append(letter);
+}
+
+void Worker::dead_letter_partial(const RawMessage& message, std::string_view factory) {
+    auto& metrics = services_.metrics;
+    std::string detail;
+    size_t listed = 0;
+    auto describe = [&](const Rejection& r) {
+        if (listed++ < 20 && detail.size() < 4000) {
+            if (!detail.empty()) detail += "; ";
+            fmt::format_to(std::back_inserter(detail), "{}: {}", to_string(r.reason), r.detail);
+        }
+    };
+    for (const auto& r : decoded_.record_rejections) {
+        metrics.count_rejected(RejectScope::record, r.reason, factory);
+        describe(r);
+    }
+    for (const auto& r : decoded_.field_rejections) {
+        metrics.count_rejected(RejectScope::field, r.reason, factory);
+        describe(r);
+    }
+    if (listed > 20) fmt::format_to(std::back_inserter(detail), " (and {} more)", listed - 20);
+    const Rejection& first =
+        decoded_.record_rejections.empty() ? decoded_.field_rejections.front() : decoded_.record_rejections.front();
+    services_.log.warn("partial_" + std::string(to_string(first.reason)), "partly rejected message on {}: {}",
+                       printable(*message.topic), detail);
+    DeadLetter letter{.kind = "partial",
+                      .topic = *message.topic,
+                      .destination = "",
+                      .factory_id = factory,
+                      .reason = first.reason,
+                      .detail = detail,
+                      .payload = message.payload ? std::string_view(*message.payload) : std::string_view{},
+                      .time_ms = message.received_ms};
+    services_.dead_letters.append(letter);
+}
+
+}  // namespace plantd

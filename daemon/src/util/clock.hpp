@@ -1,0 +1,17 @@
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace plantd {
+
+inline int64_t wall_clock_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+// "2026-11-21T10:00:30.000Z"
+std::string format_rfc3339_ms(int64_t epoch_ms);
+
+}  // namespace plantd

@@ -1,0 +1,56 @@
+#pragma once
+// One HTTP connection to InfluxDB (libcurl, keep-alive, gzip). Knows the v1 and v2 write APIs and
+// classifies every response the way NOTES.md lists; the retry policy lives in InfluxWriter.
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "config/config.hpp"
+#include "writer/gzip.hpp"
+
+namespace plantd {
+
+enum class WriteStatus {
+    ok,                  // 2xx
+    bad_data,            // 400, 422: some line is bad (v1 "partial write" too)
+    too_large,           // 413
+    throttled,           // 429, 503: back off, honour Retry-After
+    unauthorized,        // 401, 403: keep the data, tell the operator
+    database_not_found,  // 404 from v1 /write, or a v2 bucket not found
+    server_error,        // other 5xx and unexpected statuses
+    network_error,       // no HTTP response at all
+};
+
+std::string_view to_string(WriteStatus status);
+
+struct WriteOutcome {
+    WriteStatus status = WriteStatus::network_error;
+    long http_status = 0;
+    std::string message;        // InfluxDB's error text or curl's
+    int64_t retry_after_ms = -1;  // from Retry-After, when given
+    size_t bytes_sent = 0;
+};
+
+class InfluxClient {
+public:
+    explicit InfluxClient(const InfluxConfig& config);
+    ~InfluxClient();
+    InfluxClient(const InfluxClient&) = delete;
+    InfluxClient& operator=(const InfluxClient&) = delete;
+
+    WriteOutcome write(std::string_view destination, std::string_view lines);
+    // v1: CREATE DATABASE (idempotent). Returns an empty string on success, else the error.
+    std::string create_database(std::string_view name);
+
+private:
+    WriteOutcome perform(const std::string& url, std::string_view body, bool compressed, const char* content_type);
+
+    const InfluxConfig& config_;
+    void* curl_;  // CURL*, kept out of the header
+    GzipCompressor gzip_;
+    std::string compressed_;
+    std::string response_;
+    std::string retry_after_;
+};
+
+}  // namespace plantd
