@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <new>
 #include <fmt/format.h>
 
 #include "decoding/identifiers.hpp"
@@ -52,8 +53,8 @@ std::string printable_quoted(std::string_view text) {
 
 PayloadDecoder::PayloadDecoder(DecoderLimits limits) : limits_(limits) {
     // A rewritten document may be a little larger than the payload; the parser's capacity is the bound.
-    // The parser allocates on first use and keeps its buffers.
-    parser_.set_max_capacity(limits_.max_payload_bytes * 2 + 64);
+    // Allocated once for the largest document and reused for every message.
+    if (parser_.allocate(limits_.max_payload_bytes * 2 + 64) != simdjson::SUCCESS) throw std::bad_alloc();
 }
 
 std::optional<Rejection> PayloadDecoder::decode(const TopicMatch& topic, std::string_view payload,
