@@ -1,0 +1,127 @@
+#include <doctest/doctest.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "config/config.hpp"
+#include "config/units.hpp"
+
+using namespace plantd;
+
+namespace {
+std::string error_of(std::string_view text) {
+    auto result = load_config_text(text, "test.toml");
+    return result.ok() ? std::string("(accepted)") : result.error();
+}
+bool mentions(const std::string& text, std::string_view part) { return text.find(part) != std::string::npos; }
+}  // namespace
+
+TEST_CASE("the example config in config/ is valid") {
+    auto config = load_config_file(PLANTD_SOURCE_DIR "/config/plantd.toml");
+    REQUIRE_MESSAGE(config.ok(), (config.ok() ? "" : config.error()));
+    CHECK(config->instance == "demo");
+    CHECK(config->mqtt.uri == "tcp://127.0.0.1:11883");
+    CHECK(config->mqtt.client_id == "plantd-demo");
+    CHECK(config->mqtt.session_expiry_s == 7 * 24 * 3600);
+    CHECK(config->influxdb.flush_interval_ms == 1000);
+    CHECK(config->ingest.max_payload_bytes == 256 * 1024);
+    CHECK(config->ingest.queue_max_bytes == 128ull * 1024 * 1024);
+}
+
+TEST_CASE("an empty config gives the defaults") {
+    auto config = load_config_text("", "empty.toml");
+    REQUIRE(config.ok());
+    CHECK(config->mqtt.qos == 1);
+    CHECK_FALSE(config->mqtt.clean_session);
+    CHECK(config->ingest.max_future_skew_ms == 300'000);
+    CHECK(config->influxdb.batch_max_lines == 5000);
+    CHECK(config->influxdb.measurement == "telemetry");
+}
+
+TEST_CASE("errors name file, line, section, key and problem") {
+    auto e = error_of("[mqtt]\nkeepalive = \"soon\"\n");
+    CHECK(mentions(e, "test.toml:2:"));
+    CHECK(mentions(e, "[mqtt] keepalive"));
+    CHECK(mentions(e, "duration"));
+
+    e = error_of("[influxdb]\nbatch_max_lines = 0\n");
+    CHECK(mentions(e, "[influxdb] batch_max_lines"));
+    CHECK(mentions(e, "out of range"));
+
+    e = error_of("[mqtt]\nqos = \"1\"\n");
+    CHECK(mentions(e, "[mqtt] qos: expected an integer"));
+
+    e = error_of("[mqtt]\nkeep_alive = \"30s\"\n");
+    CHECK(mentions(e, "[mqtt] keep_alive: unknown key"));
+
+    e = error_of("[mqt]\nuri = \"tcp://x:1\"\n");
+    CHECK(mentions(e, "unknown section or key \"mqt\""));
+
+    e = error_of("[mqtt\nuri = 1");
+    CHECK(mentions(e, "test.toml:1:"));
+}
+
+TEST_CASE("invalid values are refused") {
+    CHECK(mentions(error_of("[mqtt]\ndevice_topic = \"factory/{factory_id}/telemetry\"\n"), "no {device_id}"));
+    CHECK(mentions(error_of("[mqtt]\ngateway_topic = \"factory/{factory_id}/device/{gateway_id}/telemetry\"\n"),
+                   "same topics as device_topic"));
+    CHECK(mentions(error_of("[mqtt]\nuri = \"http://broker\"\n"), "[mqtt] uri"));
+    CHECK(mentions(error_of("[mqtt]\nversion = 3\n"), "[mqtt] version"));
+    CHECK(mentions(error_of("[mqtt]\nshared_group = \"a/b\"\n"), "shared_group"));
+    CHECK(mentions(error_of("[mqtt]\nversion = 4\nshared_group = \"g\"\n"), "version = 5"));
+    CHECK(mentions(error_of("[mqtt]\nreconnect_min = \"1m\"\nreconnect_max = \"10s\"\n"), "reconnect_min"));
+    CHECK(mentions(error_of("[influxdb]\nurl = \"127.0.0.1:8086\"\n"), "[influxdb] url"));
+    CHECK(mentions(error_of("[influxdb]\napi = \"v3\"\n"), "[influxdb] api"));
+    CHECK(mentions(error_of("[influxdb]\napi = \"v2\"\n"), "org"));
+    CHECK(mentions(error_of("[influxdb]\nmeasurement = \"_m\"\n"), "measurement"));
+    CHECK(mentions(error_of("[ingest]\nmax_payload_bytes = \"lots\"\n"), "size"));
+    CHECK(mentions(error_of("[ingest]\nworkers = 0\n"), "[ingest] workers"));
+    CHECK(mentions(error_of("[control]\nlisten = \"9102\"\n"), "[control] listen"));
+    CHECK(mentions(error_of("[log]\nlevel = \"loud\"\n"), "[log] level"));
+    CHECK(mentions(error_of("instance = \"a b\"\n"), "instance"));
+}
+
+TEST_CASE("secrets come from the config, an environment variable or a file, never two") {
+    ::setenv("PLANTD_TEST_SECRET", "from-env", 1);
+    auto config = load_config_text("[mqtt]\npassword_env = \"PLANTD_TEST_SECRET\"\n", "t.toml");
+    REQUIRE(config.ok());
+    CHECK(config->mqtt.password == "from-env");
+
+    auto path = std::filesystem::temp_directory_path() / "plantd-test-secret";
+    std::ofstream(path) << "from-file\n";
+    config = load_config_text("[influxdb]\napi = \"v2\"\norg = \"o\"\nbucket = \"b\"\ntoken_file = \"" +
+                                  path.string() + "\"\n",
+                              "t.toml");
+    REQUIRE(config.ok());
+    CHECK(config->influxdb.token == "from-file");
+    std::filesystem::remove(path);
+
+    CHECK(mentions(error_of("[mqtt]\npassword = \"a\"\npassword_env = \"B\"\n"), "only one of"));
+    CHECK(mentions(error_of("[mqtt]\npassword_env = \"PLANTD_TEST_UNSET_VARIABLE\"\n"), "is not set"));
+    CHECK(mentions(error_of("[mqtt]\npassword_file = \"/nonexistent/secret\"\n"), "cannot read"));
+}
+
+TEST_CASE("durations and sizes") {
+    CHECK(parse_duration_ms("250ms") == 250);
+    CHECK(parse_duration_ms("30s") == 30'000);
+    CHECK(parse_duration_ms("5m") == 300'000);
+    CHECK(parse_duration_ms("1h") == 3'600'000);
+    CHECK(parse_duration_ms("7d") == 604'800'000);
+    for (const char* bad : {"", "s", "5", "5 parsecs", "-5s", "1.5s", "99999999999999999999s"}) {
+        CAPTURE(bad);
+        CHECK_FALSE(parse_duration_ms(bad));
+    }
+    CHECK(parse_size_bytes("1024") == 1024);
+    CHECK(parse_size_bytes("64KiB") == 65536);
+    CHECK(parse_size_bytes("4MiB") == 4 * 1024 * 1024);
+    CHECK(parse_size_bytes("1GiB") == 1024ull * 1024 * 1024);
+    for (const char* bad : {"", "KiB", "1TB", "-1", "99999999999999999999GiB"}) {
+        CAPTURE(bad);
+        CHECK_FALSE(parse_size_bytes(bad));
+    }
+}

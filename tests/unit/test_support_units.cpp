@@ -1,0 +1,127 @@
+// Smaller pure pieces: the non-standard number rewrite, dead-letter JSON, metrics, the ingest queue.
+#include <doctest/doctest.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include <simdjson.h>
+#include <thread>
+
+#include "control/metrics.hpp"
+#include "decoding/nonstandard_numbers.hpp"
+#include "durability/dead_letter_store.hpp"
+#include "pipeline/ingest_queue.hpp"
+
+using namespace plantd;
+
+TEST_CASE("NaN, Infinity and out-of-range numbers outside strings become sentinels") {
+    CHECK_FALSE(rewrite_nonstandard_numbers(R"({"a": 1, "b": "NaN", "c": 1e308})"));
+    auto out = rewrite_nonstandard_numbers(R"({"a": NaN, "b": "x NaN \" NaN", "c": -Infinity, "d": 1e999, "e": 99999999999999999999})");
+    REQUIRE(out);
+    CHECK(*out == R"({"a": "\u0000NF:NaN", "b": "x NaN \" NaN", "c": "\u0000NF:-Infinity", "d": "\u0000OR:1e999", "e": "\u0000OR:99999999999999999999"})");
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc;
+    CHECK(parser.parse(*out).get(doc) == simdjson::SUCCESS);
+}
+
+TEST_CASE("dead letters are one JSON object per line; binary payloads go to base64") {
+    DeadLetter letter{.kind = "message",
+                      .topic = "factory/f1/device/d1/telemetry",
+                      .destination = "",
+                      .factory_id = "f1",
+                      .reason = RejectReason::malformed_json,
+                      .detail = "line\nbreak \"quoted\"",
+                      .payload = "{\"a\":\n1}",
+                      .time_ms = 1795255230123};
+    std::string json = DeadLetterStore::to_json(letter);
+    CHECK(json.find('\n') == std::string::npos);
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc;
+    REQUIRE(parser.parse(json).get(doc) == simdjson::SUCCESS);
+    CHECK(std::string_view(doc["reason"]) == "malformed_json");
+    CHECK(std::string_view(doc["time"]) == "2026-11-21T10:00:30.123Z");
+    CHECK(std::string_view(doc["payload"]) == "{\"a\":\n1}");
+    CHECK(std::string_view(doc["detail"]) == "line\nbreak \"quoted\"");
+
+    std::string binary("\xff\x00\x01", 3);
+    letter.payload = binary;
+    json = DeadLetterStore::to_json(letter);
+    REQUIRE(parser.parse(json).get(doc) == simdjson::SUCCESS);
+    CHECK(std::string_view(doc["payload_base64"]) == "/wAB");
+    CHECK(base64_encode("") == "");
+    CHECK(base64_encode("f") == "Zg==");
+    CHECK(base64_encode("fo") == "Zm8=");
+    CHECK(base64_encode("foo") == "Zm9v");
+}
+
+TEST_CASE("metrics count by scope, reason and factory, with bounded factory labels") {
+    Metrics metrics(2);
+    metrics.count_rejected(RejectScope::message, RejectReason::malformed_json, "f1");
+    metrics.count_rejected(RejectScope::message, RejectReason::malformed_json, "f2", 2);
+    metrics.count_rejected(RejectScope::message, RejectReason::malformed_json, "f3");  // over the label bound
+    metrics.count_rejected(RejectScope::field, RejectReason::invalid_field, "");
+    CHECK(metrics.rejected(RejectScope::message, RejectReason::malformed_json) == 4);
+    CHECK(metrics.rejected_total(RejectScope::message) == 4);
+    CHECK(metrics.rejected_total(RejectScope::field) == 1);
+    std::string text = metrics.render_prometheus();
+    CHECK(text.find("plantd_rejected_total{scope=\"message\",reason=\"malformed_json\",factory_id=\"f2\"} 2") !=
+          std::string::npos);
+    CHECK(text.find("factory_id=\"_other\"} 1") != std::string::npos);
+    CHECK(text.find("plantd_rejected_total{scope=\"field\",reason=\"invalid_field\",factory_id=\"_none\"} 1") !=
+          std::string::npos);
+}
+
+namespace {
+RawMessage make_message(std::string topic, std::string payload) {
+    return RawMessage{std::make_shared<const std::string>(std::move(topic)),
+                      std::make_shared<const std::string>(std::move(payload)), 0};
+}
+}  // namespace
+
+TEST_CASE("the ingest queue keeps each topic's order within its shard") {
+    Metrics metrics;
+    IngestQueue queue(4, 10'000, 1 << 24, metrics);
+    for (int i = 0; i < 1000; ++i) {
+        REQUIRE(queue.push(make_message("t/" + std::to_string(i % 10), std::to_string(i))));
+    }
+    CHECK(queue.size_messages() == 1000);
+    std::map<std::string, int> last_seen;
+    std::vector<RawMessage> out(64);
+    size_t total = 0;
+    for (size_t shard = 0; shard < 4; ++shard) {
+        while (size_t n = queue.pop_bulk(shard, out.data(), out.size(), std::chrono::microseconds(0))) {
+            for (size_t i = 0; i < n; ++i) {
+                CHECK(queue.shard_of(*out[i].topic) == shard);
+                int value = std::stoi(*out[i].payload);
+                auto it = last_seen.find(*out[i].topic);
+                if (it != last_seen.end()) CHECK(value > it->second);
+                last_seen[*out[i].topic] = value;
+            }
+            total += n;
+        }
+    }
+    CHECK(total == 1000);
+    CHECK(queue.size_messages() == 0);
+    CHECK(queue.size_bytes() == 0);
+}
+
+TEST_CASE("a full ingest queue makes the producer wait instead of dropping") {
+    Metrics metrics;
+    IngestQueue queue(1, 100, 1 << 24, metrics);
+    for (int i = 0; i < 100; ++i) REQUIRE(queue.push(make_message("t", "x")));
+    std::atomic<bool> pushed{false};
+    std::thread producer([&] {
+        pushed = queue.push(make_message("t", "last"));
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    CHECK_FALSE(pushed.load());  // still waiting: the queue is full
+    std::vector<RawMessage> out(10);
+    CHECK(queue.pop_bulk(0, out.data(), out.size(), std::chrono::microseconds(0)) == 10);
+    producer.join();
+    CHECK(pushed.load());
+    CHECK(metrics.backpressure_waits.load() == 1);
+    CHECK(queue.size_messages() == 91);
+    queue.close();
+    CHECK_FALSE(queue.push(make_message("t", "after close")));
+}
