@@ -1,0 +1,275 @@
+#include "support.hpp"
+
+#include <csignal>
+#include <cstdlib>
+#include <fcntl.h>
+#include <filesystem>
+#include <fstream>
+#include <netinet/in.h>
+#include <sstream>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <httplib.h>
+#include <simdjson.h>
+
+namespace plantd::test {
+
+namespace {
+std::string env_or(const char* name, const char* fallback) {
+    const char* value = std::getenv(name);
+    return value && *value ? value : fallback;
+}
+}  // namespace
+
+std::string mqtt_uri() { return env_or("PLANTD_MQTT_URI", "tcp://127.0.0.1:11883"); }
+std::string influx_url() { return env_or("PLANTD_INFLUX_URL", "http://127.0.0.1:18086"); }
+
+std::string unique_name(std::string_view prefix) {
+    static int counter = 0;
+    return fmt::format("{}_{}_{}_{}", prefix, ::getpid(), std::chrono::steady_clock::now().time_since_epoch().count() % 100000,
+                       ++counter);
+}
+
+int free_port() {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = 0;
+    ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+    socklen_t length = sizeof(address);
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+    ::close(fd);
+    return ntohs(address.sin_port);
+}
+
+TempDir::TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "plantd-itest-XXXXXX").string();
+    path_ = ::mkdtemp(pattern.data());
+}
+
+TempDir::~TempDir() {
+    if (!std::getenv("PLANTD_KEEP_TEST_DIRS")) {
+        std::error_code ec;
+        std::filesystem::remove_all(path_, ec);
+    }
+}
+
+PlantdProcess::PlantdProcess(const std::string& dir, const std::string& config_toml, int control_port,
+                             const std::string& log_name)
+    : log_path_(dir + "/" + log_name), control_port_(control_port) {
+    std::string config_path = dir + "/plantd.toml";
+    std::ofstream(config_path) << config_toml;
+    pid_ = ::fork();
+    if (pid_ == 0) {
+        int fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+        ::dup2(fd, 1);
+        ::dup2(fd, 2);
+        ::execl(PLANTD_BINARY, "plantd", "--config", config_path.c_str(), static_cast<char*>(nullptr));
+        ::_exit(127);
+    }
+}
+
+PlantdProcess::~PlantdProcess() {
+    if (pid_ > 0) {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, nullptr, 0);
+    }
+}
+
+bool PlantdProcess::wait_ready(std::chrono::seconds timeout) {
+    httplib::Client client("127.0.0.1", control_port_);
+    client.set_connection_timeout(1);
+    return eventually(
+        [&] {
+            auto response = client.Get("/ready");
+            return response && response->status == 200;
+        },
+        timeout);
+}
+
+MetricMap PlantdProcess::metrics() const {
+    MetricMap out;
+    httplib::Client client("127.0.0.1", control_port_);
+    auto response = client.Get("/metrics");
+    if (!response || response->status != 200) return out;
+    std::istringstream lines(response->body);
+    std::string line;
+    while (std::getline(lines, line)) {
+        if (line.empty() || line[0] == '#') continue;
+        auto space = line.rfind(' ');
+        out[line.substr(0, space)] = std::stod(line.substr(space + 1));
+    }
+    return out;
+}
+
+double PlantdProcess::metric(const std::string& key) const {
+    auto all = metrics();
+    auto it = all.find(key);
+    return it == all.end() ? 0.0 : it->second;
+}
+
+int PlantdProcess::terminate(std::chrono::seconds timeout) {
+    if (pid_ <= 0) return -1;
+    ::kill(pid_, SIGTERM);
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    int status = 0;
+    while (std::chrono::steady_clock::now() < deadline) {
+        pid_t done = ::waitpid(pid_, &status, WNOHANG);
+        if (done == pid_) {
+            pid_ = -1;
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+    return -1;
+}
+
+std::string PlantdProcess::log() const {
+    std::ifstream in(log_path_);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+Publisher::Publisher(const std::string& client_id) : client_(mqtt_uri(), client_id) {
+    auto options = mqtt::connect_options_builder().clean_session(true).finalize();
+    client_.connect(options)->wait();
+}
+
+Publisher::~Publisher() {
+    try {
+        flush();
+        client_.disconnect()->wait();
+    } catch (...) {
+    }
+}
+
+void Publisher::publish(const std::string& topic, const std::string& payload) {
+    while (in_flight_.size() >= 64) {
+        in_flight_.front()->wait();
+        in_flight_.pop_front();
+    }
+    in_flight_.push_back(client_.publish(topic, payload.data(), payload.size(), 1, false));
+    ++published_;
+}
+
+void Publisher::flush() {
+    while (!in_flight_.empty()) {
+        in_flight_.front()->wait();
+        in_flight_.pop_front();
+    }
+}
+
+namespace {
+std::pair<std::string, int> influx_host_port() {
+    std::string url = influx_url();
+    auto host_start = url.find("://") + 3;
+    auto colon = url.rfind(':');
+    return {url.substr(host_start, colon - host_start), std::stoi(url.substr(colon + 1))};
+}
+}  // namespace
+
+std::vector<Row> influx_select(const std::string& database, const std::string& query) {
+    auto [host, port] = influx_host_port();
+    httplib::Client client(host, port);
+    client.set_read_timeout(60);
+    httplib::Params params{{"db", database}, {"q", query}, {"epoch", "ms"}};
+    auto response = client.Post("/query", params);
+    if (!response) throw std::runtime_error("InfluxDB query failed: no response");
+    if (response->status != 200) throw std::runtime_error("InfluxDB query: HTTP " + std::to_string(response->status) + " " + response->body);
+    simdjson::dom::parser parser;
+    simdjson::dom::element doc = parser.parse(response->body);
+    std::vector<Row> rows;
+    for (simdjson::dom::element result : doc["results"].get_array()) {
+        std::string_view error;
+        if (result["error"].get(error) == simdjson::SUCCESS) throw std::runtime_error("InfluxQL: " + std::string(error));
+        simdjson::dom::array series;
+        if (result["series"].get(series) != simdjson::SUCCESS) continue;
+        for (simdjson::dom::element one : series) {
+            std::vector<std::string> columns;
+            for (simdjson::dom::element column : one["columns"].get_array()) columns.emplace_back(std::string_view(column));
+            std::map<std::string, std::string> series_tags;
+            simdjson::dom::object tags;
+            if (one["tags"].get(tags) == simdjson::SUCCESS) {
+                for (auto [key, value] : tags) series_tags[std::string(key)] = std::string(std::string_view(value));
+            }
+            for (simdjson::dom::element values : one["values"].get_array()) {
+                Row row;
+                for (const auto& [key, value] : series_tags) row.columns[key] = value;
+                size_t i = 0;
+                for (simdjson::dom::element value : values.get_array()) {
+                    const std::string& name = columns[i++];
+                    if (name == "time") {
+                        row.time_ms = int64_t(value);
+                        continue;
+                    }
+                    switch (value.type()) {
+                        case simdjson::dom::element_type::NULL_VALUE: break;
+                        case simdjson::dom::element_type::BOOL: row.columns[name] = bool(value); break;
+                        case simdjson::dom::element_type::STRING: row.columns[name] = std::string(std::string_view(value)); break;
+                        case simdjson::dom::element_type::INT64: row.columns[name] = double(int64_t(value)); break;
+                        case simdjson::dom::element_type::UINT64: row.columns[name] = double(uint64_t(value)); break;
+                        case simdjson::dom::element_type::DOUBLE: row.columns[name] = double(value); break;
+                        default: break;
+                    }
+                }
+                rows.push_back(std::move(row));
+            }
+        }
+    }
+    return rows;
+}
+
+void influx_command(const std::string& query) {
+    auto [host, port] = influx_host_port();
+    httplib::Client client(host, port);
+    auto response = client.Post("/query", httplib::Params{{"q", query}});
+    if (!response || response->status != 200) throw std::runtime_error("InfluxDB command failed: " + query);
+}
+
+std::string base_config(const std::string& instance, const std::string& topic_prefix, const std::string& database,
+                        int control_port, const std::string& dead_letter_path, const std::string& extra) {
+    return fmt::format(R"(instance = "{0}"
+[mqtt]
+uri = "{1}"
+client_id = "{0}"
+device_topic = "{2}/factory/{{factory_id}}/device/{{device_id}}/telemetry"
+gateway_topic = "{2}/factory/{{factory_id}}/gateway/{{gateway_id}}/telemetry"
+reconnect_min = "1s"
+reconnect_max = "2s"
+[influxdb]
+url = "{3}"
+database = "{4}"
+flush_interval = "200ms"
+batch_max_lines = 1000
+retry_initial = "50ms"
+retry_max = "1s"
+[dead_letter]
+path = "{5}"
+[control]
+listen = "127.0.0.1:{6}"
+[log]
+level = "info"
+reject_log_interval = "1s"
+{7}
+)",
+                       instance, mqtt_uri(), topic_prefix, influx_url(), database, dead_letter_path, control_port, extra);
+}
+
+std::vector<std::string> read_lines(const std::string& path) {
+    std::vector<std::string> lines;
+    std::ifstream in(path);
+    std::string line;
+    while (std::getline(in, line)) lines.push_back(line);
+    return lines;
+}
+
+}  // namespace plantd::test

@@ -1,0 +1,97 @@
+#pragma once
+// Helpers for integration tests against the real stack (scripts/stack up): the plantd binary as a
+// child process, a QoS 1 MQTT publisher, and InfluxDB queries.
+#include <chrono>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <mqtt/async_client.h>
+
+namespace plantd::test {
+
+std::string mqtt_uri();    // PLANTD_MQTT_URI, default tcp://127.0.0.1:11883
+std::string influx_url();  // PLANTD_INFLUX_URL, default http://127.0.0.1:18086
+std::string unique_name(std::string_view prefix);  // e.g. "itest_e2e_4711_3"
+int free_port();
+
+class TempDir {
+public:
+    TempDir();
+    ~TempDir();
+    const std::string& path() const { return path_; }
+
+private:
+    std::string path_;
+};
+
+// Prometheus text parsed into "name{labels}" -> value.
+using MetricMap = std::map<std::string, double>;
+
+class PlantdProcess {
+public:
+    // Writes `config_toml` to dir/plantd.toml and starts plantd; output goes to dir/<log_name>.
+    PlantdProcess(const std::string& dir, const std::string& config_toml, int control_port,
+                  const std::string& log_name = "plantd.log");
+    ~PlantdProcess();
+
+    bool wait_ready(std::chrono::seconds timeout);
+    MetricMap metrics() const;
+    double metric(const std::string& key) const;
+    // SIGTERM, then the exit code (or -1 if it did not exit within `timeout`, after which it is killed).
+    int terminate(std::chrono::seconds timeout = std::chrono::seconds(60));
+    std::string log() const;
+    bool running() const { return pid_ > 0; }
+
+private:
+    std::string log_path_;
+    int control_port_;
+    int pid_ = -1;
+};
+
+class Publisher {
+public:
+    explicit Publisher(const std::string& client_id);
+    ~Publisher();
+    // QoS 1 with a bounded window of publishes in flight (Paho fails with -12 past 100 queued).
+    void publish(const std::string& topic, const std::string& payload);
+    void flush();
+    size_t published() const { return published_; }
+
+private:
+    mqtt::async_client client_;
+    std::deque<mqtt::delivery_token_ptr> in_flight_;
+    size_t published_ = 0;
+};
+
+using Value = std::variant<std::monostate, double, bool, std::string>;
+struct Row {
+    int64_t time_ms = 0;
+    std::map<std::string, Value> columns;  // tags and fields by name (nulls left out)
+};
+
+// SELECT over InfluxDB 1.x HTTP (/query, epoch=ms). Throws on HTTP or InfluxQL errors.
+std::vector<Row> influx_select(const std::string& database, const std::string& query);
+void influx_command(const std::string& query);  // CREATE/DROP DATABASE
+// A config for plantd against the test stack; `extra` is appended verbatim (more sections).
+std::string base_config(const std::string& instance, const std::string& topic_prefix, const std::string& database,
+                        int control_port, const std::string& dead_letter_path, const std::string& extra = "");
+
+std::vector<std::string> read_lines(const std::string& path);
+
+// Polls `condition` every 100 ms until it holds or `timeout` passes.
+template <class Condition>
+bool eventually(Condition condition, std::chrono::milliseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (condition()) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return condition();
+}
+
+}  // namespace plantd::test
