@@ -144,7 +144,7 @@ int run_daemon(const Config& config) {
         if (signal == SIGHUP) spdlog::info("received SIGHUP: nothing to reload yet (rules come with the rule engine)");
         if (watchdog_ms > 0) {
             bool progressing = true;
-            for (auto& worker : workers) progressing &= steady_ms() - worker->heartbeat_ms() < watchdog_ms / 2;
+            for (auto& worker : workers) progressing &= worker->alive(steady_ms(), watchdog_ms / 2);
             if (progressing) systemd::notify_watchdog();
         }
     }

@@ -122,11 +122,23 @@ void Worker::process(const RawMessage& message) {
     }
     const auto& influx = services_.config.influxdb;
     if (batch.lines() >= influx.batch_max_lines || batch.body.size() >= influx.batch_max_bytes) {
-        Batch full = std::move(batch);
-        batch = Batch{};
-        batch.destination = full.destination;
-        writer_.submit(std::move(full));
+        hand_to_writer(batch);
     }
+}
+
+void Worker::hand_to_writer(Batch& batch) {
+    Batch full = std::move(batch);
+    batch = Batch{};
+    batch.destination = full.destination;
+    waiting_on_writer_.store(true);
+    writer_.submit(std::move(full));
+    waiting_on_writer_.store(false);
+    heartbeat_ms_.store(steady_ms(), std::memory_order_relaxed);
+}
+
+bool Worker::alive(int64_t now_ms, int64_t max_age_ms) const {
+    if (now_ms - heartbeat_ms() < max_age_ms) return true;
+    return waiting_on_writer_.load() && now_ms - writer_.heartbeat_ms() < max_age_ms;
 }
 
 Batch& Worker::batch_for(std::string_view factory) {
@@ -156,12 +168,7 @@ void Worker::flush_aged() {
     const auto max_age = std::chrono::milliseconds(services_.config.influxdb.flush_interval_ms);
     const auto now = std::chrono::steady_clock::now();
     for (Batch& batch : open_batches_) {
-        if (batch.lines() > 0 && now - batch.opened >= max_age) {
-            Batch full = std::move(batch);
-            batch = Batch{};
-            batch.destination = full.destination;
-            writer_.submit(std::move(full));
-        }
+        if (batch.lines() > 0 && now - batch.opened >= max_age) hand_to_writer(batch);
     }
     // Per-factory destinations: forget idle empty batches so the list stays short.
     if (open_batches_.size() > 64) {
@@ -171,12 +178,7 @@ void Worker::flush_aged() {
 
 void Worker::flush_all() {
     for (Batch& batch : open_batches_) {
-        if (batch.lines() > 0) {
-            Batch full = std::move(batch);
-            batch = Batch{};
-            batch.destination = full.destination;
-            writer_.submit(std::move(full));
-        }
+        if (batch.lines() > 0) hand_to_writer(batch);
     }
 }
 

@@ -41,6 +41,9 @@ public:
     void join();
     // Steady-clock milliseconds of the last loop turn (the watchdog checks progress with it).
     int64_t heartbeat_ms() const { return heartbeat_ms_.load(std::memory_order_relaxed); }
+    // Alive: the loop turned within `max_age_ms`, or it waits on a writer that is itself alive
+    // (backpressure while InfluxDB is down is not a hang).
+    bool alive(int64_t now_ms, int64_t max_age_ms) const;
 
     // Processes one message synchronously (the loop body; tests drive it directly).
     void process(const RawMessage& message);
@@ -53,6 +56,7 @@ private:
     void dead_letter_partial(const RawMessage& message, std::string_view factory);
     Batch& batch_for(std::string_view factory);
     void flush_aged();
+    void hand_to_writer(Batch& batch);
 
     size_t shard_;
     WorkerServices services_;
@@ -63,6 +67,7 @@ private:
     bool per_factory_destination_;
     std::vector<Batch> open_batches_;
     std::atomic<int64_t> heartbeat_ms_{0};
+    std::atomic<bool> waiting_on_writer_{false};
     std::thread thread_;
 };
 

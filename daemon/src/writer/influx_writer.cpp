@@ -5,6 +5,14 @@
 
 namespace plantd {
 
+namespace {
+int64_t steady_now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+constexpr auto heartbeat_slice = std::chrono::milliseconds(500);
+}  // namespace
+
 InfluxWriter::InfluxWriter(size_t index, const InfluxConfig& config, Metrics& metrics, Health& health,
                            DeadLetterStore& dead_letters, RateLimitedLog& log)
     : index_(index),
@@ -23,7 +31,10 @@ InfluxWriter::~InfluxWriter() {
     }
 }
 
-void InfluxWriter::start() { thread_ = std::thread([this] { run(); }); }
+void InfluxWriter::start() {
+    heartbeat_ms_ = steady_now_ms();
+    thread_ = std::thread([this] { run(); });
+}
 
 void InfluxWriter::submit(Batch batch) {
     std::unique_lock lock(mutex_);
@@ -58,7 +69,10 @@ void InfluxWriter::run() {
         Batch batch;
         {
             std::unique_lock lock(mutex_);
-            changed_.wait(lock, [&] { return !queue_.empty() || finishing_; });
+            while (!changed_.wait_for(lock, heartbeat_slice, [&] { return !queue_.empty() || finishing_; })) {
+                heartbeat_ms_.store(steady_now_ms(), std::memory_order_relaxed);
+            }
+            heartbeat_ms_.store(steady_now_ms(), std::memory_order_relaxed);
             if (queue_.empty()) return;
             batch = std::move(queue_.front());
             queue_.pop_front();
@@ -87,6 +101,7 @@ void InfluxWriter::deliver_range(Batch& batch, size_t first, size_t last) {
                               "InfluxDB did not accept the batch before the shutdown drain timeout");
             return;
         }
+        heartbeat_ms_.store(steady_now_ms(), std::memory_order_relaxed);
         metrics_.write_requests.fetch_add(1, std::memory_order_relaxed);
         WriteOutcome outcome = client_.write(batch.destination, batch.slice(first, last));
         metrics_.write_bytes_sent.fetch_add(outcome.bytes_sent, std::memory_order_relaxed);
@@ -150,7 +165,16 @@ bool InfluxWriter::back_off(int attempt, int64_t retry_after_ms) {
     std::unique_lock lock(mutex_);
     auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(delay);
     if (finishing_) until = std::min(until, deadline_);
-    changed_.wait_until(lock, until, [&] { return finishing_ && std::chrono::steady_clock::now() >= deadline_; });
+    // Wait in slices so that the watchdog sees a writer that is alive while it backs off.
+    while (std::chrono::steady_clock::now() < until) {
+        heartbeat_ms_.store(steady_now_ms(), std::memory_order_relaxed);
+        auto slice_end = std::min(until, std::chrono::steady_clock::now() + heartbeat_slice);
+        if (changed_.wait_until(lock, slice_end,
+                                [&] { return finishing_ && std::chrono::steady_clock::now() >= deadline_; })) {
+            break;
+        }
+        if (finishing_) until = std::min(until, deadline_);
+    }
     return !(finishing_ && std::chrono::steady_clock::now() >= deadline_);
 }
 

@@ -3,6 +3,7 @@
 // per-device order) and applies the response policy of NOTES.md: bad lines are found by splitting
 // and dead-lettered while the rest is written; 413 splits; 429/503 honour Retry-After; 401/403,
 // 5xx and network errors keep the data and retry with capped exponential backoff and jitter.
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -34,6 +35,8 @@ public:
     void join();
 
     size_t pending() const;
+    // Steady-clock ms of the writer's last sign of life (a loop turn, a request, a backoff slice).
+    int64_t heartbeat_ms() const { return heartbeat_ms_.load(std::memory_order_relaxed); }
 
 private:
     void run();
@@ -60,6 +63,7 @@ private:
     std::deque<Batch> queue_;
     bool finishing_ = false;
     std::chrono::steady_clock::time_point deadline_{};
+    std::atomic<int64_t> heartbeat_ms_{0};
     std::thread thread_;
 };
 

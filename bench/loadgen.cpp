@@ -1,0 +1,132 @@
+// plantd-loadgen: publishes SPEC telemetry for F factories x D devices over MQTT, flat out or at a
+// target rate, QoS 0 or 1, over several connections. Each record carries "ts" = its publish time
+// (ms, strictly increasing per device) and a per-device "seq", so that end-to-end latency and completeness can be measured.
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <deque>
+#include <iostream>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <mqtt/async_client.h>
+
+namespace {
+
+struct Options {
+    std::string uri = "tcp://127.0.0.1:11883";
+    std::string topic_prefix = "";
+    int factories = 10;
+    int devices = 100;  // per factory
+    int metrics = 6;
+    double rate = 0;  // messages per second in total; 0 = as fast as possible
+    double duration_s = 10;
+    long long messages = 0;  // total; 0 = until duration
+    int qos = 1;
+    int connections = 2;
+    int window = 64;  // QoS 1 publishes in flight per connection
+    std::string client_prefix = "plantd-loadgen";
+};
+
+int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+std::string payload_for(const Options& o, long long seq, int64_t ts) {
+    std::string out = fmt::format(R"({{"ts":{},"metrics":{{"seq":{})", ts, seq);
+    for (int m = 1; m < o.metrics; ++m) {
+        fmt::format_to(std::back_inserter(out), R"(,"m{}":{})", m, static_cast<double>(seq % 1000) * 0.5 + m);
+    }
+    out += "}}";
+    return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Options o;
+    CLI::App app{"plantd-loadgen: SPEC telemetry publisher"};
+    app.add_option("--uri", o.uri)->capture_default_str();
+    app.add_option("--topic-prefix", o.topic_prefix, "prepended to factory/...: \"x\" gives x/factory/...");
+    app.add_option("--factories", o.factories)->capture_default_str()->check(CLI::Range(1, 100000));
+    app.add_option("--devices", o.devices, "devices per factory")->capture_default_str()->check(CLI::Range(1, 1000000));
+    app.add_option("--metrics", o.metrics, "metrics per message")->capture_default_str()->check(CLI::Range(1, 1000));
+    app.add_option("--rate", o.rate, "messages/s in total, 0 = flat out")->capture_default_str();
+    app.add_option("--duration", o.duration_s, "seconds (when --messages is 0)")->capture_default_str();
+    app.add_option("--messages", o.messages, "total messages, 0 = run for --duration")->capture_default_str();
+    app.add_option("--qos", o.qos)->capture_default_str()->check(CLI::Range(0, 1));
+    app.add_option("--connections", o.connections)->capture_default_str()->check(CLI::Range(1, 64));
+    app.add_option("--window", o.window, "QoS 1 publishes in flight per connection")->capture_default_str();
+    app.add_option("--client-prefix", o.client_prefix)->capture_default_str();
+    CLI11_PARSE(app, argc, argv);
+    std::signal(SIGPIPE, SIG_IGN);
+
+    const long long devices_total = static_cast<long long>(o.factories) * o.devices;
+    std::atomic<long long> published{0};
+    std::atomic<long long> failed{0};
+    std::atomic<bool> stop{false};
+    const auto start = std::chrono::steady_clock::now();
+    const auto end = start + std::chrono::duration<double>(o.duration_s);
+
+    // Connection c publishes for devices c, c+C, c+2C...: each device always uses one connection, so
+    // its messages stay in order.
+    std::vector<std::thread> threads;
+    for (int c = 0; c < o.connections; ++c) {
+        threads.emplace_back([&, c] {
+            try {
+                mqtt::async_client client(o.uri, fmt::format("{}-{}-{}", o.client_prefix, ::getpid(), c));
+                client.connect(mqtt::connect_options_builder().clean_session(true).finalize())->wait();
+                std::deque<mqtt::delivery_token_ptr> in_flight;
+                std::vector<long long> seq(static_cast<size_t>(devices_total / o.connections + 1), 0);
+                // Strictly increasing per device: InfluxDB merges points of one series with equal times.
+                std::vector<int64_t> last_ts(seq.size(), 0);
+                long long mine = 0;
+                const double rate_per_connection = o.rate / o.connections;
+                for (long long device = c;; device += o.connections) {
+                    if (device >= devices_total) device = c;
+                    long long total_so_far = published.load(std::memory_order_relaxed);
+                    if (stop || (o.messages > 0 && total_so_far >= o.messages) ||
+                        (o.messages == 0 && std::chrono::steady_clock::now() >= end))
+                        break;
+                    if (rate_per_connection > 0) {
+                        auto due = start + std::chrono::duration<double>(static_cast<double>(mine) / rate_per_connection);
+                        std::this_thread::sleep_until(due);
+                    }
+                    int factory = static_cast<int>(device / o.devices);
+                    int local = static_cast<int>(device % o.devices);
+                    std::string topic = fmt::format("{}{}factory/f{:03}/device/d{:05}/telemetry", o.topic_prefix,
+                                                    o.topic_prefix.empty() ? "" : "/", factory, local);
+                    const auto slot = static_cast<size_t>(device / o.connections);
+                    last_ts[slot] = std::max(now_ms(), last_ts[slot] + 1);
+                    std::string payload = payload_for(o, seq[slot]++, last_ts[slot]);
+                    if (o.qos == 1) {
+                        while (static_cast<int>(in_flight.size()) >= o.window) {
+                            in_flight.front()->wait();
+                            in_flight.pop_front();
+                        }
+                    }
+                    auto token = client.publish(topic, payload.data(), payload.size(), o.qos, false);
+                    if (o.qos == 1) in_flight.push_back(token);
+                    ++mine;
+                    published.fetch_add(1, std::memory_order_relaxed);
+                }
+                for (auto& token : in_flight) token->wait();
+                client.disconnect()->wait();
+            } catch (const std::exception& e) {
+                failed.fetch_add(1);
+                std::cerr << "loadgen connection " << c << ": " << e.what() << "\n";
+                stop = true;
+            }
+        });
+    }
+    for (auto& t : threads) t.join();
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::cout << fmt::format("published {} messages ({} factories x {} devices, {} metrics each, QoS {}) in {:.2f} s: "
+                             "{:.0f} msg/s\n",
+                             published.load(), o.factories, o.devices, o.metrics, o.qos, seconds,
+                             static_cast<double>(published.load()) / seconds);
+    return failed.load() ? 1 : 0;
+}

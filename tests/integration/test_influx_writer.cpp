@@ -1,0 +1,113 @@
+// The writer's response policy against the real InfluxDB 1.6.
+#include <doctest/doctest.h>
+
+#include <fmt/format.h>
+#include <simdjson.h>
+
+#include "control/health.hpp"
+#include "control/metrics.hpp"
+#include "control/rate_limited_log.hpp"
+#include "durability/dead_letter_store.hpp"
+#include "support.hpp"
+#include "writer/influx_client.hpp"
+#include "writer/influx_writer.hpp"
+
+using namespace plantd;
+using namespace plantd::test;
+
+namespace {
+void add_line(Batch& batch, const std::string& line, const std::string& factory) {
+    batch.body += line;
+    batch.body += '\n';
+    batch.end_line(factory);
+}
+}  // namespace
+
+TEST_CASE("lines InfluxDB refuses (a field type conflict) are dead-lettered; the rest of the batch is written") {
+    TempDir dir;
+    InfluxConfig config;
+    config.url = influx_url();
+    config.database = unique_name("itest_writer");
+    config.retry_initial_ms = 10;
+    config.retry_max_ms = 100;
+    Metrics metrics;
+    Health health;
+    RateLimitedLog log(std::chrono::milliseconds(1000));
+    auto dead_letters = DeadLetterStore::open(dir.path() + "/dl.jsonl", 1 << 20, metrics);
+    REQUIRE(dead_letters.ok());
+
+    // "level" becomes an integer field first; a float for it later is a type conflict (HTTP 400).
+    InfluxClient client(config);
+    REQUIRE(client.create_database(config.database).empty());
+    auto outcome = client.write(config.database, "telemetry,device_id=d0,factory_id=fa level=1i 1000\n");
+    REQUIRE(outcome.status == WriteStatus::ok);
+
+    Batch batch;
+    batch.destination = config.database;
+    for (int i = 0; i < 100; ++i) {
+        add_line(batch, fmt::format("telemetry,device_id=d{},factory_id=fa value={} {}", i % 10, i, 2000 + i), "fa");
+        if (i == 37 || i == 81) {
+            add_line(batch, fmt::format("telemetry,device_id=d0,factory_id=fb level={}.5 {}", i, 5000 + i), "fb");
+        }
+    }
+    REQUIRE(batch.lines() == 102);
+    metrics.points_buffered = 102;
+
+    InfluxWriter writer(0, config, metrics, health, **dead_letters, log);
+    writer.start();
+    writer.submit(std::move(batch));
+    writer.finish(std::chrono::steady_clock::now() + std::chrono::seconds(30));
+    writer.join();
+
+    CHECK(metrics.points_written() == 100);
+    CHECK(metrics.rejected(RejectScope::point, RejectReason::influx_rejected) == 2);
+    CHECK(metrics.points_buffered.load() == 0);
+    auto rows = influx_select(config.database, "SELECT count(value) FROM telemetry");
+    REQUIRE(rows.size() == 1);
+    CHECK(std::get<double>(rows[0].columns.at("count")) == 100);
+
+    auto lines = read_lines(dir.path() + "/dl.jsonl");
+    REQUIRE(lines.size() == 2);
+    simdjson::dom::parser parser;
+    for (const auto& line : lines) {
+        simdjson::dom::element entry = parser.parse(line);
+        CHECK(std::string_view(entry["reason"]) == "influx_rejected");
+        CHECK(std::string_view(entry["kind"]) == "line");
+        CHECK(std::string_view(entry["factory_id"]) == "fb");
+        CHECK(std::string_view(entry["destination"]) == config.database);
+        CHECK(std::string_view(entry["payload"]).find("level=") != std::string_view::npos);
+        CHECK(std::string_view(entry["detail"]).find("400") != std::string_view::npos);
+    }
+    influx_command("DROP DATABASE \"" + config.database + "\"");
+}
+
+TEST_CASE("an unreachable InfluxDB keeps the batch until the drain deadline, then dead-letters it") {
+    TempDir dir;
+    InfluxConfig config;
+    config.url = fmt::format("http://127.0.0.1:{}", free_port());  // nothing listens there
+    config.database = "unreachable";
+    config.retry_initial_ms = 10;
+    config.retry_max_ms = 50;
+    config.request_timeout_ms = 500;
+    Metrics metrics;
+    Health health;
+    RateLimitedLog log(std::chrono::milliseconds(1000));
+    auto dead_letters = DeadLetterStore::open(dir.path() + "/dl.jsonl", 1 << 20, metrics);
+    REQUIRE(dead_letters.ok());
+    Batch batch;
+    batch.destination = config.database;
+    for (int i = 0; i < 5; ++i) add_line(batch, fmt::format("telemetry,device_id=d,factory_id=fa v={} {}", i, i), "fa");
+    metrics.points_buffered = 5;
+
+    InfluxWriter writer(0, config, metrics, health, **dead_letters, log);
+    writer.start();
+    writer.submit(std::move(batch));
+    REQUIRE(eventually([&] { return metrics.write_failures.load() >= 3; }, std::chrono::seconds(10)));
+    CHECK(health.influx_failing.load());
+    CHECK(metrics.points_buffered.load() == 5);  // kept, not dropped, while retrying
+    writer.finish(std::chrono::steady_clock::now() + std::chrono::milliseconds(200));
+    writer.join();
+    CHECK(metrics.points_buffered.load() == 0);
+    CHECK(metrics.rejected(RejectScope::point, RejectReason::shutdown_unwritten) == 5);
+    CHECK(read_lines(dir.path() + "/dl.jsonl").size() == 5);
+}
