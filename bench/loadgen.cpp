@@ -1,6 +1,7 @@
 // plantd-loadgen: publishes SPEC telemetry for F factories x D devices over MQTT, flat out or at a
 // target rate, QoS 0 or 1, over several connections. Each record carries "ts" = its publish time
-// (ms, strictly increasing per device) and a per-device "seq", so that end-to-end latency and completeness can be measured.
+// (ms, strictly increasing per device) and a per-device "seq", so that end-to-end latency and completeness
+// can be measured.
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
@@ -31,7 +32,8 @@ struct Options {
 };
 
 int64_t now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
         .count();
 }
 
@@ -52,8 +54,12 @@ int main(int argc, char** argv) {
     app.add_option("--uri", o.uri)->capture_default_str();
     app.add_option("--topic-prefix", o.topic_prefix, "prepended to factory/...: \"x\" gives x/factory/...");
     app.add_option("--factories", o.factories)->capture_default_str()->check(CLI::Range(1, 100000));
-    app.add_option("--devices", o.devices, "devices per factory")->capture_default_str()->check(CLI::Range(1, 1000000));
-    app.add_option("--metrics", o.metrics, "metrics per message")->capture_default_str()->check(CLI::Range(1, 1000));
+    app.add_option("--devices", o.devices, "devices per factory")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 1000000));
+    app.add_option("--metrics", o.metrics, "metrics per message")
+        ->capture_default_str()
+        ->check(CLI::Range(1, 1000));
     app.add_option("--rate", o.rate, "messages/s in total, 0 = flat out")->capture_default_str();
     app.add_option("--duration", o.duration_s, "seconds (when --messages is 0)")->capture_default_str();
     app.add_option("--messages", o.messages, "total messages, 0 = run for --duration")->capture_default_str();
@@ -92,13 +98,15 @@ int main(int argc, char** argv) {
                         (o.messages == 0 && std::chrono::steady_clock::now() >= end))
                         break;
                     if (rate_per_connection > 0) {
-                        auto due = start + std::chrono::duration<double>(static_cast<double>(mine) / rate_per_connection);
+                        auto due = start + std::chrono::duration<double>(static_cast<double>(mine) /
+                                                                         rate_per_connection);
                         std::this_thread::sleep_until(due);
                     }
                     int factory = static_cast<int>(device / o.devices);
                     int local = static_cast<int>(device % o.devices);
-                    std::string topic = fmt::format("{}{}factory/f{:03}/device/d{:05}/telemetry", o.topic_prefix,
-                                                    o.topic_prefix.empty() ? "" : "/", factory, local);
+                    std::string topic =
+                        fmt::format("{}{}factory/f{:03}/device/d{:05}/telemetry", o.topic_prefix,
+                                    o.topic_prefix.empty() ? "" : "/", factory, local);
                     const auto slot = static_cast<size_t>(device / o.connections);
                     last_ts[slot] = std::max(now_ms(), last_ts[slot] + 1);
                     std::string payload = payload_for(o, seq[slot]++, last_ts[slot]);
@@ -124,9 +132,10 @@ int main(int argc, char** argv) {
     }
     for (auto& t : threads) t.join();
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::cout << fmt::format("published {} messages ({} factories x {} devices, {} metrics each, QoS {}) in {:.2f} s: "
-                             "{:.0f} msg/s\n",
-                             published.load(), o.factories, o.devices, o.metrics, o.qos, seconds,
-                             static_cast<double>(published.load()) / seconds);
+    std::cout << fmt::format(
+        "published {} messages ({} factories x {} devices, {} metrics each, QoS {}) in {:.2f} s: "
+        "{:.0f} msg/s\n",
+        published.load(), o.factories, o.devices, o.metrics, o.qos, seconds,
+        static_cast<double>(published.load()) / seconds);
     return failed.load() ? 1 : 0;
 }

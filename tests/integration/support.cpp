@@ -1,16 +1,16 @@
 #include "support.hpp"
 
-#include <csignal>
-#include <cstdlib>
 #include <fcntl.h>
-#include <filesystem>
-#include <fstream>
 #include <netinet/in.h>
-#include <sstream>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <thread>
 #include <unistd.h>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
 
 #include <fmt/format.h>
 #include <httplib.h>
@@ -25,13 +25,17 @@ std::string env_or(const char* name, const char* fallback) {
 }
 }  // namespace
 
-std::string mqtt_uri() { return env_or("PLANTD_MQTT_URI", "tcp://127.0.0.1:11883"); }
-std::string influx_url() { return env_or("PLANTD_INFLUX_URL", "http://127.0.0.1:18086"); }
+std::string mqtt_uri() {
+    return env_or("PLANTD_MQTT_URI", "tcp://127.0.0.1:11883");
+}
+std::string influx_url() {
+    return env_or("PLANTD_INFLUX_URL", "http://127.0.0.1:18086");
+}
 
 std::string unique_name(std::string_view prefix) {
     static int counter = 0;
-    return fmt::format("{}_{}_{}_{}", prefix, ::getpid(), std::chrono::steady_clock::now().time_since_epoch().count() % 100000,
-                       ++counter);
+    return fmt::format("{}_{}_{}_{}", prefix, ::getpid(),
+                       std::chrono::steady_clock::now().time_since_epoch().count() % 100000, ++counter);
 }
 
 int free_port() {
@@ -184,22 +188,27 @@ std::vector<Row> influx_select(const std::string& database, const std::string& q
     httplib::Params params{{"db", database}, {"q", query}, {"epoch", "ms"}};
     auto response = client.Post("/query", params);
     if (!response) throw std::runtime_error("InfluxDB query failed: no response");
-    if (response->status != 200) throw std::runtime_error("InfluxDB query: HTTP " + std::to_string(response->status) + " " + response->body);
+    if (response->status != 200)
+        throw std::runtime_error("InfluxDB query: HTTP " + std::to_string(response->status) + " " +
+                                 response->body);
     simdjson::dom::parser parser;
     simdjson::dom::element doc = parser.parse(response->body);
     std::vector<Row> rows;
     for (simdjson::dom::element result : doc["results"].get_array()) {
         std::string_view error;
-        if (result["error"].get(error) == simdjson::SUCCESS) throw std::runtime_error("InfluxQL: " + std::string(error));
+        if (result["error"].get(error) == simdjson::SUCCESS)
+            throw std::runtime_error("InfluxQL: " + std::string(error));
         simdjson::dom::array series;
         if (result["series"].get(series) != simdjson::SUCCESS) continue;
         for (simdjson::dom::element one : series) {
             std::vector<std::string> columns;
-            for (simdjson::dom::element column : one["columns"].get_array()) columns.emplace_back(std::string_view(column));
+            for (simdjson::dom::element column : one["columns"].get_array())
+                columns.emplace_back(std::string_view(column));
             std::map<std::string, std::string> series_tags;
             simdjson::dom::object tags;
             if (one["tags"].get(tags) == simdjson::SUCCESS) {
-                for (auto [key, value] : tags) series_tags[std::string(key)] = std::string(std::string_view(value));
+                for (auto [key, value] : tags)
+                    series_tags[std::string(key)] = std::string(std::string_view(value));
             }
             for (simdjson::dom::element values : one["values"].get_array()) {
                 Row row;
@@ -212,13 +221,25 @@ std::vector<Row> influx_select(const std::string& database, const std::string& q
                         continue;
                     }
                     switch (value.type()) {
-                        case simdjson::dom::element_type::NULL_VALUE: break;
-                        case simdjson::dom::element_type::BOOL: row.columns[name] = bool(value); break;
-                        case simdjson::dom::element_type::STRING: row.columns[name] = std::string(std::string_view(value)); break;
-                        case simdjson::dom::element_type::INT64: row.columns[name] = double(int64_t(value)); break;
-                        case simdjson::dom::element_type::UINT64: row.columns[name] = double(uint64_t(value)); break;
-                        case simdjson::dom::element_type::DOUBLE: row.columns[name] = double(value); break;
-                        default: break;
+                        case simdjson::dom::element_type::NULL_VALUE:
+                            break;
+                        case simdjson::dom::element_type::BOOL:
+                            row.columns[name] = bool(value);
+                            break;
+                        case simdjson::dom::element_type::STRING:
+                            row.columns[name] = std::string(std::string_view(value));
+                            break;
+                        case simdjson::dom::element_type::INT64:
+                            row.columns[name] = double(int64_t(value));
+                            break;
+                        case simdjson::dom::element_type::UINT64:
+                            row.columns[name] = double(uint64_t(value));
+                            break;
+                        case simdjson::dom::element_type::DOUBLE:
+                            row.columns[name] = double(value);
+                            break;
+                        default:
+                            break;
                     }
                 }
                 rows.push_back(std::move(row));
@@ -235,8 +256,9 @@ void influx_command(const std::string& query) {
     if (!response || response->status != 200) throw std::runtime_error("InfluxDB command failed: " + query);
 }
 
-std::string base_config(const std::string& instance, const std::string& topic_prefix, const std::string& database,
-                        int control_port, const std::string& dead_letter_path, const std::string& extra) {
+std::string base_config(const std::string& instance, const std::string& topic_prefix,
+                        const std::string& database, int control_port, const std::string& dead_letter_path,
+                        const std::string& extra) {
     return fmt::format(R"(instance = "{0}"
 [mqtt]
 uri = "{1}"
@@ -261,7 +283,8 @@ level = "info"
 reject_log_interval = "1s"
 {7}
 )",
-                       instance, mqtt_uri(), topic_prefix, influx_url(), database, dead_letter_path, control_port, extra);
+                       instance, mqtt_uri(), topic_prefix, influx_url(), database, dead_letter_path,
+                       control_port, extra);
 }
 
 std::vector<std::string> read_lines(const std::string& path) {

@@ -14,18 +14,18 @@
 
 namespace plantd::test {
 
-std::string mqtt_uri();    // PLANTD_MQTT_URI, default tcp://127.0.0.1:11883
-std::string influx_url();  // PLANTD_INFLUX_URL, default http://127.0.0.1:18086
+std::string mqtt_uri();                            // PLANTD_MQTT_URI, default tcp://127.0.0.1:11883
+std::string influx_url();                          // PLANTD_INFLUX_URL, default http://127.0.0.1:18086
 std::string unique_name(std::string_view prefix);  // e.g. "itest_e2e_4711_3"
 int free_port();
 
 class TempDir {
-public:
+  public:
     TempDir();
     ~TempDir();
     const std::string& path() const { return path_; }
 
-private:
+  private:
     std::string path_;
 };
 
@@ -33,7 +33,7 @@ private:
 using MetricMap = std::map<std::string, double>;
 
 class PlantdProcess {
-public:
+  public:
     // Writes `config_toml` to dir/plantd.toml and starts plantd; output goes to dir/<log_name>.
     PlantdProcess(const std::string& dir, const std::string& config_toml, int control_port,
                   const std::string& log_name = "plantd.log");
@@ -47,14 +47,14 @@ public:
     std::string log() const;
     bool running() const { return pid_ > 0; }
 
-private:
+  private:
     std::string log_path_;
     int control_port_;
     int pid_ = -1;
 };
 
 class Publisher {
-public:
+  public:
     explicit Publisher(const std::string& client_id);
     ~Publisher();
     // QoS 1 with a bounded window of publishes in flight (Paho fails with -12 past 100 queued).
@@ -62,7 +62,7 @@ public:
     void flush();
     size_t published() const { return published_; }
 
-private:
+  private:
     mqtt::async_client client_;
     std::deque<mqtt::delivery_token_ptr> in_flight_;
     size_t published_ = 0;
@@ -78,8 +78,9 @@ struct Row {
 std::vector<Row> influx_select(const std::string& database, const std::string& query);
 void influx_command(const std::string& query);  // CREATE/DROP DATABASE
 // A config for plantd against the test stack; `extra` is appended verbatim (more sections).
-std::string base_config(const std::string& instance, const std::string& topic_prefix, const std::string& database,
-                        int control_port, const std::string& dead_letter_path, const std::string& extra = "");
+std::string base_config(const std::string& instance, const std::string& topic_prefix,
+                        const std::string& database, int control_port, const std::string& dead_letter_path,
+                        const std::string& extra = "");
 
 std::vector<std::string> read_lines(const std::string& path);
 

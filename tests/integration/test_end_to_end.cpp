@@ -38,14 +38,16 @@ std::string json_escape(std::string_view text) {
 }
 
 std::string metrics_json(const ExpectedPoint& p) {
-    return fmt::format(R"({{"temperature": {}, "count": {}, "running": {}, "mode": "{}", "axis": {{"x": {}}}}})",
-                       p.temperature, static_cast<int64_t>(p.count), p.running ? "true" : "false",
-                       json_escape(p.mode), p.axis_x);
+    return fmt::format(
+        R"({{"temperature": {}, "count": {}, "running": {}, "mode": "{}", "axis": {{"x": {}}}}})",
+        p.temperature, static_cast<int64_t>(p.count), p.running ? "true" : "false", json_escape(p.mode),
+        p.axis_x);
 }
 
 }  // namespace
 
-TEST_CASE("10,000+ messages from 120 devices in 3 factories land in InfluxDB exactly; rejects are accounted for") {
+TEST_CASE(
+    "10,000+ messages from 120 devices in 3 factories land in InfluxDB exactly; rejects are accounted for") {
     TempDir dir;
     const std::string database = unique_name("itest_e2e");
     const std::string prefix = unique_name("it");
@@ -74,8 +76,8 @@ TEST_CASE("10,000+ messages from 120 devices in 3 factories land in InfluxDB exa
     auto make_point = [&](int i, const std::string& f, const std::string& d, int64_t& ts) {
         int seq = next_seq[f + "|" + d]++;
         ts = base_ts + seq * 1000 + (i % 7);
-        ExpectedPoint p{i * 0.1 + 0.003, static_cast<double>(i), i % 2 == 0, i % 3 ? "AUTO" : "MAN \"x\" \\ y",
-                        -i / 7.0};
+        ExpectedPoint p{i * 0.1 + 0.003, static_cast<double>(i), i % 2 == 0,
+                        i % 3 ? "AUTO" : "MAN \"x\" \\ y", -i / 7.0};
         expected[key_of(f, d, ts)] = p;
         return p;
     };
@@ -91,7 +93,8 @@ TEST_CASE("10,000+ messages from 120 devices in 3 factories land in InfluxDB exa
                 std::string payload = "[";
                 for (int r = 0; r < 3; ++r) {
                     ExpectedPoint p = make_point(i * 10 + r, f, d, ts);
-                    payload += fmt::format(R"({}{{"ts": {}, "metrics": {}}})", r ? "," : "", ts, metrics_json(p));
+                    payload +=
+                        fmt::format(R"({}{{"ts": {}, "metrics": {}}})", r ? "," : "", ts, metrics_json(p));
                 }
                 publisher.publish(device_topic(f, d), payload + "]");
                 break;
@@ -101,8 +104,8 @@ TEST_CASE("10,000+ messages from 120 devices in 3 factories land in InfluxDB exa
                 for (int r = 0; r < 4; ++r) {
                     std::string gd = fmt::format("dev-{:02}", (i + r * 11) % devices_per_factory);
                     ExpectedPoint p = make_point(i * 10 + r, f, gd, ts);
-                    payload += fmt::format(R"({}{{"device_id": "{}", "ts": "{}", "metrics": {}}})", r ? "," : "", gd,
-                                           plantd::format_rfc3339_ms(ts), metrics_json(p));
+                    payload += fmt::format(R"({}{{"device_id": "{}", "ts": "{}", "metrics": {}}})",
+                                           r ? "," : "", gd, plantd::format_rfc3339_ms(ts), metrics_json(p));
                 }
                 publisher.publish(fmt::format("{}/factory/{}/gateway/gw-{}/telemetry", prefix, f, i % 5),
                                   payload + "]}");
@@ -165,7 +168,8 @@ TEST_CASE("10,000+ messages from 120 devices in 3 factories land in InfluxDB exa
     bool settled = eventually(
         [&] {
             auto m = plantd.metrics();
-            return m["plantd_messages_received_total"] == double(published) && m["plantd_points_buffered"] == 0 &&
+            return m["plantd_messages_received_total"] == double(published) &&
+                   m["plantd_points_buffered"] == 0 &&
                    m["plantd_records_accepted_total"] == double(expected_points);
         },
         std::chrono::seconds(120));
@@ -182,7 +186,8 @@ TEST_CASE("10,000+ messages from 120 devices in 3 factories land in InfluxDB exa
     for (const auto& [reason, n] : rejected_by_reason) {
         double counted = 0;
         for (const auto& [key, value] : m) {
-            if (key.starts_with("plantd_rejected_total{scope=\"message\",reason=\"" + reason + "\"")) counted += value;
+            if (key.starts_with("plantd_rejected_total{scope=\"message\",reason=\"" + reason + "\""))
+                counted += value;
         }
         CAPTURE(reason);
         CHECK(counted == n);
@@ -209,8 +214,10 @@ TEST_CASE("10,000+ messages from 120 devices in 3 factories land in InfluxDB exa
                     std::get<std::string>(row.columns.at("mode")) == p.mode &&
                     std::get<double>(row.columns.at("axis.x")) == p.axis_x && !row.columns.count("bad") &&
                     row.columns.size() == 7;
-        if (same) ++matched;
-        else FAIL_CHECK("values differ for " << it->first);
+        if (same)
+            ++matched;
+        else
+            FAIL_CHECK("values differ for " << it->first);
     }
     CHECK(matched == expected_points);
 
@@ -246,9 +253,9 @@ TEST_CASE("metric names and strings with line-protocol metacharacters arrive unc
     const std::string database = unique_name("itest_escape");
     const std::string prefix = unique_name("it");
     const int port = free_port();
-    PlantdProcess plantd(dir.path(),
-                         base_config(unique_name("plantd-esc"), prefix, database, port, dir.path() + "/dl.jsonl"),
-                         port);
+    PlantdProcess plantd(
+        dir.path(), base_config(unique_name("plantd-esc"), prefix, database, port, dir.path() + "/dl.jsonl"),
+        port);
     REQUIRE_MESSAGE(plantd.wait_ready(std::chrono::seconds(30)), plantd.log());
     const int64_t ts = plantd::wall_clock_ms() - 60'000;
     // JSON keys: comma, equals, space, quote, backslash (safe position), unicode, a leading '='.

@@ -23,7 +23,8 @@ void add_line(Batch& batch, const std::string& line, const std::string& factory)
 }
 }  // namespace
 
-TEST_CASE("lines InfluxDB refuses (a field type conflict) are dead-lettered; the rest of the batch is written") {
+TEST_CASE(
+    "lines InfluxDB refuses (a field type conflict) are dead-lettered; the rest of the batch is written") {
     TempDir dir;
     InfluxConfig config;
     config.url = influx_url();
@@ -45,9 +46,11 @@ TEST_CASE("lines InfluxDB refuses (a field type conflict) are dead-lettered; the
     Batch batch;
     batch.destination = config.database;
     for (int i = 0; i < 100; ++i) {
-        add_line(batch, fmt::format("telemetry,device_id=d{},factory_id=fa value={} {}", i % 10, i, 2000 + i), "fa");
+        add_line(batch, fmt::format("telemetry,device_id=d{},factory_id=fa value={} {}", i % 10, i, 2000 + i),
+                 "fa");
         if (i == 37 || i == 81) {
-            add_line(batch, fmt::format("telemetry,device_id=d0,factory_id=fb level={}.5 {}", i, 5000 + i), "fb");
+            add_line(batch, fmt::format("telemetry,device_id=d0,factory_id=fb level={}.5 {}", i, 5000 + i),
+                     "fb");
         }
     }
     REQUIRE(batch.lines() == 102);
@@ -96,7 +99,8 @@ TEST_CASE("an unreachable InfluxDB keeps the batch until the drain deadline, the
     REQUIRE(dead_letters.ok());
     Batch batch;
     batch.destination = config.database;
-    for (int i = 0; i < 5; ++i) add_line(batch, fmt::format("telemetry,device_id=d,factory_id=fa v={} {}", i, i), "fa");
+    for (int i = 0; i < 5; ++i)
+        add_line(batch, fmt::format("telemetry,device_id=d,factory_id=fa v={} {}", i, i), "fa");
     metrics.points_buffered = 5;
 
     InfluxWriter writer(0, config, metrics, health, **dead_letters, log);

@@ -18,7 +18,9 @@ std::string error_of(std::string_view text) {
     auto result = load_config_text(text, "test.toml");
     return result.ok() ? std::string("(accepted)") : result.error();
 }
-bool mentions(const std::string& text, std::string_view part) { return text.find(part) != std::string::npos; }
+bool mentions(const std::string& text, std::string_view part) {
+    return text.find(part) != std::string::npos;
+}
 }  // namespace
 
 TEST_CASE("the example config in config/ is valid") {
@@ -67,9 +69,11 @@ TEST_CASE("errors name file, line, section, key and problem") {
 }
 
 TEST_CASE("invalid values are refused") {
-    CHECK(mentions(error_of("[mqtt]\ndevice_topic = \"factory/{factory_id}/telemetry\"\n"), "no {device_id}"));
-    CHECK(mentions(error_of("[mqtt]\ngateway_topic = \"factory/{factory_id}/device/{gateway_id}/telemetry\"\n"),
-                   "same topics as device_topic"));
+    CHECK(
+        mentions(error_of("[mqtt]\ndevice_topic = \"factory/{factory_id}/telemetry\"\n"), "no {device_id}"));
+    CHECK(
+        mentions(error_of("[mqtt]\ngateway_topic = \"factory/{factory_id}/device/{gateway_id}/telemetry\"\n"),
+                 "same topics as device_topic"));
     CHECK(mentions(error_of("[mqtt]\nuri = \"http://broker\"\n"), "[mqtt] uri"));
     CHECK(mentions(error_of("[mqtt]\nversion = 3\n"), "[mqtt] version"));
     CHECK(mentions(error_of("[mqtt]\nshared_group = \"a/b\"\n"), "shared_group"));
@@ -94,9 +98,9 @@ TEST_CASE("secrets come from the config, an environment variable or a file, neve
 
     auto path = std::filesystem::temp_directory_path() / "plantd-test-secret";
     std::ofstream(path) << "from-file\n";
-    config = load_config_text("[influxdb]\napi = \"v2\"\norg = \"o\"\nbucket = \"b\"\ntoken_file = \"" +
-                                  path.string() + "\"\n",
-                              "t.toml");
+    config = load_config_text(
+        "[influxdb]\napi = \"v2\"\norg = \"o\"\nbucket = \"b\"\ntoken_file = \"" + path.string() + "\"\n",
+        "t.toml");
     REQUIRE(config.ok());
     CHECK(config->influxdb.token == "from-file");
     std::filesystem::remove(path);

@@ -18,8 +18,9 @@ TEST_CASE("identifiers follow ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$") {
     CHECK_FALSE(is_valid_identifier("-leading"));
     CHECK_FALSE(is_valid_identifier("_leading"));
     CHECK_FALSE(is_valid_identifier(".leading"));
-    for (std::string bad : std::initializer_list<std::string>{"a b", "a,b", "a=b", "a/b", "a+b", "a#b", "a*b", "a\"b", "a\\b", "a\nb", "a'b", "a;b",
-                            "caf\xc3\xa9", std::string("a\0b", 3)}) {
+    for (std::string bad :
+         std::initializer_list<std::string>{"a b", "a,b", "a=b", "a/b", "a+b", "a#b", "a*b", "a\"b", "a\\b",
+                                            "a\nb", "a'b", "a;b", "caf\xc3\xa9", std::string("a\0b", 3)}) {
         CAPTURE(bad);
         CHECK_FALSE(is_valid_identifier(bad));
     }
@@ -28,8 +29,9 @@ TEST_CASE("identifiers follow ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$") {
 TEST_CASE("metric names: 1-128 bytes, no control characters, not starting with '_'") {
     CHECK(is_valid_metric_name("temperature"));
     CHECK(is_valid_metric_name("axis.x"));
-    CHECK(is_valid_metric_name("Temp \xc2\xb0"
-                               "C, \"raw\"=1"));  // degree sign, quotes, comma, equals, space
+    CHECK(
+        is_valid_metric_name("Temp \xc2\xb0"
+                             "C, \"raw\"=1"));  // degree sign, quotes, comma, equals, space
     CHECK(is_valid_metric_name(std::string(128, 'm')));
     CHECK_FALSE(is_valid_metric_name(""));
     CHECK_FALSE(is_valid_metric_name(std::string(129, 'm')));
@@ -42,10 +44,10 @@ TEST_CASE("metric names: 1-128 bytes, no control characters, not starting with '
 
 TEST_CASE("keys that line protocol cannot hold faithfully are detected") {
     CHECK(is_line_protocol_safe_key("plain"));
-    CHECK(is_line_protocol_safe_key("a\\b"));        // backslash before an ordinary character
-    CHECK(is_line_protocol_safe_key("a\\\\"));       // an even run at the end
-    CHECK(is_line_protocol_safe_key("a\\\\,b"));     // an even run before a comma
-    CHECK_FALSE(is_line_protocol_safe_key("a\\"));   // odd run at the end
+    CHECK(is_line_protocol_safe_key("a\\b"));       // backslash before an ordinary character
+    CHECK(is_line_protocol_safe_key("a\\\\"));      // an even run at the end
+    CHECK(is_line_protocol_safe_key("a\\\\,b"));    // an even run before a comma
+    CHECK_FALSE(is_line_protocol_safe_key("a\\"));  // odd run at the end
     CHECK_FALSE(is_line_protocol_safe_key("a\\,b"));
     CHECK_FALSE(is_line_protocol_safe_key("a\\=b"));
     CHECK_FALSE(is_line_protocol_safe_key("a\\ b"));

@@ -42,8 +42,8 @@ TEST_CASE("keys escape comma, equals and space at the start, middle and end") {
         CHECK(escaped_key(s + s) == "\\" + s + "\\" + s);
     }
     CHECK(escaped_key("plain") == "plain");
-    CHECK(escaped_key("a\"b") == "a\"b");    // quotes need no escape in keys
-    CHECK(escaped_key("a\\b") == "a\\b");    // nor backslashes (see is_line_protocol_safe_key)
+    CHECK(escaped_key("a\"b") == "a\"b");  // quotes need no escape in keys
+    CHECK(escaped_key("a\\b") == "a\\b");  // nor backslashes (see is_line_protocol_safe_key)
     CHECK(escaped_key("caf\xc3\xa9") == "caf\xc3\xa9");
 }
 
@@ -94,11 +94,13 @@ TEST_CASE("a record becomes one line with sorted tags and millisecond time") {
     std::string line;
     append_record_line(line, "telemetry", "f1", record, message, {});
     CHECK(line ==
-          "telemetry,device_id=press-01,factory_id=f1 temperature=71.5,running=true,mode\\ name=\"AUTO \\\"x\\\"\","
+          "telemetry,device_id=press-01,factory_id=f1 temperature=71.5,running=true,mode\\ name=\"AUTO "
+          "\\\"x\\\"\","
           "rpm=1480 1795255230123\n");
 
     std::string with_tags;
     ExtraTags tags{{"area", "north"}, {"line", "L 2"}, {"model", "x=1"}};
     append_record_line(with_tags, "telemetry", "f1", record, message, tags);
-    CHECK(with_tags.starts_with("telemetry,area=north,device_id=press-01,factory_id=f1,line=L\\ 2,model=x\\=1 "));
+    CHECK(with_tags.starts_with(
+        "telemetry,area=north,device_id=press-01,factory_id=f1,line=L\\ 2,model=x\\=1 "));
 }

@@ -64,7 +64,8 @@ TEST_CASE("one record on a device topic") {
 
 TEST_CASE("an array of records of the same device") {
     Harness h;
-    auto d = h.decode(R"([{"ts": 1, "metrics": {"a": 1}}, {"ts": 2, "metrics": {"a": 2}}, {"metrics": {"a": 3}}])");
+    auto d = h.decode(
+        R"([{"ts": 1, "metrics": {"a": 1}}, {"ts": 2, "metrics": {"a": 2}}, {"metrics": {"a": 3}}])");
     REQUIRE_FALSE(d.rejection);
     REQUIRE(d.message.records.size() == 3);
     CHECK(d.message.records[0].timestamp_ms == 1);
@@ -101,8 +102,8 @@ TEST_CASE("gateway records without a valid device_id are dropped, the rest kept"
 
 TEST_CASE("gateway payloads that are not {\"records\": [...]} are rejected") {
     Harness h;
-    for (const char* bad : {R"([{"device_id":"a","metrics":{"x":1}}])", R"({"records": {}})", R"({"data": []})",
-                            R"({"records": []})", R"("records")"}) {
+    for (const char* bad : {R"([{"device_id":"a","metrics":{"x":1}}])", R"({"records": {}})",
+                            R"({"data": []})", R"({"records": []})", R"("records")"}) {
         CAPTURE(bad);
         auto d = h.decode(bad, TopicKind::gateway);
         REQUIRE(d.rejection);
@@ -124,9 +125,9 @@ TEST_CASE("timestamps: integer milliseconds or RFC 3339; bad or future ones are 
     d = h.decode(R"({"ts": )" + std::to_string(limit) + R"(, "metrics": {"a": 1}})");
     CHECK_FALSE(d.rejection);  // exactly at the skew limit
     for (std::string bad :
-         {std::to_string(limit + 1), std::string("1795255229.5"), std::string("-1"), std::string("\"yesterday\""),
-          std::string("\"2026-11-21\""), std::string("true"), std::string("{}"), std::string("[1]"),
-          std::string("18446744073709551615"), std::string("\"2026-11-21T10:10:30Z\"")}) {
+         {std::to_string(limit + 1), std::string("1795255229.5"), std::string("-1"),
+          std::string("\"yesterday\""), std::string("\"2026-11-21\""), std::string("true"), std::string("{}"),
+          std::string("[1]"), std::string("18446744073709551615"), std::string("\"2026-11-21T10:10:30Z\"")}) {
         CAPTURE(bad);
         d = h.decode(R"({"ts": )" + bad + R"(, "metrics": {"a": 1}})");
         REQUIRE(d.rejection);
@@ -147,8 +148,8 @@ TEST_CASE("a bad timestamp drops only its record in an array") {
 TEST_CASE("metrics must be a non-empty object") {
     Harness h;
     for (const char* bad : {R"({"ts": 1})", R"({"metrics": []})", R"({"metrics": 5})", R"({"metrics": "a"})",
-                            R"({"metrics": {}})", R"({"metrics": {"a": null}})", R"({"metrics": null})", R"([])",
-                            R"(5)", R"("text")", R"([1, 2])"}) {
+                            R"({"metrics": {}})", R"({"metrics": {"a": null}})", R"({"metrics": null})",
+                            R"([])", R"(5)", R"("text")", R"([1, 2])"}) {
         CAPTURE(bad);
         auto d = h.decode(bad);
         REQUIRE(d.rejection);
@@ -166,7 +167,8 @@ TEST_CASE("null values are skipped, not rejected") {
 
 TEST_CASE("nested objects flatten with '.' up to 4 levels") {
     Harness h;
-    auto d = h.decode(R"({"metrics": {"axis": {"x": 1, "y": {"z": 2, "w": {"v": 3, "deep": {"u": 4}}}}, "k": 5}})");
+    auto d = h.decode(
+        R"({"metrics": {"axis": {"x": 1, "y": {"z": 2, "w": {"v": 3, "deep": {"u": 4}}}}, "k": 5}})");
     REQUIRE_FALSE(d.rejection);
     CHECK(d.field(0, "axis.x")->number == 1.0);
     CHECK(d.field(0, "axis.y.z")->number == 2.0);
@@ -221,8 +223,9 @@ TEST_CASE("strings: at most 1 KiB, no control characters") {
 TEST_CASE("metric names: invalid ones are rejected as fields") {
     Harness h;
     std::string long_name(129, 'n');
-    auto d = h.decode(R"({"metrics": {"_hidden": 1, "": 2, ")" + long_name +
-                      R"(": 3, "tab\there": 4, "trailing\\": 5, "ok name, with=specials \"q\"": 6, "caf\u00e9": 7}})");
+    auto d = h.decode(
+        R"({"metrics": {"_hidden": 1, "": 2, ")" + long_name +
+        R"(": 3, "tab\there": 4, "trailing\\": 5, "ok name, with=specials \"q\"": 6, "caf\u00e9": 7}})");
     REQUIRE_FALSE(d.rejection);
     CHECK(d.message.records[0].field_count == 2);
     CHECK(d.field(0, "ok name, with=specials \"q\"")->number == 6.0);
@@ -233,7 +236,8 @@ TEST_CASE("metric names: invalid ones are rejected as fields") {
 TEST_CASE("a flattened name longer than 128 bytes is rejected") {
     Harness h;
     std::string part(60, 'p');
-    auto d = h.decode(R"({"metrics": {")" + part + R"(": {")" + part + R"(": {")" + part + R"(": 1}}, "x": 1}})");
+    auto d =
+        h.decode(R"({"metrics": {")" + part + R"(": {")" + part + R"(": {")" + part + R"(": 1}}, "x": 1}})");
     REQUIRE_FALSE(d.rejection);
     CHECK(d.message.records[0].field_count == 1);
     CHECK(d.message.field_rejections.size() == 1);
@@ -258,10 +262,11 @@ TEST_CASE("a record whose every field is invalid is rejected as invalid_field") 
 
 TEST_CASE("identity mismatch rejects the whole message") {
     Harness h;
-    for (const char* bad : {R"({"factory_id": "f2", "metrics": {"a": 1}})", R"({"device_id": "d2", "metrics": {"a": 1}})",
-                            R"({"factory_id": 1, "metrics": {"a": 1}})", R"({"device_id": null, "metrics": {"a": 1}})",
-                            R"([{"metrics": {"a": 1}}, {"factory_id": "F1", "metrics": {"a": 2}}])",
-                            R"({"factory_id": "f1", "factory_id": "f2", "metrics": {"a": 1}})"}) {
+    for (const char* bad :
+         {R"({"factory_id": "f2", "metrics": {"a": 1}})", R"({"device_id": "d2", "metrics": {"a": 1}})",
+          R"({"factory_id": 1, "metrics": {"a": 1}})", R"({"device_id": null, "metrics": {"a": 1}})",
+          R"([{"metrics": {"a": 1}}, {"factory_id": "F1", "metrics": {"a": 2}}])",
+          R"({"factory_id": "f1", "factory_id": "f2", "metrics": {"a": 1}})"}) {
         CAPTURE(bad);
         auto d = h.decode(bad);
         REQUIRE(d.rejection);
@@ -276,10 +281,11 @@ TEST_CASE("identity mismatch rejects the whole message") {
 TEST_CASE("identity mismatch on gateway topics: factory_id anywhere, or gateway_id") {
     Harness h;
     h.topic_source = "gw1";
-    for (const char* bad :
-         {R"({"factory_id": "f2", "records": [{"device_id": "a", "metrics": {"x": 1}}]})",
-          R"({"gateway_id": "gw2", "records": [{"device_id": "a", "metrics": {"x": 1}}]})",
-          R"({"records": [{"device_id": "a", "metrics": {"x": 1}}, {"device_id": "b", "factory_id": "f9", "metrics": {"x": 1}}]})"}) {
+    for (
+        const char* bad :
+        {R"({"factory_id": "f2", "records": [{"device_id": "a", "metrics": {"x": 1}}]})",
+         R"({"gateway_id": "gw2", "records": [{"device_id": "a", "metrics": {"x": 1}}]})",
+         R"({"records": [{"device_id": "a", "metrics": {"x": 1}}, {"device_id": "b", "factory_id": "f9", "metrics": {"x": 1}}]})"}) {
         CAPTURE(bad);
         auto d = h.decode(bad, TopicKind::gateway);
         REQUIRE(d.rejection);
@@ -289,10 +295,11 @@ TEST_CASE("identity mismatch on gateway topics: factory_id anywhere, or gateway_
 
 TEST_CASE("malformed JSON is rejected") {
     Harness h;
-    for (const char* bad : {"", "{", "garbage", R"({"metrics": {"a": 1}} trailing)", R"({"metrics": {"a": 1}}})",
-                            R"({"metrics": {"a": tru}})", R"({"metrics": {"a": 1,}})", R"({'metrics': {}})",
-                            R"({"metrics": {"a": 01}})", R"({"metrics" {"a": 1}})", "\xff\xfe{}",
-                            R"({"metrics": {"a": "\ud800"}})", R"({"metrics": {"a": NaNa}})"}) {
+    for (const char* bad :
+         {"", "{", "garbage", R"({"metrics": {"a": 1}} trailing)", R"({"metrics": {"a": 1}}})",
+          R"({"metrics": {"a": tru}})", R"({"metrics": {"a": 1,}})", R"({'metrics': {}})",
+          R"({"metrics": {"a": 01}})", R"({"metrics" {"a": 1}})", "\xff\xfe{}",
+          R"({"metrics": {"a": "\ud800"}})", R"({"metrics": {"a": NaNa}})"}) {
         CAPTURE(bad);
         auto d = h.decode(bad);
         REQUIRE(d.rejection);

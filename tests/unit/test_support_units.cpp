@@ -17,9 +17,12 @@ using namespace plantd;
 
 TEST_CASE("NaN, Infinity and out-of-range numbers outside strings become sentinels") {
     CHECK_FALSE(rewrite_nonstandard_numbers(R"({"a": 1, "b": "NaN", "c": 1e308})"));
-    auto out = rewrite_nonstandard_numbers(R"({"a": NaN, "b": "x NaN \" NaN", "c": -Infinity, "d": 1e999, "e": 99999999999999999999})");
+    auto out = rewrite_nonstandard_numbers(
+        R"({"a": NaN, "b": "x NaN \" NaN", "c": -Infinity, "d": 1e999, "e": 99999999999999999999})");
     REQUIRE(out);
-    CHECK(*out == R"({"a": "\u0000NF:NaN", "b": "x NaN \" NaN", "c": "\u0000NF:-Infinity", "d": "\u0000OR:1e999", "e": "\u0000OR:99999999999999999999"})");
+    CHECK(
+        *out ==
+        R"({"a": "\u0000NF:NaN", "b": "x NaN \" NaN", "c": "\u0000NF:-Infinity", "d": "\u0000OR:1e999", "e": "\u0000OR:99999999999999999999"})");
     simdjson::dom::parser parser;
     simdjson::dom::element doc;
     CHECK(parser.parse(*out).get(doc) == simdjson::SUCCESS);
@@ -65,11 +68,13 @@ TEST_CASE("metrics count by scope, reason and factory, with bounded factory labe
     CHECK(metrics.rejected_total(RejectScope::message) == 4);
     CHECK(metrics.rejected_total(RejectScope::field) == 1);
     std::string text = metrics.render_prometheus();
-    CHECK(text.find("plantd_rejected_total{scope=\"message\",reason=\"malformed_json\",factory_id=\"f2\"} 2") !=
-          std::string::npos);
+    CHECK(
+        text.find("plantd_rejected_total{scope=\"message\",reason=\"malformed_json\",factory_id=\"f2\"} 2") !=
+        std::string::npos);
     CHECK(text.find("factory_id=\"_other\"} 1") != std::string::npos);
-    CHECK(text.find("plantd_rejected_total{scope=\"field\",reason=\"invalid_field\",factory_id=\"_none\"} 1") !=
-          std::string::npos);
+    CHECK(
+        text.find("plantd_rejected_total{scope=\"field\",reason=\"invalid_field\",factory_id=\"_none\"} 1") !=
+        std::string::npos);
 }
 
 namespace {
@@ -111,9 +116,7 @@ TEST_CASE("a full ingest queue makes the producer wait instead of dropping") {
     IngestQueue queue(1, 100, 1 << 24, metrics);
     for (int i = 0; i < 100; ++i) REQUIRE(queue.push(make_message("t", "x")));
     std::atomic<bool> pushed{false};
-    std::thread producer([&] {
-        pushed = queue.push(make_message("t", "last"));
-    });
+    std::thread producer([&] { pushed = queue.push(make_message("t", "last")); });
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
     CHECK_FALSE(pushed.load());  // still waiting: the queue is full
     std::vector<RawMessage> out(10);

@@ -66,8 +66,9 @@ TEST_CASE("bad templates are refused with a reason") {
 }
 
 TEST_CASE("the router validates identifiers from the topic") {
-    TopicRouter router(*TopicTemplate::parse("factory/{factory_id}/device/{device_id}/telemetry", TopicKind::device),
-                       *TopicTemplate::parse("factory/{factory_id}/gateway/{gateway_id}/telemetry", TopicKind::gateway));
+    TopicRouter router(
+        *TopicTemplate::parse("factory/{factory_id}/device/{device_id}/telemetry", TopicKind::device),
+        *TopicTemplate::parse("factory/{factory_id}/gateway/{gateway_id}/telemetry", TopicKind::gateway));
     TopicMatch match;
     CHECK(router.route("factory/f1/device/d1/telemetry", match) == TopicError::none);
     CHECK(match.kind == TopicKind::device);

@@ -25,7 +25,8 @@ namespace plantd {
 namespace {
 
 int64_t steady_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
         .count();
 }
 
@@ -39,11 +40,12 @@ TopicRouter make_router(const MqttConfig& mqtt) {
 
 void log_accounting(const Metrics& metrics) {
     spdlog::info(
-        "accounting: messages received {} = accepted {} + rejected {}; records accepted {} = points written {} + "
+        "accounting: messages received {} = accepted {} + rejected {}; records accepted {} = points written "
+        "{} + "
         "points rejected {} + buffered {}",
         metrics.messages_received.load(), metrics.messages_accepted.load(),
-        metrics.rejected_total(RejectScope::message), metrics.records_accepted.load(), metrics.points_written(),
-        metrics.rejected_total(RejectScope::point), metrics.points_buffered.load());
+        metrics.rejected_total(RejectScope::message), metrics.records_accepted.load(),
+        metrics.points_written(), metrics.rejected_total(RejectScope::point), metrics.points_buffered.load());
 }
 
 }  // namespace
@@ -128,8 +130,8 @@ int run_daemon(const Config& config) {
         return 1;
     }
     systemd::notify_ready();
-    spdlog::info("plantd {} running: {} workers, InfluxDB {} ({})", config.instance, shards, config.influxdb.url,
-                 config.influxdb.api == InfluxApi::v1 ? "v1" : "v2");
+    spdlog::info("plantd {} running: {} workers, InfluxDB {} ({})", config.instance, shards,
+                 config.influxdb.url, config.influxdb.api == InfluxApi::v1 ? "v1" : "v2");
 
     // Main loop: wait for a signal; feed the systemd watchdog only while every worker turns its loop.
     const auto watchdog = systemd::watchdog_interval();
@@ -141,7 +143,8 @@ int run_daemon(const Config& config) {
             spdlog::info("received {}: draining", signal == SIGTERM ? "SIGTERM" : "SIGINT");
             break;
         }
-        if (signal == SIGHUP) spdlog::info("received SIGHUP: nothing to reload yet (rules come with the rule engine)");
+        if (signal == SIGHUP)
+            spdlog::info("received SIGHUP: nothing to reload yet (rules come with the rule engine)");
         if (watchdog_ms > 0) {
             bool progressing = true;
             for (auto& worker : workers) progressing &= worker->alive(steady_ms(), watchdog_ms / 2);
@@ -155,7 +158,8 @@ int run_daemon(const Config& config) {
     subscriber.stop();
     queue.close();
     for (auto& worker : workers) worker->join();
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(config.shutdown.drain_timeout_ms);
+    auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(config.shutdown.drain_timeout_ms);
     for (auto& writer : writers) writer->finish(deadline);
     for (auto& writer : writers) writer->join();
     control.stop();

@@ -38,7 +38,8 @@ int list_dead_letters(const std::string& path, size_t limit, const std::string& 
             read_string(entry, "detail", detail);
             ++total;
             newest.push_back(fmt::format("{} {:<18} {:<8} factory={} topic={} {}", time, entry_reason, kind,
-                                         factory.empty() ? "-" : factory, topic.empty() ? "-" : topic, detail));
+                                         factory.empty() ? "-" : factory, topic.empty() ? "-" : topic,
+                                         detail));
             if (newest.size() > limit) newest.pop_front();
         }
     }

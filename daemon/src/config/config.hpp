@@ -51,8 +51,8 @@ struct InfluxConfig {
     std::string url = "http://127.0.0.1:8086";
     InfluxApi api = InfluxApi::v1;
     std::string database = "plantd";  // v1
-    std::string retention_policy;      // v1, "" = default
-    std::string username;              // v1
+    std::string retention_policy;     // v1, "" = default
+    std::string username;             // v1
     std::optional<std::string> password;
     bool create_database = true;  // v1: CREATE DATABASE at start-up when missing
     std::string org;              // v2

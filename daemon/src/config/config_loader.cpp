@@ -19,7 +19,7 @@ namespace plantd {
 namespace {
 
 class SectionReader {
-public:
+  public:
     SectionReader(const toml::table* table, std::string section, const std::string& source,
                   std::vector<std::string>& errors)
         : table_(table), section_(std::move(section)), source_(source), errors_(errors) {}
@@ -39,15 +39,19 @@ public:
 
     void string(std::string_view key, std::string& out) {
         if (const auto* node = find(key)) {
-            if (auto value = node->value<std::string>()) out = *value;
-            else error_at(node, key, "expected a string");
+            if (auto value = node->value<std::string>())
+                out = *value;
+            else
+                error_at(node, key, "expected a string");
         }
     }
 
     void boolean(std::string_view key, bool& out) {
         if (const auto* node = find(key)) {
-            if (auto value = node->value<bool>()) out = *value;
-            else error_at(node, key, "expected true or false");
+            if (auto value = node->value<bool>())
+                out = *value;
+            else
+                error_at(node, key, "expected true or false");
         }
     }
 
@@ -66,9 +70,12 @@ public:
         if (const auto* node = find(key)) {
             auto text = node->value<std::string>();
             auto ms = text ? parse_duration_ms(*text) : std::nullopt;
-            if (!ms) return error_at(node, key, "expected a duration such as \"500ms\", \"30s\", \"5m\" or \"1h\"");
+            if (!ms)
+                return error_at(node, key,
+                                "expected a duration such as \"500ms\", \"30s\", \"5m\" or \"1h\"");
             if (*ms < min_ms || *ms > max_ms)
-                return error_at(node, key, fmt::format("{} ms is out of range [{} ms, {} ms]", *ms, min_ms, max_ms));
+                return error_at(node, key,
+                                fmt::format("{} ms is out of range [{} ms, {} ms]", *ms, min_ms, max_ms));
             out = *ms;
         }
     }
@@ -104,13 +111,16 @@ public:
                             fmt::format("give only one of {}, {} and {}", key, env_key, file_key));
         }
         if (literal) {
-            if (auto value = literal->value<std::string>()) out = *value;
-            else error_at(literal, key, "expected a string");
+            if (auto value = literal->value<std::string>())
+                out = *value;
+            else
+                error_at(literal, key, "expected a string");
         } else if (env) {
             auto name = env->value<std::string>();
             if (!name) return error_at(env, env_key, "expected the name of an environment variable");
             const char* value = std::getenv(name->c_str());
-            if (!value) return error_at(env, env_key, fmt::format("environment variable {} is not set", *name));
+            if (!value)
+                return error_at(env, env_key, fmt::format("environment variable {} is not set", *name));
             out = value;
         } else if (file) {
             auto path = file->value<std::string>();
@@ -128,14 +138,15 @@ public:
         if (!table_) return;
         for (const auto& [key, node] : *table_) {
             if (!seen_.count(std::string(key.str()))) {
-                error_at(&node, key.str(), "unknown key (misspelt? see the configuration reference in README.md)");
+                error_at(&node, key.str(),
+                         "unknown key (misspelt? see the configuration reference in README.md)");
             }
         }
     }
 
     const toml::node* last_node(std::string_view key) { return table_ ? table_->get(key) : nullptr; }
 
-private:
+  private:
     const toml::table* table_;
     std::string section_;
     const std::string& source_;
@@ -161,7 +172,8 @@ void check_listen_address(SectionReader& reader, const std::string& listen) {
     if (colon == std::string::npos || colon == 0 ||
         std::from_chars(listen.data() + colon + 1, listen.data() + listen.size(), port).ec != std::errc() ||
         port < 0 || port > 65535) {
-        reader.error_at(reader.last_node("listen"), "listen", "expected \"host:port\", e.g. \"127.0.0.1:9102\"");
+        reader.error_at(reader.last_node("listen"), "listen",
+                        "expected \"host:port\", e.g. \"127.0.0.1:9102\"");
     }
 }
 
@@ -169,12 +181,12 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
     Config config;
     config.source = source;
 
-    static const std::set<std::string> sections{"instance",   "mqtt", "ingest", "influxdb", "dead_letter",
-                                                "control",    "log",  "shutdown"};
+    static const std::set<std::string> sections{"instance",    "mqtt",    "ingest", "influxdb",
+                                                "dead_letter", "control", "log",    "shutdown"};
     for (const auto& [key, node] : root) {
         if (!sections.count(std::string(key.str()))) {
-            errors.push_back(fmt::format("{}:{}: unknown section or key \"{}\"", source, node.source().begin.line,
-                                         key.str()));
+            errors.push_back(fmt::format("{}:{}: unknown section or key \"{}\"", source,
+                                         node.source().begin.line, key.str()));
         }
     }
 
@@ -211,8 +223,10 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
         r.secret("password", m.password);
         const toml::table* tls = nullptr;
         if (const auto* node = r.find("tls")) {
-            if (node->is_table()) tls = node->as_table();
-            else r.error_at(node, "tls", "must be a table");
+            if (node->is_table())
+                tls = node->as_table();
+            else
+                r.error_at(node, "tls", "must be a table");
         }
         r.finish();
         SectionReader t(tls, "mqtt.tls", source, errors);
@@ -225,10 +239,13 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
         t.finish();
 
         if (m.client_id.empty()) m.client_id = "plantd-" + config.instance;
-        if (m.client_id.size() > 128) r.error_at(r.last_node("client_id"), "client_id", "longer than 128 bytes");
-        if (m.uri.rfind("tcp://", 0) != 0 && m.uri.rfind("ssl://", 0) != 0 && m.uri.rfind("mqtt://", 0) != 0 &&
-            m.uri.rfind("mqtts://", 0) != 0 && m.uri.rfind("ws://", 0) != 0 && m.uri.rfind("wss://", 0) != 0) {
-            r.error_at(r.last_node("uri"), "uri", "expected tcp://, ssl://, mqtt://, mqtts://, ws:// or wss://");
+        if (m.client_id.size() > 128)
+            r.error_at(r.last_node("client_id"), "client_id", "longer than 128 bytes");
+        if (m.uri.rfind("tcp://", 0) != 0 && m.uri.rfind("ssl://", 0) != 0 &&
+            m.uri.rfind("mqtt://", 0) != 0 && m.uri.rfind("mqtts://", 0) != 0 &&
+            m.uri.rfind("ws://", 0) != 0 && m.uri.rfind("wss://", 0) != 0) {
+            r.error_at(r.last_node("uri"), "uri",
+                       "expected tcp://, ssl://, mqtt://, mqtts://, ws:// or wss://");
         }
         if (m.reconnect_min_ms > m.reconnect_max_ms) {
             r.error_at(r.last_node("reconnect_min"), "reconnect_min", "is larger than reconnect_max");
@@ -237,9 +254,11 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
         if (!device) r.error_at(r.last_node("device_topic"), "device_topic", device.error());
         if (!m.gateway_topic.empty()) {
             auto gateway = TopicTemplate::parse(m.gateway_topic, TopicKind::gateway);
-            if (!gateway) r.error_at(r.last_node("gateway_topic"), "gateway_topic", gateway.error());
+            if (!gateway)
+                r.error_at(r.last_node("gateway_topic"), "gateway_topic", gateway.error());
             else if (device && device->subscription_filter() == gateway->subscription_filter())
-                r.error_at(r.last_node("gateway_topic"), "gateway_topic", "matches the same topics as device_topic");
+                r.error_at(r.last_node("gateway_topic"), "gateway_topic",
+                           "matches the same topics as device_topic");
         }
         if (!m.shared_group.empty() && (m.shared_group.find_first_of("/+#") != std::string::npos)) {
             r.error_at(r.last_node("shared_group"), "shared_group", "must not contain '/', '+' or '#'");
@@ -247,8 +266,8 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
         if (!m.shared_group.empty() && m.version != 5) {
             r.error_at(r.last_node("shared_group"), "shared_group", "shared subscriptions need version = 5");
         }
-        bool tls_scheme = m.uri.rfind("ssl://", 0) == 0 || m.uri.rfind("mqtts://", 0) == 0 ||
-                          m.uri.rfind("wss://", 0) == 0;
+        bool tls_scheme =
+            m.uri.rfind("ssl://", 0) == 0 || m.uri.rfind("mqtts://", 0) == 0 || m.uri.rfind("wss://", 0) == 0;
         if (tls_scheme) m.tls.enabled = true;
     }
 
@@ -262,7 +281,8 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
         r.size("queue_max_bytes", g.queue_max_bytes, 1024 * 1024, 64ull * 1024 * 1024 * 1024);
         r.finish();
         if (g.queue_max_bytes < g.max_payload_bytes) {
-            r.error_at(r.last_node("queue_max_bytes"), "queue_max_bytes", "is smaller than max_payload_bytes");
+            r.error_at(r.last_node("queue_max_bytes"), "queue_max_bytes",
+                       "is smaller than max_payload_bytes");
         }
     }
 
@@ -272,9 +292,13 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
         r.string("url", i.url);
         std::string api = "v1";
         r.string("api", api);
-        if (api == "v1") i.api = InfluxApi::v1;
-        else if (api == "v2") i.api = InfluxApi::v2;
-        else r.error_at(r.last_node("api"), "api", "expected \"v1\" (InfluxDB 1.x /write) or \"v2\" (/api/v2/write)");
+        if (api == "v1")
+            i.api = InfluxApi::v1;
+        else if (api == "v2")
+            i.api = InfluxApi::v2;
+        else
+            r.error_at(r.last_node("api"), "api",
+                       "expected \"v1\" (InfluxDB 1.x /write) or \"v2\" (/api/v2/write)");
         r.string("database", i.database);
         r.string("retention_policy", i.retention_policy);
         r.string("username", i.username);
@@ -297,17 +321,22 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
             r.error_at(r.last_node("url"), "url", "expected http:// or https://");
         }
         while (!i.url.empty() && i.url.back() == '/') i.url.pop_back();
-        if (i.measurement.empty() || i.measurement.front() == '_' || contains_control_character(i.measurement)) {
+        if (i.measurement.empty() || i.measurement.front() == '_' ||
+            contains_control_character(i.measurement)) {
             r.error_at(r.last_node("measurement"), "measurement",
                        "must be non-empty, not start with '_' and hold no control characters");
         }
         if (i.api == InfluxApi::v1 && (i.database.empty() || contains_control_character(i.database))) {
-            r.error_at(r.last_node("database"), "database", "must be a non-empty name without control characters");
+            r.error_at(r.last_node("database"), "database",
+                       "must be a non-empty name without control characters");
         }
         if (i.api == InfluxApi::v2) {
             if (i.org.empty()) r.error_at(r.last_node("org"), "org", "is required with api = \"v2\"");
-            if (i.bucket.empty()) r.error_at(r.last_node("bucket"), "bucket", "is required with api = \"v2\"");
-            if (!i.token) r.error_at(nullptr, "token", "is required with api = \"v2\" (token, token_env or token_file)");
+            if (i.bucket.empty())
+                r.error_at(r.last_node("bucket"), "bucket", "is required with api = \"v2\"");
+            if (!i.token)
+                r.error_at(nullptr, "token",
+                           "is required with api = \"v2\" (token, token_env or token_file)");
         }
         if (i.retry_initial_ms > i.retry_max_ms) {
             r.error_at(r.last_node("retry_initial"), "retry_initial", "is larger than retry_max");
@@ -332,9 +361,11 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
         r.string("level", config.log.level);
         r.duration_ms("reject_log_interval", config.log.reject_log_interval_ms, 0, 3600'000);
         r.finish();
-        static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "critical", "off"};
+        static const std::set<std::string> levels{"trace", "debug",    "info", "warn",
+                                                  "error", "critical", "off"};
         if (!levels.count(config.log.level)) {
-            r.error_at(r.last_node("level"), "level", "expected trace, debug, info, warn, error, critical or off");
+            r.error_at(r.last_node("level"), "level",
+                       "expected trace, debug, info, warn, error, critical or off");
         }
     }
     {

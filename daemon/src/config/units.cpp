@@ -28,12 +28,18 @@ std::optional<int64_t> parse_duration_ms(std::string_view text) {
     if (!split) return std::nullopt;
     auto [value, unit] = *split;
     uint64_t factor;
-    if (unit == "ms") factor = 1;
-    else if (unit == "s") factor = 1000;
-    else if (unit == "m" || unit == "min") factor = 60'000;
-    else if (unit == "h") factor = 3'600'000;
-    else if (unit == "d") factor = 86'400'000;
-    else return std::nullopt;
+    if (unit == "ms")
+        factor = 1;
+    else if (unit == "s")
+        factor = 1000;
+    else if (unit == "m" || unit == "min")
+        factor = 60'000;
+    else if (unit == "h")
+        factor = 3'600'000;
+    else if (unit == "d")
+        factor = 86'400'000;
+    else
+        return std::nullopt;
     auto ms = multiply(value, factor);
     if (!ms || *ms > static_cast<uint64_t>(INT64_MAX / 1000)) return std::nullopt;
     return static_cast<int64_t>(*ms);
@@ -44,11 +50,16 @@ std::optional<uint64_t> parse_size_bytes(std::string_view text) {
     if (!split) return std::nullopt;
     auto [value, unit] = *split;
     uint64_t factor;
-    if (unit.empty() || unit == "B") factor = 1;
-    else if (unit == "KiB" || unit == "KB" || unit == "K") factor = 1024;
-    else if (unit == "MiB" || unit == "MB" || unit == "M") factor = 1024 * 1024;
-    else if (unit == "GiB" || unit == "GB" || unit == "G") factor = 1024ull * 1024 * 1024;
-    else return std::nullopt;
+    if (unit.empty() || unit == "B")
+        factor = 1;
+    else if (unit == "KiB" || unit == "KB" || unit == "K")
+        factor = 1024;
+    else if (unit == "MiB" || unit == "MB" || unit == "M")
+        factor = 1024 * 1024;
+    else if (unit == "GiB" || unit == "GB" || unit == "G")
+        factor = 1024ull * 1024 * 1024;
+    else
+        return std::nullopt;
     return multiply(value, factor);
 }
 

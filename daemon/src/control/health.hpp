@@ -7,7 +7,7 @@
 namespace plantd {
 
 class Health {
-public:
+  public:
     std::atomic<bool> mqtt_connected{false};
     std::atomic<bool> mqtt_subscribed{false};
     std::atomic<bool> influx_failing{false};
@@ -24,7 +24,7 @@ public:
     // Ready: receiving (subscribed) and able to write.
     bool ready() const { return mqtt_subscribed && !influx_failing && !draining; }
 
-private:
+  private:
     mutable std::mutex mutex_;
     std::string influx_error_;
 };

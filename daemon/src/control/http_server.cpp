@@ -1,7 +1,7 @@
 #include "control/http_server.hpp"
 
-#include <httplib.h>
 #include <fmt/format.h>
+#include <httplib.h>
 
 #include "durability/dead_letter_store.hpp"
 
@@ -9,14 +9,17 @@ namespace plantd {
 
 ControlServer::ControlServer(Metrics& metrics, Health& health) : metrics_(metrics), health_(health) {}
 
-ControlServer::~ControlServer() { stop(); }
+ControlServer::~ControlServer() {
+    stop();
+}
 
 std::string ControlServer::health_json() const {
     std::string out = "{\"status\":";
     bool degraded = !health_.mqtt_connected || !health_.mqtt_subscribed || health_.influx_failing;
     append_json_string(out, health_.draining ? "draining" : degraded ? "degraded" : "ok");
     out += fmt::format(",\"mqtt_connected\":{},\"mqtt_subscribed\":{},\"influxdb_ok\":{}",
-                       health_.mqtt_connected.load(), health_.mqtt_subscribed.load(), !health_.influx_failing.load());
+                       health_.mqtt_connected.load(), health_.mqtt_subscribed.load(),
+                       !health_.influx_failing.load());
     out += ",\"influxdb_error\":";
     append_json_string(out, health_.influx_error());
     out += fmt::format(",\"points_buffered\":{}}}", metrics_.points_buffered.load());
@@ -40,10 +43,11 @@ std::string ControlServer::start(const std::string& listen) {
         response.status = health_.ready() ? 200 : 503;
         response.set_content(health_json(), "application/json");
     });
-    server_->set_exception_handler([this](const httplib::Request&, httplib::Response& response, std::exception_ptr) {
-        metrics_.internal_errors.fetch_add(1);
-        response.status = 500;
-    });
+    server_->set_exception_handler(
+        [this](const httplib::Request&, httplib::Response& response, std::exception_ptr) {
+            metrics_.internal_errors.fetch_add(1);
+            response.status = 500;
+        });
     if (port == 0) {
         port_ = server_->bind_to_any_port(host);
         if (port_ < 0) return fmt::format("[control] listen {}: cannot bind", listen);

@@ -14,7 +14,7 @@ class Server;
 namespace plantd {
 
 class ControlServer {
-public:
+  public:
     ControlServer(Metrics& metrics, Health& health);
     ~ControlServer();
     // Binds "host:port" (port 0 picks a free one). Returns an error message, or "" on success.
@@ -24,7 +24,7 @@ public:
 
     std::string health_json() const;
 
-private:
+  private:
     Metrics& metrics_;
     Health& health_;
     std::unique_ptr<httplib::Server> server_;

@@ -6,10 +6,14 @@ namespace plantd {
 
 std::string_view to_string(RejectScope scope) {
     switch (scope) {
-        case RejectScope::message: return "message";
-        case RejectScope::record: return "record";
-        case RejectScope::field: return "field";
-        case RejectScope::point: return "point";
+        case RejectScope::message:
+            return "message";
+        case RejectScope::record:
+            return "record";
+        case RejectScope::field:
+            return "field";
+        case RejectScope::point:
+            return "point";
     }
     return "unknown";
 }
@@ -23,7 +27,8 @@ std::string Metrics::factory_label(std::string_view factory) {
 }
 
 void Metrics::count_rejected(RejectScope scope, RejectReason reason, std::string_view factory, uint64_t n) {
-    rejected_totals_[static_cast<size_t>(scope)][static_cast<size_t>(reason)].fetch_add(n, std::memory_order_relaxed);
+    rejected_totals_[static_cast<size_t>(scope)][static_cast<size_t>(reason)].fetch_add(
+        n, std::memory_order_relaxed);
     std::lock_guard lock(mutex_);
     rejected_[{scope, reason, factory_label(factory)}] += n;
 }
@@ -44,7 +49,9 @@ uint64_t Metrics::rejected_total(RejectScope scope) const {
     return total;
 }
 
-uint64_t Metrics::points_written() const { return points_written_.load(); }
+uint64_t Metrics::points_written() const {
+    return points_written_.load();
+}
 
 void Metrics::add_gauge(std::string name, std::string help, std::function<double()> read) {
     std::lock_guard lock(mutex_);
@@ -54,26 +61,33 @@ void Metrics::add_gauge(std::string name, std::string help, std::function<double
 std::string Metrics::render_prometheus() const {
     std::string out;
     auto counter = [&](std::string_view name, std::string_view help, uint64_t value) {
-        fmt::format_to(std::back_inserter(out), "# HELP {0} {1}\n# TYPE {0} counter\n{0} {2}\n", name, help, value);
+        fmt::format_to(std::back_inserter(out), "# HELP {0} {1}\n# TYPE {0} counter\n{0} {2}\n", name, help,
+                       value);
     };
-    counter("plantd_messages_received_total", "MQTT messages handed to plantd by the broker.", messages_received);
+    counter("plantd_messages_received_total", "MQTT messages handed to plantd by the broker.",
+            messages_received);
     counter("plantd_bytes_received_total", "Payload bytes received.", bytes_received);
-    counter("plantd_messages_accepted_total", "Messages that yielded at least one record.", messages_accepted);
+    counter("plantd_messages_accepted_total", "Messages that yielded at least one record.",
+            messages_accepted);
     counter("plantd_records_accepted_total", "Records encoded for InfluxDB.", records_accepted);
     counter("plantd_batches_written_total", "Batches InfluxDB acknowledged.", batches_written);
     counter("plantd_write_requests_total", "HTTP write requests sent to InfluxDB.", write_requests);
-    counter("plantd_write_failures_total", "HTTP write requests that failed (retried or split).", write_failures);
+    counter("plantd_write_failures_total", "HTTP write requests that failed (retried or split).",
+            write_failures);
     counter("plantd_write_bytes_sent_total", "Request body bytes sent to InfluxDB (after compression).",
             write_bytes_sent);
     counter("plantd_backpressure_waits_total", "Times the MQTT receive thread waited for queue space.",
             backpressure_waits);
     counter("plantd_mqtt_connects_total", "Successful MQTT connects.", mqtt_connects);
     counter("plantd_mqtt_connection_losses_total", "MQTT connections lost.", mqtt_connection_losses);
-    counter("plantd_mqtt_connect_failures_total", "MQTT connect attempts that failed.", mqtt_connect_failures);
+    counter("plantd_mqtt_connect_failures_total", "MQTT connect attempts that failed.",
+            mqtt_connect_failures);
     counter("plantd_mqtt_subscribe_failures_total", "MQTT subscriptions the broker refused.",
             mqtt_subscribe_failures);
-    counter("plantd_internal_errors_total", "Exceptions caught at a thread or callback boundary.", internal_errors);
-    counter("plantd_dead_letters_written_total", "Entries written to the dead-letter store.", dead_letters_written);
+    counter("plantd_internal_errors_total", "Exceptions caught at a thread or callback boundary.",
+            internal_errors);
+    counter("plantd_dead_letters_written_total", "Entries written to the dead-letter store.",
+            dead_letters_written);
     counter("plantd_dead_letter_write_errors_total", "Dead letters that could not be written.",
             dead_letter_write_errors);
     fmt::format_to(std::back_inserter(out),
@@ -82,22 +96,25 @@ std::string Metrics::render_prometheus() const {
                    points_buffered.load());
 
     std::lock_guard lock(mutex_);
-    out += "# HELP plantd_points_written_total Points InfluxDB acknowledged, by factory.\n"
-           "# TYPE plantd_points_written_total counter\n";
+    out +=
+        "# HELP plantd_points_written_total Points InfluxDB acknowledged, by factory.\n"
+        "# TYPE plantd_points_written_total counter\n";
     for (const auto& [factory, n] : written_by_factory_) {
-        fmt::format_to(std::back_inserter(out), "plantd_points_written_total{{factory_id=\"{}\"}} {}\n", factory, n);
+        fmt::format_to(std::back_inserter(out), "plantd_points_written_total{{factory_id=\"{}\"}} {}\n",
+                       factory, n);
     }
-    out += "# HELP plantd_rejected_total Rejected messages, records, fields and points, by reason and factory.\n"
-           "# TYPE plantd_rejected_total counter\n";
+    out +=
+        "# HELP plantd_rejected_total Rejected messages, records, fields and points, by reason and factory.\n"
+        "# TYPE plantd_rejected_total counter\n";
     for (const auto& [key, n] : rejected_) {
         const auto& [scope, reason, factory] = key;
         fmt::format_to(std::back_inserter(out),
-                       "plantd_rejected_total{{scope=\"{}\",reason=\"{}\",factory_id=\"{}\"}} {}\n", to_string(scope),
-                       to_string(reason), factory, n);
+                       "plantd_rejected_total{{scope=\"{}\",reason=\"{}\",factory_id=\"{}\"}} {}\n",
+                       to_string(scope), to_string(reason), factory, n);
     }
     for (const auto& gauge : gauges_) {
-        fmt::format_to(std::back_inserter(out), "# HELP {0} {1}\n# TYPE {0} gauge\n{0} {2}\n", gauge.name, gauge.help,
-                       gauge.read());
+        fmt::format_to(std::back_inserter(out), "# HELP {0} {1}\n# TYPE {0} gauge\n{0} {2}\n", gauge.name,
+                       gauge.help, gauge.read());
     }
     return out;
 }

@@ -29,7 +29,7 @@ inline constexpr std::string_view no_factory_label = "_none";
 inline constexpr std::string_view other_factory_label = "_other";
 
 class Metrics {
-public:
+  public:
     std::atomic<uint64_t> messages_received{0};
     std::atomic<uint64_t> bytes_received{0};
     std::atomic<uint64_t> messages_accepted{0};
@@ -62,7 +62,7 @@ public:
 
     std::string render_prometheus() const;
 
-private:
+  private:
     std::string factory_label(std::string_view factory);  // with mutex_ held
 
     size_t max_factory_labels_;

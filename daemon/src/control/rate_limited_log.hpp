@@ -12,7 +12,7 @@
 namespace plantd {
 
 class RateLimitedLog {
-public:
+  public:
     explicit RateLimitedLog(std::chrono::milliseconds interval) : interval_(interval) {}
 
     template <class... Args>
@@ -37,7 +37,7 @@ public:
         }
     }
 
-private:
+  private:
     struct Slot {
         std::chrono::steady_clock::time_point last{};
         uint64_t suppressed = 0;

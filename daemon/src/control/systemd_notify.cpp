@@ -1,14 +1,22 @@
 #include "control/systemd_notify.hpp"
 
-#include <string>
 #include <systemd/sd-daemon.h>
+#include <string>
 
 namespace plantd::systemd {
 
-void notify_ready() { sd_notify(0, "READY=1"); }
-void notify_stopping() { sd_notify(0, "STOPPING=1"); }
-void notify_watchdog() { sd_notify(0, "WATCHDOG=1"); }
-void notify_status(std::string_view status) { sd_notify(0, ("STATUS=" + std::string(status)).c_str()); }
+void notify_ready() {
+    sd_notify(0, "READY=1");
+}
+void notify_stopping() {
+    sd_notify(0, "STOPPING=1");
+}
+void notify_watchdog() {
+    sd_notify(0, "WATCHDOG=1");
+}
+void notify_status(std::string_view status) {
+    sd_notify(0, ("STATUS=" + std::string(status)).c_str());
+}
 
 std::chrono::microseconds watchdog_interval() {
     uint64_t usec = 0;

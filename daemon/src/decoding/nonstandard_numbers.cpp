@@ -11,8 +11,8 @@ namespace plantd {
 namespace {
 
 bool is_token_char(char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '+' || c == '-' ||
-           c == '.';
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '+' ||
+           c == '-' || c == '.';
 }
 
 bool is_nonfinite_word(std::string_view token) {
@@ -28,7 +28,8 @@ bool is_out_of_range_number(std::string_view token) {
     if (i >= token.size() || token[i] < '0' || token[i] > '9') return false;
     bool integral = token.find_first_of(".eE") == std::string_view::npos;
     for (char c : token.substr(i)) {
-        if (!((c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-')) return false;
+        if (!((c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-'))
+            return false;
     }
     if (integral) {
         const char* begin = token.data();

@@ -1,9 +1,9 @@
 #include "decoding/payload_decoder.hpp"
 
+#include <fmt/format.h>
 #include <algorithm>
 #include <cmath>
 #include <new>
-#include <fmt/format.h>
 
 #include "decoding/identifiers.hpp"
 #include "decoding/nonstandard_numbers.hpp"
@@ -21,14 +21,20 @@ std::optional<Rejection> reject(RejectReason reason, std::string detail) {
 
 std::string_view type_name(element_type type) {
     switch (type) {
-        case element_type::ARRAY: return "an array";
-        case element_type::OBJECT: return "an object";
+        case element_type::ARRAY:
+            return "an array";
+        case element_type::OBJECT:
+            return "an object";
         case element_type::INT64:
         case element_type::UINT64:
-        case element_type::DOUBLE: return "a number";
-        case element_type::STRING: return "a string";
-        case element_type::BOOL: return "a boolean";
-        case element_type::NULL_VALUE: return "null";
+        case element_type::DOUBLE:
+            return "a number";
+        case element_type::STRING:
+            return "a string";
+        case element_type::BOOL:
+            return "a boolean";
+        case element_type::NULL_VALUE:
+            return "null";
     }
     return "a value";
 }
@@ -64,9 +70,8 @@ std::optional<Rejection> PayloadDecoder::decode(const TopicMatch& topic, std::st
     received_ms_ = received_ms;
     now_ms_ = now_ms;
     if (payload.size() > limits_.max_payload_bytes) {
-        return reject(RejectReason::oversize,
-                      fmt::format("payload is {} bytes, max_payload_bytes is {}", payload.size(),
-                                  limits_.max_payload_bytes));
+        return reject(RejectReason::oversize, fmt::format("payload is {} bytes, max_payload_bytes is {}",
+                                                          payload.size(), limits_.max_payload_bytes));
     }
     padded_.resize(payload.size() + simdjson::SIMDJSON_PADDING);
     std::copy(payload.begin(), payload.end(), padded_.begin());
@@ -83,7 +88,8 @@ std::optional<Rejection> PayloadDecoder::decode(const TopicMatch& topic, std::st
         }
     }
     if (error) {
-        return reject(RejectReason::malformed_json, fmt::format("payload: {}", simdjson::error_message(error)));
+        return reject(RejectReason::malformed_json,
+                      fmt::format("payload: {}", simdjson::error_message(error)));
     }
 
     std::optional<Rejection> rejection = topic.kind == TopicKind::device ? decode_device_payload(root, out)
@@ -111,8 +117,9 @@ std::optional<Rejection> PayloadDecoder::decode_device_payload(Element root, Dec
         return decode_record(root.get_object().value_unsafe(), "payload", out);
     }
     if (root.type() != element_type::ARRAY) {
-        return reject(RejectReason::invalid_record,
-                      fmt::format("payload is {}, expected an object or an array of objects", type_name(root.type())));
+        return reject(
+            RejectReason::invalid_record,
+            fmt::format("payload is {}, expected an object or an array of objects", type_name(root.type())));
     }
     size_t index = 0;
     simdjson::dom::array items = root.get_array().value_unsafe();
@@ -120,7 +127,8 @@ std::optional<Rejection> PayloadDecoder::decode_device_payload(Element root, Dec
         std::string where = fmt::format("payload[{}]", index++);
         if (item.type() != element_type::OBJECT) {
             out.record_rejections.push_back(
-                {RejectReason::invalid_record, fmt::format("{} is {}, expected an object", where, type_name(item.type()))});
+                {RejectReason::invalid_record,
+                 fmt::format("{} is {}, expected an object", where, type_name(item.type()))});
             continue;
         }
         if (auto rejection = decode_record(item.get_object().value_unsafe(), where, out)) return rejection;
@@ -131,7 +139,8 @@ std::optional<Rejection> PayloadDecoder::decode_device_payload(Element root, Dec
 std::optional<Rejection> PayloadDecoder::decode_gateway_payload(Element root, DecodedMessage& out) {
     if (root.type() != element_type::OBJECT) {
         return reject(RejectReason::invalid_record,
-                      fmt::format("gateway payload is {}, expected an object with \"records\"", type_name(root.type())));
+                      fmt::format("gateway payload is {}, expected an object with \"records\"",
+                                  type_name(root.type())));
     }
     std::optional<Element> records;
     Object fields = root.get_object().value_unsafe();
@@ -144,7 +153,8 @@ std::optional<Rejection> PayloadDecoder::decode_gateway_payload(Element root, De
             if (value.get_string().get(claimed) || claimed != expected) {
                 return reject(RejectReason::identity_mismatch,
                               fmt::format("payload.{} is {}, the topic says \"{}\"", key,
-                                          value.is_string() ? printable_quoted(claimed) : std::string(type_name(value.type())),
+                                          value.is_string() ? printable_quoted(claimed)
+                                                            : std::string(type_name(value.type())),
                                           expected));
             }
         }
@@ -160,7 +170,8 @@ std::optional<Rejection> PayloadDecoder::decode_gateway_payload(Element root, De
         std::string where = fmt::format("records[{}]", index++);
         if (item.type() != element_type::OBJECT) {
             out.record_rejections.push_back(
-                {RejectReason::invalid_record, fmt::format("{} is {}, expected an object", where, type_name(item.type()))});
+                {RejectReason::invalid_record,
+                 fmt::format("{} is {}, expected an object", where, type_name(item.type()))});
             continue;
         }
         if (auto rejection = decode_record(item.get_object().value_unsafe(), where, out)) return rejection;
@@ -168,7 +179,8 @@ std::optional<Rejection> PayloadDecoder::decode_gateway_payload(Element root, De
     return std::nullopt;
 }
 
-std::optional<Rejection> PayloadDecoder::decode_record(Object object, std::string_view where, DecodedMessage& out) {
+std::optional<Rejection> PayloadDecoder::decode_record(Object object, std::string_view where,
+                                                       DecodedMessage& out) {
     const bool gateway = out.topic.kind == TopicKind::gateway;
     std::optional<Element> metrics;
     std::optional<Element> ts;
@@ -184,7 +196,8 @@ std::optional<Rejection> PayloadDecoder::decode_record(Object object, std::strin
             if (value.get_string().get(claimed) || claimed != out.topic.factory_id) {
                 return reject(RejectReason::identity_mismatch,
                               fmt::format("{}.factory_id is {}, the topic says \"{}\"", where,
-                                          value.is_string() ? printable_quoted(claimed) : std::string(type_name(value.type())),
+                                          value.is_string() ? printable_quoted(claimed)
+                                                            : std::string(type_name(value.type())),
                                           out.topic.factory_id));
             }
         } else if (key == "device_id") {
@@ -194,12 +207,14 @@ std::optional<Rejection> PayloadDecoder::decode_record(Object object, std::strin
                 if (!is_string || claimed != out.topic.source_id) {
                     return reject(RejectReason::identity_mismatch,
                                   fmt::format("{}.device_id is {}, the topic says \"{}\"", where,
-                                              is_string ? printable_quoted(claimed) : std::string(type_name(value.type())),
+                                              is_string ? printable_quoted(claimed)
+                                                        : std::string(type_name(value.type())),
                                               out.topic.source_id));
                 }
             } else if (!is_string || !is_valid_identifier(claimed)) {
-                device_problem = fmt::format("{}.device_id is {}, not a valid identifier", where,
-                                             is_string ? printable_quoted(claimed) : std::string(type_name(value.type())));
+                device_problem =
+                    fmt::format("{}.device_id is {}, not a valid identifier", where,
+                                is_string ? printable_quoted(claimed) : std::string(type_name(value.type())));
             } else if (device_id && *device_id != claimed) {
                 device_problem = fmt::format("{} names two different device_id values", where);
             } else {
@@ -223,14 +238,16 @@ std::optional<Rejection> PayloadDecoder::decode_record(Object object, std::strin
         std::string problem;
         auto parsed = read_timestamp(*ts, problem);
         if (!parsed) {
-            out.record_rejections.push_back({RejectReason::bad_timestamp, fmt::format("{}.ts {}", where, problem)});
+            out.record_rejections.push_back(
+                {RejectReason::bad_timestamp, fmt::format("{}.ts {}", where, problem)});
             return std::nullopt;
         }
         record.timestamp_ms = *parsed;
     }
 
     if (!metrics) {
-        out.record_rejections.push_back({RejectReason::invalid_record, fmt::format("{} has no metrics", where)});
+        out.record_rejections.push_back(
+            {RejectReason::invalid_record, fmt::format("{} has no metrics", where)});
         return std::nullopt;
     }
     if (metrics->type() != element_type::OBJECT) {
@@ -300,7 +317,9 @@ void PayloadDecoder::flatten_metrics(Object object, std::string& prefix, int dep
             continue;
         }
         switch (type) {
-            case element_type::ARRAY: reject_field("arrays are not allowed"); continue;
+            case element_type::ARRAY:
+                reject_field("arrays are not allowed");
+                continue;
             case element_type::INT64: {
                 Field& field = next_field(out);
                 field.name.assign(name);
@@ -339,7 +358,8 @@ void PayloadDecoder::flatten_metrics(Object object, std::string& prefix, int dep
             case element_type::STRING: {
                 std::string_view text = value.get_string().value_unsafe();
                 if (text.starts_with(nonfinite_sentinel_prefix)) {
-                    reject_field(fmt::format("non-finite number {}", text.substr(nonfinite_sentinel_prefix.size())));
+                    reject_field(
+                        fmt::format("non-finite number {}", text.substr(nonfinite_sentinel_prefix.size())));
                     continue;
                 }
                 if (text.starts_with(out_of_range_sentinel_prefix)) {
@@ -362,7 +382,8 @@ void PayloadDecoder::flatten_metrics(Object object, std::string& prefix, int dep
                 field.text = text;
                 break;
             }
-            default: continue;
+            default:
+                continue;
         }
         ++record.field_count;
     }
@@ -384,8 +405,9 @@ void PayloadDecoder::drop_duplicate_fields(std::string_view where, DecodedMessag
         if (begin[order[i]].name == begin[order[i - 1]].name) {
             drop[order[i]] = true;
             any = true;
-            out.field_rejections.push_back({RejectReason::invalid_field,
-                                            fmt::format("{}.{}: duplicate metric name", where, printable_quoted(begin[order[i]].name))});
+            out.field_rejections.push_back(
+                {RejectReason::invalid_field,
+                 fmt::format("{}.{}: duplicate metric name", where, printable_quoted(begin[order[i]].name))});
         }
     }
     if (!any) return;
@@ -403,8 +425,12 @@ void PayloadDecoder::drop_duplicate_fields(std::string_view where, DecodedMessag
 std::optional<int64_t> PayloadDecoder::read_timestamp(Element value, std::string& problem) const {
     int64_t ms = 0;
     switch (value.type()) {
-        case element_type::INT64: ms = value.get_int64().value_unsafe(); break;
-        case element_type::UINT64: problem = "is out of range"; return std::nullopt;
+        case element_type::INT64:
+            ms = value.get_int64().value_unsafe();
+            break;
+        case element_type::UINT64:
+            problem = "is out of range";
+            return std::nullopt;
         case element_type::STRING: {
             std::string_view text = value.get_string().value_unsafe();
             auto parsed = parse_rfc3339_ms(text);

@@ -20,7 +20,7 @@ struct DecoderLimits {
 };
 
 class PayloadDecoder {
-public:
+  public:
     explicit PayloadDecoder(DecoderLimits limits);
 
     // Fills `out` with the accepted records (and the records and fields dropped on the way).
@@ -29,7 +29,7 @@ public:
     std::optional<Rejection> decode(const TopicMatch& topic, std::string_view payload, int64_t received_ms,
                                     int64_t now_ms, DecodedMessage& out);
 
-private:
+  private:
     using Element = simdjson::dom::element;
     using Object = simdjson::dom::object;
 

@@ -24,7 +24,9 @@ int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
     return era * 146097 + static_cast<int64_t>(doe) - 719468;
 }
 
-bool is_leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+bool is_leap(int y) {
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
 
 int days_in_month(int y, int m) {
     static constexpr int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
@@ -36,8 +38,8 @@ int days_in_month(int y, int m) {
 std::optional<int64_t> parse_rfc3339_ms(std::string_view text) {
     int year, month, day, hour, minute, second;
     if (text.size() < 20 || text.size() > 40) return std::nullopt;
-    if (!read_digits(text, 0, 4, year) || text[4] != '-' || !read_digits(text, 5, 2, month) || text[7] != '-' ||
-        !read_digits(text, 8, 2, day))
+    if (!read_digits(text, 0, 4, year) || text[4] != '-' || !read_digits(text, 5, 2, month) ||
+        text[7] != '-' || !read_digits(text, 8, 2, day))
         return std::nullopt;
     if (text[10] != 'T' && text[10] != 't' && text[10] != ' ') return std::nullopt;
     if (!read_digits(text, 11, 2, hour) || text[13] != ':' || !read_digits(text, 14, 2, minute) ||

@@ -44,14 +44,15 @@ Result<TopicTemplate> TopicTemplate::parse(std::string_view text, TopicKind kind
             result.levels_.push_back({LevelKind::source, {}});
         } else if (level.find_first_of("{}") != std::string_view::npos) {
             return fail(fmt::format(
-                "level \"{}\": a placeholder must be a whole topic level and one of {{factory_id}}, {}", level,
-                source_name));
+                "level \"{}\": a placeholder must be a whole topic level and one of {{factory_id}}, {}",
+                level, source_name));
         } else if (level.find_first_of("+#") != std::string_view::npos) {
             return fail(fmt::format("level \"{}\": wildcards are not allowed in a template", level));
         } else if (level.empty()) {
             return fail(std::string("empty topic level (a leading, trailing or doubled '/')"));
         } else if (level.front() == '$') {
-            return fail(fmt::format("level \"{}\": topics starting with '$' are reserved by the broker", level));
+            return fail(
+                fmt::format("level \"{}\": topics starting with '$' are reserved by the broker", level));
         } else {
             result.levels_.push_back({LevelKind::literal, std::string(level)});
         }

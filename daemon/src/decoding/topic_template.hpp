@@ -19,7 +19,7 @@ struct TopicMatch {
 };
 
 class TopicTemplate {
-public:
+  public:
     // Errors name the problem, e.g. "placeholder {device_id} must be a whole topic level".
     static Result<TopicTemplate> parse(std::string_view text, TopicKind kind);
 
@@ -30,7 +30,7 @@ public:
     // Views point into `topic`. Identifiers are not validated here.
     std::optional<TopicMatch> match(std::string_view topic) const;
 
-private:
+  private:
     enum class LevelKind { literal, factory, source };
     struct Level {
         LevelKind kind;
@@ -45,12 +45,12 @@ enum class TopicError { none, no_match, invalid_factory_id, invalid_source_id };
 
 // Matches a topic against the device template first, then the gateway template.
 class TopicRouter {
-public:
+  public:
     TopicRouter(TopicTemplate device, std::optional<TopicTemplate> gateway);
     TopicError route(std::string_view topic, TopicMatch& out) const;
     std::vector<std::string> subscription_filters() const;
 
-private:
+  private:
     TopicTemplate device_;
     std::optional<TopicTemplate> gateway_;
 };

@@ -1,11 +1,11 @@
 #include "durability/dead_letter_store.hpp"
 
-#include <cerrno>
-#include <cstring>
 #include <fcntl.h>
-#include <filesystem>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 
 #include <fmt/format.h>
 #include <simdjson.h>
@@ -20,11 +20,21 @@ void append_json_string(std::string& out, std::string_view text) {
     for (char c : text) {
         auto u = static_cast<unsigned char>(c);
         switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
             default:
                 if (u < 0x20 || u == 0x7f) {
                     fmt::format_to(std::back_inserter(out), "\\u{:04x}", u);
@@ -42,7 +52,8 @@ std::string base64_encode(std::string_view data) {
     out.reserve((data.size() + 2) / 3 * 4);
     size_t i = 0;
     for (; i + 2 < data.size(); i += 3) {
-        uint32_t n = (uint32_t(uint8_t(data[i])) << 16) | (uint32_t(uint8_t(data[i + 1])) << 8) | uint8_t(data[i + 2]);
+        uint32_t n =
+            (uint32_t(uint8_t(data[i])) << 16) | (uint32_t(uint8_t(data[i + 1])) << 8) | uint8_t(data[i + 2]);
         out += alphabet[(n >> 18) & 63];
         out += alphabet[(n >> 12) & 63];
         out += alphabet[(n >> 6) & 63];
@@ -67,7 +78,8 @@ std::string DeadLetterStore::to_json(const DeadLetter& letter) {
     out += ",\"kind\":";
     append_json_string(out, letter.kind);
     out += ",\"topic\":";
-    append_json_string(out, simdjson::validate_utf8(letter.topic.data(), letter.topic.size()) ? letter.topic : "");
+    append_json_string(out,
+                       simdjson::validate_utf8(letter.topic.data(), letter.topic.size()) ? letter.topic : "");
     if (!letter.destination.empty()) {
         out += ",\"destination\":";
         append_json_string(out, letter.destination);
@@ -77,8 +89,9 @@ std::string DeadLetterStore::to_json(const DeadLetter& letter) {
     out += ",\"reason\":";
     append_json_string(out, to_string(letter.reason));
     out += ",\"detail\":";
-    append_json_string(out, simdjson::validate_utf8(letter.detail.data(), letter.detail.size()) ? letter.detail
-                                                                                             : "(not UTF-8)");
+    append_json_string(out, simdjson::validate_utf8(letter.detail.data(), letter.detail.size())
+                                ? letter.detail
+                                : "(not UTF-8)");
     // Text payloads stay readable; anything that is not UTF-8 is kept byte for byte in base64.
     if (simdjson::validate_utf8(letter.payload.data(), letter.payload.size())) {
         out += ",\"payload\":";
@@ -93,14 +106,16 @@ std::string DeadLetterStore::to_json(const DeadLetter& letter) {
 }
 
 Result<std::unique_ptr<DeadLetterStore>> DeadLetterStore::open(const std::string& path, uint64_t max_bytes,
-                                                                Metrics& metrics) {
+                                                               Metrics& metrics) {
     std::error_code ec;
     auto parent = std::filesystem::path(path).parent_path();
     if (!parent.empty()) std::filesystem::create_directories(parent, ec);
-    if (ec) return fail(fmt::format("dead-letter store {}: cannot create {}: {}", path, parent.string(), ec.message()));
+    if (ec)
+        return fail(
+            fmt::format("dead-letter store {}: cannot create {}: {}", path, parent.string(), ec.message()));
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     if (fd < 0) return fail(fmt::format("dead-letter store {}: cannot open: {}", path, std::strerror(errno)));
-    struct stat st{};
+    struct stat st {};
     uint64_t size = ::fstat(fd, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
     return std::unique_ptr<DeadLetterStore>(new DeadLetterStore(path, max_bytes, fd, size, metrics));
 }
@@ -117,7 +132,8 @@ bool DeadLetterStore::rotate() {
     ::close(fd_);
     fd_ = fd;
     size_ = 0;
-    spdlog::warn("dead-letter store {} reached {} bytes; the previous file is now {}", path_, max_bytes_, older);
+    spdlog::warn("dead-letter store {} reached {} bytes; the previous file is now {}", path_, max_bytes_,
+                 older);
     return true;
 }
 

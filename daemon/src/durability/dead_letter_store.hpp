@@ -1,7 +1,8 @@
 #pragma once
 // The dead-letter store: one JSON object per line, appended with a single write() each, so that
 // concurrent writers never interleave and a crash leaves at most one partial last line.
-// Entries: {"time","kind","topic","destination"?,"factory_id","reason","detail","payload" | "payload_base64"}.
+// Entries: {"time","kind","topic","destination"?,"factory_id","reason","detail","payload" |
+// "payload_base64"}.
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -28,7 +29,7 @@ struct DeadLetter {
 };
 
 class DeadLetterStore {
-public:
+  public:
     static Result<std::unique_ptr<DeadLetterStore>> open(const std::string& path, uint64_t max_bytes,
                                                          Metrics& metrics);
     ~DeadLetterStore();
@@ -43,7 +44,7 @@ public:
     // Serialises one entry (no trailing newline); exposed for tests and the replay tool.
     static std::string to_json(const DeadLetter& letter);
 
-private:
+  private:
     DeadLetterStore(std::string path, uint64_t max_bytes, int fd, uint64_t size, Metrics& metrics)
         : path_(std::move(path)), max_bytes_(max_bytes), fd_(fd), size_(size), metrics_(metrics) {}
     bool rotate();  // with mutex_ held

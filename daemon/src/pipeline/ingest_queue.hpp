@@ -18,7 +18,7 @@
 namespace plantd {
 
 class IngestQueue {
-public:
+  public:
     IngestQueue(size_t shards, size_t max_messages, size_t max_bytes, Metrics& metrics);
 
     size_t shard_count() const { return shards_.size(); }
@@ -35,7 +35,7 @@ public:
     size_t size_messages() const { return messages_.load(std::memory_order_relaxed); }
     size_t size_bytes() const { return bytes_.load(std::memory_order_relaxed); }
 
-private:
+  private:
     using Queue = moodycamel::BlockingConcurrentQueue<RawMessage>;
     std::vector<std::unique_ptr<Queue>> shards_;
     size_t max_messages_;

@@ -12,7 +12,8 @@ namespace {
 constexpr size_t bulk_size = 256;
 
 int64_t steady_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
         .count();
 }
 
@@ -48,13 +49,18 @@ Worker::Worker(size_t shard, WorkerServices services, InfluxWriter& writer)
     append_escaped_measurement(escaped_measurement_, services_.config.influxdb.measurement);
     const auto& influx = services_.config.influxdb;
     per_factory_destination_ =
-        (influx.api == InfluxApi::v1 ? influx.database : influx.bucket).find("{factory_id}") != std::string::npos;
+        (influx.api == InfluxApi::v1 ? influx.database : influx.bucket).find("{factory_id}") !=
+        std::string::npos;
     heartbeat_ms_ = steady_ms();
 }
 
-Worker::~Worker() { join(); }
+Worker::~Worker() {
+    join();
+}
 
-void Worker::start() { thread_ = std::thread([this] { run(); }); }
+void Worker::start() {
+    thread_ = std::thread([this] { run(); });
+}
 
 void Worker::join() {
     if (thread_.joinable()) thread_.join();
@@ -62,7 +68,8 @@ void Worker::join() {
 
 void Worker::run() {
     std::vector<RawMessage> messages(bulk_size);
-    const auto idle_wait = std::chrono::milliseconds(std::clamp<int64_t>(services_.config.influxdb.flush_interval_ms / 4, 1, 100));
+    const auto idle_wait = std::chrono::milliseconds(
+        std::clamp<int64_t>(services_.config.influxdb.flush_interval_ms / 4, 1, 100));
     while (true) {
         heartbeat_ms_.store(steady_ms(), std::memory_order_relaxed);
         bool closed = services_.queue.closed();  // read before popping: nothing is pushed after close
@@ -74,8 +81,9 @@ void Worker::run() {
                 // Decoding reports errors as values; this only guards against the unforeseen.
                 services_.metrics.internal_errors.fetch_add(1);
                 spdlog::error("worker {}: unexpected exception: {}", shard_, e.what());
-                reject_message(messages[i], "", Rejection{RejectReason::malformed_json,
-                                                          fmt::format("internal error while decoding: {}", e.what())});
+                reject_message(messages[i], "",
+                               Rejection{RejectReason::malformed_json,
+                                         fmt::format("internal error while decoding: {}", e.what())});
             }
             messages[i] = RawMessage{};  // release the payload now
         }
@@ -90,17 +98,25 @@ void Worker::process(const RawMessage& message) {
     TopicMatch match;
     TopicError topic_error = services_.router.route(topic, match);
     if (topic_error != TopicError::none) {
-        std::string_view factory = topic_error == TopicError::invalid_source_id ? match.factory_id : std::string_view{};
+        std::string_view factory =
+            topic_error == TopicError::invalid_source_id ? match.factory_id : std::string_view{};
         std::string detail;
         switch (topic_error) {
-            case TopicError::no_match: detail = "topic matches neither the device nor the gateway template"; break;
-            case TopicError::invalid_factory_id: detail = "factory_id in the topic is not a valid identifier"; break;
-            default: detail = "device_id or gateway_id in the topic is not a valid identifier"; break;
+            case TopicError::no_match:
+                detail = "topic matches neither the device nor the gateway template";
+                break;
+            case TopicError::invalid_factory_id:
+                detail = "factory_id in the topic is not a valid identifier";
+                break;
+            default:
+                detail = "device_id or gateway_id in the topic is not a valid identifier";
+                break;
         }
         reject_message(message, factory, Rejection{RejectReason::bad_topic, std::move(detail)});
         return;
     }
-    const std::string_view payload = message.payload ? std::string_view(*message.payload) : std::string_view{};
+    const std::string_view payload =
+        message.payload ? std::string_view(*message.payload) : std::string_view{};
     auto rejection = decoder_.decode(match, payload, message.received_ms, wall_clock_ms(), decoded_);
     if (rejection) {
         reject_message(message, match.factory_id, *rejection);
@@ -112,11 +128,13 @@ void Worker::process(const RawMessage& message) {
     Batch& batch = batch_for(match.factory_id);
     static const ExtraTags no_extra_tags;
     for (const Record& record : decoded_.records) {
-        append_record_line(batch.body, escaped_measurement_, match.factory_id, record, decoded_, no_extra_tags);
+        append_record_line(batch.body, escaped_measurement_, match.factory_id, record, decoded_,
+                           no_extra_tags);
         batch.end_line(match.factory_id);
     }
     metrics.records_accepted.fetch_add(decoded_.records.size(), std::memory_order_relaxed);
-    metrics.points_buffered.fetch_add(static_cast<int64_t>(decoded_.records.size()), std::memory_order_relaxed);
+    metrics.points_buffered.fetch_add(static_cast<int64_t>(decoded_.records.size()),
+                                      std::memory_order_relaxed);
     if (!decoded_.record_rejections.empty() || !decoded_.field_rejections.empty()) {
         dead_letter_partial(message, match.factory_id);
     }
@@ -185,8 +203,8 @@ void Worker::flush_all() {
 void Worker::reject_message(const RawMessage& message, std::string_view factory, const Rejection& rejection) {
     services_.metrics.count_rejected(RejectScope::message, rejection.reason, factory);
     const std::string& topic = *message.topic;
-    services_.log.warn(std::string(to_string(rejection.reason)), "rejected message on {}: {}: {}", printable(topic),
-                       to_string(rejection.reason), rejection.detail);
+    services_.log.warn(std::string(to_string(rejection.reason)), "rejected message on {}: {}: {}",
+                       printable(topic), to_string(rejection.reason), rejection.detail);
     DeadLetter letter{.kind = "message",
                       .topic = topic,
                       .destination = "",
@@ -217,8 +235,8 @@ void Worker::dead_letter_partial(const RawMessage& message, std::string_view fac
         describe(r);
     }
     if (listed > 20) fmt::format_to(std::back_inserter(detail), " (and {} more)", listed - 20);
-    const Rejection& first =
-        decoded_.record_rejections.empty() ? decoded_.field_rejections.front() : decoded_.record_rejections.front();
+    const Rejection& first = decoded_.record_rejections.empty() ? decoded_.field_rejections.front()
+                                                                : decoded_.record_rejections.front();
     services_.log.warn("partial_" + std::string(to_string(first.reason)), "partly rejected message on {}: {}",
                        printable(*message.topic), detail);
     DeadLetter letter{.kind = "partial",

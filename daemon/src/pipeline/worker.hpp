@@ -32,7 +32,7 @@ struct WorkerServices {
 std::string destination_for(const InfluxConfig& config, std::string_view factory_id);
 
 class Worker {
-public:
+  public:
     Worker(size_t shard, WorkerServices services, InfluxWriter& writer);
     ~Worker();
 
@@ -50,7 +50,7 @@ public:
     // Hands every open batch to the writer.
     void flush_all();
 
-private:
+  private:
     void run();
     void reject_message(const RawMessage& message, std::string_view factory, const Rejection& rejection);
     void dead_letter_partial(const RawMessage& message, std::string_view factory);

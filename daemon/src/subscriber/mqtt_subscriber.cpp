@@ -1,8 +1,8 @@
 #include "subscriber/mqtt_subscriber.hpp"
 
 #include <mqtt/async_client.h>
-#include <random>
 #include <spdlog/spdlog.h>
+#include <random>
 
 #include "durability/dead_letter_store.hpp"
 #include "util/clock.hpp"
@@ -26,7 +26,9 @@ MqttSubscriber::MqttSubscriber(const Config& config, std::vector<std::string> fi
     }
 }
 
-MqttSubscriber::~MqttSubscriber() { stop(); }
+MqttSubscriber::~MqttSubscriber() {
+    stop();
+}
 
 std::string MqttSubscriber::start() {
     const auto& m = config_.mqtt;
@@ -60,7 +62,8 @@ std::string MqttSubscriber::start() {
     });
     client_->set_disconnected_handler([this](const mqtt::properties&, mqtt::ReasonCode reason) {
         try {
-            on_connection_lost(fmt::format("broker disconnected us (reason code {})", static_cast<int>(reason)));
+            on_connection_lost(
+                fmt::format("broker disconnected us (reason code {})", static_cast<int>(reason)));
         } catch (...) {
             metrics_.internal_errors.fetch_add(1);
         }
@@ -117,8 +120,8 @@ bool MqttSubscriber::connect_once() {
     if (m.version == 5) {
         builder.mqtt_version(MQTTVERSION_5).clean_start(m.clean_session);
         if (!m.clean_session) {
-            builder.properties(
-                mqtt::properties{{mqtt::property::SESSION_EXPIRY_INTERVAL, static_cast<int>(m.session_expiry_s)}});
+            builder.properties(mqtt::properties{
+                {mqtt::property::SESSION_EXPIRY_INTERVAL, static_cast<int>(m.session_expiry_s)}});
         }
     } else {
         builder.mqtt_version(MQTTVERSION_3_1_1).clean_session(m.clean_session);
@@ -166,7 +169,8 @@ void MqttSubscriber::subscribe() {
             }
         }
         health_.mqtt_subscribed = true;
-        for (const auto& filter : filters_) spdlog::info("mqtt: subscribed to {} (QoS {})", filter, config_.mqtt.qos);
+        for (const auto& filter : filters_)
+            spdlog::info("mqtt: subscribed to {} (QoS {})", filter, config_.mqtt.qos);
         client_->publish(status_topic(), "online", 1, true);
     } catch (const std::exception& e) {
         metrics_.mqtt_subscribe_failures.fetch_add(1);
@@ -198,17 +202,18 @@ void MqttSubscriber::supervise() {
                 }
             } else if (resubscribe_) {
                 subscribe();
-                if (resubscribe_) wait_ms = 1000;
-                else wait_ms = 0;
+                if (resubscribe_)
+                    wait_ms = 1000;
+                else
+                    wait_ms = 0;
             }
         } catch (const std::exception& e) {
             metrics_.internal_errors.fetch_add(1);
             spdlog::error("mqtt: supervisor: {}", e.what());
         }
         std::unique_lock lock(mutex_);
-        wake_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] {
-            return stopping_ || (resubscribe_ && client_->is_connected());
-        });
+        wake_.wait_for(lock, std::chrono::milliseconds(wait_ms),
+                       [&] { return stopping_ || (resubscribe_ && client_->is_connected()); });
     }
 }
 

@@ -26,9 +26,9 @@ namespace plantd {
 class DeadLetterStore;
 
 class MqttSubscriber {
-public:
-    MqttSubscriber(const Config& config, std::vector<std::string> filters, IngestQueue& queue, Metrics& metrics,
-                   Health& health, DeadLetterStore& dead_letters);
+  public:
+    MqttSubscriber(const Config& config, std::vector<std::string> filters, IngestQueue& queue,
+                   Metrics& metrics, Health& health, DeadLetterStore& dead_letters);
     ~MqttSubscriber();
 
     // Creates the client and starts connecting in the background. Errors in the options are returned.
@@ -39,7 +39,7 @@ public:
 
     std::string status_topic() const { return "plantd/" + config_.instance + "/status"; }
 
-private:
+  private:
     void supervise();
     bool connect_once();
     void on_connected();

@@ -1,7 +1,7 @@
 #include "util/clock.hpp"
 
-#include <ctime>
 #include <fmt/format.h>
+#include <ctime>
 
 namespace plantd {
 

@@ -18,7 +18,7 @@ Failure<std::decay_t<E>> fail(E&& e) {
 
 template <class T, class E = std::string>
 class Result {
-public:
+  public:
     Result(T value) : state_(std::in_place_index<0>, std::move(value)) {}
     Result(Failure<E> failure) : state_(std::in_place_index<1>, std::move(failure.error)) {}
 
@@ -32,7 +32,7 @@ public:
     const T* operator->() const { return &value(); }
     const E& error() const { return std::get<1>(state_); }
 
-private:
+  private:
     std::variant<T, E> state_;
 };
 

@@ -13,8 +13,8 @@ namespace plantd {
 struct Batch {
     std::string destination;  // v1 database, v2 bucket
     std::string body;
-    std::vector<uint32_t> line_ends;      // offset just past each line's '\n'
-    std::vector<uint32_t> line_factory; // index into factories
+    std::vector<uint32_t> line_ends;     // offset just past each line's '\n'
+    std::vector<uint32_t> line_factory;  // index into factories
     std::vector<std::string> factories;
     std::chrono::steady_clock::time_point opened{};
 
@@ -44,7 +44,7 @@ struct Batch {
         last_factory_ = 0;
     }
 
-private:
+  private:
     uint32_t find_or_add_factory(std::string_view factory) {
         for (size_t i = 0; i < factories.size(); ++i) {
             if (factories[i] == factory) return static_cast<uint32_t>(i);

@@ -9,7 +9,7 @@
 namespace plantd {
 
 class GzipCompressor {
-public:
+  public:
     explicit GzipCompressor(int level = 1);
     ~GzipCompressor();
     GzipCompressor(const GzipCompressor&) = delete;
@@ -18,7 +18,7 @@ public:
     // Replaces `out` with the gzip stream of `input`. Returns false on a zlib error.
     bool compress(std::string_view input, std::string& out);
 
-private:
+  private:
     z_stream stream_{};
     bool ready_ = false;
 };

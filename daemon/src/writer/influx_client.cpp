@@ -1,8 +1,8 @@
 #include "writer/influx_client.hpp"
 
-#include <charconv>
 #include <curl/curl.h>
 #include <fmt/format.h>
+#include <charconv>
 #include <mutex>
 
 namespace plantd {
@@ -51,14 +51,22 @@ void global_init_once() {
 
 std::string_view to_string(WriteStatus status) {
     switch (status) {
-        case WriteStatus::ok: return "ok";
-        case WriteStatus::bad_data: return "bad_data";
-        case WriteStatus::too_large: return "too_large";
-        case WriteStatus::throttled: return "throttled";
-        case WriteStatus::unauthorized: return "unauthorized";
-        case WriteStatus::database_not_found: return "database_not_found";
-        case WriteStatus::server_error: return "server_error";
-        case WriteStatus::network_error: return "network_error";
+        case WriteStatus::ok:
+            return "ok";
+        case WriteStatus::bad_data:
+            return "bad_data";
+        case WriteStatus::too_large:
+            return "too_large";
+        case WriteStatus::throttled:
+            return "throttled";
+        case WriteStatus::unauthorized:
+            return "unauthorized";
+        case WriteStatus::database_not_found:
+            return "database_not_found";
+        case WriteStatus::server_error:
+            return "server_error";
+        case WriteStatus::network_error:
+            return "network_error";
     }
     return "unknown";
 }
@@ -101,7 +109,8 @@ WriteOutcome InfluxClient::perform(const std::string& url, std::string_view body
     curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(config_.request_timeout_ms));
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(std::min<int64_t>(config_.request_timeout_ms, 5000)));
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
+                     static_cast<long>(std::min<int64_t>(config_.request_timeout_ms, 5000)));
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect_body);
@@ -124,17 +133,25 @@ WriteOutcome InfluxClient::perform(const std::string& url, std::string_view body
         std::string_view value = retry_after_;
         while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
         int64_t seconds = 0;
-        if (std::from_chars(value.data(), value.data() + value.size(), seconds).ec == std::errc() && seconds >= 0)
+        if (std::from_chars(value.data(), value.data() + value.size(), seconds).ec == std::errc() &&
+            seconds >= 0)
             outcome.retry_after_ms = seconds * 1000;
     }
     long code = outcome.http_status;
-    if (code >= 200 && code < 300) outcome.status = WriteStatus::ok;
-    else if (code == 400 || code == 422) outcome.status = WriteStatus::bad_data;
-    else if (code == 413) outcome.status = WriteStatus::too_large;
-    else if (code == 429 || code == 503) outcome.status = WriteStatus::throttled;
-    else if (code == 401 || code == 403) outcome.status = WriteStatus::unauthorized;
-    else if (code == 404) outcome.status = WriteStatus::database_not_found;
-    else outcome.status = WriteStatus::server_error;
+    if (code >= 200 && code < 300)
+        outcome.status = WriteStatus::ok;
+    else if (code == 400 || code == 422)
+        outcome.status = WriteStatus::bad_data;
+    else if (code == 413)
+        outcome.status = WriteStatus::too_large;
+    else if (code == 429 || code == 503)
+        outcome.status = WriteStatus::throttled;
+    else if (code == 401 || code == 403)
+        outcome.status = WriteStatus::unauthorized;
+    else if (code == 404)
+        outcome.status = WriteStatus::database_not_found;
+    else
+        outcome.status = WriteStatus::server_error;
     return outcome;
 }
 
@@ -145,8 +162,8 @@ WriteOutcome InfluxClient::write(std::string_view destination, std::string_view 
         url = fmt::format("{}/write?db={}&precision=ms", config_.url, url_encode(curl, destination));
         if (!config_.retention_policy.empty()) url += "&rp=" + url_encode(curl, config_.retention_policy);
     } else {
-        url = fmt::format("{}/api/v2/write?org={}&bucket={}&precision=ms", config_.url, url_encode(curl, config_.org),
-                          url_encode(curl, destination));
+        url = fmt::format("{}/api/v2/write?org={}&bucket={}&precision=ms", config_.url,
+                          url_encode(curl, config_.org), url_encode(curl, destination));
     }
     if (config_.gzip && gzip_.compress(lines, compressed_)) {
         return perform(url, compressed_, true, "Content-Type: text/plain; charset=utf-8");
@@ -165,7 +182,8 @@ std::string InfluxClient::create_database(std::string_view name) {
     std::string body = "q=" + url_encode(curl, "CREATE DATABASE \"" + quoted + "\"");
     WriteOutcome outcome =
         perform(config_.url + "/query", body, false, "Content-Type: application/x-www-form-urlencoded");
-    if (outcome.status == WriteStatus::ok && outcome.message.find("\"error\"") == std::string::npos) return {};
+    if (outcome.status == WriteStatus::ok && outcome.message.find("\"error\"") == std::string::npos)
+        return {};
     return fmt::format("CREATE DATABASE {}: HTTP {} {}", name, outcome.http_status, outcome.message);
 }
 

@@ -26,13 +26,13 @@ std::string_view to_string(WriteStatus status);
 struct WriteOutcome {
     WriteStatus status = WriteStatus::network_error;
     long http_status = 0;
-    std::string message;        // InfluxDB's error text or curl's
+    std::string message;          // InfluxDB's error text or curl's
     int64_t retry_after_ms = -1;  // from Retry-After, when given
     size_t bytes_sent = 0;
 };
 
 class InfluxClient {
-public:
+  public:
     explicit InfluxClient(const InfluxConfig& config);
     ~InfluxClient();
     InfluxClient(const InfluxClient&) = delete;
@@ -42,8 +42,9 @@ public:
     // v1: CREATE DATABASE (idempotent). Returns an empty string on success, else the error.
     std::string create_database(std::string_view name);
 
-private:
-    WriteOutcome perform(const std::string& url, std::string_view body, bool compressed, const char* content_type);
+  private:
+    WriteOutcome perform(const std::string& url, std::string_view body, bool compressed,
+                         const char* content_type);
 
     const InfluxConfig& config_;
     void* curl_;  // CURL*, kept out of the header

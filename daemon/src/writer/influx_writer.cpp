@@ -1,13 +1,14 @@
 #include "writer/influx_writer.hpp"
 
-#include <algorithm>
 #include <spdlog/spdlog.h>
+#include <algorithm>
 
 namespace plantd {
 
 namespace {
 int64_t steady_now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
         .count();
 }
 constexpr auto heartbeat_slice = std::chrono::milliseconds(500);
@@ -141,11 +142,11 @@ void InfluxWriter::deliver_range(Batch& batch, size_t first, size_t last) {
                 }
                 [[fallthrough]];
             default: {
-                std::string error = fmt::format("{} (HTTP {}): {}", to_string(outcome.status), outcome.http_status,
-                                                outcome.message);
+                std::string error = fmt::format("{} (HTTP {}): {}", to_string(outcome.status),
+                                                outcome.http_status, outcome.message);
                 if (!health_.influx_failing.exchange(true)) {
-                    spdlog::error("writer {}: InfluxDB write failed, keeping {} points and retrying: {}", index_,
-                                  count, error);
+                    spdlog::error("writer {}: InfluxDB write failed, keeping {} points and retrying: {}",
+                                  index_, count, error);
                 } else {
                     log_.warn("influx_retry", "writer {}: InfluxDB write still failing: {}", index_, error);
                 }
@@ -169,8 +170,9 @@ bool InfluxWriter::back_off(int attempt, int64_t retry_after_ms) {
     while (std::chrono::steady_clock::now() < until) {
         heartbeat_ms_.store(steady_now_ms(), std::memory_order_relaxed);
         auto slice_end = std::min(until, std::chrono::steady_clock::now() + heartbeat_slice);
-        if (changed_.wait_until(lock, slice_end,
-                                [&] { return finishing_ && std::chrono::steady_clock::now() >= deadline_; })) {
+        if (changed_.wait_until(lock, slice_end, [&] {
+                return finishing_ && std::chrono::steady_clock::now() >= deadline_;
+            })) {
             break;
         }
         if (finishing_) until = std::min(until, deadline_);

@@ -22,7 +22,7 @@
 namespace plantd {
 
 class InfluxWriter {
-public:
+  public:
     InfluxWriter(size_t index, const InfluxConfig& config, Metrics& metrics, Health& health,
                  DeadLetterStore& dead_letters, RateLimitedLog& log);
     ~InfluxWriter();
@@ -38,7 +38,7 @@ public:
     // Steady-clock ms of the writer's last sign of life (a loop turn, a request, a backoff slice).
     int64_t heartbeat_ms() const { return heartbeat_ms_.load(std::memory_order_relaxed); }
 
-private:
+  private:
     void run();
     void deliver(Batch& batch);
     void deliver_range(Batch& batch, size_t first, size_t last);

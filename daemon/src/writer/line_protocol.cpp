@@ -31,9 +31,13 @@ void append_tag(std::string& out, std::string_view key, std::string_view value) 
 
 }  // namespace
 
-void append_escaped_measurement(std::string& out, std::string_view name) { append_escaped(out, name, ", "); }
+void append_escaped_measurement(std::string& out, std::string_view name) {
+    append_escaped(out, name, ", ");
+}
 
-void append_escaped_key(std::string& out, std::string_view key) { append_escaped(out, key, ",= "); }
+void append_escaped_key(std::string& out, std::string_view key) {
+    append_escaped(out, key, ",= ");
+}
 
 void append_quoted_string(std::string& out, std::string_view value) {
     out += '"';
@@ -41,7 +45,9 @@ void append_quoted_string(std::string& out, std::string_view value) {
     out += '"';
 }
 
-void append_float(std::string& out, double value) { fmt::format_to(std::back_inserter(out), "{}", value); }
+void append_float(std::string& out, double value) {
+    fmt::format_to(std::back_inserter(out), "{}", value);
+}
 
 void append_record_line(std::string& out, std::string_view escaped_measurement, std::string_view factory_id,
                         const Record& record, const DecodedMessage& message, const ExtraTags& extra_tags) {
@@ -70,9 +76,15 @@ void append_record_line(std::string& out, std::string_view escaped_measurement, 
         append_escaped_key(out, field.name);
         out += '=';
         switch (field.kind) {
-            case FieldKind::number: append_float(out, field.number); break;
-            case FieldKind::boolean: out += field.boolean ? "true" : "false"; break;
-            case FieldKind::string: append_quoted_string(out, field.text); break;
+            case FieldKind::number:
+                append_float(out, field.number);
+                break;
+            case FieldKind::boolean:
+                out += field.boolean ? "true" : "false";
+                break;
+            case FieldKind::string:
+                append_quoted_string(out, field.text);
+                break;
         }
     }
     out += ' ';
