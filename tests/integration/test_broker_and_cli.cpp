@@ -1,0 +1,147 @@
+// A broker that is not there at start-up, and one that restarts and forgets plantd's session; and
+// the command line's config check.
+#include <doctest/doctest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "support.hpp"
+#include "util/clock.hpp"
+
+using namespace plantd::test;
+
+namespace {
+
+// A private mosquitto on its own port, without persistence: a restart forgets every session.
+class PrivateBroker {
+  public:
+    PrivateBroker(const std::string& dir, int port) : dir_(dir), port_(port) {
+        std::ofstream(dir_ + "/mosquitto.conf") << fmt::format(
+            "listener {} 127.0.0.1\nallow_anonymous true\nuser root\npersistence false\nmax_queued_messages "
+            "0\n"
+            "log_dest file {}/mosquitto.log\n",
+            port_, dir_);
+    }
+    ~PrivateBroker() { stop(); }
+    void start() {
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            std::freopen("/dev/null", "w", stderr);
+            ::execlp("mosquitto", "mosquitto", "-c", (dir_ + "/mosquitto.conf").c_str(),
+                     static_cast<char*>(nullptr));
+            ::_exit(127);
+        }
+    }
+    void stop() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGTERM);
+            ::waitpid(pid_, nullptr, 0);
+            pid_ = -1;
+        }
+    }
+    std::string uri() const { return fmt::format("tcp://127.0.0.1:{}", port_); }
+
+  private:
+    std::string dir_;
+    int port_;
+    pid_t pid_ = -1;
+};
+
+std::string run_command(const std::string& command, int& exit_code) {
+    std::string output;
+    FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+    char buffer[4096];
+    while (size_t n = std::fread(buffer, 1, sizeof(buffer), pipe)) output.append(buffer, n);
+    int status = ::pclose(pipe);
+    exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return output;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "no broker at start-up, then a broker restart that forgets the session: plantd reconnects and "
+    "resubscribes") {
+    TempDir dir;
+    const int broker_port = free_port();
+    PrivateBroker broker(dir.path(), broker_port);
+    const std::string database = unique_name("itest_broker");
+    const int port = free_port();
+    std::string config =
+        base_config(unique_name("plantd-brk"), "b", database, port, dir.path() + "/dl.jsonl");
+    config.replace(config.find("uri = \"" + mqtt_uri() + "\""), ("uri = \"" + mqtt_uri() + "\"").size(),
+                   "uri = \"" + broker.uri() + "\"");
+    PlantdProcess plantd(dir.path(), config, port);
+
+    // The first connect fails: plantd keeps trying (automatic reconnect alone would not).
+    std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+    CHECK(plantd.metric("plantd_mqtt_connect_failures_total") >= 1);
+    CHECK(plantd.metric("plantd_mqtt_connected") == 0);
+    CHECK_FALSE(plantd.wait_ready(std::chrono::seconds(0)));
+
+    broker.start();
+    REQUIRE_MESSAGE(plantd.wait_ready(std::chrono::seconds(15)), plantd.log());
+
+    auto publish_batch = [&](int first, int count) {
+        ::setenv("PLANTD_MQTT_URI", broker.uri().c_str(), 1);
+        Publisher publisher(unique_name("itest-pub"));
+        for (int i = first; i < first + count; ++i) {
+            publisher.publish(
+                fmt::format("b/factory/f1/device/d{}/telemetry", i % 10),
+                fmt::format(R"({{"ts": {}, "metrics": {{"seq": {}}}}})", 1'700'000'000'000 + i, i));
+        }
+        publisher.flush();
+    };
+    const std::string saved_uri = mqtt_uri();
+    publish_batch(0, 500);
+    CHECK(eventually([&] { return plantd.metric("plantd_points_written_total{factory_id=\"f1\"}") == 500; },
+                     std::chrono::seconds(20)));
+
+    // The broker restarts without persistence: the session and its subscriptions are gone.
+    broker.stop();
+    CHECK(eventually([&] { return plantd.metric("plantd_mqtt_connected") == 0; }, std::chrono::seconds(10)));
+    broker.start();
+    REQUIRE_MESSAGE(plantd.wait_ready(std::chrono::seconds(15)), plantd.log());
+    publish_batch(500, 500);
+    ::setenv("PLANTD_MQTT_URI", saved_uri.c_str(), 1);
+    CHECK(eventually([&] { return plantd.metric("plantd_points_written_total{factory_id=\"f1\"}") == 1000; },
+                     std::chrono::seconds(20)));
+    CHECK(plantd.metric("plantd_mqtt_connects_total") >= 2);
+    CHECK(plantd.metric("plantd_mqtt_connection_losses_total") >= 1);
+    CHECK(plantd.terminate() == 0);
+    auto rows = influx_select(database, "SELECT count(seq), sum(seq) FROM telemetry");
+    REQUIRE(rows.size() == 1);
+    CHECK(std::get<double>(rows[0].columns.at("count")) == 1000);
+    CHECK(std::get<double>(rows[0].columns.at("sum")) == 999.0 * 1000 / 2);
+    influx_command("DROP DATABASE \"" + database + "\"");
+}
+
+TEST_CASE("plantd --check-config names file, line, key and problem, and exits non-zero") {
+    TempDir dir;
+    const std::string path = dir.path() + "/bad.toml";
+    std::ofstream(path) << "[mqtt]\nuri = \"tcp://127.0.0.1:1883\"\nkeepalive = "
+                           "\"soon\"\n\n[influxdb]\nbatch_max_lines = -5\n";
+    int code = 0;
+    std::string output = run_command(fmt::format("{} --config {} --check-config", PLANTD_BINARY, path), code);
+    CHECK(code != 0);
+    CHECK(output.find(path + ":3:") != std::string::npos);
+    CHECK(output.find("[mqtt] keepalive") != std::string::npos);
+    CHECK(output.find(path + ":6:") != std::string::npos);
+    CHECK(output.find("[influxdb] batch_max_lines") != std::string::npos);
+
+    output = run_command(fmt::format("{} --config {}/missing.toml --check-config", PLANTD_BINARY, dir.path()),
+                         code);
+    CHECK(code != 0);
+    CHECK(output.find("missing.toml: cannot open") != std::string::npos);
+
+    output = run_command(
+        fmt::format("{} --config {}/config/plantd.toml --check-config", PLANTD_BINARY, PLANTD_SOURCE_DIR),
+        code);
+    CHECK(code == 0);
+}
