@@ -59,7 +59,8 @@ TEST_CASE(
     InfluxWriter writer(0, config, metrics, health, **dead_letters, log);
     writer.start();
     writer.submit(std::move(batch));
-    writer.finish(std::chrono::steady_clock::now() + std::chrono::seconds(30));
+    writer.set_deadline(std::chrono::steady_clock::now() + std::chrono::seconds(30));
+    writer.finish();
     writer.join();
 
     CHECK(metrics.points_written() == 100);
@@ -109,7 +110,8 @@ TEST_CASE("an unreachable InfluxDB keeps the batch until the drain deadline, the
     REQUIRE(eventually([&] { return metrics.write_failures.load() >= 3; }, std::chrono::seconds(10)));
     CHECK(health.influx_failing.load());
     CHECK(metrics.points_buffered.load() == 5);  // kept, not dropped, while retrying
-    writer.finish(std::chrono::steady_clock::now() + std::chrono::milliseconds(200));
+    writer.set_deadline(std::chrono::steady_clock::now() + std::chrono::milliseconds(200));
+    writer.finish();
     writer.join();
     CHECK(metrics.points_buffered.load() == 0);
     CHECK(metrics.rejected(RejectScope::point, RejectReason::shutdown_unwritten) == 5);

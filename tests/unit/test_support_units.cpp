@@ -103,6 +103,7 @@ TEST_CASE("the ingest queue keeps each topic's order within its shard") {
                 if (it != last_seen.end()) CHECK(value > it->second);
                 last_seen[*out[i].topic] = value;
             }
+            for (size_t i = 0; i < n; ++i) queue.done(out[i]);
             total += n;
         }
     }
@@ -121,6 +122,9 @@ TEST_CASE("a full ingest queue makes the producer wait instead of dropping") {
     CHECK_FALSE(pushed.load());  // still waiting: the queue is full
     std::vector<RawMessage> out(10);
     CHECK(queue.pop_bulk(0, out.data(), out.size(), std::chrono::microseconds(0)) == 10);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    CHECK_FALSE(pushed.load());  // popped but not done: still counted against the bound
+    for (auto& message : out) queue.done(message);
     producer.join();
     CHECK(pushed.load());
     CHECK(metrics.backpressure_waits.load() == 1);

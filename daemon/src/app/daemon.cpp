@@ -80,7 +80,8 @@ int run_daemon(const Config& config) {
     TopicRouter router = make_router(config.mqtt);
     const size_t shards = static_cast<size_t>(config.ingest.workers);
     IngestQueue queue(shards, config.ingest.queue_max_messages, config.ingest.queue_max_bytes, metrics);
-    metrics.add_gauge("plantd_queue_messages", "Messages waiting in the ingest queue.",
+    metrics.add_gauge("plantd_queue_messages",
+                      "Messages received and not yet decoded (queued or in a worker's hands).",
                       [&] { return static_cast<double>(queue.size_messages()); });
     metrics.add_gauge("plantd_queue_bytes", "Bytes waiting in the ingest queue.",
                       [&] { return static_cast<double>(queue.size_bytes()); });
@@ -118,7 +119,10 @@ int run_daemon(const Config& config) {
             spdlog::critical("{}: {}", config.source, error);
             queue.close();
             for (auto& worker : workers) worker->join();
-            for (auto& writer : writers) writer->finish(std::chrono::steady_clock::now());
+            for (auto& writer : writers) {
+                writer->set_deadline(std::chrono::steady_clock::now());
+                writer->finish();
+            }
             return 1;
         }
         spdlog::info("control: http://{}/metrics, /health, /ready", config.control.listen);
@@ -155,12 +159,14 @@ int run_daemon(const Config& config) {
     // Drain: stop receiving first, so that nothing is acknowledged that is not then written.
     systemd::notify_stopping();
     health.draining = true;
+    // The deadline starts now: a writer stuck on a dead InfluxDB must free the workers waiting on it.
+    auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(config.shutdown.drain_timeout_ms);
+    for (auto& writer : writers) writer->set_deadline(deadline);
     subscriber.stop();
     queue.close();
     for (auto& worker : workers) worker->join();
-    auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::milliseconds(config.shutdown.drain_timeout_ms);
-    for (auto& writer : writers) writer->finish(deadline);
+    for (auto& writer : writers) writer->finish();
     for (auto& writer : writers) writer->join();
     control.stop();
     log_accounting(metrics);

@@ -37,14 +37,12 @@ bool IngestQueue::push(RawMessage message) {
 }
 
 size_t IngestQueue::pop_bulk(size_t shard, RawMessage* out, size_t max, std::chrono::microseconds timeout) {
-    size_t n = shards_[shard]->wait_dequeue_bulk_timed(out, max, timeout);
-    if (n > 0) {
-        size_t bytes = 0;
-        for (size_t i = 0; i < n; ++i) bytes += out[i].size_bytes();
-        messages_.fetch_sub(n, std::memory_order_relaxed);
-        bytes_.fetch_sub(bytes, std::memory_order_relaxed);
-    }
-    return n;
+    return shards_[shard]->wait_dequeue_bulk_timed(out, max, timeout);
+}
+
+void IngestQueue::done(const RawMessage& message) {
+    messages_.fetch_sub(1, std::memory_order_relaxed);
+    bytes_.fetch_sub(message.size_bytes(), std::memory_order_relaxed);
 }
 
 }  // namespace plantd

@@ -26,12 +26,15 @@ class IngestQueue {
 
     // Waits while the queue is full. Returns false only if the queue was closed (the message is not taken).
     bool push(RawMessage message);
-    // Takes up to `max` messages of one shard, waiting at most `timeout` for the first.
+    // Takes up to `max` messages of one shard, waiting at most `timeout` for the first. They still
+    // count against the bound (and in size_messages()) until the worker calls done() for each.
     size_t pop_bulk(size_t shard, RawMessage* out, size_t max, std::chrono::microseconds timeout);
+    void done(const RawMessage& message);
 
     // After close(), push() refuses and pop_bulk() drains what is left.
     void close() { closed_.store(true); }
     bool closed() const { return closed_.load(); }
+    // Messages received and not yet decoded: queued or in a worker's hands.
     size_t size_messages() const { return messages_.load(std::memory_order_relaxed); }
     size_t size_bytes() const { return bytes_.load(std::memory_order_relaxed); }
 

@@ -85,7 +85,10 @@ void Worker::run() {
                                Rejection{RejectReason::malformed_json,
                                          fmt::format("internal error while decoding: {}", e.what())});
             }
+            services_.queue.done(messages[i]);
             messages[i] = RawMessage{};  // release the payload now
+            // Only now may the hand-off wait (backpressure): the message is fully accounted for.
+            flush_full();
         }
         flush_aged();
         if (closed && n == 0) break;
@@ -138,9 +141,14 @@ void Worker::process(const RawMessage& message) {
     if (!decoded_.record_rejections.empty() || !decoded_.field_rejections.empty()) {
         dead_letter_partial(message, match.factory_id);
     }
+}
+
+void Worker::flush_full() {
     const auto& influx = services_.config.influxdb;
-    if (batch.lines() >= influx.batch_max_lines || batch.body.size() >= influx.batch_max_bytes) {
-        hand_to_writer(batch);
+    for (Batch& batch : open_batches_) {
+        if (batch.lines() >= influx.batch_max_lines || batch.body.size() >= influx.batch_max_bytes) {
+            hand_to_writer(batch);
+        }
     }
 }
 

@@ -45,8 +45,10 @@ class Worker {
     // (backpressure while InfluxDB is down is not a hang).
     bool alive(int64_t now_ms, int64_t max_age_ms) const;
 
-    // Processes one message synchronously (the loop body; tests drive it directly).
+    // Decodes one message into the open batches; never waits.
     void process(const RawMessage& message);
+    // Hands batches that reached batch_max_lines or batch_max_bytes to the writer (may wait).
+    void flush_full();
     // Hands every open batch to the writer.
     void flush_all();
 

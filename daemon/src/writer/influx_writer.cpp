@@ -27,7 +27,8 @@ InfluxWriter::InfluxWriter(size_t index, const InfluxConfig& config, Metrics& me
 
 InfluxWriter::~InfluxWriter() {
     if (thread_.joinable()) {
-        finish(std::chrono::steady_clock::now());
+        set_deadline(std::chrono::steady_clock::now());
+        finish();
         join();
     }
 }
@@ -39,15 +40,21 @@ void InfluxWriter::start() {
 
 void InfluxWriter::submit(Batch batch) {
     std::unique_lock lock(mutex_);
-    changed_.wait(lock, [&] { return queue_.size() < config_.max_pending_batches || finishing_; });
+    changed_.wait(lock, [&] { return queue_.size() < config_.max_pending_batches; });
     queue_.push_back(std::move(batch));
     changed_.notify_all();
 }
 
-void InfluxWriter::finish(std::chrono::steady_clock::time_point deadline) {
+void InfluxWriter::set_deadline(std::chrono::steady_clock::time_point deadline) {
+    std::lock_guard lock(mutex_);
+    has_deadline_ = true;
+    deadline_ = deadline;
+    changed_.notify_all();
+}
+
+void InfluxWriter::finish() {
     std::lock_guard lock(mutex_);
     finishing_ = true;
-    deadline_ = deadline;
     changed_.notify_all();
 }
 
@@ -62,7 +69,7 @@ size_t InfluxWriter::pending() const {
 
 bool InfluxWriter::past_deadline() const {
     std::lock_guard lock(mutex_);
-    return finishing_ && std::chrono::steady_clock::now() >= deadline_;
+    return has_deadline_ && std::chrono::steady_clock::now() >= deadline_;
 }
 
 void InfluxWriter::run() {
@@ -97,7 +104,7 @@ void InfluxWriter::deliver(Batch& batch) {
 void InfluxWriter::deliver_range(Batch& batch, size_t first, size_t last) {
     int attempt = 0;
     while (true) {
-        if (attempt > 0 && past_deadline()) {
+        if (past_deadline()) {
             dead_letter_lines(batch, first, last, RejectReason::shutdown_unwritten,
                               "InfluxDB did not accept the batch before the shutdown drain timeout");
             return;
@@ -165,19 +172,19 @@ bool InfluxWriter::back_off(int attempt, int64_t retry_after_ms) {
     if (retry_after_ms >= 0) delay = std::max(delay, std::min(retry_after_ms, config_.retry_max_ms * 4));
     std::unique_lock lock(mutex_);
     auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(delay);
-    if (finishing_) until = std::min(until, deadline_);
+    if (has_deadline_) until = std::min(until, deadline_);
     // Wait in slices so that the watchdog sees a writer that is alive while it backs off.
     while (std::chrono::steady_clock::now() < until) {
         heartbeat_ms_.store(steady_now_ms(), std::memory_order_relaxed);
         auto slice_end = std::min(until, std::chrono::steady_clock::now() + heartbeat_slice);
         if (changed_.wait_until(lock, slice_end, [&] {
-                return finishing_ && std::chrono::steady_clock::now() >= deadline_;
+                return has_deadline_ && std::chrono::steady_clock::now() >= deadline_;
             })) {
             break;
         }
-        if (finishing_) until = std::min(until, deadline_);
+        if (has_deadline_) until = std::min(until, deadline_);
     }
-    return !(finishing_ && std::chrono::steady_clock::now() >= deadline_);
+    return !(has_deadline_ && std::chrono::steady_clock::now() >= deadline_);
 }
 
 void InfluxWriter::account_written(const Batch& batch, size_t first, size_t last) {

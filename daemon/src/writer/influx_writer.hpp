@@ -30,8 +30,11 @@ class InfluxWriter {
     void start();
     // Queues a batch; waits while max_pending_batches are already queued (backpressure).
     void submit(Batch batch);
-    // No more batches will come: write the rest, retrying until `deadline`, then dead-letter what is left.
-    void finish(std::chrono::steady_clock::time_point deadline);
+    // From now on, retries stop at `deadline` and what is left is dead-lettered (shutdown_unwritten).
+    // Set when the drain starts, so that workers blocked on a full writer queue get free too.
+    void set_deadline(std::chrono::steady_clock::time_point deadline);
+    // No more batches will come: the thread ends once its queue is empty.
+    void finish();
     void join();
 
     size_t pending() const;
@@ -62,6 +65,7 @@ class InfluxWriter {
     std::condition_variable changed_;
     std::deque<Batch> queue_;
     bool finishing_ = false;
+    bool has_deadline_ = false;
     std::chrono::steady_clock::time_point deadline_{};
     std::atomic<int64_t> heartbeat_ms_{0};
     std::thread thread_;
