@@ -72,6 +72,7 @@ int main(int argc, char** argv) {
 
     const long long devices_total = static_cast<long long>(o.factories) * o.devices;
     std::atomic<long long> published{0};
+    std::atomic<long long> reserved{0};
     std::atomic<long long> failed{0};
     std::atomic<bool> stop{false};
     const auto start = std::chrono::steady_clock::now();
@@ -83,7 +84,10 @@ int main(int argc, char** argv) {
     for (int c = 0; c < o.connections; ++c) {
         threads.emplace_back([&, c] {
             try {
-                mqtt::async_client client(o.uri, fmt::format("{}-{}-{}", o.client_prefix, ::getpid(), c));
+                // Paho refuses (-12) more queued publishes than max buffered messages (default 100).
+                mqtt::create_options create(MQTTVERSION_DEFAULT, std::max(100, o.window * 2));
+                mqtt::async_client client(o.uri, fmt::format("{}-{}-{}", o.client_prefix, ::getpid(), c),
+                                          create);
                 client.connect(mqtt::connect_options_builder().clean_session(true).finalize())->wait();
                 std::deque<mqtt::delivery_token_ptr> in_flight;
                 std::vector<long long> seq(static_cast<size_t>(devices_total / o.connections + 1), 0);
@@ -93,9 +97,9 @@ int main(int argc, char** argv) {
                 const double rate_per_connection = o.rate / o.connections;
                 for (long long device = c;; device += o.connections) {
                     if (device >= devices_total) device = c;
-                    long long total_so_far = published.load(std::memory_order_relaxed);
-                    if (stop || (o.messages > 0 && total_so_far >= o.messages) ||
-                        (o.messages == 0 && std::chrono::steady_clock::now() >= end))
+                    if (stop || (o.messages == 0 && std::chrono::steady_clock::now() >= end)) break;
+                    // Reserve this message's number first, so that connections never overshoot --messages.
+                    if (o.messages > 0 && reserved.fetch_add(1, std::memory_order_relaxed) >= o.messages)
                         break;
                     if (rate_per_connection > 0) {
                         auto due = start + std::chrono::duration<double>(static_cast<double>(mine) /

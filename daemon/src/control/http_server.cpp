@@ -4,6 +4,7 @@
 #include <httplib.h>
 
 #include "durability/dead_letter_store.hpp"
+#include "util/thread_name.hpp"
 
 namespace plantd {
 
@@ -57,7 +58,10 @@ std::string ControlServer::start(const std::string& listen) {
         }
         port_ = port;
     }
-    thread_ = std::thread([this] { server_->listen_after_bind(); });
+    thread_ = std::thread([this] {
+        name_this_thread("plantd-http");
+        server_->listen_after_bind();
+    });
     return {};
 }
 

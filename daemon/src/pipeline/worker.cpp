@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include "util/clock.hpp"
+#include "util/thread_name.hpp"
 #include "writer/line_protocol.hpp"
 
 namespace plantd {
@@ -59,7 +60,10 @@ Worker::~Worker() {
 }
 
 void Worker::start() {
-    thread_ = std::thread([this] { run(); });
+    thread_ = std::thread([this] {
+        name_this_thread("plantd-work" + std::to_string(shard_));
+        run();
+    });
 }
 
 void Worker::join() {
@@ -70,10 +74,24 @@ void Worker::run() {
     std::vector<RawMessage> messages(bulk_size);
     const auto idle_wait = std::chrono::milliseconds(
         std::clamp<int64_t>(services_.config.influxdb.flush_interval_ms / 4, 1, 100));
+    // While messages flow, poll with a short sleep so that they arrive in bulks: waking on every
+    // message costs more (semaphore spin, context switch) than decoding it. Block only when idle.
+    constexpr auto busy_poll = std::chrono::microseconds(500);
+    constexpr int idle_polls_before_blocking = 20;
+    int idle_polls = idle_polls_before_blocking;
     while (true) {
         heartbeat_ms_.store(steady_ms(), std::memory_order_relaxed);
         bool closed = services_.queue.closed();  // read before popping: nothing is pushed after close
-        size_t n = services_.queue.pop_bulk(shard_, messages.data(), bulk_size, idle_wait);
+        size_t n = services_.queue.pop_bulk(shard_, messages.data(), bulk_size, std::chrono::microseconds(0));
+        if (n == 0 && !closed) {
+            if (idle_polls < idle_polls_before_blocking) {
+                ++idle_polls;
+                std::this_thread::sleep_for(busy_poll);
+            } else {
+                n = services_.queue.pop_bulk(shard_, messages.data(), bulk_size, idle_wait);
+            }
+        }
+        if (n > 0) idle_polls = 0;
         for (size_t i = 0; i < n; ++i) {
             try {
                 process(messages[i]);
@@ -92,6 +110,7 @@ void Worker::run() {
         }
         flush_aged();
         if (closed && n == 0) break;
+        if (n > 0 && n < bulk_size) std::this_thread::sleep_for(busy_poll);  // let the next bulk gather
     }
     flush_all();
 }

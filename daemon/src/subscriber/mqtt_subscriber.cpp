@@ -6,6 +6,7 @@
 
 #include "durability/dead_letter_store.hpp"
 #include "util/clock.hpp"
+#include "util/thread_name.hpp"
 
 namespace plantd {
 
@@ -68,7 +69,10 @@ std::string MqttSubscriber::start() {
             metrics_.internal_errors.fetch_add(1);
         }
     });
-    supervisor_ = std::thread([this] { supervise(); });
+    supervisor_ = std::thread([this] {
+        name_this_thread("plantd-mqtt-sup");
+        supervise();
+    });
     return {};
 }
 

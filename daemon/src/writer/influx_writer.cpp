@@ -1,7 +1,9 @@
 #include "writer/influx_writer.hpp"
 
 #include <spdlog/spdlog.h>
+
 #include <algorithm>
+#include "util/thread_name.hpp"
 
 namespace plantd {
 
@@ -35,7 +37,10 @@ InfluxWriter::~InfluxWriter() {
 
 void InfluxWriter::start() {
     heartbeat_ms_ = steady_now_ms();
-    thread_ = std::thread([this] { run(); });
+    thread_ = std::thread([this] {
+        name_this_thread("plantd-write" + std::to_string(index_));
+        run();
+    });
 }
 
 void InfluxWriter::submit(Batch batch) {
