@@ -17,18 +17,13 @@
 #include "pipeline/ingest_queue.hpp"
 #include "pipeline/worker.hpp"
 #include "subscriber/mqtt_subscriber.hpp"
+#include "util/clock.hpp"
 #include "writer/influx_client.hpp"
 #include "writer/influx_writer.hpp"
 
 namespace plantd {
 
 namespace {
-
-int64_t steady_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
 
 TopicRouter make_router(const MqttConfig& mqtt) {
     // The config was validated: both templates parse.
@@ -151,7 +146,7 @@ int run_daemon(const Config& config) {
             spdlog::info("received SIGHUP: nothing to reload yet (rules come with the rule engine)");
         if (watchdog_ms > 0) {
             bool progressing = true;
-            for (auto& worker : workers) progressing &= worker->alive(steady_ms(), watchdog_ms / 2);
+            for (auto& worker : workers) progressing &= worker->alive(steady_clock_ms(), watchdog_ms / 2);
             if (progressing) systemd::notify_watchdog();
         }
     }

@@ -12,12 +12,6 @@ namespace {
 
 constexpr size_t bulk_size = 256;
 
-int64_t steady_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
-
 // Topics come from the network: make them safe to print in a log line.
 std::string printable(std::string_view text) {
     std::string out;
@@ -52,7 +46,7 @@ Worker::Worker(size_t shard, WorkerServices services, InfluxWriter& writer)
     per_factory_destination_ =
         (influx.api == InfluxApi::v1 ? influx.database : influx.bucket).find("{factory_id}") !=
         std::string::npos;
-    heartbeat_ms_ = steady_ms();
+    heartbeat_ms_ = steady_clock_ms();
 }
 
 Worker::~Worker() {
@@ -80,7 +74,7 @@ void Worker::run() {
     constexpr int idle_polls_before_blocking = 20;
     int idle_polls = idle_polls_before_blocking;
     while (true) {
-        heartbeat_ms_.store(steady_ms(), std::memory_order_relaxed);
+        heartbeat_ms_.store(steady_clock_ms(), std::memory_order_relaxed);
         bool closed = services_.queue.closed();  // read before popping: nothing is pushed after close
         size_t n = services_.queue.pop_bulk(shard_, messages.data(), bulk_size, std::chrono::microseconds(0));
         if (n == 0 && !closed) {
@@ -178,7 +172,7 @@ void Worker::hand_to_writer(Batch& batch) {
     waiting_on_writer_.store(true);
     writer_.submit(std::move(full));
     waiting_on_writer_.store(false);
-    heartbeat_ms_.store(steady_ms(), std::memory_order_relaxed);
+    heartbeat_ms_.store(steady_clock_ms(), std::memory_order_relaxed);
 }
 
 bool Worker::alive(int64_t now_ms, int64_t max_age_ms) const {

@@ -3,16 +3,12 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include "util/clock.hpp"
 #include "util/thread_name.hpp"
 
 namespace plantd {
 
 namespace {
-int64_t steady_now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
 constexpr auto heartbeat_slice = std::chrono::milliseconds(500);
 }  // namespace
 
@@ -36,7 +32,7 @@ InfluxWriter::~InfluxWriter() {
 }
 
 void InfluxWriter::start() {
-    heartbeat_ms_ = steady_now_ms();
+    heartbeat_ms_ = steady_clock_ms();
     thread_ = std::thread([this] {
         name_this_thread("plantd-write" + std::to_string(index_));
         run();
@@ -83,9 +79,9 @@ void InfluxWriter::run() {
         {
             std::unique_lock lock(mutex_);
             while (!changed_.wait_for(lock, heartbeat_slice, [&] { return !queue_.empty() || finishing_; })) {
-                heartbeat_ms_.store(steady_now_ms(), std::memory_order_relaxed);
+                heartbeat_ms_.store(steady_clock_ms(), std::memory_order_relaxed);
             }
-            heartbeat_ms_.store(steady_now_ms(), std::memory_order_relaxed);
+            heartbeat_ms_.store(steady_clock_ms(), std::memory_order_relaxed);
             if (queue_.empty()) return;
             batch = std::move(queue_.front());
             queue_.pop_front();
@@ -114,7 +110,7 @@ void InfluxWriter::deliver_range(Batch& batch, size_t first, size_t last) {
                               "InfluxDB did not accept the batch before the shutdown drain timeout");
             return;
         }
-        heartbeat_ms_.store(steady_now_ms(), std::memory_order_relaxed);
+        heartbeat_ms_.store(steady_clock_ms(), std::memory_order_relaxed);
         metrics_.write_requests.fetch_add(1, std::memory_order_relaxed);
         WriteOutcome outcome = client_.write(batch.destination, batch.slice(first, last));
         metrics_.write_bytes_sent.fetch_add(outcome.bytes_sent, std::memory_order_relaxed);
@@ -180,7 +176,7 @@ bool InfluxWriter::back_off(int attempt, int64_t retry_after_ms) {
     if (has_deadline_) until = std::min(until, deadline_);
     // Wait in slices so that the watchdog sees a writer that is alive while it backs off.
     while (std::chrono::steady_clock::now() < until) {
-        heartbeat_ms_.store(steady_now_ms(), std::memory_order_relaxed);
+        heartbeat_ms_.store(steady_clock_ms(), std::memory_order_relaxed);
         auto slice_end = std::min(until, std::chrono::steady_clock::now() + heartbeat_slice);
         if (changed_.wait_until(lock, slice_end, [&] {
                 return has_deadline_ && std::chrono::steady_clock::now() >= deadline_;
