@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -293,6 +294,58 @@ std::vector<std::string> read_lines(const std::string& path) {
     std::string line;
     while (std::getline(in, line)) lines.push_back(line);
     return lines;
+}
+
+std::string run_command(const std::string& command, int& exit_code) {
+    std::string output;
+    FILE* pipe = ::popen(("(" + command + ") 2>&1").c_str(), "r");
+    char buffer[4096];
+    while (size_t n = std::fread(buffer, 1, sizeof(buffer), pipe)) output.append(buffer, n);
+    int status = ::pclose(pipe);
+    exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return output;
+}
+
+PrivateBroker::PrivateBroker(const std::string& dir, int port, const std::string& extra_config)
+    : dir_(dir), port_(port) {
+    std::ofstream(dir_ + "/mosquitto.conf") << fmt::format(
+        "per_listener_settings true\nuser root\npersistence false\nmax_queued_messages 0\n"
+        "log_dest file {}/mosquitto.log\nlistener {} 127.0.0.1\n{}",
+        dir_, port_, extra_config);
+}
+
+PrivateBroker::~PrivateBroker() {
+    stop();
+}
+
+void PrivateBroker::start() {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+        std::freopen("/dev/null", "w", stderr);
+        ::execlp("mosquitto", "mosquitto", "-c", (dir_ + "/mosquitto.conf").c_str(),
+                 static_cast<char*>(nullptr));
+        ::_exit(127);
+    }
+    // Wait until it listens.
+    eventually(
+        [&] {
+            int code = 0;
+            run_command(fmt::format("bash -c 'echo > /dev/tcp/127.0.0.1/{}'", port_), code);
+            return code == 0;
+        },
+        std::chrono::seconds(10));
+}
+
+void PrivateBroker::stop() {
+    if (pid_ > 0) {
+        ::kill(pid_, SIGTERM);
+        ::waitpid(pid_, nullptr, 0);
+        pid_ = -1;
+    }
+}
+
+std::string PrivateBroker::uri(std::string_view scheme, std::string_view host) const {
+    return fmt::format("{}://{}:{}", scheme, host, port_);
 }
 
 }  // namespace plantd::test

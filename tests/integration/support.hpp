@@ -84,6 +84,26 @@ std::string base_config(const std::string& instance, const std::string& topic_pr
 
 std::vector<std::string> read_lines(const std::string& path);
 
+// Runs a shell command; returns its output (stdout and stderr) and sets `exit_code`.
+std::string run_command(const std::string& command, int& exit_code);
+
+// A private mosquitto on its own port, without persistence (a restart forgets every session).
+// `extra_config` is appended to the listener block (TLS, password file...).
+class PrivateBroker {
+  public:
+    PrivateBroker(const std::string& dir, int port,
+                  const std::string& extra_config = "allow_anonymous true\n");
+    ~PrivateBroker();
+    void start();
+    void stop();
+    std::string uri(std::string_view scheme = "tcp", std::string_view host = "127.0.0.1") const;
+
+  private:
+    std::string dir_;
+    int port_;
+    int pid_ = -1;
+};
+
 // Polls `condition` every 100 ms until it holds or `timeout` passes.
 template <class Condition>
 bool eventually(Condition condition, std::chrono::milliseconds timeout) {

@@ -16,55 +16,6 @@
 
 using namespace plantd::test;
 
-namespace {
-
-// A private mosquitto on its own port, without persistence: a restart forgets every session.
-class PrivateBroker {
-  public:
-    PrivateBroker(const std::string& dir, int port) : dir_(dir), port_(port) {
-        std::ofstream(dir_ + "/mosquitto.conf") << fmt::format(
-            "listener {} 127.0.0.1\nallow_anonymous true\nuser root\npersistence false\nmax_queued_messages "
-            "0\n"
-            "log_dest file {}/mosquitto.log\n",
-            port_, dir_);
-    }
-    ~PrivateBroker() { stop(); }
-    void start() {
-        pid_ = ::fork();
-        if (pid_ == 0) {
-            std::freopen("/dev/null", "w", stderr);
-            ::execlp("mosquitto", "mosquitto", "-c", (dir_ + "/mosquitto.conf").c_str(),
-                     static_cast<char*>(nullptr));
-            ::_exit(127);
-        }
-    }
-    void stop() {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGTERM);
-            ::waitpid(pid_, nullptr, 0);
-            pid_ = -1;
-        }
-    }
-    std::string uri() const { return fmt::format("tcp://127.0.0.1:{}", port_); }
-
-  private:
-    std::string dir_;
-    int port_;
-    pid_t pid_ = -1;
-};
-
-std::string run_command(const std::string& command, int& exit_code) {
-    std::string output;
-    FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-    char buffer[4096];
-    while (size_t n = std::fread(buffer, 1, sizeof(buffer), pipe)) output.append(buffer, n);
-    int status = ::pclose(pipe);
-    exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return output;
-}
-
-}  // namespace
-
 TEST_CASE(
     "no broker at start-up, then a broker restart that forgets the session: plantd reconnects and "
     "resubscribes") {
