@@ -233,6 +233,29 @@ TEST_CASE("metric names: invalid ones are rejected as fields") {
     CHECK(d.message.field_rejections.size() == 5);
 }
 
+TEST_CASE("the field name \"time\" is rejected: InfluxDB would refuse the whole point") {
+    Harness h;
+    auto d = h.decode(R"({"metrics": {"time": 1, "t": {"time": 2}, "x": 3}})");
+    REQUIRE_FALSE(d.rejection);
+    CHECK(d.message.records[0].field_count == 2);  // x and t.time
+    CHECK(d.field(0, "t.time")->number == 2.0);
+    REQUIRE(d.message.field_rejections.size() == 1);
+}
+
+TEST_CASE("a payload near the limit full of NaN still decodes, field by field") {
+    PayloadDecoder decoder(DecoderLimits{.max_payload_bytes = 64 * 1024});
+    DecodedMessage out;
+    std::string factory = "f1", device = "d1";
+    TopicMatch match{TopicKind::device, factory, device};
+    std::string payload = R"({"metrics": {"ok": 1)";
+    for (int i = 0; payload.size() < 64 * 1024 - 40; ++i) payload += ",\"n" + std::to_string(i) + "\":NaN";
+    payload += "}}";
+    auto rejection = decoder.decode(match, payload, received_ms, now_ms, out);
+    REQUIRE_FALSE(rejection);
+    CHECK(out.records[0].field_count == 1);
+    CHECK(out.field_rejections.size() > 5000);
+}
+
 TEST_CASE("a flattened name longer than 128 bytes is rejected") {
     Harness h;
     std::string part(60, 'p');

@@ -1,6 +1,7 @@
 #include "app/daemon.hpp"
 
 #include <csignal>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -93,6 +94,21 @@ int run_daemon(const Config& config) {
         if (!error.empty()) spdlog::warn("influxdb: {} (will retry on write)", error);
     }
 
+    // Everything that can fail on bad settings comes before the first thread starts.
+    ControlServer control(metrics, health);
+    if (!config.control.listen.empty()) {
+        if (std::string error = control.start(config.control.listen); !error.empty()) {
+            spdlog::critical("{}: {}", config.source, error);
+            return 1;
+        }
+        spdlog::info("control: http://{}/metrics, /health, /ready", config.control.listen);
+    }
+    MqttSubscriber subscriber(config, router.subscription_filters(), queue, metrics, health, **dead_letters);
+    if (std::string error = subscriber.create(); !error.empty()) {
+        spdlog::critical("{}: {}", config.source, error);
+        return 1;
+    }
+
     std::vector<std::unique_ptr<InfluxWriter>> writers;
     std::vector<std::unique_ptr<Worker>> workers;
     WorkerServices services{config, router, queue, metrics, **dead_letters, reject_log};
@@ -104,30 +120,32 @@ int run_daemon(const Config& config) {
                           "Batches queued for a writer.",
                           [w = writers.back().get()] { return static_cast<double>(w->pending()); });
     }
+
+    // The drain, in the only safe order: stop receiving (the queue stops waiting first, so that a
+    // callback blocked on a full queue cannot hold up the disconnect), close the queue, let the
+    // workers hand over their batches, then let the writers finish by the deadline. It also runs
+    // when this scope is left early (an exception), so that no thread is left waiting.
+    bool drained = false;
+    auto drain = [&](std::chrono::steady_clock::time_point deadline) {
+        if (drained) return;
+        drained = true;
+        health.draining = true;
+        for (auto& writer : writers) writer->set_deadline(deadline);
+        queue.begin_stopping();
+        subscriber.stop();
+        queue.close();
+        for (auto& worker : workers) worker->join();
+        for (auto& writer : writers) writer->finish();
+        for (auto& writer : writers) writer->join();
+    };
+    struct DrainOnExit {
+        std::function<void()> run;
+        ~DrainOnExit() { run(); }
+    } drain_on_exit{[&] { drain(std::chrono::steady_clock::now()); }};
+
     for (auto& writer : writers) writer->start();
     for (auto& worker : workers) worker->start();
-
-    ControlServer control(metrics, health);
-    if (!config.control.listen.empty()) {
-        std::string error = control.start(config.control.listen);
-        if (!error.empty()) {
-            spdlog::critical("{}: {}", config.source, error);
-            queue.close();
-            for (auto& worker : workers) worker->join();
-            for (auto& writer : writers) {
-                writer->set_deadline(std::chrono::steady_clock::now());
-                writer->finish();
-            }
-            return 1;
-        }
-        spdlog::info("control: http://{}/metrics, /health, /ready", config.control.listen);
-    }
-
-    MqttSubscriber subscriber(config, router.subscription_filters(), queue, metrics, health, **dead_letters);
-    if (std::string error = subscriber.start(); !error.empty()) {
-        spdlog::critical("{}: {}", config.source, error);
-        return 1;
-    }
+    subscriber.start();
     systemd::notify_ready();
     spdlog::info("plantd {} running: {} workers, InfluxDB {} ({})", config.instance, shards,
                  config.influxdb.url, config.influxdb.api == InfluxApi::v1 ? "v1" : "v2");
@@ -153,16 +171,8 @@ int run_daemon(const Config& config) {
 
     // Drain: stop receiving first, so that nothing is acknowledged that is not then written.
     systemd::notify_stopping();
-    health.draining = true;
     // The deadline starts now: a writer stuck on a dead InfluxDB must free the workers waiting on it.
-    auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::milliseconds(config.shutdown.drain_timeout_ms);
-    for (auto& writer : writers) writer->set_deadline(deadline);
-    subscriber.stop();
-    queue.close();
-    for (auto& worker : workers) worker->join();
-    for (auto& writer : writers) writer->finish();
-    for (auto& writer : writers) writer->join();
+    drain(std::chrono::steady_clock::now() + std::chrono::milliseconds(config.shutdown.drain_timeout_ms));
     control.stop();
     log_accounting(metrics);
     spdlog::info("plantd stopped");

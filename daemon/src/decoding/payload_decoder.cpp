@@ -58,9 +58,10 @@ std::string printable_quoted(std::string_view text) {
 }  // namespace
 
 PayloadDecoder::PayloadDecoder(DecoderLimits limits) : limits_(limits) {
-    // A rewritten document may be a little larger than the payload; the parser's capacity is the bound.
-    // Allocated once for the largest document and reused for every message.
-    if (parser_.allocate(limits_.max_payload_bytes * 2 + 64) != simdjson::SUCCESS) throw std::bad_alloc();
+    // Allocated once for the largest payload and reused. (simdjson 3.0.1's set_max_capacity() is
+    // inverted: any value of 32 or more caps documents at 32 bytes. Never call it; the bound on
+    // rewritten documents is enforced in decode().)
+    if (parser_.allocate(limits_.max_payload_bytes + 64) != simdjson::SUCCESS) throw std::bad_alloc();
 }
 
 std::optional<Rejection> PayloadDecoder::decode(const TopicMatch& topic, std::string_view payload,
@@ -80,7 +81,9 @@ std::optional<Rejection> PayloadDecoder::decode(const TopicMatch& topic, std::st
     auto error = parser_.parse(padded_.data(), payload.size(), false).get(root);
     if (error && error != simdjson::UTF8_ERROR && error != simdjson::CAPACITY) {
         // Rare path: NaN, Infinity or out-of-range numbers become per-field rejections.
-        if (auto rewritten = rewrite_nonstandard_numbers(payload)) {
+        // A rewritten document can be ~4.5x longer ("NaN," -> "\u0000NF:NaN",); the parser grows for it.
+        auto rewritten = rewrite_nonstandard_numbers(payload);
+        if (rewritten && rewritten->size() <= limits_.max_payload_bytes * 5 + 64) {
             padded_ = std::move(*rewritten);
             size_t length = padded_.size();
             padded_.resize(length + simdjson::SIMDJSON_PADDING);
@@ -310,6 +313,10 @@ void PayloadDecoder::flatten_metrics(Object object, std::string& prefix, int dep
         if (type == element_type::NULL_VALUE) continue;  // SPEC: null is skipped
         if (!is_valid_metric_name(name)) {
             reject_field("invalid metric name (1-128 bytes, no control characters, not starting with '_')");
+            continue;
+        }
+        if (name == "time") {
+            reject_field("\"time\" is reserved by InfluxDB, which would refuse the whole point");
             continue;
         }
         if (!is_line_protocol_safe_key(name)) {

@@ -37,7 +37,7 @@ int days_in_month(int y, int m) {
 
 std::optional<int64_t> parse_rfc3339_ms(std::string_view text) {
     int year, month, day, hour, minute, second;
-    if (text.size() < 20 || text.size() > 40) return std::nullopt;
+    if (text.size() < 20 || text.size() > 64) return std::nullopt;
     if (!read_digits(text, 0, 4, year) || text[4] != '-' || !read_digits(text, 5, 2, month) ||
         text[7] != '-' || !read_digits(text, 8, 2, day))
         return std::nullopt;
@@ -46,7 +46,7 @@ std::optional<int64_t> parse_rfc3339_ms(std::string_view text) {
         text[16] != ':' || !read_digits(text, 17, 2, second))
         return std::nullopt;
     if (month < 1 || month > 12 || day < 1 || day > days_in_month(year, month) || hour > 23 || minute > 59 ||
-        second > 59)
+        second > 60)  // 60: a leap second, counted as the first second of the next minute
         return std::nullopt;
 
     size_t pos = 19;
@@ -59,7 +59,7 @@ std::optional<int64_t> parse_rfc3339_ms(std::string_view text) {
             ++digits;
             ++pos;
         }
-        if (digits == 0 || digits > 9) return std::nullopt;
+        if (digits == 0) return std::nullopt;
         for (size_t d = digits; d < 3; ++d) millis *= 10;
     }
     if (pos >= text.size()) return std::nullopt;

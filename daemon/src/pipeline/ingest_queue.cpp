@@ -16,24 +16,45 @@ size_t IngestQueue::shard_of(std::string_view topic) const {
 }
 
 bool IngestQueue::push(RawMessage message) {
+    // Announce this push before looking at closing_: close() waits for announced pushes, so a message
+    // is either refused (and the caller keeps it) or enqueued before the workers see closed().
+    in_flight_pushes_.fetch_add(1);
+    struct Done {
+        std::atomic<int>& count;
+        ~Done() { count.fetch_sub(1); }
+    } done{in_flight_pushes_};
+    if (closing_.load()) return false;
+
     const size_t bytes = message.size_bytes();
     bool waited = false;
-    // A message larger than the whole byte budget still passes when the queue is empty.
-    while (messages_.load(std::memory_order_relaxed) >= max_messages_ ||
-           (bytes_.load(std::memory_order_relaxed) + bytes > max_bytes_ && messages_.load() > 0)) {
-        if (closed_.load()) return false;
+    // A message larger than the whole byte budget still passes when the queue is empty. While the
+    // daemon stops, nobody waits: the MQTT library holds its lock during this call, and the
+    // disconnect must not wait behind a full queue (the overshoot is what arrives until it completes).
+    while (!stopping_.load(std::memory_order_relaxed) &&
+           (messages_.load(std::memory_order_relaxed) >= max_messages_ ||
+            (bytes_.load(std::memory_order_relaxed) + bytes > max_bytes_ && messages_.load() > 0))) {
+        if (closing_.load()) return false;
         if (!waited) {
             metrics_.backpressure_waits.fetch_add(1, std::memory_order_relaxed);
             waited = true;
         }
         std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
-    if (closed_.load()) return false;
+    size_t shard = shard_of(*message.topic);
     messages_.fetch_add(1, std::memory_order_relaxed);
     bytes_.fetch_add(bytes, std::memory_order_relaxed);
-    size_t shard = shard_of(*message.topic);
-    shards_[shard]->enqueue(std::move(message));
+    if (!shards_[shard]->enqueue(std::move(message))) {  // only when memory is exhausted
+        messages_.fetch_sub(1, std::memory_order_relaxed);
+        bytes_.fetch_sub(bytes, std::memory_order_relaxed);
+        return false;
+    }
     return true;
+}
+
+void IngestQueue::close() {
+    closing_.store(true);
+    while (in_flight_pushes_.load() > 0) std::this_thread::sleep_for(std::chrono::microseconds(100));
+    closed_.store(true);
 }
 
 size_t IngestQueue::pop_bulk(size_t shard, RawMessage* out, size_t max, std::chrono::microseconds timeout) {

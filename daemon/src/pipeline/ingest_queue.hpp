@@ -24,15 +24,19 @@ class IngestQueue {
     size_t shard_count() const { return shards_.size(); }
     size_t shard_of(std::string_view topic) const;
 
-    // Waits while the queue is full. Returns false only if the queue was closed (the message is not taken).
+    // Waits while the queue is full. Returns false if the queue was closed or memory ran out (the
+    // message is not taken).
     bool push(RawMessage message);
     // Takes up to `max` messages of one shard, waiting at most `timeout` for the first. They still
     // count against the bound (and in size_messages()) until the worker calls done() for each.
     size_t pop_bulk(size_t shard, RawMessage* out, size_t max, std::chrono::microseconds timeout);
     void done(const RawMessage& message);
 
-    // After close(), push() refuses and pop_bulk() drains what is left.
-    void close() { closed_.store(true); }
+    // The daemon is stopping: push() no longer waits for space (see push()).
+    void begin_stopping() { stopping_.store(true); }
+    // After close(), push() refuses (returns false, the caller keeps the message) and pop_bulk()
+    // drains what is left. close() returns once no push() is under way any more.
+    void close();
     bool closed() const { return closed_.load(); }
     // Messages received and not yet decoded: queued or in a worker's hands.
     size_t size_messages() const { return messages_.load(std::memory_order_relaxed); }
@@ -46,7 +50,10 @@ class IngestQueue {
     Metrics& metrics_;
     std::atomic<size_t> messages_{0};
     std::atomic<size_t> bytes_{0};
+    std::atomic<bool> stopping_{false};
+    std::atomic<bool> closing_{false};
     std::atomic<bool> closed_{false};
+    std::atomic<int> in_flight_pushes_{0};
 };
 
 }  // namespace plantd

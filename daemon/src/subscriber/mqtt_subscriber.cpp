@@ -10,10 +10,6 @@
 
 namespace plantd {
 
-namespace {
-constexpr auto status_wait = std::chrono::seconds(2);
-}
-
 MqttSubscriber::MqttSubscriber(const Config& config, std::vector<std::string> filters, IngestQueue& queue,
                                Metrics& metrics, Health& health, DeadLetterStore& dead_letters)
     : config_(config),
@@ -31,7 +27,7 @@ MqttSubscriber::~MqttSubscriber() {
     stop();
 }
 
-std::string MqttSubscriber::start() {
+std::string MqttSubscriber::create() {
     const auto& m = config_.mqtt;
     try {
         mqtt::create_options create(m.version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1);
@@ -69,11 +65,14 @@ std::string MqttSubscriber::start() {
             metrics_.internal_errors.fetch_add(1);
         }
     });
+    return {};
+}
+
+void MqttSubscriber::start() {
     supervisor_ = std::thread([this] {
         name_this_thread("plantd-mqtt-sup");
         supervise();
     });
-    return {};
 }
 
 void MqttSubscriber::on_message(const std::shared_ptr<const mqtt::message>& message) {
@@ -232,8 +231,10 @@ void MqttSubscriber::stop() {
     if (!client_) return;
     try {
         if (client_->is_connected()) {
-            client_->publish(status_topic(), "offline", 1, true)->wait_for(status_wait);
-            client_->disconnect(std::chrono::seconds(5))->wait_for(std::chrono::seconds(10));
+            // Queue "offline" and disconnect at once: every message that arrives before the
+            // disconnect completes is acknowledged and must then be drained.
+            client_->publish(status_topic(), "offline", 1, true);
+            client_->disconnect(std::chrono::seconds(2))->wait_for(std::chrono::seconds(5));
         }
     } catch (const std::exception& e) {
         spdlog::warn("mqtt: disconnect: {}", e.what());

@@ -31,8 +31,10 @@ class MqttSubscriber {
                    Metrics& metrics, Health& health, DeadLetterStore& dead_letters);
     ~MqttSubscriber();
 
-    // Creates the client and starts connecting in the background. Errors in the options are returned.
-    std::string start();
+    // Creates the client; returns an error naming the bad option, or "".
+    std::string create();
+    // Starts connecting (and reconnecting) in the background.
+    void start();
     // Stops receiving: publishes "offline", disconnects (the broker keeps the persistent session) and
     // returns once no more messages can arrive.
     void stop();

@@ -42,6 +42,12 @@ std::string url_encode(CURL* curl, std::string_view text) {
     return out;
 }
 
+int report_progress(void* hook, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+    auto* function = static_cast<std::function<void()>*>(hook);
+    if (*function) (*function)();
+    return 0;  // never abort the transfer
+}
+
 void global_init_once() {
     static std::once_flag once;
     std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
@@ -117,6 +123,9 @@ WriteOutcome InfluxClient::perform(const std::string& url, std::string_view body
     curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response_);
     curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, collect_header);
     curl_easy_setopt(curl, CURLOPT_HEADERDATA, &retry_after_);
+    curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(curl, CURLOPT_XFERINFOFUNCTION, report_progress);
+    curl_easy_setopt(curl, CURLOPT_XFERINFODATA, &progress_hook_);
     CURLcode rc = curl_easy_perform(curl);
     curl_slist_free_all(headers);
     outcome.bytes_sent = body.size();

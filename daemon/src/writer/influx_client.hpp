@@ -2,6 +2,7 @@
 // One HTTP connection to InfluxDB (libcurl, keep-alive, gzip). Knows the v1 and v2 write APIs and
 // classifies every response the way NOTES.md lists; the retry policy lives in InfluxWriter.
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -39,6 +40,8 @@ class InfluxClient {
     InfluxClient& operator=(const InfluxClient&) = delete;
 
     WriteOutcome write(std::string_view destination, std::string_view lines);
+    // Called about once a second while a request is under way (the writer's watchdog heartbeat).
+    void set_progress_hook(std::function<void()> hook) { progress_hook_ = std::move(hook); }
     // v1: CREATE DATABASE (idempotent). Returns an empty string on success, else the error.
     std::string create_database(std::string_view name);
 
@@ -52,6 +55,7 @@ class InfluxClient {
     std::string compressed_;
     std::string response_;
     std::string retry_after_;
+    std::function<void()> progress_hook_;
 };
 
 }  // namespace plantd

@@ -33,6 +33,7 @@ InfluxWriter::~InfluxWriter() {
 
 void InfluxWriter::start() {
     heartbeat_ms_ = steady_clock_ms();
+    client_.set_progress_hook([this] { heartbeat_ms_.store(steady_clock_ms(), std::memory_order_relaxed); });
     thread_ = std::thread([this] {
         name_this_thread("plantd-write" + std::to_string(index_));
         run();
@@ -104,6 +105,7 @@ void InfluxWriter::deliver(Batch& batch) {
 
 void InfluxWriter::deliver_range(Batch& batch, size_t first, size_t last) {
     int attempt = 0;
+    bool created_database = false;  // a 404 right after CREATE DATABASE backs off instead of looping
     while (true) {
         if (past_deadline()) {
             dead_letter_lines(batch, first, last, RejectReason::shutdown_unwritten,
@@ -140,7 +142,8 @@ void InfluxWriter::deliver_range(Batch& batch, size_t first, size_t last) {
                 deliver_range(batch, first + count / 2, last);
                 return;
             case WriteStatus::database_not_found:
-                if (config_.api == InfluxApi::v1 && config_.create_database) {
+                if (config_.api == InfluxApi::v1 && config_.create_database && !created_database) {
+                    created_database = true;
                     std::string error = client_.create_database(batch.destination);
                     if (error.empty()) {
                         spdlog::info("writer {}: created InfluxDB database {}", index_, batch.destination);
@@ -160,6 +163,7 @@ void InfluxWriter::deliver_range(Batch& batch, size_t first, size_t last) {
                 }
                 health_.set_influx_error(error);
                 back_off(attempt++, outcome.retry_after_ms);  // the deadline is checked at the loop's top
+                created_database = false;                     // one CREATE DATABASE per backoff step
             }
         }
     }
