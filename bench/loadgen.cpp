@@ -14,6 +14,8 @@
 #include <fmt/format.h>
 #include <mqtt/async_client.h>
 
+#include "raw_mqtt_publisher.hpp"
+
 namespace {
 
 struct Options {
@@ -27,9 +29,18 @@ struct Options {
     long long messages = 0;  // total; 0 = until duration
     int qos = 1;
     int connections = 2;
-    int window = 64;  // QoS 1 publishes in flight per connection
+    int window = 1000;  // QoS 1 publishes in flight per connection
+    std::string client = "raw";
     std::string client_prefix = "plantd-loadgen";
 };
+
+std::pair<std::string, int> host_port(const std::string& uri) {
+    auto scheme = uri.find("://");
+    std::string rest = scheme == std::string::npos ? uri : uri.substr(scheme + 3);
+    auto colon = rest.rfind(':');
+    if (colon == std::string::npos) return {rest, 1883};
+    return {rest.substr(0, colon), std::stoi(rest.substr(colon + 1))};
+}
 
 int64_t now_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -67,6 +78,9 @@ int main(int argc, char** argv) {
     app.add_option("--connections", o.connections)->capture_default_str()->check(CLI::Range(1, 64));
     app.add_option("--window", o.window, "QoS 1 publishes in flight per connection")->capture_default_str();
     app.add_option("--client-prefix", o.client_prefix)->capture_default_str();
+    app.add_option("--client", o.client, "raw (pipelined MQTT 3.1.1) or paho (Paho C++ async)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"raw", "paho"}));
     CLI11_PARSE(app, argc, argv);
     std::signal(SIGPIPE, SIG_IGN);
 
@@ -84,12 +98,33 @@ int main(int argc, char** argv) {
     for (int c = 0; c < o.connections; ++c) {
         threads.emplace_back([&, c] {
             try {
-                // Paho refuses (-12) more queued publishes than max buffered messages (default 100).
-                mqtt::create_options create(MQTTVERSION_DEFAULT, std::max(100, o.window * 2));
-                mqtt::async_client client(o.uri, fmt::format("{}-{}-{}", o.client_prefix, ::getpid(), c),
-                                          create);
-                client.connect(mqtt::connect_options_builder().clean_session(true).finalize())->wait();
+                const std::string client_id = fmt::format("{}-{}-{}", o.client_prefix, ::getpid(), c);
+                // Two clients: "raw" (pipelined, lets the benchmark reach the broker's limit) and
+                // "paho" (what a typical gateway uses, for comparison).
+                std::unique_ptr<plantd::bench::RawMqttPublisher> raw;
+                std::unique_ptr<mqtt::async_client> paho;
                 std::deque<mqtt::delivery_token_ptr> in_flight;
+                if (o.client == "raw") {
+                    auto [host, port] = host_port(o.uri);
+                    raw = std::make_unique<plantd::bench::RawMqttPublisher>(host, port, o.window);
+                    raw->connect(client_id);
+                } else {
+                    // Paho refuses (-12) more queued publishes than max buffered messages (default 100).
+                    mqtt::create_options create(MQTTVERSION_DEFAULT, std::max(100, o.window * 2));
+                    paho = std::make_unique<mqtt::async_client>(o.uri, client_id, create);
+                    paho->connect(mqtt::connect_options_builder().clean_session(true).finalize())->wait();
+                }
+                auto publish = [&](const std::string& topic, const std::string& payload) {
+                    if (raw) return raw->publish(topic, payload, o.qos);
+                    if (o.qos == 1) {
+                        while (static_cast<int>(in_flight.size()) >= o.window) {
+                            in_flight.front()->wait();
+                            in_flight.pop_front();
+                        }
+                    }
+                    auto token = paho->publish(topic, payload.data(), payload.size(), o.qos, false);
+                    if (o.qos == 1) in_flight.push_back(token);
+                };
                 std::vector<long long> seq(static_cast<size_t>(devices_total / o.connections + 1), 0);
                 // Strictly increasing per device: InfluxDB merges points of one series with equal times.
                 std::vector<int64_t> last_ts(seq.size(), 0);
@@ -104,6 +139,8 @@ int main(int argc, char** argv) {
                     if (rate_per_connection > 0) {
                         auto due = start + std::chrono::duration<double>(static_cast<double>(mine) /
                                                                          rate_per_connection);
+                        if (raw && due > std::chrono::steady_clock::now())
+                            raw->send_now();  // do not hold messages back
                         std::this_thread::sleep_until(due);
                     }
                     int factory = static_cast<int>(device / o.devices);
@@ -113,20 +150,16 @@ int main(int argc, char** argv) {
                                     o.topic_prefix.empty() ? "" : "/", factory, local);
                     const auto slot = static_cast<size_t>(device / o.connections);
                     last_ts[slot] = std::max(now_ms(), last_ts[slot] + 1);
-                    std::string payload = payload_for(o, seq[slot]++, last_ts[slot]);
-                    if (o.qos == 1) {
-                        while (static_cast<int>(in_flight.size()) >= o.window) {
-                            in_flight.front()->wait();
-                            in_flight.pop_front();
-                        }
-                    }
-                    auto token = client.publish(topic, payload.data(), payload.size(), o.qos, false);
-                    if (o.qos == 1) in_flight.push_back(token);
+                    publish(topic, payload_for(o, seq[slot]++, last_ts[slot]));
                     ++mine;
                     published.fetch_add(1, std::memory_order_relaxed);
                 }
-                for (auto& token : in_flight) token->wait();
-                client.disconnect()->wait();
+                if (raw) {
+                    raw->disconnect();
+                } else {
+                    for (auto& token : in_flight) token->wait();
+                    paho->disconnect()->wait();
+                }
             } catch (const std::exception& e) {
                 failed.fetch_add(1);
                 std::cerr << "loadgen connection " << c << ": " << e.what() << "\n";
