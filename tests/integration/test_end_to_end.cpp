@@ -262,7 +262,7 @@ TEST_CASE("metric names and strings with line-protocol metacharacters arrive unc
     // JSON keys: comma, equals, space, quote, backslash (safe position), unicode, a leading '='.
     const std::string payload = fmt::format(
         R"({{"ts": {}, "metrics": {{"a,b": 1, "c=d": 2, "e f": 3, "g\"h": 4, "i\\j": 5, "température °C": 6,
-            "=x": 7, "s": "quote \" backslash \\ comma , equals = space  end\\"}}}})",
+            "=x": 7, "factory_id": "spoofed", "device_id": "spoofed", "s": "quote \" backslash \\ comma , equals = space  end\\"}}}})",
         ts);
     {
         Publisher publisher(unique_name("itest-pub"));
@@ -285,6 +285,10 @@ TEST_CASE("metric names and strings with line-protocol metacharacters arrive unc
     CHECK(std::get<std::string>(c.at("s")) == "quote \" backslash \\ comma , equals = space  end\\");
     CHECK(std::get<std::string>(c.at("factory_id")) == "f-1");
     CHECK(std::get<std::string>(c.at("device_id")) == "dev.1");
+    // The spoofing metrics were refused: the tags are the topic's, and nothing shadows them.
+    CHECK(c.count("factory_id_1") == 0);
+    CHECK(c.count("device_id_1") == 0);
+    CHECK(c.size() == 10);  // 8 fields + 2 tags
     influx_command("DROP DATABASE \"" + database + "\"");
 }
 

@@ -21,21 +21,32 @@ void add_line(Batch& batch, const std::string& line, const std::string& factory)
     batch.body += '\n';
     batch.end_line(factory);
 }
+// What a writer needs around it: config, metrics, health, a dead-letter store in a temporary dir.
+struct WriterFixture {
+    TempDir dir;
+    InfluxConfig config;
+    Metrics metrics;
+    Health health;
+    RateLimitedLog log{std::chrono::milliseconds(1000)};
+    std::unique_ptr<DeadLetterStore> dead_letters;
+
+    WriterFixture(std::string url, std::string database) {
+        config.url = std::move(url);
+        config.database = std::move(database);
+        config.retry_initial_ms = 10;
+        config.retry_max_ms = 100;
+        auto store = DeadLetterStore::open(dir.path() + "/dl.jsonl", 1 << 20, metrics);
+        REQUIRE(store.ok());
+        dead_letters = std::move(*store);
+    }
+    std::string dead_letter_path() const { return dir.path() + "/dl.jsonl"; }
+};
 }  // namespace
 
 TEST_CASE(
     "lines InfluxDB refuses (a field type conflict) are dead-lettered; the rest of the batch is written") {
-    TempDir dir;
-    InfluxConfig config;
-    config.url = influx_url();
-    config.database = unique_name("itest_writer");
-    config.retry_initial_ms = 10;
-    config.retry_max_ms = 100;
-    Metrics metrics;
-    Health health;
-    RateLimitedLog log(std::chrono::milliseconds(1000));
-    auto dead_letters = DeadLetterStore::open(dir.path() + "/dl.jsonl", 1 << 20, metrics);
-    REQUIRE(dead_letters.ok());
+    WriterFixture f(influx_url(), unique_name("itest_writer"));
+    auto& [dir, config, metrics, health, log, dead_letters] = f;
 
     // "level" becomes an integer field first; a float for it later is a type conflict (HTTP 400).
     InfluxClient client(config);
@@ -56,7 +67,7 @@ TEST_CASE(
     REQUIRE(batch.lines() == 102);
     metrics.points_buffered = 102;
 
-    InfluxWriter writer(0, config, metrics, health, **dead_letters, log);
+    InfluxWriter writer(0, config, metrics, health, *dead_letters, log);
     writer.start();
     writer.submit(std::move(batch));
     writer.set_deadline(std::chrono::steady_clock::now() + std::chrono::seconds(30));
@@ -86,25 +97,17 @@ TEST_CASE(
 }
 
 TEST_CASE("an unreachable InfluxDB keeps the batch until the drain deadline, then dead-letters it") {
-    TempDir dir;
-    InfluxConfig config;
-    config.url = fmt::format("http://127.0.0.1:{}", free_port());  // nothing listens there
-    config.database = "unreachable";
-    config.retry_initial_ms = 10;
+    WriterFixture f(fmt::format("http://127.0.0.1:{}", free_port()), "unreachable");  // nothing listens there
+    auto& [dir, config, metrics, health, log, dead_letters] = f;
     config.retry_max_ms = 50;
     config.request_timeout_ms = 500;
-    Metrics metrics;
-    Health health;
-    RateLimitedLog log(std::chrono::milliseconds(1000));
-    auto dead_letters = DeadLetterStore::open(dir.path() + "/dl.jsonl", 1 << 20, metrics);
-    REQUIRE(dead_letters.ok());
     Batch batch;
     batch.destination = config.database;
     for (int i = 0; i < 5; ++i)
         add_line(batch, fmt::format("telemetry,device_id=d,factory_id=fa v={} {}", i, i), "fa");
     metrics.points_buffered = 5;
 
-    InfluxWriter writer(0, config, metrics, health, **dead_letters, log);
+    InfluxWriter writer(0, config, metrics, health, *dead_letters, log);
     writer.start();
     writer.submit(std::move(batch));
     REQUIRE(eventually([&] { return metrics.write_failures.load() >= 3; }, std::chrono::seconds(10)));

@@ -242,6 +242,17 @@ TEST_CASE("the field name \"time\" is rejected: InfluxDB would refuse the whole 
     REQUIRE(d.message.field_rejections.size() == 1);
 }
 
+TEST_CASE("metrics named like the tags plantd sets are rejected: no shadowing of factory_id or device_id") {
+    Harness h;
+    auto d =
+        h.decode(R"({"metrics": {"factory_id": "f2", "device_id": 7, "x": 1, "meta": {"factory_id": 1}}})");
+    REQUIRE_FALSE(d.rejection);
+    CHECK(d.message.records[0].field_count == 2);  // x and meta.factory_id
+    CHECK(d.field(0, "factory_id") == nullptr);
+    CHECK(d.field(0, "device_id") == nullptr);
+    CHECK(d.message.field_rejections.size() == 2);
+}
+
 TEST_CASE("a payload near the limit full of NaN still decodes, field by field") {
     PayloadDecoder decoder(DecoderLimits{.max_payload_bytes = 64 * 1024});
     DecodedMessage out;

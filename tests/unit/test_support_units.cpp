@@ -52,6 +52,11 @@ TEST_CASE("dead letters are one JSON object per line; binary payloads go to base
     json = DeadLetterStore::to_json(letter);
     REQUIRE(parser.parse(json).get(doc) == simdjson::SUCCESS);
     CHECK(std::string_view(doc["payload_base64"]) == "/wAB");
+    std::string bad_topic("factory/\xff/device", 16);
+    letter.topic = bad_topic;
+    json = DeadLetterStore::to_json(letter);
+    REQUIRE(parser.parse(json).get(doc) == simdjson::SUCCESS);
+    CHECK(std::string_view(doc["topic_base64"]) == base64_encode(bad_topic));
     CHECK(base64_encode("") == "");
     CHECK(base64_encode("f") == "Zg==");
     CHECK(base64_encode("fo") == "Zm8=");

@@ -319,6 +319,12 @@ void PayloadDecoder::flatten_metrics(Object object, std::string& prefix, int dep
             reject_field("\"time\" is reserved by InfluxDB, which would refuse the whole point");
             continue;
         }
+        // A field named like a tag would shadow it in query results (the real tag becomes
+        // "factory_id_1"): a payload could make a point appear to belong to another factory.
+        if (name == "factory_id" || name == "device_id") {
+            reject_field("the name of a tag plantd sets from the topic; it would shadow the tag in queries");
+            continue;
+        }
         if (!is_line_protocol_safe_key(name)) {
             reject_field("metric name ends a backslash run before a separator; InfluxDB cannot store it");
             continue;

@@ -77,9 +77,15 @@ std::string DeadLetterStore::to_json(const DeadLetter& letter) {
     append_json_string(out, format_rfc3339_ms(letter.time_ms));
     out += ",\"kind\":";
     append_json_string(out, letter.kind);
-    out += ",\"topic\":";
-    append_json_string(out,
-                       simdjson::validate_utf8(letter.topic.data(), letter.topic.size()) ? letter.topic : "");
+    // A topic that is not UTF-8 (a broker may pass one) is kept byte for byte too.
+    if (simdjson::validate_utf8(letter.topic.data(), letter.topic.size())) {
+        out += ",\"topic\":";
+        append_json_string(out, letter.topic);
+    } else {
+        out += ",\"topic\":\"\",\"topic_base64\":\"";
+        out += base64_encode(letter.topic);
+        out += '"';
+    }
     if (!letter.destination.empty()) {
         out += ",\"destination\":";
         append_json_string(out, letter.destination);

@@ -140,14 +140,25 @@ void Worker::process(const RawMessage& message) {
     }
 
     auto& metrics = services_.metrics;
-    metrics.messages_accepted.fetch_add(1, std::memory_order_relaxed);
     Batch& batch = batch_for(match.factory_id);
     static const ExtraTags no_extra_tags;
-    for (const Record& record : decoded_.records) {
-        append_record_line(batch.body, escaped_measurement_, match.factory_id, record, decoded_,
-                           no_extra_tags);
-        batch.end_line(match.factory_id);
+    // All or nothing: if encoding fails half way (out of memory), the batch is restored so that
+    // the message is only counted once, as rejected by the caller.
+    const size_t body_before = batch.body.size();
+    const size_t lines_before = batch.lines();
+    try {
+        for (const Record& record : decoded_.records) {
+            append_record_line(batch.body, escaped_measurement_, match.factory_id, record, decoded_,
+                               no_extra_tags);
+            batch.end_line(match.factory_id);
+        }
+    } catch (...) {
+        batch.body.resize(body_before);
+        batch.line_ends.resize(lines_before);
+        batch.line_factory.resize(lines_before);
+        throw;
     }
+    metrics.messages_accepted.fetch_add(1, std::memory_order_relaxed);
     metrics.records_accepted.fetch_add(decoded_.records.size(), std::memory_order_relaxed);
     metrics.points_buffered.fetch_add(static_cast<int64_t>(decoded_.records.size()),
                                       std::memory_order_relaxed);
