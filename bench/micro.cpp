@@ -86,7 +86,10 @@ void BM_queue_hand_off(benchmark::State& state) {
     std::vector<RawMessage> out(256);
     const size_t shard = queue.shard_of(*topic);
     for (auto _ : state) {
-        for (int i = 0; i < 256; ++i) queue.push(RawMessage{topic, payload, now_ms});
+        for (int i = 0; i < 256; ++i) {
+            RawMessage message{topic, payload, now_ms};
+            queue.push(message, std::chrono::microseconds(0));
+        }
         size_t n = queue.pop_bulk(shard, out.data(), out.size(), std::chrono::microseconds(0));
         for (size_t k = 0; k < n; ++k) queue.done(out[k]);
     }

@@ -87,13 +87,19 @@ RawMessage make_message(std::string topic, std::string payload) {
     return RawMessage{std::make_shared<const std::string>(std::move(topic)),
                       std::make_shared<const std::string>(std::move(payload)), 0};
 }
+
+IngestQueue::PushStatus push(IngestQueue& queue, RawMessage message,
+                             std::chrono::microseconds wait = std::chrono::microseconds(0)) {
+    return queue.push(message, wait);
+}
+constexpr auto pushed = IngestQueue::PushStatus::pushed;
 }  // namespace
 
 TEST_CASE("the ingest queue keeps each topic's order within its shard") {
     Metrics metrics;
     IngestQueue queue(4, 10'000, 1 << 24, metrics);
     for (int i = 0; i < 1000; ++i) {
-        REQUIRE(queue.push(make_message("t/" + std::to_string(i % 10), std::to_string(i))));
+        REQUIRE(push(queue, make_message("t/" + std::to_string(i % 10), std::to_string(i))) == pushed);
     }
     CHECK(queue.size_messages() == 1000);
     std::map<std::string, int> last_seen;
@@ -117,23 +123,28 @@ TEST_CASE("the ingest queue keeps each topic's order within its shard") {
     CHECK(queue.size_bytes() == 0);
 }
 
-TEST_CASE("a full ingest queue makes the producer wait instead of dropping") {
+TEST_CASE("a full ingest queue refuses (the caller keeps the message) until a worker is done") {
     Metrics metrics;
     IngestQueue queue(1, 100, 1 << 24, metrics);
-    for (int i = 0; i < 100; ++i) REQUIRE(queue.push(make_message("t", "x")));
-    std::atomic<bool> pushed{false};
-    std::thread producer([&] { pushed = queue.push(make_message("t", "last")); });
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    CHECK_FALSE(pushed.load());  // still waiting: the queue is full
+    for (int i = 0; i < 100; ++i) REQUIRE(push(queue, make_message("t", "x")) == pushed);
+    RawMessage last = make_message("t", "last");
+    CHECK(queue.push(last, std::chrono::milliseconds(30)) == IngestQueue::PushStatus::full);
+    REQUIRE(last.payload);  // not taken: still the caller's
+    CHECK(*last.payload == "last");
     std::vector<RawMessage> out(10);
     CHECK(queue.pop_bulk(0, out.data(), out.size(), std::chrono::microseconds(0)) == 10);
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    CHECK_FALSE(pushed.load());  // popped but not done: still counted against the bound
-    for (auto& message : out) queue.done(message);
-    producer.join();
-    CHECK(pushed.load());
-    CHECK(metrics.backpressure_waits.load() == 1);
+    // Popped but not done: still counted against the bound.
+    CHECK(queue.push(last, std::chrono::milliseconds(10)) == IngestQueue::PushStatus::full);
+    std::thread worker([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        for (auto& message : out) queue.done(message);
+    });
+    CHECK(queue.push(last, std::chrono::seconds(5)) == pushed);  // waits for the room
+    worker.join();
+    CHECK_FALSE(last.payload);
     CHECK(queue.size_messages() == 91);
     queue.close();
-    CHECK_FALSE(queue.push(make_message("t", "after close")));
+    RawMessage late = make_message("t", "after close");
+    CHECK(queue.push(late, std::chrono::seconds(1)) == IngestQueue::PushStatus::closed);
+    CHECK(late.payload);
 }

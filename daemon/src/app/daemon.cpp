@@ -61,7 +61,7 @@ int run_daemon(const Config& config) {
     sigaddset(&signals, SIGINT);
     sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-    std::signal(SIGPIPE, SIG_IGN);  // Paho can write to a dead socket while reconnecting
+    std::signal(SIGPIPE, SIG_IGN);  // OpenSSL writes to a socket the broker may have closed
 
     Metrics metrics;
     Health health;
@@ -83,6 +83,8 @@ int run_daemon(const Config& config) {
                       [&] { return static_cast<double>(queue.size_bytes()); });
     metrics.add_gauge("plantd_mqtt_connected", "1 while connected to the broker.",
                       [&] { return health.mqtt_connected ? 1.0 : 0.0; });
+    metrics.add_gauge("plantd_mqtt_subscribed", "1 while the broker has confirmed every subscription.",
+                      [&] { return health.mqtt_subscribed ? 1.0 : 0.0; });
     metrics.add_gauge("plantd_influxdb_ok", "1 while InfluxDB accepts writes.",
                       [&] { return health.influx_failing ? 0.0 : 1.0; });
 
@@ -103,7 +105,7 @@ int run_daemon(const Config& config) {
         }
         spdlog::info("control: http://{}/metrics, /health, /ready", config.control.listen);
     }
-    MqttSubscriber subscriber(config, router.subscription_filters(), queue, metrics, health, **dead_letters);
+    MqttSubscriber subscriber(config, router.subscription_filters(), queue, metrics, health);
     if (std::string error = subscriber.create(); !error.empty()) {
         spdlog::critical("{}: {}", config.source, error);
         return 1;
@@ -121,9 +123,9 @@ int run_daemon(const Config& config) {
                           [w = writers.back().get()] { return static_cast<double>(w->pending()); });
     }
 
-    // The drain, in the only safe order: stop receiving (the queue stops waiting first, so that a
-    // callback blocked on a full queue cannot hold up the disconnect), close the queue, let the
-    // workers hand over their batches, then let the writers finish by the deadline. It also runs
+    // The drain, in the only safe order: stop receiving (what the queue has not taken is not
+    // acknowledged and stays with the broker), close the queue, let the workers hand over their
+    // batches, then let the writers finish by the deadline. It also runs
     // when this scope is left early (an exception), so that no thread is left waiting.
     bool drained = false;
     auto drain = [&](std::chrono::steady_clock::time_point deadline) {
@@ -131,7 +133,6 @@ int run_daemon(const Config& config) {
         drained = true;
         health.draining = true;
         for (auto& writer : writers) writer->set_deadline(deadline);
-        queue.begin_stopping();
         subscriber.stop();
         queue.close();
         for (auto& worker : workers) worker->join();

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include "config/broker_uri.hpp"
 #include "config/config.hpp"
 #include "config/units.hpp"
 #include "decoding/identifiers.hpp"
@@ -241,12 +242,8 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
         if (m.client_id.empty()) m.client_id = "plantd-" + config.instance;
         if (m.client_id.size() > 128)
             r.error_at(r.last_node("client_id"), "client_id", "longer than 128 bytes");
-        if (m.uri.rfind("tcp://", 0) != 0 && m.uri.rfind("ssl://", 0) != 0 &&
-            m.uri.rfind("mqtt://", 0) != 0 && m.uri.rfind("mqtts://", 0) != 0 &&
-            m.uri.rfind("ws://", 0) != 0 && m.uri.rfind("wss://", 0) != 0) {
-            r.error_at(r.last_node("uri"), "uri",
-                       "expected tcp://, ssl://, mqtt://, mqtts://, ws:// or wss://");
-        }
+        auto endpoint = parse_broker_uri(m.uri);
+        if (!endpoint) r.error_at(r.last_node("uri"), "uri", endpoint.error());
         if (m.reconnect_min_ms > m.reconnect_max_ms) {
             r.error_at(r.last_node("reconnect_min"), "reconnect_min", "is larger than reconnect_max");
         }
@@ -266,9 +263,7 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
         if (!m.shared_group.empty() && m.version != 5) {
             r.error_at(r.last_node("shared_group"), "shared_group", "shared subscriptions need version = 5");
         }
-        bool tls_scheme =
-            m.uri.rfind("ssl://", 0) == 0 || m.uri.rfind("mqtts://", 0) == 0 || m.uri.rfind("wss://", 0) == 0;
-        if (tls_scheme) m.tls.enabled = true;
+        if (endpoint && endpoint->tls) m.tls.enabled = true;
     }
 
     {

@@ -15,7 +15,7 @@ size_t IngestQueue::shard_of(std::string_view topic) const {
     return std::hash<std::string_view>{}(topic) % shards_.size();
 }
 
-bool IngestQueue::push(RawMessage message) {
+IngestQueue::PushStatus IngestQueue::push(RawMessage& message, std::chrono::microseconds max_wait) {
     // Announce this push before looking at closing_: close() waits for announced pushes, so a message
     // is either refused (and the caller keeps it) or enqueued before the workers see closed().
     in_flight_pushes_.fetch_add(1);
@@ -23,22 +23,21 @@ bool IngestQueue::push(RawMessage message) {
         std::atomic<int>& count;
         ~Done() { count.fetch_sub(1); }
     } done{in_flight_pushes_};
-    if (closing_.load()) return false;
+    if (closing_.load()) return PushStatus::closed;
 
     const size_t bytes = message.size_bytes();
-    bool waited = false;
-    // A message larger than the whole byte budget still passes when the queue is empty. While the
-    // daemon stops, nobody waits: the MQTT library holds its lock during this call, and the
-    // disconnect must not wait behind a full queue (the overshoot is what arrives until it completes).
-    while (!stopping_.load(std::memory_order_relaxed) &&
-           (messages_.load(std::memory_order_relaxed) >= max_messages_ ||
-            (bytes_.load(std::memory_order_relaxed) + bytes > max_bytes_ && messages_.load() > 0))) {
-        if (closing_.load()) return false;
-        if (!waited) {
-            metrics_.backpressure_waits.fetch_add(1, std::memory_order_relaxed);
-            waited = true;
-        }
-        std::this_thread::sleep_for(std::chrono::microseconds(200));
+    // A message larger than the whole byte budget still passes when the queue is empty.
+    auto full = [&] {
+        return messages_.load(std::memory_order_relaxed) >= max_messages_ ||
+               (bytes_.load(std::memory_order_relaxed) + bytes > max_bytes_ && messages_.load() > 0);
+    };
+    if (full()) {
+        const auto deadline = std::chrono::steady_clock::now() + max_wait;
+        do {
+            if (closing_.load()) return PushStatus::closed;
+            if (std::chrono::steady_clock::now() >= deadline) return PushStatus::full;
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+        } while (full());
     }
     size_t shard = shard_of(*message.topic);
     messages_.fetch_add(1, std::memory_order_relaxed);
@@ -46,9 +45,9 @@ bool IngestQueue::push(RawMessage message) {
     if (!shards_[shard]->enqueue(std::move(message))) {  // only when memory is exhausted
         messages_.fetch_sub(1, std::memory_order_relaxed);
         bytes_.fetch_sub(bytes, std::memory_order_relaxed);
-        return false;
+        return PushStatus::full;
     }
-    return true;
+    return PushStatus::pushed;
 }
 
 void IngestQueue::close() {

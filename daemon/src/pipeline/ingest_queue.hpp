@@ -1,8 +1,8 @@
 #pragma once
 // The hand-off from the MQTT receive thread to the workers: one lock-free queue per worker shard.
 // A topic always maps to the same shard, so each device's messages stay in order. Memory is bounded
-// by message count and bytes: when full, push() waits, the receive thread stops reading, and the
-// broker holds the rest (backpressure instead of loss).
+// by message count and bytes: when full, push() refuses, the receive thread stops reading (and does
+// not acknowledge), and the broker holds the rest (backpressure instead of loss).
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -24,16 +24,15 @@ class IngestQueue {
     size_t shard_count() const { return shards_.size(); }
     size_t shard_of(std::string_view topic) const;
 
-    // Waits while the queue is full. Returns false if the queue was closed or memory ran out (the
-    // message is not taken).
-    bool push(RawMessage message);
+    enum class PushStatus { pushed, full, closed };
+    // Takes the message (moving from it) if there is room within `max_wait`. Otherwise the caller
+    // keeps it: `full` (try again; meanwhile the broker holds the backlog) or `closed`.
+    PushStatus push(RawMessage& message, std::chrono::microseconds max_wait);
     // Takes up to `max` messages of one shard, waiting at most `timeout` for the first. They still
     // count against the bound (and in size_messages()) until the worker calls done() for each.
     size_t pop_bulk(size_t shard, RawMessage* out, size_t max, std::chrono::microseconds timeout);
     void done(const RawMessage& message);
 
-    // The daemon is stopping: push() no longer waits for space (see push()).
-    void begin_stopping() { stopping_.store(true); }
     // After close(), push() refuses (returns false, the caller keeps the message) and pop_bulk()
     // drains what is left. close() returns once no push() is under way any more.
     void close();
@@ -50,7 +49,6 @@ class IngestQueue {
     Metrics& metrics_;
     std::atomic<size_t> messages_{0};
     std::atomic<size_t> bytes_{0};
-    std::atomic<bool> stopping_{false};
     std::atomic<bool> closing_{false};
     std::atomic<bool> closed_{false};
     std::atomic<int> in_flight_pushes_{0};

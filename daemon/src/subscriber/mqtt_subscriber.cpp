@@ -1,23 +1,30 @@
 #include "subscriber/mqtt_subscriber.hpp"
 
-#include <mqtt/async_client.h>
 #include <spdlog/spdlog.h>
-#include <random>
 
-#include "durability/dead_letter_store.hpp"
+#include <algorithm>
+#include <cstring>
+
 #include "util/clock.hpp"
 #include "util/thread_name.hpp"
 
 namespace plantd {
 
+using mqtt_codec::Frame;
+using mqtt_codec::PacketType;
+
+namespace {
+
+constexpr size_t read_ahead_bytes = 256 * 1024;
+constexpr int64_t poll_interval_ms = 100;  // how soon a stop request is noticed
+constexpr auto queue_wait = std::chrono::milliseconds(20);
+constexpr int64_t subscribe_timeout_ms = 10'000;
+
+}  // namespace
+
 MqttSubscriber::MqttSubscriber(const Config& config, std::vector<std::string> filters, IngestQueue& queue,
-                               Metrics& metrics, Health& health, DeadLetterStore& dead_letters)
-    : config_(config),
-      filters_(std::move(filters)),
-      queue_(queue),
-      metrics_(metrics),
-      health_(health),
-      dead_letters_(dead_letters) {
+                               Metrics& metrics, Health& health)
+    : config_(config), filters_(std::move(filters)), queue_(queue), metrics_(metrics), health_(health) {
     if (!config_.mqtt.shared_group.empty()) {
         for (auto& filter : filters_) filter = "$share/" + config_.mqtt.shared_group + "/" + filter;
     }
@@ -28,220 +35,331 @@ MqttSubscriber::~MqttSubscriber() {
 }
 
 std::string MqttSubscriber::create() {
-    const auto& m = config_.mqtt;
-    try {
-        mqtt::create_options create(m.version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1);
-        client_ = std::make_unique<mqtt::async_client>(m.uri, m.client_id, create, nullptr);
-    } catch (const std::exception& e) {
-        return fmt::format("[mqtt] uri/client_id: {}", e.what());
-    }
-    // Every callback catches everything: Paho has no try/catch around them.
-    client_->set_message_callback([this](mqtt::const_message_ptr message) {
-        try {
-            on_message(message);
-        } catch (...) {
-            metrics_.internal_errors.fetch_add(1);
-        }
-    });
-    client_->set_connected_handler([this](const std::string&) {
-        try {
-            on_connected();
-        } catch (...) {
-            metrics_.internal_errors.fetch_add(1);
-        }
-    });
-    client_->set_connection_lost_handler([this](const std::string& cause) {
-        try {
-            on_connection_lost(cause.empty() ? "connection lost" : cause);
-        } catch (...) {
-            metrics_.internal_errors.fetch_add(1);
-        }
-    });
-    client_->set_disconnected_handler([this](const mqtt::properties&, mqtt::ReasonCode reason) {
-        try {
-            on_connection_lost(
-                fmt::format("broker disconnected us (reason code {})", static_cast<int>(reason)));
-        } catch (...) {
-            metrics_.internal_errors.fetch_add(1);
-        }
-    });
+    auto endpoint = parse_broker_uri(config_.mqtt.uri);
+    if (!endpoint) return fmt::format("[mqtt] uri: {}", endpoint.error());
+    endpoint_ = *endpoint;
+    endpoint_.tls = endpoint_.tls || config_.mqtt.tls.enabled;
+    version_ = config_.mqtt.version == 5 ? mqtt_codec::version_5 : mqtt_codec::version_3_1_1;
+    // The largest packet kept whole: the payload limit plus the largest topic and header. Larger ones
+    // are read as far as the worker needs to reject them as oversize, and the rest is skipped.
+    max_packet_bytes_ = config_.ingest.max_payload_bytes + 65'536 + 16;
+    in_.resize(max_packet_bytes_ + read_ahead_bytes);
     return {};
 }
 
 void MqttSubscriber::start() {
-    supervisor_ = std::thread([this] {
-        name_this_thread("plantd-mqtt-sup");
-        supervise();
-    });
-}
-
-void MqttSubscriber::on_message(const std::shared_ptr<const mqtt::message>& message) {
-    RawMessage raw;
-    raw.received_ms = wall_clock_ms();
-    raw.topic = message->get_topic_ref().ptr();
-    raw.payload = message->get_payload_ref().ptr();
-    if (!raw.topic) raw.topic = std::make_shared<const std::string>();
-    if (!raw.payload) raw.payload = std::make_shared<const std::string>();
-    metrics_.messages_received.fetch_add(1, std::memory_order_relaxed);
-    metrics_.bytes_received.fetch_add(raw.payload->size(), std::memory_order_relaxed);
-    // push() waits while the queue is full: Paho stops reading and the broker holds the backlog.
-    if (!queue_.push(raw)) {
-        // Only if the queue was closed under us; the message is acknowledged when we return, so keep it.
-        metrics_.count_rejected(RejectScope::message, RejectReason::shutdown_unwritten, "");
-        DeadLetter letter{.kind = "message",
-                          .topic = *raw.topic,
-                          .destination = "",
-                          .factory_id = "",
-                          .reason = RejectReason::shutdown_unwritten,
-                          .detail = "arrived after the ingest queue was closed",
-                          .payload = *raw.payload,
-                          .time_ms = raw.received_ms};
-        dead_letters_.append(letter);
-    }
-}
-
-void MqttSubscriber::on_connected() {
-    metrics_.mqtt_connects.fetch_add(1);
-    health_.mqtt_connected = true;
-    spdlog::info("mqtt: connected to {} as {}", config_.mqtt.uri, config_.mqtt.client_id);
-    // Paho does not resubscribe by itself; the supervisor does it (never wait on a token in a callback).
-    resubscribe_ = true;
-    wake_.notify_all();
-}
-
-void MqttSubscriber::on_connection_lost(const std::string& why) {
-    metrics_.mqtt_connection_losses.fetch_add(1);
-    health_.mqtt_connected = false;
-    health_.mqtt_subscribed = false;
-    spdlog::warn("mqtt: {}; reconnecting", why);
-    wake_.notify_all();
-}
-
-bool MqttSubscriber::connect_once() {
-    const auto& m = config_.mqtt;
-    mqtt::connect_options_builder builder;
-    if (m.version == 5) {
-        builder.mqtt_version(MQTTVERSION_5).clean_start(m.clean_session);
-        if (!m.clean_session) {
-            builder.properties(mqtt::properties{
-                {mqtt::property::SESSION_EXPIRY_INTERVAL, static_cast<int>(m.session_expiry_s)}});
-        }
-    } else {
-        builder.mqtt_version(MQTTVERSION_3_1_1).clean_session(m.clean_session);
-    }
-    builder.keep_alive_interval(std::chrono::milliseconds(m.keepalive_ms))
-        .connect_timeout(std::chrono::milliseconds(m.connect_timeout_ms))
-        .automatic_reconnect(false)
-        .will(mqtt::message(status_topic(), "offline", 1, true));
-    if (!m.username.empty()) builder.user_name(m.username);
-    if (m.password) builder.password(*m.password);
-    if (m.tls.enabled) {
-        mqtt::ssl_options_builder ssl;
-        if (!m.tls.ca_file.empty()) ssl.trust_store(m.tls.ca_file);
-        if (!m.tls.cert_file.empty()) ssl.key_store(m.tls.cert_file);
-        if (!m.tls.key_file.empty()) ssl.private_key(m.tls.key_file);
-        if (m.tls.key_password) ssl.private_keypassword(*m.tls.key_password);
-        ssl.enable_server_cert_auth(true).verify(m.tls.verify_hostname);
-        builder.ssl(ssl.finalize());
-    }
-    try {
-        auto token = client_->connect(builder.finalize());
-        if (!token->wait_for(std::chrono::milliseconds(m.connect_timeout_ms + 2000))) {
-            throw std::runtime_error("connect timed out");
-        }
-        return true;
-    } catch (const std::exception& e) {
-        metrics_.mqtt_connect_failures.fetch_add(1);
-        spdlog::warn("mqtt: cannot connect to {}: {}", m.uri, e.what());
-        return false;
-    }
-}
-
-void MqttSubscriber::subscribe() {
-    resubscribe_ = false;
-    try {
-        auto filters = mqtt::string_collection::create(filters_);
-        mqtt::iasync_client::qos_collection qos(filters_.size(), config_.mqtt.qos);
-        auto token = client_->subscribe(filters, qos);
-        if (!token->wait_for(std::chrono::seconds(10))) throw std::runtime_error("subscribe timed out");
-        const mqtt::subscribe_response response = token->get_subscribe_response();
-        for (auto code : response.get_reason_codes()) {
-            if (static_cast<int>(code) >= 0x80) {
-                throw std::runtime_error(fmt::format("the broker refused the subscription (reason code {})",
-                                                     static_cast<int>(code)));
-            }
-        }
-        health_.mqtt_subscribed = true;
-        for (const auto& filter : filters_)
-            spdlog::info("mqtt: subscribed to {} (QoS {})", filter, config_.mqtt.qos);
-        client_->publish(status_topic(), "online", 1, true);
-    } catch (const std::exception& e) {
-        metrics_.mqtt_subscribe_failures.fetch_add(1);
-        spdlog::error("mqtt: subscribe failed: {}; retrying", e.what());
-        resubscribe_ = true;
-    }
-}
-
-void MqttSubscriber::supervise() {
-    std::mt19937 random(std::random_device{}());
-    int64_t backoff = config_.mqtt.reconnect_min_ms;
-    while (true) {
-        {
-            std::lock_guard lock(mutex_);
-            if (stopping_) return;
-        }
-        int64_t wait_ms = 1000;
+    thread_ = std::thread([this] {
+        name_this_thread("plantd-mqtt");
         try {
-            if (!client_->is_connected()) {
-                health_.mqtt_connected = false;
-                health_.mqtt_subscribed = false;
-                if (connect_once()) {
-                    backoff = config_.mqtt.reconnect_min_ms;
-                    wait_ms = 0;
-                } else {
-                    std::uniform_real_distribution<double> jitter(0.5, 1.0);
-                    wait_ms = static_cast<int64_t>(static_cast<double>(backoff) * jitter(random));
-                    backoff = std::min(backoff * 2, config_.mqtt.reconnect_max_ms);
-                }
-            } else if (resubscribe_) {
-                subscribe();
-                if (resubscribe_)
-                    wait_ms = 1000;
-                else
-                    wait_ms = 0;
-            }
+            run();
         } catch (const std::exception& e) {
+            // Only allocation failures can get here; the daemon's watchdog and /health show the rest.
             metrics_.internal_errors.fetch_add(1);
-            spdlog::error("mqtt: supervisor: {}", e.what());
+            spdlog::critical("mqtt: session thread failed: {}", e.what());
+        } catch (...) {
+            metrics_.internal_errors.fetch_add(1);
         }
-        std::unique_lock lock(mutex_);
-        wake_.wait_for(lock, std::chrono::milliseconds(wait_ms),
-                       [&] { return stopping_ || (resubscribe_ && client_->is_connected()); });
-    }
+        health_.mqtt_connected = false;
+        health_.mqtt_subscribed = false;
+    });
 }
 
 void MqttSubscriber::stop() {
     {
         std::lock_guard lock(mutex_);
-        if (stopping_) return;
-        stopping_ = true;
+        if (stopping_.exchange(true)) return;
     }
     wake_.notify_all();
-    if (supervisor_.joinable()) supervisor_.join();
-    if (!client_) return;
-    try {
-        if (client_->is_connected()) {
-            // Queue "offline" and disconnect at once: every message that arrives before the
-            // disconnect completes is acknowledged and must then be drained.
-            client_->publish(status_topic(), "offline", 1, true);
-            client_->disconnect(std::chrono::seconds(2))->wait_for(std::chrono::seconds(5));
-        }
-    } catch (const std::exception& e) {
-        spdlog::warn("mqtt: disconnect: {}", e.what());
-    }
+    if (thread_.joinable()) thread_.join();
     health_.mqtt_connected = false;
     health_.mqtt_subscribed = false;
     spdlog::info("mqtt: stopped receiving");
+}
+
+bool MqttSubscriber::wait_before_retry(int64_t ms) {
+    std::unique_lock lock(mutex_);
+    return !wake_.wait_for(lock, std::chrono::milliseconds(ms), [&] { return stopping_.load(); });
+}
+
+uint16_t MqttSubscriber::next_packet_id() {
+    packet_id_ = static_cast<uint16_t>(packet_id_ == 65535 ? 1 : packet_id_ + 1);
+    return packet_id_;
+}
+
+void MqttSubscriber::run() {
+    int64_t backoff = config_.mqtt.reconnect_min_ms;
+    while (!stopping_.load()) {
+        const uint64_t connects_before = metrics_.mqtt_connects.load();
+        std::string why = run_session();
+        transport_.close();
+        const bool was_connected = metrics_.mqtt_connects.load() != connects_before;
+        health_.mqtt_connected = false;
+        health_.mqtt_subscribed = false;
+        if (stopping_.load()) break;
+        if (was_connected) {
+            metrics_.mqtt_connection_losses.fetch_add(1);
+            backoff = config_.mqtt.reconnect_min_ms;
+            spdlog::warn("mqtt: connection lost: {}; reconnecting", why);
+        } else {
+            metrics_.mqtt_connect_failures.fetch_add(1);
+            spdlog::warn("mqtt: cannot connect to {}: {}", config_.mqtt.uri, why);
+        }
+        std::uniform_real_distribution<double> jitter(0.5, 1.0);
+        const auto wait_ms = static_cast<int64_t>(static_cast<double>(backoff) * jitter(random_));
+        backoff = std::min(backoff * 2, config_.mqtt.reconnect_max_ms);
+        if (!wait_before_retry(was_connected ? wait_ms / 4 : wait_ms)) break;
+    }
+}
+
+std::string MqttSubscriber::handshake(mqtt_codec::Connack& connack) {
+    const auto& m = config_.mqtt;
+    const int64_t deadline = steady_clock_ms() + m.connect_timeout_ms;
+    if (std::string problem = transport_.connect(endpoint_, m.tls, m.connect_timeout_ms); !problem.empty()) {
+        return problem;
+    }
+    mqtt_codec::ConnectRequest request;
+    request.version = version_;
+    request.client_id = m.client_id;
+    request.clean_start = m.clean_session;
+    request.keepalive_s = static_cast<uint16_t>(std::clamp<int64_t>(m.keepalive_ms / 1000, 1, 65535));
+    if (version_ == mqtt_codec::version_5 && !m.clean_session) {
+        request.session_expiry_s = static_cast<uint32_t>(std::min<int64_t>(m.session_expiry_s, 0xffffffffLL));
+    }
+    if (!m.username.empty()) request.username = m.username;
+    request.password = m.password;
+    request.will_topic = status_topic();
+    request.will_payload = "offline";
+    out_.clear();
+    mqtt_codec::encode_connect(request, out_);
+    if (!flush_output()) return transport_.error();
+    keepalive_ms_ = request.keepalive_s * 1000LL;
+
+    in_begin_ = in_end_ = 0;
+    skip_bytes_ = 0;
+    while (true) {
+        Frame frame = mqtt_codec::read_frame({in_.data() + in_begin_, in_end_ - in_begin_});
+        if (frame.status == Frame::Status::malformed) return "malformed reply to CONNECT";
+        if (frame.status == Frame::Status::complete && frame.total_size() <= in_end_ - in_begin_) {
+            if (frame.type != PacketType::connack) return "the broker did not answer CONNECT with CONNACK";
+            std::string problem = mqtt_codec::decode_connack(
+                version_, {in_.data() + in_begin_ + frame.header_size, frame.remaining_size}, connack);
+            if (!problem.empty()) return problem;
+            in_begin_ += frame.total_size();
+            if (connack.reason != 0) {
+                return fmt::format("the broker refused the connection: {} (code {}){}{}",
+                                   mqtt_codec::connack_reason_text(version_, connack.reason), connack.reason,
+                                   connack.reason_string.empty() ? "" : ": ", connack.reason_string);
+            }
+            if (connack.server_keepalive_s > 0) keepalive_ms_ = connack.server_keepalive_s * 1000LL;
+            return "";
+        }
+        const int64_t left = deadline - steady_clock_ms();
+        if (left <= 0) return "no CONNACK within connect_timeout";
+        if (in_end_ == in_.size()) return "CONNACK too large";
+        ssize_t n = transport_.read_some(in_.data() + in_end_, in_.size() - in_end_, left);
+        if (n < 0) return transport_.error();
+        in_end_ += static_cast<size_t>(n);
+    }
+}
+
+bool MqttSubscriber::flush_output() {
+    if (out_.empty()) return true;
+    // A broker that reads nothing for a whole keepalive is as good as gone.
+    bool ok = transport_.write_all(out_, std::max<int64_t>(keepalive_ms_, 5'000));
+    out_.clear();
+    if (ok) last_sent_ms_ = steady_clock_ms();
+    return ok;
+}
+
+void MqttSubscriber::send_status(std::string_view status) {
+    mqtt_codec::encode_publish(version_, status_topic(), status, 1, true, next_packet_id(), out_);
+}
+
+std::string MqttSubscriber::run_session() {
+    mqtt_codec::Connack connack;
+    if (std::string problem = handshake(connack); !problem.empty()) return problem;
+    metrics_.mqtt_connects.fetch_add(1);
+    health_.mqtt_connected = true;
+    spdlog::info("mqtt: connected to {} as {} (MQTT {}, session {})", config_.mqtt.uri,
+                 config_.mqtt.client_id, version_ == mqtt_codec::version_5 ? "5" : "3.1.1",
+                 connack.session_present ? "resumed" : "new");
+
+    std::vector<mqtt_codec::Subscription> subscriptions;
+    for (const auto& filter : filters_) subscriptions.push_back({filter, config_.mqtt.qos});
+    subscribe_id_ = next_packet_id();
+    mqtt_codec::encode_subscribe(version_, subscribe_id_, subscriptions, out_);
+    if (!flush_output()) return transport_.error();
+    const int64_t subscribe_deadline = steady_clock_ms() + subscribe_timeout_ms;
+    last_received_ms_ = steady_clock_ms();
+    has_blocked_ = false;
+
+    while (true) {
+        const int64_t now = steady_clock_ms();
+        if (stopping_.load()) {
+            // Acknowledge what the queue took, say goodbye; everything else stays with the broker.
+            send_status("offline");
+            mqtt_codec::encode_disconnect(version_, out_);
+            flush_output();
+            return "";
+        }
+        if (!health_.mqtt_subscribed && now > subscribe_deadline) {
+            metrics_.mqtt_subscribe_failures.fetch_add(1);
+            return "no SUBACK within 10 s";
+        }
+        if (has_blocked_) {
+            // The queue was full: retry, and keep the connection alive meanwhile (we are not reading,
+            // so the broker's silence means nothing).
+            last_received_ms_ = now;
+            auto status = queue_.push(blocked_, queue_wait);
+            if (status == IngestQueue::PushStatus::pushed) {
+                has_blocked_ = false;
+                taken(blocked_packet_id_, blocked_bytes_);
+            } else if (status == IngestQueue::PushStatus::closed) {
+                return "";
+            }
+        }
+        // Everything complete in the buffer, in order, until the queue is full.
+        std::string problem;
+        while (!has_blocked_) {
+            std::string_view available{in_.data() + in_begin_, in_end_ - in_begin_};
+            Frame frame = mqtt_codec::read_frame(available);
+            if (frame.status == Frame::Status::malformed) return "malformed packet from the broker";
+            if (frame.status == Frame::Status::need_more) break;
+            if (frame.total_size() > max_packet_bytes_) {
+                if (frame.type != PacketType::publish) return "oversize packet from the broker";
+                if (available.size() < max_packet_bytes_) break;  // read up to the limit first
+                std::string_view prefix =
+                    available.substr(frame.header_size, max_packet_bytes_ - frame.header_size);
+                Step step = handle_packet(frame, prefix, problem);
+                if (step == Step::drop) return problem;
+                skip_bytes_ = frame.total_size() - available.size();
+                in_begin_ = in_end_ = 0;
+                continue;
+            }
+            if (frame.total_size() > available.size()) break;
+            Step step =
+                handle_packet(frame, available.substr(frame.header_size, frame.remaining_size), problem);
+            if (step == Step::drop) return problem;
+            in_begin_ += frame.total_size();
+        }
+        if (!flush_output()) return transport_.error();
+        if (steady_clock_ms() - last_sent_ms_ >= keepalive_ms_ / 2) {
+            mqtt_codec::encode_pingreq(out_);
+            if (!flush_output()) return transport_.error();
+        }
+        if (has_blocked_) continue;
+        if (steady_clock_ms() - last_received_ms_ > keepalive_ms_ * 3 / 2 + 1'000) {
+            return "no packet from the broker for 1.5 keepalive intervals";
+        }
+        // Make room and read what the broker sent.
+        if (in_begin_ == in_end_) {
+            in_begin_ = in_end_ = 0;
+        } else if (in_begin_ > 0 && in_.size() - in_end_ < read_ahead_bytes) {
+            std::memmove(in_.data(), in_.data() + in_begin_, in_end_ - in_begin_);
+            in_end_ -= in_begin_;
+            in_begin_ = 0;
+        }
+        ssize_t n = transport_.read_some(in_.data() + in_end_, in_.size() - in_end_, poll_interval_ms);
+        if (n < 0) return transport_.error();
+        if (n == 0) continue;
+        last_received_ms_ = steady_clock_ms();
+        auto got = static_cast<size_t>(n);
+        if (skip_bytes_ > 0) {
+            size_t skipped = std::min(skip_bytes_, got);
+            skip_bytes_ -= skipped;
+            if (skipped < got)
+                std::memmove(in_.data() + in_end_, in_.data() + in_end_ + skipped, got - skipped);
+            got -= skipped;
+        }
+        in_end_ += got;
+    }
+}
+
+MqttSubscriber::Step MqttSubscriber::handle_packet(const Frame& frame, std::string_view body,
+                                                   std::string& problem) {
+    switch (frame.type) {
+        case PacketType::publish: {
+            mqtt_codec::Publish publish;
+            problem = mqtt_codec::decode_publish(version_, frame.flags, body, publish);
+            if (!problem.empty()) return Step::drop;
+            if (publish.qos > 1) {
+                problem = "the broker sent QoS 2 although plantd subscribed with QoS 1 at most";
+                return Step::drop;
+            }
+            return deliver(publish, frame.total_size());
+        }
+        case PacketType::suback: {
+            mqtt_codec::Suback suback;
+            problem = mqtt_codec::decode_suback(version_, body, suback);
+            if (!problem.empty()) return Step::drop;
+            if (suback.packet_id != subscribe_id_) return Step::go_on;
+            for (size_t i = 0; i < suback.reason_codes.size(); ++i) {
+                if (suback.reason_codes[i] >= 0x80) {
+                    metrics_.mqtt_subscribe_failures.fetch_add(1);
+                    problem = fmt::format("the broker refused the subscription to {} (reason code {})",
+                                          i < filters_.size() ? filters_[i] : "?", suback.reason_codes[i]);
+                    spdlog::error("mqtt: {}", problem);
+                    return Step::drop;
+                }
+            }
+            health_.mqtt_subscribed = true;
+            for (const auto& filter : filters_)
+                spdlog::info("mqtt: subscribed to {} (QoS {})", filter, config_.mqtt.qos);
+            send_status("online");
+            return Step::go_on;
+        }
+        case PacketType::puback: {
+            uint16_t id = 0;
+            uint8_t reason = 0;
+            problem = mqtt_codec::decode_puback(version_, body, id, reason);
+            if (!problem.empty()) return Step::drop;
+            if (reason >= 0x80)
+                spdlog::warn("mqtt: the broker refused our status message (reason {})", reason);
+            return Step::go_on;
+        }
+        case PacketType::pingresp:
+            return Step::go_on;
+        case PacketType::disconnect: {
+            uint8_t reason = 0;
+            mqtt_codec::decode_disconnect(version_, body, reason);
+            problem = fmt::format("the broker disconnected us (reason code {})", reason);
+            return Step::drop;
+        }
+        default:
+            problem = fmt::format("unexpected packet type {} from the broker", static_cast<int>(frame.type));
+            return Step::drop;
+    }
+}
+
+void MqttSubscriber::taken(uint16_t ack_id, size_t packet_size) {
+    // Counted as received only once plantd holds it: every received message is then accounted for.
+    metrics_.messages_received.fetch_add(1, std::memory_order_relaxed);
+    metrics_.bytes_received.fetch_add(packet_size, std::memory_order_relaxed);
+    if (ack_id != 0) mqtt_codec::encode_puback(ack_id, out_);
+}
+
+MqttSubscriber::Step MqttSubscriber::deliver(const mqtt_codec::Publish& publish, size_t packet_size) {
+    RawMessage raw;
+    raw.received_ms = wall_clock_ms();
+    raw.topic = std::make_shared<const std::string>(publish.topic);
+    // An oversize payload arrives cut at the limit + 1 byte: enough for the worker to reject it.
+    const size_t keep = std::min(publish.payload.size(), config_.ingest.max_payload_bytes + 1);
+    raw.payload = std::make_shared<const std::string>(publish.payload.substr(0, keep));
+    const uint16_t ack_id = publish.qos == 1 ? publish.packet_id : 0;
+    auto status = queue_.push(raw, queue_wait);
+    if (status == IngestQueue::PushStatus::pushed) {
+        taken(ack_id, packet_size);
+        return Step::go_on;
+    }
+    // Not acknowledged and not counted yet: the queue takes it later, or (stop, lost connection) the
+    // broker redelivers it. (A QoS 0 message held here when plantd stops is gone: QoS 0 is at most once.)
+    blocked_ = std::move(raw);
+    blocked_packet_id_ = ack_id;
+    blocked_bytes_ = packet_size;
+    has_blocked_ = true;
+    if (status == IngestQueue::PushStatus::full)
+        metrics_.backpressure_waits.fetch_add(1, std::memory_order_relaxed);
+    return Step::blocked;
 }
 
 }  // namespace plantd
