@@ -55,7 +55,7 @@ void decode_encode(benchmark::State& state, const std::vector<std::string>& payl
         if (rejection) state.SkipWithError(rejection->detail.c_str());
         for (const Record& record : message.records) {
             append_record_line(batch.body, "telemetry", factory, record, message, no_tags);
-            batch.end_line(factory);
+            batch.end_line(factory, 0);
         }
         records += static_cast<int64_t>(message.records.size());
         if (batch.lines() >= 5000) batch.clear();
@@ -81,13 +81,13 @@ BENCHMARK(BM_decode_encode_100_record_gateway_batch);
 void BM_queue_hand_off(benchmark::State& state) {
     Metrics metrics;
     IngestQueue queue(2, 1'000'000, 1ull << 30, metrics);
-    auto topic = std::make_shared<const std::string>("factory/f001/device/press-001/telemetry");
-    auto payload = std::make_shared<const std::string>(six_metric_message(1));
+    const std::string topic = "factory/f001/device/press-001/telemetry";
+    const std::string payload = six_metric_message(1);
     std::vector<RawMessage> out(256);
-    const size_t shard = queue.shard_of(*topic);
+    const size_t shard = queue.shard_of(topic);
     for (auto _ : state) {
         for (int i = 0; i < 256; ++i) {
-            RawMessage message{topic, payload, now_ms};
+            RawMessage message = RawMessage::make(topic, payload, now_ms);
             queue.push(message, std::chrono::microseconds(0));
         }
         size_t n = queue.pop_bulk(shard, out.data(), out.size(), std::chrono::microseconds(0));
@@ -107,7 +107,7 @@ void BM_batch_gzip_5000_lines(benchmark::State& state) {
     for (int i = 0; batch.lines() < 5000; ++i) {
         (void)decoder.decode(topic, six_metric_message(i), now_ms, now_ms, message);
         append_record_line(batch.body, "telemetry", factory, message.records[0], message, {});
-        batch.end_line(factory);
+        batch.end_line(factory, 0);
     }
     GzipCompressor gzip(1);
     std::string compressed;

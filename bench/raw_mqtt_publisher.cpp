@@ -10,28 +10,11 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "subscriber/mqtt_codec.hpp"
+
 namespace plantd::bench {
 
 namespace {
-
-void append_u16(std::string& out, size_t value) {
-    out += static_cast<char>((value >> 8) & 0xff);
-    out += static_cast<char>(value & 0xff);
-}
-
-void append_remaining_length(std::string& out, size_t length) {
-    do {
-        auto byte = static_cast<uint8_t>(length % 128);
-        length /= 128;
-        if (length > 0) byte |= 0x80;
-        out += static_cast<char>(byte);
-    } while (length > 0);
-}
-
-void append_string(std::string& out, std::string_view text) {
-    append_u16(out, text.size());
-    out.append(text);
-}
 
 constexpr size_t send_threshold = 64 * 1024;
 
@@ -69,15 +52,13 @@ void RawMqttPublisher::connect(const std::string& client_id) {
     int one = 1;
     ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
-    std::string body;
-    append_string(body, "MQTT");
-    body += static_cast<char>(4);     // protocol level 3.1.1
-    body += static_cast<char>(0x02);  // clean session
-    append_u16(body, 60);             // keepalive seconds
-    append_string(body, client_id);
-    std::string packet(1, static_cast<char>(0x10));
-    append_remaining_length(packet, body.size());
-    packet += body;
+    mqtt_codec::ConnectRequest request;
+    request.version = mqtt_codec::version_3_1_1;
+    request.client_id = client_id;
+    request.clean_start = true;
+    request.keepalive_s = 60;
+    std::string packet;
+    mqtt_codec::encode_connect(request, packet);
     write_all(packet.data(), packet.size());
 
     char connack[4];
@@ -100,16 +81,11 @@ void RawMqttPublisher::publish(std::string_view topic, std::string_view payload,
             read_acks(true);
         }
     }
-    size_t remaining = 2 + topic.size() + (qos == 1 ? 2 : 0) + payload.size();
-    out_ += static_cast<char>(qos == 1 ? 0x32 : 0x30);
-    append_remaining_length(out_, remaining);
-    append_string(out_, topic);
+    mqtt_codec::encode_publish(mqtt_codec::version_3_1_1, topic, payload, qos, false, next_id_, out_);
     if (qos == 1) {
-        append_u16(out_, next_id_);
         next_id_ = static_cast<uint16_t>(next_id_ == 65535 ? 1 : next_id_ + 1);
         ++in_flight_;
     }
-    out_.append(payload);
     if (out_.size() >= send_threshold) {
         send_buffer();
         read_acks(false);

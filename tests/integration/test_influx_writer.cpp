@@ -19,7 +19,7 @@ namespace {
 void add_line(Batch& batch, const std::string& line, const std::string& factory) {
     batch.body += line;
     batch.body += '\n';
-    batch.end_line(factory);
+    batch.end_line(factory, 0);
 }
 // What a writer needs around it: config, metrics, health, a dead-letter store in a temporary dir.
 struct WriterFixture {

@@ -84,8 +84,7 @@ TEST_CASE("metrics count by scope, reason and factory, with bounded factory labe
 
 namespace {
 RawMessage make_message(std::string topic, std::string payload) {
-    return RawMessage{std::make_shared<const std::string>(std::move(topic)),
-                      std::make_shared<const std::string>(std::move(payload)), 0};
+    return RawMessage::make(topic, payload, 0);
 }
 
 IngestQueue::PushStatus push(IngestQueue& queue, RawMessage message,
@@ -102,17 +101,17 @@ TEST_CASE("the ingest queue keeps each topic's order within its shard") {
         REQUIRE(push(queue, make_message("t/" + std::to_string(i % 10), std::to_string(i))) == pushed);
     }
     CHECK(queue.size_messages() == 1000);
-    std::map<std::string, int> last_seen;
+    std::map<std::string, int, std::less<>> last_seen;
     std::vector<RawMessage> out(64);
     size_t total = 0;
     for (size_t shard = 0; shard < 4; ++shard) {
         while (size_t n = queue.pop_bulk(shard, out.data(), out.size(), std::chrono::microseconds(0))) {
             for (size_t i = 0; i < n; ++i) {
-                CHECK(queue.shard_of(*out[i].topic) == shard);
-                int value = std::stoi(*out[i].payload);
-                auto it = last_seen.find(*out[i].topic);
+                CHECK(queue.shard_of(out[i].topic()) == shard);
+                int value = std::stoi(std::string(out[i].payload()));
+                auto it = last_seen.find(out[i].topic());
                 if (it != last_seen.end()) CHECK(value > it->second);
-                last_seen[*out[i].topic] = value;
+                last_seen[std::string(out[i].topic())] = value;
             }
             for (size_t i = 0; i < n; ++i) queue.done(out[i]);
             total += n;
@@ -129,8 +128,7 @@ TEST_CASE("a full ingest queue refuses (the caller keeps the message) until a wo
     for (int i = 0; i < 100; ++i) REQUIRE(push(queue, make_message("t", "x")) == pushed);
     RawMessage last = make_message("t", "last");
     CHECK(queue.push(last, std::chrono::milliseconds(30)) == IngestQueue::PushStatus::full);
-    REQUIRE(last.payload);  // not taken: still the caller's
-    CHECK(*last.payload == "last");
+    CHECK(last.payload() == "last");  // not taken: still the caller's
     std::vector<RawMessage> out(10);
     CHECK(queue.pop_bulk(0, out.data(), out.size(), std::chrono::microseconds(0)) == 10);
     // Popped but not done: still counted against the bound.
@@ -141,10 +139,36 @@ TEST_CASE("a full ingest queue refuses (the caller keeps the message) until a wo
     });
     CHECK(queue.push(last, std::chrono::seconds(5)) == pushed);  // waits for the room
     worker.join();
-    CHECK_FALSE(last.payload);
+    CHECK(last.empty());  // moved into the queue
     CHECK(queue.size_messages() == 91);
     queue.close();
     RawMessage late = make_message("t", "after close");
     CHECK(queue.push(late, std::chrono::seconds(1)) == IngestQueue::PushStatus::closed);
-    CHECK(late.payload);
+    CHECK(late.payload() == "after close");
+}
+
+TEST_CASE("the record-age histogram: buckets, quantiles and Prometheus text") {
+    LatencyHistogram histogram;
+    CHECK(histogram.quantile_bound_ms(0.5) == -1);
+    LatencyHistogram::Local local;
+    for (int i = 0; i < 98; ++i) local.observe_ms(7);  // bucket le=7
+    local.observe_ms(240);                             // le=250
+    local.observe_ms(-5);                              // a clock step: counted as 0 (le=1)
+    histogram.add(local);
+    histogram.observe_ms(1'000'000);  // above every bound: +Inf
+    CHECK(histogram.count() == 101);
+    CHECK(histogram.quantile_bound_ms(0.5) == 7);
+    CHECK(histogram.quantile_bound_ms(0.985) == 250);
+    CHECK(histogram.quantile_bound_ms(1.0) == -1);
+    std::string text;
+    histogram.render(text, "age_seconds", "help");
+    CHECK(text.find("# TYPE age_seconds histogram\n") != std::string::npos);
+    CHECK(text.find("age_seconds_bucket{le=\"0.001\"} 1\n") != std::string::npos);
+    CHECK(text.find("age_seconds_bucket{le=\"0.007\"} 99\n") != std::string::npos);
+    CHECK(text.find("age_seconds_bucket{le=\"0.225\"} 99\n") != std::string::npos);
+    CHECK(text.find("age_seconds_bucket{le=\"0.25\"} 100\n") != std::string::npos);
+    CHECK(text.find("age_seconds_bucket{le=\"300\"} 100\n") != std::string::npos);
+    CHECK(text.find("age_seconds_bucket{le=\"+Inf\"} 101\n") != std::string::npos);
+    CHECK(text.find("age_seconds_count 101\n") != std::string::npos);
+    CHECK(text.find("age_seconds_sum 1000.926\n") != std::string::npos);
 }

@@ -70,6 +70,9 @@ std::string Metrics::render_prometheus() const {
     counter("plantd_messages_accepted_total", "Messages that yielded at least one record.",
             messages_accepted);
     counter("plantd_records_accepted_total", "Records encoded for InfluxDB.", records_accepted);
+    record_age_at_write.render(out, "plantd_record_age_at_write_seconds",
+                               "Age of each record (now minus its timestamp) when InfluxDB acknowledged it: "
+                               "the end-to-end latency for live data.");
     counter("plantd_batches_written_total", "Batches InfluxDB acknowledged.", batches_written);
     counter("plantd_write_requests_total", "HTTP write requests sent to InfluxDB.", write_requests);
     counter("plantd_write_failures_total", "HTTP write requests that failed (retried or split).",

@@ -39,7 +39,7 @@ IngestQueue::PushStatus IngestQueue::push(RawMessage& message, std::chrono::micr
             std::this_thread::sleep_for(std::chrono::microseconds(200));
         } while (full());
     }
-    size_t shard = shard_of(*message.topic);
+    size_t shard = shard_of(message.topic());
     messages_.fetch_add(1, std::memory_order_relaxed);
     bytes_.fetch_add(bytes, std::memory_order_relaxed);
     if (!shards_[shard]->enqueue(std::move(message))) {  // only when memory is exhausted

@@ -1,18 +1,30 @@
 #pragma once
-// A message as the broker delivered it. Topic and payload are shared with the MQTT library's
-// message (no copy on the receive thread).
+// A message as the broker delivered it: topic and payload in one allocation (the receive thread
+// makes one malloc per message, and the queue moves it, with no reference counting).
 #include <cstdint>
-#include <memory>
 #include <string>
+#include <string_view>
 
 namespace plantd {
 
 struct RawMessage {
-    std::shared_ptr<const std::string> topic;
-    std::shared_ptr<const std::string> payload;
+    std::string data;  // the topic, then the payload
+    uint32_t topic_size = 0;
     int64_t received_ms = 0;
 
-    size_t size_bytes() const { return (topic ? topic->size() : 0) + (payload ? payload->size() : 0); }
+    static RawMessage make(std::string_view topic, std::string_view payload, int64_t received_ms) {
+        RawMessage message;
+        message.data.reserve(topic.size() + payload.size());
+        message.data.append(topic).append(payload);
+        message.topic_size = static_cast<uint32_t>(topic.size());
+        message.received_ms = received_ms;
+        return message;
+    }
+
+    std::string_view topic() const { return std::string_view(data).substr(0, topic_size); }
+    std::string_view payload() const { return std::string_view(data).substr(topic_size); }
+    size_t size_bytes() const { return data.size(); }
+    bool empty() const { return data.empty(); }
 };
 
 }  // namespace plantd

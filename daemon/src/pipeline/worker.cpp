@@ -110,7 +110,7 @@ void Worker::run() {
 }
 
 void Worker::process(const RawMessage& message) {
-    const std::string& topic = *message.topic;
+    const std::string_view topic = message.topic();
     TopicMatch match;
     TopicError topic_error = services_.router.route(topic, match);
     if (topic_error != TopicError::none) {
@@ -131,8 +131,7 @@ void Worker::process(const RawMessage& message) {
         reject_message(message, factory, Rejection{RejectReason::bad_topic, std::move(detail)});
         return;
     }
-    const std::string_view payload =
-        message.payload ? std::string_view(*message.payload) : std::string_view{};
+    const std::string_view payload = message.payload();
     auto rejection = decoder_.decode(match, payload, message.received_ms, wall_clock_ms(), decoded_);
     if (rejection) {
         reject_message(message, match.factory_id, *rejection);
@@ -150,12 +149,13 @@ void Worker::process(const RawMessage& message) {
         for (const Record& record : decoded_.records) {
             append_record_line(batch.body, escaped_measurement_, match.factory_id, record, decoded_,
                                no_extra_tags);
-            batch.end_line(match.factory_id);
+            batch.end_line(match.factory_id, record.timestamp_ms);
         }
     } catch (...) {
         batch.body.resize(body_before);
         batch.line_ends.resize(lines_before);
         batch.line_factory.resize(lines_before);
+        batch.line_time_ms.resize(lines_before);
         throw;
     }
     metrics.messages_accepted.fetch_add(1, std::memory_order_relaxed);
@@ -234,7 +234,7 @@ void Worker::flush_all() {
 
 void Worker::reject_message(const RawMessage& message, std::string_view factory, const Rejection& rejection) {
     services_.metrics.count_rejected(RejectScope::message, rejection.reason, factory);
-    const std::string& topic = *message.topic;
+    const std::string_view topic = message.topic();
     services_.log.warn(std::string(to_string(rejection.reason)), "rejected message on {}: {}: {}",
                        printable(topic), to_string(rejection.reason), rejection.detail);
     DeadLetter letter{.kind = "message",
@@ -243,7 +243,7 @@ void Worker::reject_message(const RawMessage& message, std::string_view factory,
                       .factory_id = factory,
                       .reason = rejection.reason,
                       .detail = rejection.detail,
-                      .payload = message.payload ? std::string_view(*message.payload) : std::string_view{},
+                      .payload = message.payload(),
                       .time_ms = message.received_ms};
     services_.dead_letters.append(letter);
 }
@@ -270,14 +270,14 @@ void Worker::dead_letter_partial(const RawMessage& message, std::string_view fac
     const Rejection& first = decoded_.record_rejections.empty() ? decoded_.field_rejections.front()
                                                                 : decoded_.record_rejections.front();
     services_.log.warn("partial_" + std::string(to_string(first.reason)), "partly rejected message on {}: {}",
-                       printable(*message.topic), detail);
+                       printable(message.topic()), detail);
     DeadLetter letter{.kind = "partial",
-                      .topic = *message.topic,
+                      .topic = message.topic(),
                       .destination = "",
                       .factory_id = factory,
                       .reason = first.reason,
                       .detail = detail,
-                      .payload = message.payload ? std::string_view(*message.payload) : std::string_view{},
+                      .payload = message.payload(),
                       .time_ms = message.received_ms};
     services_.dead_letters.append(letter);
 }

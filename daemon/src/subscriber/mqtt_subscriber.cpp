@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <thread>
 
 #include "util/clock.hpp"
 #include "util/thread_name.hpp"
@@ -19,6 +20,8 @@ constexpr size_t read_ahead_bytes = 256 * 1024;
 constexpr int64_t poll_interval_ms = 100;  // how soon a stop request is noticed
 constexpr auto queue_wait = std::chrono::milliseconds(20);
 constexpr int64_t subscribe_timeout_ms = 10'000;
+constexpr size_t gather_below_bytes = 16 * 1024;
+constexpr auto gather_pause = std::chrono::microseconds(300);
 
 }  // namespace
 
@@ -159,6 +162,7 @@ std::string MqttSubscriber::handshake(mqtt_codec::Connack& connack) {
         ssize_t n = transport_.read_some(in_.data() + in_end_, in_.size() - in_end_, left);
         if (n < 0) return transport_.error();
         in_end_ += static_cast<size_t>(n);
+        received_ms_ = wall_clock_ms();
     }
 }
 
@@ -191,6 +195,7 @@ std::string MqttSubscriber::run_session() {
     if (!flush_output()) return transport_.error();
     const int64_t subscribe_deadline = steady_clock_ms() + subscribe_timeout_ms;
     last_received_ms_ = steady_clock_ms();
+    last_read_bytes_ = 0;
     has_blocked_ = false;
 
     while (true) {
@@ -259,10 +264,16 @@ std::string MqttSubscriber::run_session() {
             in_end_ -= in_begin_;
             in_begin_ = 0;
         }
+        // While messages flow in small reads, let them gather for a moment: a wake-up and a PUBACK
+        // write per handful of messages cost more than the messages themselves.
+        if (last_read_bytes_ > 0 && last_read_bytes_ < gather_below_bytes)
+            std::this_thread::sleep_for(gather_pause);
         ssize_t n = transport_.read_some(in_.data() + in_end_, in_.size() - in_end_, poll_interval_ms);
         if (n < 0) return transport_.error();
+        last_read_bytes_ = static_cast<size_t>(std::max<ssize_t>(n, 0));
         if (n == 0) continue;
         last_received_ms_ = steady_clock_ms();
+        received_ms_ = wall_clock_ms();
         auto got = static_cast<size_t>(n);
         if (skip_bytes_ > 0) {
             size_t skipped = std::min(skip_bytes_, got);
@@ -339,12 +350,9 @@ void MqttSubscriber::taken(uint16_t ack_id, size_t packet_size) {
 }
 
 MqttSubscriber::Step MqttSubscriber::deliver(const mqtt_codec::Publish& publish, size_t packet_size) {
-    RawMessage raw;
-    raw.received_ms = wall_clock_ms();
-    raw.topic = std::make_shared<const std::string>(publish.topic);
     // An oversize payload arrives cut at the limit + 1 byte: enough for the worker to reject it.
     const size_t keep = std::min(publish.payload.size(), config_.ingest.max_payload_bytes + 1);
-    raw.payload = std::make_shared<const std::string>(publish.payload.substr(0, keep));
+    RawMessage raw = RawMessage::make(publish.topic, publish.payload.substr(0, keep), received_ms_);
     const uint16_t ack_id = publish.qos == 1 ? publish.packet_id : 0;
     auto status = queue_.push(raw, queue_wait);
     if (status == IngestQueue::PushStatus::pushed) {

@@ -79,6 +79,8 @@ class MqttSubscriber {
     int64_t keepalive_ms_ = 0;
     int64_t last_sent_ms_ = 0;
     int64_t last_received_ms_ = 0;
+    int64_t received_ms_ = 0;  // wall-clock time of the last read: the messages' arrival time
+    size_t last_read_bytes_ = 0;
     RawMessage blocked_;  // a message the full queue has not taken yet (not acknowledged)
     uint16_t blocked_packet_id_ = 0;
     size_t blocked_bytes_ = 0;

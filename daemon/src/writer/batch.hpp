@@ -15,6 +15,7 @@ struct Batch {
     std::string body;
     std::vector<uint32_t> line_ends;     // offset just past each line's '\n'
     std::vector<uint32_t> line_factory;  // index into factories
+    std::vector<int64_t> line_time_ms;   // each line's timestamp, for the latency histogram
     std::vector<std::string> factories;
     std::chrono::steady_clock::time_point opened{};
 
@@ -27,9 +28,10 @@ struct Batch {
     std::string_view line(size_t i) const { return slice(i, i + 1); }
     const std::string& factory_of(size_t line) const { return factories[line_factory[line]]; }
 
-    // Records that the line just appended to `body` belongs to `factory`.
-    void end_line(std::string_view factory) {
+    // Records that the line just appended to `body` belongs to `factory` and has time `time_ms`.
+    void end_line(std::string_view factory, int64_t time_ms) {
         line_ends.push_back(static_cast<uint32_t>(body.size()));
+        line_time_ms.push_back(time_ms);
         if (factories.empty() || factories[last_factory_] != factory) {
             last_factory_ = find_or_add_factory(factory);
         }
@@ -40,6 +42,7 @@ struct Batch {
         body.clear();
         line_ends.clear();
         line_factory.clear();
+        line_time_ms.clear();
         factories.clear();
         last_factory_ = 0;
     }

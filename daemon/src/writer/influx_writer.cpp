@@ -193,6 +193,10 @@ bool InfluxWriter::back_off(int attempt, int64_t retry_after_ms) {
 }
 
 void InfluxWriter::account_written(const Batch& batch, size_t first, size_t last) {
+    const int64_t now_ms = wall_clock_ms();
+    LatencyHistogram::Local ages;
+    for (size_t i = first; i < last; ++i) ages.observe_ms(now_ms - batch.line_time_ms[i]);
+    metrics_.record_age_at_write.add(ages);
     // Count per factory: lines of one factory tend to be adjacent.
     size_t run_start = first;
     for (size_t i = first + 1; i <= last; ++i) {

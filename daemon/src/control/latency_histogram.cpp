@@ -1,0 +1,57 @@
+#include "control/latency_histogram.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace plantd {
+
+void LatencyHistogram::Local::observe_ms(int64_t age_ms) {
+    age_ms = std::max<int64_t>(age_ms, 0);  // a clock step must not make a negative age
+    auto bucket = std::lower_bound(bounds_ms.begin(), bounds_ms.end(), age_ms) - bounds_ms.begin();
+    ++buckets[static_cast<size_t>(bucket)];
+    ++count;
+    sum_ms += age_ms;
+}
+
+void LatencyHistogram::observe_ms(int64_t age_ms) {
+    Local local;
+    local.observe_ms(age_ms);
+    add(local);
+}
+
+void LatencyHistogram::add(const Local& local) {
+    if (local.count == 0) return;
+    for (size_t i = 0; i < local.buckets.size(); ++i) {
+        if (local.buckets[i] != 0) buckets_[i].fetch_add(local.buckets[i], std::memory_order_relaxed);
+    }
+    count_.fetch_add(local.count, std::memory_order_relaxed);
+    sum_ms_.fetch_add(local.sum_ms, std::memory_order_relaxed);
+}
+
+int64_t LatencyHistogram::quantile_bound_ms(double q) const {
+    const uint64_t total = count();
+    if (total == 0) return -1;
+    const auto rank = static_cast<uint64_t>(q * static_cast<double>(total));
+    uint64_t seen = 0;
+    for (size_t i = 0; i < bounds_ms.size(); ++i) {
+        seen += buckets_[i].load(std::memory_order_relaxed);
+        if (seen > rank || (seen == total && seen > 0)) return bounds_ms[i];
+    }
+    return -1;
+}
+
+void LatencyHistogram::render(std::string& out, const char* name, const char* help) const {
+    fmt::format_to(std::back_inserter(out), "# HELP {0} {1}\n# TYPE {0} histogram\n", name, help);
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < bounds_ms.size(); ++i) {
+        cumulative += buckets_[i].load(std::memory_order_relaxed);
+        fmt::format_to(std::back_inserter(out), "{}_bucket{{le=\"{}\"}} {}\n", name,
+                       static_cast<double>(bounds_ms[i]) / 1000.0, cumulative);
+    }
+    cumulative += buckets_[bounds_ms.size()].load(std::memory_order_relaxed);
+    fmt::format_to(std::back_inserter(out), "{0}_bucket{{le=\"+Inf\"}} {1}\n{0}_sum {2}\n{0}_count {1}\n",
+                   name, cumulative, static_cast<double>(sum_ms_.load(std::memory_order_relaxed)) / 1000.0);
+}
+
+}  // namespace plantd
