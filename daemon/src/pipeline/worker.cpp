@@ -70,7 +70,7 @@ void Worker::run() {
         std::clamp<int64_t>(services_.config.influxdb.flush_interval_ms / 4, 1, 100));
     // While messages flow, poll with a short sleep so that they arrive in bulks: waking on every
     // message costs more (semaphore spin, context switch) than decoding it. Block only when idle.
-    constexpr auto busy_poll = std::chrono::microseconds(500);
+    constexpr auto busy_poll = std::chrono::microseconds(1000);
     constexpr int idle_polls_before_blocking = 20;
     int idle_polls = idle_polls_before_blocking;
     while (true) {

@@ -21,7 +21,7 @@ constexpr int64_t poll_interval_ms = 100;  // how soon a stop request is noticed
 constexpr auto queue_wait = std::chrono::milliseconds(20);
 constexpr int64_t subscribe_timeout_ms = 10'000;
 constexpr size_t gather_below_bytes = 16 * 1024;
-constexpr auto gather_pause = std::chrono::microseconds(300);
+constexpr auto gather_pause = std::chrono::microseconds(1000);
 
 }  // namespace
 

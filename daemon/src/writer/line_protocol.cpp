@@ -1,5 +1,7 @@
 #include "writer/line_protocol.hpp"
 
+#include <charconv>
+
 #include <fmt/format.h>
 
 namespace plantd {
@@ -45,8 +47,12 @@ void append_quoted_string(std::string& out, std::string_view value) {
     out += '"';
 }
 
+// The shortest text that reads back as the same double (fmt's Dragonbox: measured faster than
+// libstdc++'s std::to_chars here), formatted into a stack buffer.
 void append_float(std::string& out, double value) {
-    fmt::format_to(std::back_inserter(out), "{}", value);
+    char buffer[32];
+    auto result = fmt::format_to_n(buffer, sizeof(buffer), "{}", value);
+    out.append(buffer, result.out);
 }
 
 void append_record_line(std::string& out, std::string_view escaped_measurement, std::string_view factory_id,
@@ -88,7 +94,9 @@ void append_record_line(std::string& out, std::string_view escaped_measurement, 
         }
     }
     out += ' ';
-    fmt::format_to(std::back_inserter(out), "{}", record.timestamp_ms);
+    char buffer[24];
+    auto result = std::to_chars(buffer, buffer + sizeof(buffer), record.timestamp_ms);
+    out.append(buffer, result.ptr);
     out += '\n';
 }
 
