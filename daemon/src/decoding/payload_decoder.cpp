@@ -407,6 +407,22 @@ void PayloadDecoder::drop_duplicate_fields(std::string_view where, DecodedMessag
     if (record.field_count < 2) return;
     auto begin = out.fields.begin() + record.first_field;
     auto end = begin + record.field_count;
+    // Duplicates are rare: for the usual handful of fields, a pairwise check on size and last byte
+    // (names often share prefixes) answers "none" without sorting or allocating.
+    if (record.field_count <= 32) {
+        bool duplicate = false;
+        for (uint32_t i = 1; i < record.field_count && !duplicate; ++i) {
+            const std::string& a = begin[i].name;
+            for (uint32_t j = 0; j < i; ++j) {
+                const std::string& b = begin[j].name;
+                if (a.size() == b.size() && (a.empty() || a.back() == b.back()) && a == b) {
+                    duplicate = true;
+                    break;
+                }
+            }
+        }
+        if (!duplicate) return;
+    }
     // Same name twice (or "a.b" next to {"a":{"b":..}}): the first wins, later ones are rejected.
     std::vector<uint32_t> order(record.field_count);
     for (uint32_t i = 0; i < record.field_count; ++i) order[i] = i;
