@@ -152,15 +152,24 @@ TEST_CASE("oversize messages, kept whole or skipped past, are rejected and the s
         for (int i = 1; i <= 10; ++i)
             publisher.publish(topic, fmt::format(R"({{"metrics": {{"seq": {}}}}})", i));
     }
-    CHECK(eventually([&] { return plantd.metric("plantd_points_written_total{factory_id=\"f1\"}") == 11; },
+    {
+        // Large packets between small ones, so that packets straddle reads at many offsets of plantd's
+        // buffer; from 40 KB (kept whole) to past 66 KB (the rest skipped). All are oversize here.
+        Publisher publisher(unique_name("itest-pub"));
+        for (int i = 0; i < 30; ++i) {
+            publisher.publish(topic, std::string(40'000 + i * 997, 'z'));
+            publisher.publish(topic, fmt::format(R"({{"metrics": {{"seq": {}}}}})", 100 + i));
+        }
+    }
+    CHECK(eventually([&] { return plantd.metric("plantd_points_written_total{factory_id=\"f1\"}") == 41; },
                      std::chrono::seconds(20)));
     auto m = plantd.metrics();
-    CHECK(m["plantd_rejected_total{scope=\"message\",reason=\"oversize\",factory_id=\"f1\"}"] == 2);
-    CHECK(m["plantd_messages_received_total"] == 13);
+    CHECK(m["plantd_rejected_total{scope=\"message\",reason=\"oversize\",factory_id=\"f1\"}"] == 32);
+    CHECK(m["plantd_messages_received_total"] == 73);
     CHECK(m["plantd_mqtt_connection_losses_total"] == 0);
     // The dead letters keep the first limit + 1 bytes of each, never megabytes.
     auto lines = read_lines(dir.path() + "/dl.jsonl");
-    REQUIRE(lines.size() == 2);
+    REQUIRE(lines.size() == 32);
     for (const auto& line : lines) {
         CHECK(line.find("\"oversize\"") != std::string::npos);
         CHECK(line.size() < 4096);

@@ -237,8 +237,12 @@ std::string MqttSubscriber::run_session() {
                     available.substr(frame.header_size, max_packet_bytes_ - frame.header_size);
                 Step step = handle_packet(frame, prefix, problem);
                 if (step == Step::drop) return problem;
-                skip_bytes_ = frame.total_size() - available.size();
-                in_begin_ = in_end_ = 0;
+                if (available.size() >= frame.total_size()) {
+                    in_begin_ += frame.total_size();  // all of it is here already
+                } else {
+                    skip_bytes_ = frame.total_size() - available.size();  // the rest is still to come
+                    in_begin_ = in_end_ = 0;
+                }
                 continue;
             }
             if (frame.total_size() > available.size()) break;
@@ -256,10 +260,9 @@ std::string MqttSubscriber::run_session() {
         if (steady_clock_ms() - last_received_ms_ > keepalive_ms_ * 3 / 2 + 1'000) {
             return "no packet from the broker for 1.5 keepalive intervals";
         }
-        // Make room and read what the broker sent.
-        if (in_begin_ == in_end_) {
-            in_begin_ = in_end_ = 0;
-        } else if (in_begin_ > 0 && in_.size() - in_end_ < read_ahead_bytes) {
+        // Make room and read what the broker sent. What is left is at most one incomplete packet:
+        // moving it to the front guarantees room for the largest packet kept whole plus a read.
+        if (in_begin_ > 0) {
             std::memmove(in_.data(), in_.data() + in_begin_, in_end_ - in_begin_);
             in_end_ -= in_begin_;
             in_begin_ = 0;
