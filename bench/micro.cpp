@@ -79,8 +79,7 @@ BENCHMARK(BM_decode_encode_100_record_gateway_batch);
 
 // The MQTT thread's push and a worker's bulk pop, on one thread (the cost, not the contention).
 void BM_queue_hand_off(benchmark::State& state) {
-    Metrics metrics;
-    IngestQueue queue(2, 1'000'000, 1ull << 30, metrics);
+    IngestQueue queue(2, 1'000'000, 1ull << 30);
     const std::string topic = "factory/f001/device/press-001/telemetry";
     const std::string payload = six_metric_message(1);
     std::vector<RawMessage> out(256);

@@ -95,8 +95,7 @@ constexpr auto pushed = IngestQueue::PushStatus::pushed;
 }  // namespace
 
 TEST_CASE("the ingest queue keeps each topic's order within its shard") {
-    Metrics metrics;
-    IngestQueue queue(4, 10'000, 1 << 24, metrics);
+    IngestQueue queue(4, 10'000, 1 << 24);
     for (int i = 0; i < 1000; ++i) {
         REQUIRE(push(queue, make_message("t/" + std::to_string(i % 10), std::to_string(i))) == pushed);
     }
@@ -123,8 +122,7 @@ TEST_CASE("the ingest queue keeps each topic's order within its shard") {
 }
 
 TEST_CASE("a full ingest queue refuses (the caller keeps the message) until a worker is done") {
-    Metrics metrics;
-    IngestQueue queue(1, 100, 1 << 24, metrics);
+    IngestQueue queue(1, 100, 1 << 24);
     for (int i = 0; i < 100; ++i) REQUIRE(push(queue, make_message("t", "x")) == pushed);
     RawMessage last = make_message("t", "last");
     CHECK(queue.push(last, std::chrono::milliseconds(30)) == IngestQueue::PushStatus::full);

@@ -75,7 +75,7 @@ int run_daemon(const Config& config) {
 
     TopicRouter router = make_router(config.mqtt);
     const size_t shards = static_cast<size_t>(config.ingest.workers);
-    IngestQueue queue(shards, config.ingest.queue_max_messages, config.ingest.queue_max_bytes, metrics);
+    IngestQueue queue(shards, config.ingest.queue_max_messages, config.ingest.queue_max_bytes);
     metrics.add_gauge("plantd_queue_messages",
                       "Messages received and not yet decoded (queued or in a worker's hands).",
                       [&] { return static_cast<double>(queue.size_messages()); });

@@ -5,8 +5,8 @@
 
 namespace plantd {
 
-IngestQueue::IngestQueue(size_t shards, size_t max_messages, size_t max_bytes, Metrics& metrics)
-    : max_messages_(max_messages), max_bytes_(max_bytes), metrics_(metrics) {
+IngestQueue::IngestQueue(size_t shards, size_t max_messages, size_t max_bytes)
+    : max_messages_(max_messages), max_bytes_(max_bytes) {
     for (size_t i = 0; i < shards; ++i)
         shards_.push_back(std::make_unique<Queue>(max_messages / shards + 64));
 }

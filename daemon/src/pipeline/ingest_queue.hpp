@@ -12,14 +12,13 @@
 
 #include <concurrentqueue/blockingconcurrentqueue.h>
 
-#include "control/metrics.hpp"
 #include "pipeline/raw_message.hpp"
 
 namespace plantd {
 
 class IngestQueue {
   public:
-    IngestQueue(size_t shards, size_t max_messages, size_t max_bytes, Metrics& metrics);
+    IngestQueue(size_t shards, size_t max_messages, size_t max_bytes);
 
     size_t shard_count() const { return shards_.size(); }
     size_t shard_of(std::string_view topic) const;
@@ -46,7 +45,6 @@ class IngestQueue {
     std::vector<std::unique_ptr<Queue>> shards_;
     size_t max_messages_;
     size_t max_bytes_;
-    Metrics& metrics_;
     std::atomic<size_t> messages_{0};
     std::atomic<size_t> bytes_{0};
     std::atomic<bool> closing_{false};
