@@ -250,6 +250,29 @@ std::vector<Row> influx_select(const std::string& database, const std::string& q
     return rows;
 }
 
+double influx_count_seq(const std::string& database) {
+    try {
+        auto rows = influx_select(database, "SELECT count(seq) FROM telemetry");
+        return rows.empty() ? 0.0 : std::get<double>(rows[0].columns.at("count"));
+    } catch (const std::exception&) {
+        return -1.0;  // the database is not there yet
+    }
+}
+
+std::optional<Accounting> accounting_of(const std::string& log) {
+    auto at = log.find("accounting: messages received ");
+    if (at == std::string::npos) return std::nullopt;
+    Accounting a;
+    if (std::sscanf(log.c_str() + at,
+                    "accounting: messages received %ld = accepted %ld + rejected %ld; records accepted %ld = "
+                    "points written %ld + points rejected %ld + buffered %ld",
+                    &a.received, &a.accepted, &a.rejected, &a.records, &a.written, &a.points_rejected,
+                    &a.buffered) != 7) {
+        return std::nullopt;
+    }
+    return a;
+}
+
 void influx_command(const std::string& query) {
     auto [host, port] = influx_host_port();
     httplib::Client client(host, port);

@@ -77,6 +77,15 @@ struct Row {
 // SELECT over InfluxDB 1.x HTTP (/query, epoch=ms). Throws on HTTP or InfluxQL errors.
 std::vector<Row> influx_select(const std::string& database, const std::string& query);
 void influx_command(const std::string& query);  // CREATE/DROP DATABASE
+// count(seq) FROM telemetry, or -1 while the database does not exist yet.
+double influx_count_seq(const std::string& database);
+
+// The "accounting: ..." line plantd logs when it stops; nullopt if the log has none.
+struct Accounting {
+    long received = -1, accepted = -1, rejected = -1, records = -1, written = -1, points_rejected = -1,
+         buffered = -1;
+};
+std::optional<Accounting> accounting_of(const std::string& log);
 // A config for plantd against the test stack; `extra` is appended verbatim (more sections).
 std::string base_config(const std::string& instance, const std::string& topic_prefix,
                         const std::string& database, int control_port, const std::string& dead_letter_path,

@@ -325,10 +325,7 @@ TEST_CASE("SIGTERM in the middle of a stream loses nothing; a restart picks up t
     CHECK(sent.load() < total);  // really in the middle of the stream
 
     // Everything the first run acknowledged is in InfluxDB already.
-    auto count_points = [&] {
-        auto rows = influx_select(database, "SELECT count(seq) FROM telemetry");
-        return rows.empty() ? 0.0 : std::get<double>(rows[0].columns.at("count"));
-    };
+    auto count_points = [&] { return influx_count_seq(database); };
     CHECK(count_points() >= received_first);
 
     PlantdProcess second(dir.path(), config, port, "second.log");
@@ -385,19 +382,13 @@ TEST_CASE(
     // Every message plantd received is accounted for, and since nothing could be written, every one
     // of them is in the dead-letter store (as a message or as its point).
     const std::string log = plantd.log();
-    auto at = log.find("accounting: messages received ");
-    REQUIRE(at != std::string::npos);
-    long received = 0, accepted = 0, rejected = 0, records = 0, written = -1, points_rejected = 0,
-         buffered = -1;
-    REQUIRE(
-        std::sscanf(log.c_str() + at,
-                    "accounting: messages received %ld = accepted %ld + rejected %ld; records accepted %ld = "
-                    "points written %ld + points rejected %ld + buffered %ld",
-                    &received, &accepted, &rejected, &records, &written, &points_rejected, &buffered) == 7);
-    CHECK(received == accepted + rejected);
-    CHECK(written == 0);
-    CHECK(buffered == 0);
-    CHECK(records == points_rejected);
-    CHECK(read_lines(dir.path() + "/dl.jsonl").size() == static_cast<size_t>(rejected + points_rejected));
-    CHECK(received >= 100);
+    const auto a = accounting_of(log);
+    REQUIRE(a);
+    CHECK(a->received == a->accepted + a->rejected);
+    CHECK(a->written == 0);
+    CHECK(a->buffered == 0);
+    CHECK(a->records == a->points_rejected);
+    CHECK(read_lines(dir.path() + "/dl.jsonl").size() ==
+          static_cast<size_t>(a->rejected + a->points_rejected));
+    CHECK(a->received >= 100);
 }

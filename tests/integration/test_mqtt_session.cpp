@@ -13,29 +13,6 @@
 
 using namespace plantd::test;
 
-namespace {
-
-// The "accounting: ..." line plantd logs when it stops.
-struct Accounting {
-    long received = 0, accepted = 0, rejected = 0, records = 0, written = 0, points_rejected = 0,
-         buffered = 0;
-};
-
-Accounting accounting_of(const std::string& log) {
-    Accounting a;
-    auto at = log.find("accounting: messages received ");
-    REQUIRE(at != std::string::npos);
-    REQUIRE(
-        std::sscanf(log.c_str() + at,
-                    "accounting: messages received %ld = accepted %ld + rejected %ld; records accepted %ld = "
-                    "points written %ld + points rejected %ld + buffered %ld",
-                    &a.received, &a.accepted, &a.rejected, &a.records, &a.written, &a.points_rejected,
-                    &a.buffered) == 7);
-    return a;
-}
-
-}  // namespace
-
 TEST_CASE(
     "a full queue is not acknowledged: the broker keeps the rest, the keepalive holds, and the next run "
     "takes exactly what the first did not") {
@@ -81,7 +58,9 @@ TEST_CASE(
         first_log = first.log();
     }
     // What the first run took, it accounted for: all dead-lettered at the drain deadline.
-    const Accounting a = accounting_of(first_log);
+    const auto parsed = accounting_of(first_log);
+    REQUIRE(parsed);
+    const Accounting a = *parsed;
     CHECK(a.received == a.accepted + a.rejected);
     CHECK(a.written == 0);
     CHECK(a.buffered == 0);
@@ -104,14 +83,7 @@ TEST_CASE(
 
     // Second run, same session, InfluxDB up: exactly the messages the first run never acknowledged.
     PlantdProcess second(dir.path(), config, port, "second.log");
-    auto count_points = [&] {
-        try {
-            auto rows = influx_select(database, "SELECT count(seq) FROM telemetry");
-            return rows.empty() ? 0.0 : std::get<double>(rows[0].columns.at("count"));
-        } catch (const std::exception&) {
-            return -1.0;  // the database is not there yet
-        }
-    };
+    auto count_points = [&] { return influx_count_seq(database); };
     CHECK(eventually([&] { return count_points() == double(total - a.received); }, std::chrono::seconds(60)));
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     CHECK(second.metric("plantd_messages_received_total") == total - a.received);
