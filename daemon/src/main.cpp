@@ -4,6 +4,7 @@
 
 #include "app/daemon.hpp"
 #include "app/dead_letter_tool.hpp"
+#include "app/registry_tool.hpp"
 #include "config/config.hpp"
 
 int main(int argc, char** argv) {
@@ -21,6 +22,57 @@ int main(int argc, char** argv) {
     list->add_option("--reason", reason, "only this reason (e.g. malformed_json)");
     deadletter->require_subcommand(1);
 
+    // Registry operator commands (MySQL from [registry]).
+    plantd::RegistryCommand registry_command;
+    std::vector<std::pair<CLI::App*, std::string>> registry_verbs;
+    auto verb = [&](CLI::App* parent, const char* name, const char* help, const std::string& id) {
+        CLI::App* sub = parent->add_subcommand(name, help);
+        registry_verbs.emplace_back(sub, id);
+        return sub;
+    };
+    auto* registry = app.add_subcommand("registry", "the device registry's schema");
+    verb(registry, "migrate", "apply the registry's schema migrations (idempotent)", "registry-migrate");
+    verb(registry, "status", "show the registry's schema version", "registry-status");
+    registry->require_subcommand(1);
+    auto* factory = app.add_subcommand("factory", "registry: factories");
+    auto* factory_add = verb(factory, "add", "add a factory", "factory-add");
+    factory_add->add_option("factory_id", registry_command.factory_id)->required();
+    factory_add->add_option("--unknown-devices", registry_command.policy,
+                            "reject (default) or auto_register");
+    verb(factory, "list", "list factories", "factory-list");
+    for (auto [name, id] : {std::pair{"enable", "factory-enable"}, std::pair{"disable", "factory-disable"}}) {
+        verb(factory, name,
+             name == std::string("enable") ? "accept the factory's data" : "reject the factory's data", id)
+            ->add_option("factory_id", registry_command.factory_id)
+            ->required();
+    }
+    auto* set_policy = verb(factory, "set-policy", "what to do with unknown devices", "factory-set-policy");
+    set_policy->add_option("factory_id", registry_command.factory_id)->required();
+    set_policy->add_option("policy", registry_command.policy, "reject or auto_register")->required();
+    auto* set_rate =
+        verb(factory, "set-rate-limit", "messages per second for one factory", "factory-set-rate-limit");
+    set_rate->add_option("factory_id", registry_command.factory_id)->required();
+    set_rate->add_option("per_second", registry_command.rate_per_s, "messages per second");
+    set_rate->add_option("--burst", registry_command.burst, "bucket size (messages)");
+    set_rate->add_flag("--clear", registry_command.clear_rate_limit, "remove the override");
+    factory->require_subcommand(1);
+    auto* device = app.add_subcommand("device", "registry: devices (always within a factory)");
+    auto* device_add = verb(device, "add", "add a device to a factory", "device-add");
+    device_add->add_option("factory_id", registry_command.factory_id)->required();
+    device_add->add_option("device_id", registry_command.device_id)->required();
+    device_add->add_option("--tag", registry_command.tags,
+                           "key=value, an InfluxDB tag on the device's points");
+    auto* device_list = verb(device, "list", "list the devices of a factory", "device-list");
+    device_list->add_option("factory_id", registry_command.factory_id)->required();
+    for (auto [name, id] : {std::pair{"enable", "device-enable"}, std::pair{"disable", "device-disable"}}) {
+        auto* sub =
+            verb(device, name,
+                 name == std::string("enable") ? "accept the device's data" : "reject the device's data", id);
+        sub->add_option("factory_id", registry_command.factory_id)->required();
+        sub->add_option("device_id", registry_command.device_id)->required();
+    }
+    device->require_subcommand(1);
+
     CLI11_PARSE(app, argc, argv);
 
     auto config = plantd::load_config_file(config_path);
@@ -33,6 +85,12 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (list->parsed()) return plantd::list_dead_letters(config->dead_letter.path, limit, reason, std::cout);
+    for (const auto& [sub, id] : registry_verbs) {
+        if (sub->parsed()) {
+            registry_command.verb = id;
+            return plantd::run_registry_command(registry_command, config->registry, std::cout, std::cerr);
+        }
+    }
     try {
         plantd::configure_logging(config->log.level);
         return plantd::run_daemon(*config);

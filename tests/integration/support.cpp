@@ -33,6 +33,49 @@ std::string influx_url() {
     return env_or("PLANTD_INFLUX_URL", "http://127.0.0.1:18086");
 }
 
+MysqlEndpoint mysql_endpoint() {
+    // mysql://plantd:plantd@127.0.0.1:13306/plantd
+    std::string url = env_or("PLANTD_MYSQL_URL", "mysql://plantd:plantd@127.0.0.1:13306/plantd");
+    MysqlEndpoint e;
+    std::string rest = url.substr(url.find("://") + 3);
+    auto at = rest.find('@');
+    std::string credentials = rest.substr(0, at);
+    e.user = credentials.substr(0, credentials.find(':'));
+    e.password = credentials.substr(credentials.find(':') + 1);
+    std::string host_port = rest.substr(at + 1, rest.find('/', at) - at - 1);
+    e.host = host_port.substr(0, host_port.find(':'));
+    e.port = std::stoi(host_port.substr(host_port.find(':') + 1));
+    return e;
+}
+
+std::string registry_config(const std::string& database) {
+    const MysqlEndpoint e = mysql_endpoint();
+    return fmt::format(
+        "[registry]\nmysql_host = \"{}\"\nmysql_port = {}\nmysql_user = \"{}\"\nmysql_password = \"{}\"\n"
+        "mysql_database = \"{}\"\n",
+        e.host, e.port, e.user, e.password, database);
+}
+
+std::string mysql_command(const std::string& database, const std::string& sql) {
+    const MysqlEndpoint e = mysql_endpoint();
+    int code = 0;
+    // The SQL goes through a file, so that no shell quoting can change it.
+    char path[] = "/tmp/plantd-sql-XXXXXX";
+    int fd = ::mkstemp(path);
+    if (fd < 0) throw std::runtime_error("mkstemp failed");
+    ::close(fd);
+    {
+        std::ofstream out(path);
+        out << sql;
+    }
+    std::string output = run_command(fmt::format("mysql -h {} -P {} -u {} -p{} -N -B {} < {} 2>&1", e.host,
+                                                 e.port, e.user, e.password, database, path),
+                                     code);
+    ::unlink(path);
+    if (code != 0) throw std::runtime_error("mysql failed: " + output);
+    return output;
+}
+
 std::string unique_name(std::string_view prefix) {
     static int counter = 0;
     return fmt::format("{}_{}_{}_{}", prefix, ::getpid(),

@@ -77,6 +77,17 @@ struct Row {
 // SELECT over InfluxDB 1.x HTTP (/query, epoch=ms). Throws on HTTP or InfluxQL errors.
 std::vector<Row> influx_select(const std::string& database, const std::string& query);
 void influx_command(const std::string& query);  // CREATE/DROP DATABASE
+// The stack's MariaDB (PLANTD_MYSQL_URL, mysql://user:password@host:port/database).
+struct MysqlEndpoint {
+    std::string user, password, host;
+    int port = 3306;
+};
+MysqlEndpoint mysql_endpoint();
+// A [registry] section for plantd pointing at `database` on the stack's MariaDB.
+std::string registry_config(const std::string& database);
+// Runs SQL through the mysql command-line client (an independent view of the database); returns its
+// tab-separated output without headers. Throws on failure.
+std::string mysql_command(const std::string& database, const std::string& sql);
 // count(seq) FROM telemetry, or -1 while the database does not exist yet.
 double influx_count_seq(const std::string& database);
 

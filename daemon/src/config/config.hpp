@@ -87,6 +87,17 @@ struct ShutdownConfig {
     int64_t drain_timeout_ms = 30'000;  // then unwritten batches go to the dead-letter store
 };
 
+// The device registry's MySQL/MariaDB database (issue 4): the operator commands use it now; the
+// ingestion path's lookups (with the Redis cache) come next.
+struct RegistryConfig {
+    std::string mysql_host = "127.0.0.1";
+    int mysql_port = 3306;
+    std::string mysql_user = "plantd";
+    std::optional<std::string> mysql_password;
+    std::string mysql_database = "plantd";
+    int64_t connect_timeout_ms = 5'000;
+};
+
 struct Config {
     std::string source;  // the file it came from
     std::string instance = "plantd";
@@ -97,6 +108,7 @@ struct Config {
     ControlConfig control;
     LogConfig log;
     ShutdownConfig shutdown;
+    RegistryConfig registry;
 };
 
 // Reads and validates a config file. The error names file, line, key and problem.

@@ -182,8 +182,8 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
     Config config;
     config.source = source;
 
-    static const std::set<std::string> sections{"instance",    "mqtt",    "ingest", "influxdb",
-                                                "dead_letter", "control", "log",    "shutdown"};
+    static const std::set<std::string> sections{"instance", "mqtt", "ingest",   "influxdb", "dead_letter",
+                                                "control",  "log",  "shutdown", "registry"};
     for (const auto& [key, node] : root) {
         if (!sections.count(std::string(key.str()))) {
             errors.push_back(fmt::format("{}:{}: unknown section or key \"{}\"", source,
@@ -367,6 +367,24 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
         SectionReader r(subtable(root, "shutdown", source, errors), "shutdown", source, errors);
         r.duration_ms("drain_timeout", config.shutdown.drain_timeout_ms, 0, 3600'000);
         r.finish();
+    }
+
+    {
+        auto& g = config.registry;
+        SectionReader r(subtable(root, "registry", source, errors), "registry", source, errors);
+        r.string("mysql_host", g.mysql_host);
+        r.integer("mysql_port", g.mysql_port, 1, 65535);
+        r.string("mysql_user", g.mysql_user);
+        r.secret("mysql_password", g.mysql_password);
+        r.string("mysql_database", g.mysql_database);
+        r.duration_ms("connect_timeout", g.connect_timeout_ms, 1000, 600'000);
+        r.finish();
+        if (g.mysql_host.empty()) r.error_at(r.last_node("mysql_host"), "mysql_host", "must not be empty");
+        if (g.mysql_database.empty() || g.mysql_database.find_first_of("`\\/. ") != std::string::npos ||
+            contains_control_character(g.mysql_database)) {
+            r.error_at(r.last_node("mysql_database"), "mysql_database",
+                       "must be a plain database name (no backtick, slash, dot, space or control character)");
+        }
     }
     return config;
 }

@@ -54,4 +54,14 @@ bool is_line_protocol_safe_key(std::string_view key) {
     return true;
 }
 
+std::string printable(std::string_view text, size_t max) {
+    std::string out;
+    for (char c : text.substr(0, max)) {
+        auto u = static_cast<unsigned char>(c);
+        out += (u < 0x20 || u == 0x7f) ? '?' : c;
+    }
+    if (text.size() > max) out += "...";
+    return out;
+}
+
 }  // namespace plantd

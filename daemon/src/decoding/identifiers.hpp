@@ -1,5 +1,6 @@
 #pragma once
 // Validation of the identifiers and names that SPEC section 2 fixes.
+#include <string>
 #include <string_view>
 
 namespace plantd {
@@ -17,5 +18,9 @@ bool contains_control_character(std::string_view text);
 // backslashes right before ',', '=', ' ', '"' or the end of the key would swallow the separator.
 // Such a key cannot be written faithfully and is rejected instead of corrupting the line.
 bool is_line_protocol_safe_key(std::string_view key);
+
+// Text from the network or an operator, safe to print in a log line or an error: control characters
+// become '?', and more than `max` bytes are cut with "...".
+std::string printable(std::string_view text, size_t max = 200);
 
 }  // namespace plantd

@@ -1,5 +1,7 @@
 #include "pipeline/worker.hpp"
 
+#include "decoding/identifiers.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include "util/clock.hpp"
@@ -11,17 +13,6 @@ namespace plantd {
 namespace {
 
 constexpr size_t bulk_size = 256;
-
-// Topics come from the network: make them safe to print in a log line.
-std::string printable(std::string_view text) {
-    std::string out;
-    for (char c : text.substr(0, 200)) {
-        auto u = static_cast<unsigned char>(c);
-        out += (u < 0x20 || u == 0x7f) ? '?' : c;
-    }
-    if (text.size() > 200) out += "...";
-    return out;
-}
 
 }  // namespace
 

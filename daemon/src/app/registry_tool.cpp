@@ -1,0 +1,128 @@
+#include "app/registry_tool.hpp"
+
+#include <fmt/format.h>
+
+#include "registry/registry_store.hpp"
+
+namespace plantd {
+
+namespace {
+
+std::string rate_text(const FactoryRow& row) {
+    if (!row.rate_limit_per_s) return "default";
+    return row.rate_burst ? fmt::format("{:g}/s burst {:g}", *row.rate_limit_per_s, *row.rate_burst)
+                          : fmt::format("{:g}/s", *row.rate_limit_per_s);
+}
+
+int print_factories(RegistryStore& store, std::ostream& out, std::ostream& err) {
+    auto rows = store.list_factories();
+    if (!rows) {
+        err << "plantd: " << rows.error() << "\n";
+        return 1;
+    }
+    out << fmt::format("{:<24} {:<8} {:<16} {:<24} {}\n", "FACTORY", "ENABLED", "UNKNOWN DEVICES",
+                       "RATE LIMIT", "DEVICES");
+    for (const auto& row : *rows) {
+        out << fmt::format("{:<24} {:<8} {:<16} {:<24} {}\n", row.factory_id, row.enabled ? "yes" : "no",
+                           to_string(row.unknown_devices), rate_text(row), row.devices);
+    }
+    return 0;
+}
+
+int print_devices(RegistryStore& store, const std::string& factory_id, std::ostream& out, std::ostream& err) {
+    auto rows = store.list_devices(factory_id);
+    if (!rows) {
+        err << "plantd: " << rows.error() << "\n";
+        return 1;
+    }
+    out << fmt::format("{:<24} {:<8} {:<6} {}\n", "DEVICE", "ENABLED", "AUTO", "TAGS");
+    for (const auto& row : *rows) {
+        std::string tags;
+        for (const auto& [key, value] : row.tags)
+            tags += fmt::format("{}{}={}", tags.empty() ? "" : ",", key, value);
+        out << fmt::format("{:<24} {:<8} {:<6} {}\n", row.device_id, row.enabled ? "yes" : "no",
+                           row.auto_registered ? "yes" : "no", tags);
+    }
+    return 0;
+}
+
+}  // namespace
+
+int run_registry_command(const RegistryCommand& c, const RegistryConfig& config, std::ostream& out,
+                         std::ostream& err) {
+    auto connected = RegistryStore::connect(config);
+    if (!connected) {
+        err << "plantd: " << connected.error() << "\n";
+        return 1;
+    }
+    RegistryStore& store = **connected;
+    auto done = [&](const std::string& problem, const std::string& what) {
+        if (!problem.empty()) {
+            err << "plantd: " << problem << "\n";
+            return 1;
+        }
+        out << what << "\n";
+        return 0;
+    };
+
+    if (c.verb == "registry-migrate") {
+        auto applied = store.migrate();
+        if (!applied) return done(applied.error(), "");
+        if (applied->empty()) return done("", "registry schema already up to date");
+        std::string versions;
+        for (int v : *applied) versions += fmt::format("{}{}", versions.empty() ? "" : ", ", v);
+        return done("", "applied registry migrations " + versions);
+    }
+    if (c.verb == "registry-status") {
+        auto version = store.schema_version();
+        if (!version) return done(version.error(), "");
+        return done("", fmt::format("registry schema version {} (MySQL {}:{}/{})", *version,
+                                    config.mysql_host, config.mysql_port, config.mysql_database));
+    }
+    if (c.verb == "factory-list") return print_factories(store, out, err);
+    if (c.verb == "device-list") return print_devices(store, c.factory_id, out, err);
+
+    if (c.verb == "factory-add" || c.verb == "factory-set-policy") {
+        auto policy = parse_unknown_device_policy(c.policy);
+        if (!policy) return done(fmt::format("policy \"{}\" must be reject or auto_register", c.policy), "");
+        if (c.verb == "factory-add") {
+            return done(store.add_factory(c.factory_id, *policy),
+                        fmt::format("added factory {} (unknown devices: {})", c.factory_id, c.policy));
+        }
+        return done(store.set_unknown_device_policy(c.factory_id, *policy),
+                    fmt::format("factory {}: unknown devices: {}", c.factory_id, c.policy));
+    }
+    if (c.verb == "factory-enable" || c.verb == "factory-disable") {
+        const bool enable = c.verb == "factory-enable";
+        return done(store.set_factory_enabled(c.factory_id, enable),
+                    fmt::format("factory {} {}", c.factory_id, enable ? "enabled" : "disabled"));
+    }
+    if (c.verb == "factory-set-rate-limit") {
+        if (c.clear_rate_limit == c.rate_per_s.has_value())
+            return done("give a rate in messages per second, or --clear", "");
+        return done(store.set_rate_limit(c.factory_id, c.rate_per_s, c.burst),
+                    c.clear_rate_limit
+                        ? fmt::format("factory {}: rate limit cleared (default applies)", c.factory_id)
+                        : fmt::format("factory {}: rate limit {:g} messages/s", c.factory_id, *c.rate_per_s));
+    }
+    if (c.verb == "device-add") {
+        std::map<std::string, std::string> tags;
+        for (const auto& text : c.tags) {
+            auto eq = text.find('=');
+            if (eq == std::string::npos) return done(fmt::format("tag \"{}\" must be key=value", text), "");
+            if (!tags.emplace(text.substr(0, eq), text.substr(eq + 1)).second)
+                return done(fmt::format("tag key \"{}\" given twice", text.substr(0, eq)), "");
+        }
+        return done(store.add_device(c.factory_id, c.device_id, tags),
+                    fmt::format("added device {} to factory {}", c.device_id, c.factory_id));
+    }
+    if (c.verb == "device-enable" || c.verb == "device-disable") {
+        const bool enable = c.verb == "device-enable";
+        return done(store.set_device_enabled(c.factory_id, c.device_id, enable),
+                    fmt::format("device {} of factory {} {}", c.device_id, c.factory_id,
+                                enable ? "enabled" : "disabled"));
+    }
+    return done("unknown registry command " + c.verb, "");
+}
+
+}  // namespace plantd

@@ -1,0 +1,358 @@
+#include "registry/registry_store.hpp"
+
+#include <cppconn/connection.h>
+#include <cppconn/exception.h>
+#include <cppconn/prepared_statement.h>
+#include <cppconn/resultset.h>
+#include <cppconn/statement.h>
+#include <mysql_driver.h>
+
+#include <fmt/format.h>
+
+#include "decoding/identifiers.hpp"
+#include "registry/migrations.hpp"
+
+namespace plantd {
+
+namespace {
+
+constexpr int duplicate_key = 1062;
+constexpr int foreign_key_missing = 1452;
+
+std::string describe(const sql::SQLException& e) {
+    return fmt::format("MySQL error {} ({}): {}", e.getErrorCode(), e.getSQLStateCStr(), e.what());
+}
+
+int latest_version() {
+    return registry_migrations().back().version;
+}
+
+}  // namespace
+
+RegistryStore::RegistryStore(std::unique_ptr<sql::Connection> connection)
+    : connection_(std::move(connection)) {}
+
+RegistryStore::~RegistryStore() = default;
+
+Result<std::unique_ptr<RegistryStore>> RegistryStore::connect(const RegistryConfig& config) {
+    try {
+        sql::ConnectOptionsMap options;
+        options["hostName"] = config.mysql_host;
+        options["port"] = config.mysql_port;
+        options["userName"] = config.mysql_user;
+        options["password"] = config.mysql_password.value_or("");
+        options["schema"] = config.mysql_database;
+        const int timeout_s = static_cast<int>(std::max<int64_t>(1, config.connect_timeout_ms / 1000));
+        options["OPT_CONNECT_TIMEOUT"] = timeout_s;
+        options["OPT_READ_TIMEOUT"] = timeout_s * 6;
+        options["OPT_WRITE_TIMEOUT"] = timeout_s * 6;
+        options["OPT_CHARSET_NAME"] = "utf8mb4";
+        options["CLIENT_FOUND_ROWS"] = true;  // an UPDATE that changes nothing still "finds" its row
+        std::unique_ptr<sql::Connection> connection(
+            sql::mysql::get_mysql_driver_instance()->connect(options));
+        return std::unique_ptr<RegistryStore>(new RegistryStore(std::move(connection)));
+    } catch (const sql::SQLException& e) {
+        return fail(fmt::format("cannot connect to the registry (MySQL {}@{}:{}/{}): {}", config.mysql_user,
+                                config.mysql_host, config.mysql_port, config.mysql_database, describe(e)));
+    }
+}
+
+Result<int> RegistryStore::schema_version() {
+    try {
+        std::unique_ptr<sql::Statement> statement(connection_->createStatement());
+        std::unique_ptr<sql::ResultSet> exists(statement->executeQuery(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND "
+            "table_name = 'schema_migrations'"));
+        if (!exists->next() || exists->getInt(1) == 0) return 0;
+        std::unique_ptr<sql::ResultSet> rows(
+            statement->executeQuery("SELECT MAX(version) FROM schema_migrations"));
+        return rows->next() ? rows->getInt(1) : 0;
+    } catch (const sql::SQLException& e) {
+        return fail(describe(e));
+    }
+}
+
+Result<std::vector<int>> RegistryStore::migrate() {
+    std::vector<int> applied_now;
+    try {
+        std::unique_ptr<sql::Statement> statement(connection_->createStatement());
+        std::unique_ptr<sql::ResultSet> lock(
+            statement->executeQuery("SELECT GET_LOCK('plantd_registry_migrate', 60)"));
+        if (!lock->next() || lock->getInt(1) != 1) {
+            return fail(std::string("another process holds the migration lock for over 60 s"));
+        }
+        struct Unlock {
+            sql::Statement& statement;
+            ~Unlock() {
+                try {
+                    std::unique_ptr<sql::ResultSet>(
+                        statement.executeQuery("SELECT RELEASE_LOCK('plantd_registry_migrate')"));
+                } catch (...) {
+                }
+            }
+        } unlock{*statement};
+        statement->execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version INT NOT NULL PRIMARY KEY,"
+            " description VARCHAR(200) NOT NULL,"
+            " applied_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)) ENGINE=InnoDB");
+        auto current = schema_version();
+        if (!current) return fail(current.error());
+        if (*current > latest_version()) {
+            return fail(
+                fmt::format("the registry schema is at version {}, newer than this plantd knows ({}): "
+                            "upgrade plantd",
+                            *current, latest_version()));
+        }
+        for (const Migration& migration : registry_migrations()) {
+            if (migration.version <= *current) continue;
+            for (size_t i = 0; i < migration.statements.size(); ++i) {
+                try {
+                    statement->execute(std::string(migration.statements[i]));
+                } catch (const sql::SQLException& e) {
+                    // DDL is not transactional in MySQL; every statement is idempotent, so a re-run
+                    // after the cause is fixed completes the migration.
+                    return fail(fmt::format("migration {} ({}), statement {}: {}", migration.version,
+                                            migration.description, i + 1, describe(e)));
+                }
+            }
+            std::unique_ptr<sql::PreparedStatement> record(connection_->prepareStatement(
+                "INSERT INTO schema_migrations (version, description) VALUES (?, ?)"));
+            record->setInt(1, migration.version);
+            record->setString(2, std::string(migration.description));
+            record->executeUpdate();
+            applied_now.push_back(migration.version);
+        }
+    } catch (const sql::SQLException& e) {
+        return fail(describe(e));
+    }
+    return applied_now;
+}
+
+std::string RegistryStore::require_migrated() {
+    auto version = schema_version();
+    if (!version) return version.error();
+    if (*version < latest_version()) {
+        return fmt::format(
+            "the registry schema is at version {}, plantd needs {}: run `plantd registry migrate`", *version,
+            latest_version());
+    }
+    return {};
+}
+
+std::string RegistryStore::add_factory(const std::string& factory_id, UnknownDevicePolicy policy) {
+    if (auto problem = check_identifier("factory_id", factory_id); !problem.empty()) return problem;
+    if (auto problem = require_migrated(); !problem.empty()) return problem;
+    try {
+        std::unique_ptr<sql::PreparedStatement> insert(connection_->prepareStatement(
+            "INSERT INTO factories (factory_id, unknown_device_policy) VALUES (?, ?)"));
+        insert->setString(1, factory_id);
+        insert->setString(2, std::string(to_string(policy)));
+        insert->executeUpdate();
+        return {};
+    } catch (const sql::SQLException& e) {
+        if (e.getErrorCode() == duplicate_key) return fmt::format("factory {} already exists", factory_id);
+        return describe(e);
+    }
+}
+
+namespace {
+
+// Runs an UPDATE of one factory's row; "" or why not ("no factory" when nothing matched).
+template <class Bind>
+std::string update_factory(sql::Connection& connection, const std::string& factory_id, const std::string& sql,
+                           Bind bind) {
+    try {
+        std::unique_ptr<sql::PreparedStatement> update(connection.prepareStatement(sql));
+        int next = bind(*update);
+        update->setString(next, factory_id);
+        if (update->executeUpdate() == 0) return fmt::format("no factory {}", factory_id);
+        return {};
+    } catch (const sql::SQLException& e) {
+        return describe(e);
+    }
+}
+
+}  // namespace
+
+std::string RegistryStore::set_factory_enabled(const std::string& factory_id, bool enabled) {
+    if (auto problem = check_identifier("factory_id", factory_id); !problem.empty()) return problem;
+    if (auto problem = require_migrated(); !problem.empty()) return problem;
+    return update_factory(*connection_, factory_id, "UPDATE factories SET enabled = ? WHERE factory_id = ?",
+                          [&](sql::PreparedStatement& s) {
+                              s.setBoolean(1, enabled);
+                              return 2;
+                          });
+}
+
+std::string RegistryStore::set_unknown_device_policy(const std::string& factory_id,
+                                                     UnknownDevicePolicy policy) {
+    if (auto problem = check_identifier("factory_id", factory_id); !problem.empty()) return problem;
+    if (auto problem = require_migrated(); !problem.empty()) return problem;
+    return update_factory(*connection_, factory_id,
+                          "UPDATE factories SET unknown_device_policy = ? WHERE factory_id = ?",
+                          [&](sql::PreparedStatement& s) {
+                              s.setString(1, std::string(to_string(policy)));
+                              return 2;
+                          });
+}
+
+std::string RegistryStore::set_rate_limit(const std::string& factory_id, std::optional<double> per_second,
+                                          std::optional<double> burst) {
+    if (auto problem = check_identifier("factory_id", factory_id); !problem.empty()) return problem;
+    if (per_second && !(*per_second > 0 && *per_second <= 1e9)) {
+        return fmt::format("rate limit {} must be more than 0 and at most 1e9 messages per second",
+                           *per_second);
+    }
+    if (burst && !(*burst >= 1 && *burst <= 1e9))
+        return fmt::format("burst {} must be from 1 to 1e9", *burst);
+    if (burst && !per_second) return "a burst needs a rate limit";
+    if (auto problem = require_migrated(); !problem.empty()) return problem;
+    return update_factory(*connection_, factory_id,
+                          "UPDATE factories SET rate_limit_per_s = ?, rate_burst = ? WHERE factory_id = ?",
+                          [&](sql::PreparedStatement& s) {
+                              if (per_second)
+                                  s.setDouble(1, *per_second);
+                              else
+                                  s.setNull(1, 0);
+                              if (burst)
+                                  s.setDouble(2, *burst);
+                              else
+                                  s.setNull(2, 0);
+                              return 3;
+                          });
+}
+
+Result<std::vector<FactoryRow>> RegistryStore::list_factories() {
+    if (auto problem = require_migrated(); !problem.empty()) return fail(problem);
+    try {
+        std::unique_ptr<sql::Statement> statement(connection_->createStatement());
+        std::unique_ptr<sql::ResultSet> rows(statement->executeQuery(
+            "SELECT f.factory_id, f.enabled, f.unknown_device_policy, f.rate_limit_per_s, f.rate_burst,"
+            " (SELECT COUNT(*) FROM devices d WHERE d.factory_id = f.factory_id)"
+            " FROM factories f ORDER BY f.factory_id"));
+        std::vector<FactoryRow> out;
+        while (rows->next()) {
+            FactoryRow row;
+            row.factory_id = rows->getString(1);
+            row.enabled = rows->getBoolean(2);
+            row.unknown_devices = parse_unknown_device_policy(std::string(rows->getString(3)))
+                                      .value_or(UnknownDevicePolicy::reject);
+            if (!rows->isNull(4)) row.rate_limit_per_s = static_cast<double>(rows->getDouble(4));
+            if (!rows->isNull(5)) row.rate_burst = static_cast<double>(rows->getDouble(5));
+            row.devices = rows->getUInt64(6);
+            out.push_back(std::move(row));
+        }
+        return out;
+    } catch (const sql::SQLException& e) {
+        return fail(describe(e));
+    }
+}
+
+std::string RegistryStore::add_device(const std::string& factory_id, const std::string& device_id,
+                                      const std::map<std::string, std::string>& tags) {
+    if (auto problem = check_identifier("factory_id", factory_id); !problem.empty()) return problem;
+    if (auto problem = check_identifier("device_id", device_id); !problem.empty()) return problem;
+    for (const auto& [key, value] : tags) {
+        if (auto problem = check_tag(key, value); !problem.empty()) return problem;
+    }
+    if (auto problem = require_migrated(); !problem.empty()) return problem;
+    try {
+        // The device and its tags together, or nothing.
+        connection_->setAutoCommit(false);
+        struct Restore {
+            sql::Connection& connection;
+            bool committed = false;
+            ~Restore() {
+                try {
+                    if (!committed) connection.rollback();
+                    connection.setAutoCommit(true);
+                } catch (...) {
+                }
+            }
+        } restore{*connection_};
+        std::unique_ptr<sql::PreparedStatement> insert(
+            connection_->prepareStatement("INSERT INTO devices (factory_id, device_id) VALUES (?, ?)"));
+        insert->setString(1, factory_id);
+        insert->setString(2, device_id);
+        insert->executeUpdate();
+        std::unique_ptr<sql::PreparedStatement> tag(connection_->prepareStatement(
+            "INSERT INTO device_tags (factory_id, device_id, tag_key, tag_value) VALUES (?, ?, ?, ?)"));
+        for (const auto& [key, value] : tags) {
+            tag->setString(1, factory_id);
+            tag->setString(2, device_id);
+            tag->setString(3, key);
+            tag->setString(4, value);
+            tag->executeUpdate();
+        }
+        connection_->commit();
+        restore.committed = true;
+        return {};
+    } catch (const sql::SQLException& e) {
+        if (e.getErrorCode() == duplicate_key)
+            return fmt::format("device {} already exists in factory {}", device_id, factory_id);
+        if (e.getErrorCode() == foreign_key_missing) return fmt::format("no factory {}", factory_id);
+        return describe(e);
+    }
+}
+
+std::string RegistryStore::set_device_enabled(const std::string& factory_id, const std::string& device_id,
+                                              bool enabled) {
+    if (auto problem = check_identifier("factory_id", factory_id); !problem.empty()) return problem;
+    if (auto problem = check_identifier("device_id", device_id); !problem.empty()) return problem;
+    if (auto problem = require_migrated(); !problem.empty()) return problem;
+    try {
+        std::unique_ptr<sql::PreparedStatement> update(connection_->prepareStatement(
+            "UPDATE devices SET enabled = ? WHERE factory_id = ? AND device_id = ?"));
+        update->setBoolean(1, enabled);
+        update->setString(2, factory_id);
+        update->setString(3, device_id);
+        if (update->executeUpdate() == 0)
+            return fmt::format("no device {} in factory {}", device_id, factory_id);
+        return {};
+    } catch (const sql::SQLException& e) {
+        return describe(e);
+    }
+}
+
+Result<std::vector<DeviceRow>> RegistryStore::list_devices(const std::string& factory_id) {
+    if (auto problem = check_identifier("factory_id", factory_id); !problem.empty()) return fail(problem);
+    if (auto problem = require_migrated(); !problem.empty()) return fail(problem);
+    try {
+        std::unique_ptr<sql::PreparedStatement> factory(
+            connection_->prepareStatement("SELECT 1 FROM factories WHERE factory_id = ?"));
+        factory->setString(1, factory_id);
+        std::unique_ptr<sql::ResultSet> found(factory->executeQuery());
+        if (!found->next()) return fail(fmt::format("no factory {}", factory_id));
+
+        std::unique_ptr<sql::PreparedStatement> devices(
+            connection_->prepareStatement("SELECT device_id, enabled, auto_registered FROM devices WHERE "
+                                          "factory_id = ? ORDER BY device_id"));
+        devices->setString(1, factory_id);
+        std::unique_ptr<sql::ResultSet> rows(devices->executeQuery());
+        std::vector<DeviceRow> out;
+        std::map<std::string, size_t> index;
+        while (rows->next()) {
+            DeviceRow row;
+            row.factory_id = factory_id;
+            row.device_id = rows->getString(1);
+            row.enabled = rows->getBoolean(2);
+            row.auto_registered = rows->getBoolean(3);
+            index[row.device_id] = out.size();
+            out.push_back(std::move(row));
+        }
+        std::unique_ptr<sql::PreparedStatement> tags(connection_->prepareStatement(
+            "SELECT device_id, tag_key, tag_value FROM device_tags WHERE factory_id = ?"));
+        tags->setString(1, factory_id);
+        std::unique_ptr<sql::ResultSet> tag_rows(tags->executeQuery());
+        while (tag_rows->next()) {
+            auto it = index.find(std::string(tag_rows->getString(1)));
+            if (it != index.end()) out[it->second].tags[tag_rows->getString(2)] = tag_rows->getString(3);
+        }
+        return out;
+    } catch (const sql::SQLException& e) {
+        return fail(describe(e));
+    }
+}
+
+}  // namespace plantd

@@ -1,0 +1,70 @@
+#pragma once
+// The registry in MySQL/MariaDB (MySQL Connector/C++): schema migrations and the operator's view of
+// factories and devices. Every statement is prepared, with values bound as parameters, and every
+// query below the factories table filters by factory_id. Errors are values: "" or what went wrong,
+// naming the factory or device; the connector's exceptions never leave this class.
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+#include "registry/registry_values.hpp"
+#include "util/result.hpp"
+
+namespace sql {
+class Connection;
+}
+
+namespace plantd {
+
+struct FactoryRow {
+    std::string factory_id;
+    bool enabled = true;
+    UnknownDevicePolicy unknown_devices = UnknownDevicePolicy::reject;
+    std::optional<double> rate_limit_per_s;
+    std::optional<double> rate_burst;
+    uint64_t devices = 0;
+};
+
+struct DeviceRow {
+    std::string factory_id;
+    std::string device_id;
+    bool enabled = true;
+    bool auto_registered = false;
+    std::map<std::string, std::string> tags;
+};
+
+class RegistryStore {
+  public:
+    static Result<std::unique_ptr<RegistryStore>> connect(const RegistryConfig& config);
+    ~RegistryStore();
+
+    // Applies the migrations not applied yet, in order, under a named lock (two plantd instances
+    // starting together do not both migrate). Returns the versions applied now.
+    Result<std::vector<int>> migrate();
+    // The highest applied migration; 0 for an empty database.
+    Result<int> schema_version();
+
+    std::string add_factory(const std::string& factory_id, UnknownDevicePolicy policy);
+    std::string set_factory_enabled(const std::string& factory_id, bool enabled);
+    std::string set_unknown_device_policy(const std::string& factory_id, UnknownDevicePolicy policy);
+    // nullopt clears the override (the configured default applies).
+    std::string set_rate_limit(const std::string& factory_id, std::optional<double> per_second,
+                               std::optional<double> burst);
+    Result<std::vector<FactoryRow>> list_factories();
+
+    std::string add_device(const std::string& factory_id, const std::string& device_id,
+                           const std::map<std::string, std::string>& tags);
+    std::string set_device_enabled(const std::string& factory_id, const std::string& device_id, bool enabled);
+    Result<std::vector<DeviceRow>> list_devices(const std::string& factory_id);
+
+  private:
+    explicit RegistryStore(std::unique_ptr<sql::Connection> connection);
+    std::string require_migrated();
+
+    std::unique_ptr<sql::Connection> connection_;
+};
+
+}  // namespace plantd

@@ -1,0 +1,56 @@
+#include "registry/registry_values.hpp"
+
+#include <fmt/format.h>
+#include <simdjson.h>
+
+#include "decoding/identifiers.hpp"
+
+namespace plantd {
+
+std::string_view to_string(UnknownDevicePolicy policy) {
+    return policy == UnknownDevicePolicy::reject ? "reject" : "auto_register";
+}
+
+std::optional<UnknownDevicePolicy> parse_unknown_device_policy(std::string_view text) {
+    if (text == "reject") return UnknownDevicePolicy::reject;
+    if (text == "auto_register") return UnknownDevicePolicy::auto_register;
+    return std::nullopt;
+}
+
+std::string check_identifier(std::string_view what, std::string_view id) {
+    if (is_valid_identifier(id)) return {};
+    return fmt::format(
+        "{} \"{}\" is not a valid identifier (1-64 of A-Z a-z 0-9 _ . -, starting with a letter "
+        "or digit)",
+        what, printable(id));
+}
+
+std::string check_tag(std::string_view key, std::string_view value) {
+    if (key.empty() || key.size() > 128 || contains_control_character(key) || key.front() == '_') {
+        return fmt::format(
+            "tag key \"{}\" must be 1-128 bytes without control characters, not starting with '_'",
+            printable(key));
+    }
+    if (key == "factory_id" || key == "device_id" || key == "time") {
+        return fmt::format("tag key \"{}\" is reserved (plantd sets factory_id and device_id itself)", key);
+    }
+    if (!is_line_protocol_safe_key(key)) {
+        return fmt::format(
+            "tag key \"{}\" cannot be stored faithfully by InfluxDB (a backslash before a separator)",
+            printable(key));
+    }
+    if (!simdjson::validate_utf8(key.data(), key.size()) ||
+        !simdjson::validate_utf8(value.data(), value.size())) {
+        return fmt::format("tag {}: key and value must be UTF-8", printable(key));
+    }
+    if (value.empty() || value.size() > 256 || contains_control_character(value) ||
+        !is_line_protocol_safe_key(value)) {
+        return fmt::format(
+            "tag value \"{}\" (key {}) must be 1-256 bytes without control characters or a "
+            "backslash before a separator",
+            printable(value), key);
+    }
+    return {};
+}
+
+}  // namespace plantd

@@ -1,0 +1,77 @@
+// What the registry accepts from an operator (pure checks; the MySQL side is in the integration tests).
+#include <doctest/doctest.h>
+
+#include "config/config.hpp"
+#include "registry/migrations.hpp"
+#include "registry/registry_values.hpp"
+
+using namespace plantd;
+
+TEST_CASE("registry identifiers and tags") {
+    CHECK(check_identifier("factory_id", "f1") == "");
+    CHECK(check_identifier("device_id", "press-01.a_b") == "");
+    for (const char* bad : {"", "_f", "-f", "f 1", "f,1", "f=1", "f'1", "f\"1", "f\\1", "f/1", "f+", "f#",
+                            "f*", "fä", "f\n1"}) {
+        CAPTURE(bad);
+        CHECK(check_identifier("device_id", bad).find("device_id") == 0);
+    }
+    CHECK(check_identifier("factory_id", std::string(64, 'a')) == "");
+    CHECK(check_identifier("factory_id", std::string(65, 'a')) != "");
+    // The error shows a control character as '?', never raw.
+    CHECK(check_identifier("factory_id", "a\nb").find("a?b") != std::string::npos);
+
+    CHECK(check_tag("line", "L1") == "");
+    CHECK(check_tag("location", "Hall 3, bay=\"7\"") == "");  // escaped by the line-protocol writer
+    CHECK(check_tag("Linie", "Straße 5") == "");
+    CHECK(check_tag("factory_id", "f2").find("reserved") != std::string::npos);
+    CHECK(check_tag("device_id", "d2").find("reserved") != std::string::npos);
+    CHECK(check_tag("time", "1").find("reserved") != std::string::npos);
+    CHECK(check_tag("_x", "1") != "");
+    CHECK(check_tag("", "1") != "");
+    CHECK(check_tag("k", "") != "");
+    CHECK(check_tag("k", "a\tb") != "");
+    CHECK(check_tag("k", "ends with \\") != "");
+    CHECK(check_tag("k\\", "v") != "");
+    CHECK(check_tag("k", std::string(256, 'v')) == "");
+    CHECK(check_tag("k", std::string(257, 'v')) != "");
+    CHECK(check_tag(std::string(129, 'k'), "v") != "");
+    CHECK(check_tag("k", "\xff\xfe").find("UTF-8") != std::string::npos);
+}
+
+TEST_CASE("unknown-device policies") {
+    CHECK(parse_unknown_device_policy("reject") == UnknownDevicePolicy::reject);
+    CHECK(parse_unknown_device_policy("auto_register") == UnknownDevicePolicy::auto_register);
+    CHECK_FALSE(parse_unknown_device_policy("Reject"));
+    CHECK_FALSE(parse_unknown_device_policy("factory"));  // factories are never auto-registered
+    CHECK(to_string(UnknownDevicePolicy::auto_register) == "auto_register");
+}
+
+TEST_CASE("registry migrations are numbered 1..N without gaps and are idempotent statements") {
+    const auto& migrations = registry_migrations();
+    REQUIRE_FALSE(migrations.empty());
+    for (size_t i = 0; i < migrations.size(); ++i) {
+        CHECK(migrations[i].version == static_cast<int>(i + 1));
+        CHECK_FALSE(migrations[i].description.empty());
+        for (auto statement : migrations[i].statements) {
+            // Re-running a migration that failed half way must be safe (DDL is not transactional).
+            CHECK(statement.find("CREATE TABLE IF NOT EXISTS") == 0);
+        }
+    }
+}
+
+TEST_CASE("[registry] config: defaults, secrets and clear errors") {
+    auto config = load_config_text(
+        "[registry]\nmysql_host = \"db\"\nmysql_port = 13306\nmysql_password_env = \"HOME\"\n", "t.toml");
+    REQUIRE(config);
+    CHECK(config->registry.mysql_host == "db");
+    CHECK(config->registry.mysql_port == 13306);
+    CHECK(config->registry.mysql_password.has_value());
+    CHECK(config->registry.mysql_database == "plantd");
+    auto bad = load_config_text("[registry]\nmysql_port = 0\nmysql_database = \"a.b\"\nmysql_hots = \"x\"\n",
+                                "t.toml");
+    REQUIRE_FALSE(bad);
+    CHECK(bad.error().find("t.toml:2") != std::string::npos);
+    CHECK(bad.error().find("[registry] mysql_port") != std::string::npos);
+    CHECK(bad.error().find("[registry] mysql_database") != std::string::npos);
+    CHECK(bad.error().find("mysql_hots") != std::string::npos);
+}
