@@ -3,6 +3,7 @@
 
 #include "config/config.hpp"
 #include "registry/migrations.hpp"
+#include "registry/registry_snapshot.hpp"
 #include "registry/registry_values.hpp"
 
 using namespace plantd;
@@ -74,4 +75,30 @@ TEST_CASE("[registry] config: defaults, secrets and clear errors") {
     CHECK(bad.error().find("[registry] mysql_port") != std::string::npos);
     CHECK(bad.error().find("[registry] mysql_database") != std::string::npos);
     CHECK(bad.error().find("mysql_hots") != std::string::npos);
+}
+
+TEST_CASE("registry snapshot verdicts: factory, device, policy, and devices of other factories") {
+    RegistrySnapshot snapshot;
+    auto& f1 = snapshot.factories["f1"];
+    f1.devices["press-01"].tags = {{"line", "L1"}};
+    f1.devices["off"].enabled = false;
+    auto& f2 = snapshot.factories["f2"];
+    f2.unknown_devices = UnknownDevicePolicy::auto_register;
+    f2.devices["only-f2"];
+    snapshot.factories["F1"].enabled = false;  // case matters: F1 is not f1
+    for (const char* d : {"press-01", "off", "only-f2"}) ++snapshot.factories_of_device[d];
+
+    auto known = check_device(snapshot, "f1", "press-01");
+    CHECK(known.verdict == DeviceVerdict::accept);
+    REQUIRE(known.tags);
+    CHECK(known.tags->at(0).second == "L1");
+    CHECK(check_device(snapshot, "f1", "off").verdict == DeviceVerdict::device_disabled);
+    CHECK(check_device(snapshot, "f1", "nope").verdict == DeviceVerdict::unknown_device);
+    CHECK(check_device(snapshot, "f1", "only-f2").verdict == DeviceVerdict::foreign_device);
+    CHECK(check_device(snapshot, "f2", "new-01").verdict == DeviceVerdict::auto_register);
+    // auto_register never takes over a device id another factory registered.
+    CHECK(check_device(snapshot, "f2", "press-01").verdict == DeviceVerdict::foreign_device);
+    CHECK(check_device(snapshot, "F1", "press-01").verdict == DeviceVerdict::factory_disabled);
+    CHECK(check_device(snapshot, "f3", "press-01").verdict == DeviceVerdict::unknown_factory);
+    CHECK(check_device(snapshot, "", "").verdict == DeviceVerdict::unknown_factory);
 }

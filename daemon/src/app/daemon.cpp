@@ -17,6 +17,7 @@
 #include "durability/dead_letter_store.hpp"
 #include "pipeline/ingest_queue.hpp"
 #include "pipeline/worker.hpp"
+#include "registry/device_registry.hpp"
 #include "subscriber/mqtt_subscriber.hpp"
 #include "util/clock.hpp"
 #include "writer/influx_client.hpp"
@@ -111,9 +112,26 @@ int run_daemon(const Config& config) {
         return 1;
     }
 
+    // The registry (optional): workers check every record against its snapshot.
+    std::unique_ptr<DeviceRegistry> registry;
+    if (config.registry.enabled) {
+        registry = std::make_unique<DeviceRegistry>(config.registry, metrics, health);
+        metrics.add_gauge("plantd_registry_devices", "Devices in the registry snapshot in use.", [&] {
+            auto snapshot = registry->snapshot();
+            return snapshot ? static_cast<double>(snapshot->device_count) : 0.0;
+        });
+        metrics.add_gauge("plantd_registry_snapshot_age_seconds",
+                          "Age of the registry snapshot in use (-1 before the first load).", [&] {
+                              auto snapshot = registry->snapshot();
+                              return snapshot ? static_cast<double>(steady_clock_ms() - snapshot->loaded_ms) /
+                                                    1000.0
+                                              : -1.0;
+                          });
+    }
+
     std::vector<std::unique_ptr<InfluxWriter>> writers;
     std::vector<std::unique_ptr<Worker>> workers;
-    WorkerServices services{config, router, queue, metrics, **dead_letters, reject_log};
+    WorkerServices services{config, router, queue, metrics, **dead_letters, reject_log, registry.get()};
     for (size_t i = 0; i < shards; ++i) {
         writers.push_back(
             std::make_unique<InfluxWriter>(i, config.influxdb, metrics, health, **dead_letters, reject_log));
@@ -138,12 +156,14 @@ int run_daemon(const Config& config) {
         for (auto& worker : workers) worker->join();
         for (auto& writer : writers) writer->finish();
         for (auto& writer : writers) writer->join();
+        if (registry) registry->stop();
     };
     struct DrainOnExit {
         std::function<void()> run;
         ~DrainOnExit() { run(); }
     } drain_on_exit{[&] { drain(std::chrono::steady_clock::now()); }};
 
+    if (registry) registry->start();
     for (auto& writer : writers) writer->start();
     for (auto& worker : workers) worker->start();
     subscriber.start();

@@ -90,6 +90,9 @@ struct ShutdownConfig {
 // The device registry's MySQL/MariaDB database (issue 4): the operator commands use it now; the
 // ingestion path's lookups (with the Redis cache) come next.
 struct RegistryConfig {
+    bool enabled = false;  // check every record against the registry (else every valid topic is accepted)
+    int64_t refresh_interval_ms = 5'000;    // how soon an operator's change reaches the ingest path
+    size_t auto_register_backlog = 10'000;  // unknown devices waiting to be registered, at most
     std::string mysql_host = "127.0.0.1";
     int mysql_port = 3306;
     std::string mysql_user = "plantd";

@@ -372,6 +372,9 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
     {
         auto& g = config.registry;
         SectionReader r(subtable(root, "registry", source, errors), "registry", source, errors);
+        r.boolean("enabled", g.enabled);
+        r.duration_ms("refresh_interval", g.refresh_interval_ms, 100, 3600'000);
+        r.integer("auto_register_backlog", g.auto_register_backlog, 1, 10'000'000);
         r.string("mysql_host", g.mysql_host);
         r.integer("mysql_port", g.mysql_port, 1, 65535);
         r.string("mysql_user", g.mysql_user);

@@ -12,6 +12,10 @@ class Health {
     std::atomic<bool> mqtt_subscribed{false};
     std::atomic<bool> influx_failing{false};
     std::atomic<bool> draining{false};
+    // The registry: not in use (false, false), in use and current, or in use and failing to load
+    // (the last snapshot stays in use; before the first one, records wait).
+    std::atomic<bool> registry_enabled{false};
+    std::atomic<bool> registry_failing{false};
 
     void set_influx_error(std::string error) {
         std::lock_guard lock(mutex_);
@@ -23,6 +27,9 @@ class Health {
     }
     // Ready: receiving (subscribed) and able to write.
     bool ready() const { return mqtt_subscribed && !influx_failing && !draining; }
+    bool degraded() const {
+        return !mqtt_connected || !mqtt_subscribed || influx_failing || registry_failing;
+    }
 
   private:
     mutable std::mutex mutex_;

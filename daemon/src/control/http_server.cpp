@@ -16,13 +16,16 @@ ControlServer::~ControlServer() {
 
 std::string ControlServer::health_json() const {
     std::string out = "{\"status\":";
-    bool degraded = !health_.mqtt_connected || !health_.mqtt_subscribed || health_.influx_failing;
+    const bool degraded = health_.degraded();
     append_json_string(out, health_.draining ? "draining" : degraded ? "degraded" : "ok");
     out += fmt::format(",\"mqtt_connected\":{},\"mqtt_subscribed\":{},\"influxdb_ok\":{}",
                        health_.mqtt_connected.load(), health_.mqtt_subscribed.load(),
                        !health_.influx_failing.load());
     out += ",\"influxdb_error\":";
     append_json_string(out, health_.influx_error());
+    out += fmt::format(",\"registry\":\"{}\"", !health_.registry_enabled  ? "off"
+                                               : health_.registry_failing ? "failing"
+                                                                          : "ok");
     out += fmt::format(",\"points_buffered\":{}}}", metrics_.points_buffered.load());
     return out;
 }

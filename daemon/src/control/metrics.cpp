@@ -73,6 +73,11 @@ std::string Metrics::render_prometheus() const {
     record_age_at_write.render(out, "plantd_record_age_at_write_seconds",
                                "Age of each record (now minus its timestamp) when InfluxDB acknowledged it: "
                                "the end-to-end latency for live data.");
+    counter("plantd_registry_loads_total", "Registry snapshots loaded from MySQL.", registry_loads);
+    counter("plantd_registry_load_failures_total",
+            "Registry loads that failed (the last snapshot stays in use).", registry_load_failures);
+    counter("plantd_registry_auto_registered_total",
+            "Devices registered automatically (auto_register factories).", registry_auto_registered);
     counter("plantd_batches_written_total", "Batches InfluxDB acknowledged.", batches_written);
     counter("plantd_write_requests_total", "HTTP write requests sent to InfluxDB.", write_requests);
     counter("plantd_write_failures_total", "HTTP write requests that failed (retried or split).",

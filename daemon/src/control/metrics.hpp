@@ -48,6 +48,9 @@ class Metrics {
     std::atomic<uint64_t> internal_errors{0};  // exceptions caught at a thread or callback boundary
     std::atomic<uint64_t> dead_letters_written{0};
     std::atomic<uint64_t> dead_letter_write_errors{0};
+    std::atomic<uint64_t> registry_loads{0};
+    std::atomic<uint64_t> registry_load_failures{0};
+    std::atomic<uint64_t> registry_auto_registered{0};
     LatencyHistogram record_age_at_write;
 
     explicit Metrics(size_t max_factory_labels = 1000) : max_factory_labels_(max_factory_labels) {}

@@ -2,6 +2,8 @@
 
 #include "decoding/identifiers.hpp"
 
+#include <optional>
+
 #include <spdlog/spdlog.h>
 
 #include "util/clock.hpp"
@@ -67,6 +69,12 @@ void Worker::run() {
     while (true) {
         heartbeat_ms_.store(steady_clock_ms(), std::memory_order_relaxed);
         bool closed = services_.queue.closed();  // read before popping: nothing is pushed after close
+        if (services_.registry && !closed && !services_.registry->snapshot()) {
+            // No registry yet (MySQL down at start-up): nothing can be checked, so nothing is taken;
+            // the queue fills and the broker holds the rest until the registry loads.
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            continue;
+        }
         size_t n = services_.queue.pop_bulk(shard_, messages.data(), bulk_size, std::chrono::microseconds(0));
         if (n == 0 && !closed) {
             if (idle_polls < idle_polls_before_blocking) {
@@ -129,17 +137,31 @@ void Worker::process(const RawMessage& message) {
         return;
     }
 
+    static const ExtraTags no_extra_tags;
+    record_tags_.assign(decoded_.records.size(), &no_extra_tags);
+    std::shared_ptr<const RegistrySnapshot> snapshot;  // kept until the records are encoded
+    if (services_.registry) {
+        snapshot = services_.registry->snapshot();
+        if (!snapshot) {  // only while draining before the registry ever loaded (run() waits otherwise)
+            reject_message(message, match.factory_id,
+                           Rejection{RejectReason::shutdown_unwritten,
+                                     "the registry never loaded, so the message could not be checked"});
+            return;
+        }
+        if (!apply_registry(*snapshot, message, match)) return;
+    }
+
     auto& metrics = services_.metrics;
     Batch& batch = batch_for(match.factory_id);
-    static const ExtraTags no_extra_tags;
     // All or nothing: if encoding fails half way (out of memory), the batch is restored so that
     // the message is only counted once, as rejected by the caller.
     const size_t body_before = batch.body.size();
     const size_t lines_before = batch.lines();
     try {
-        for (const Record& record : decoded_.records) {
+        for (size_t i = 0; i < decoded_.records.size(); ++i) {
+            const Record& record = decoded_.records[i];
             append_record_line(batch.body, escaped_measurement_, match.factory_id, record, decoded_,
-                               no_extra_tags);
+                               *record_tags_[i]);
             batch.end_line(match.factory_id, record.timestamp_ms);
         }
     } catch (...) {
@@ -156,6 +178,71 @@ void Worker::process(const RawMessage& message) {
     if (!decoded_.record_rejections.empty() || !decoded_.field_rejections.empty()) {
         dead_letter_partial(message, match.factory_id);
     }
+}
+
+bool Worker::apply_registry(const RegistrySnapshot& snapshot, const RawMessage& message,
+                            const TopicMatch& match) {
+    std::optional<Rejection> first_rejection;
+    size_t kept = 0;
+    for (size_t i = 0; i < decoded_.records.size(); ++i) {
+        const Record& record = decoded_.records[i];
+        DeviceCheck check = check_device(snapshot, match.factory_id, record.device_id);
+        std::optional<Rejection> rejection;
+        switch (check.verdict) {
+            case DeviceVerdict::accept:
+                record_tags_[i] = check.tags;
+                break;
+            case DeviceVerdict::auto_register:
+                if (!services_.registry->request_auto_register(match.factory_id, record.device_id)) {
+                    rejection = Rejection{RejectReason::unknown_device,
+                                          fmt::format("device {} is not registered in factory {}, and the "
+                                                      "auto-registration backlog is full",
+                                                      record.device_id, match.factory_id)};
+                }
+                break;
+            case DeviceVerdict::unknown_factory:
+                reject_message(message, match.factory_id,
+                               Rejection{RejectReason::unknown_factory,
+                                         fmt::format("factory {} is not registered", match.factory_id)});
+                return false;
+            case DeviceVerdict::factory_disabled:
+                reject_message(message, match.factory_id,
+                               Rejection{RejectReason::unknown_factory,
+                                         fmt::format("factory {} is disabled", match.factory_id)});
+                return false;
+            case DeviceVerdict::unknown_device:
+                rejection = Rejection{RejectReason::unknown_device,
+                                      fmt::format("device {} is not registered in factory {}",
+                                                  record.device_id, match.factory_id)};
+                break;
+            case DeviceVerdict::device_disabled:
+                rejection = Rejection{
+                    RejectReason::unknown_device,
+                    fmt::format("device {} of factory {} is disabled", record.device_id, match.factory_id)};
+                break;
+            case DeviceVerdict::foreign_device:
+                rejection = Rejection{RejectReason::foreign_device,
+                                      fmt::format("device {} is registered under another factory, not {}",
+                                                  record.device_id, match.factory_id)};
+                break;
+        }
+        if (rejection) {
+            if (!first_rejection) first_rejection = *rejection;
+            decoded_.record_rejections.push_back(std::move(*rejection));
+            continue;
+        }
+        decoded_.records[kept] = record;
+        record_tags_[kept] = record_tags_[i];
+        ++kept;
+    }
+    if (kept == 0) {
+        // Nothing left (always so on a device topic, whose records share one device): the message.
+        reject_message(message, match.factory_id, *first_rejection);
+        return false;
+    }
+    decoded_.records.resize(kept);
+    record_tags_.resize(kept);
+    return true;
 }
 
 void Worker::flush_full() {

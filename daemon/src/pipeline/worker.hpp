@@ -14,6 +14,7 @@
 #include "decoding/payload_decoder.hpp"
 #include "durability/dead_letter_store.hpp"
 #include "pipeline/ingest_queue.hpp"
+#include "registry/device_registry.hpp"
 #include "writer/batch.hpp"
 #include "writer/influx_writer.hpp"
 
@@ -26,6 +27,7 @@ struct WorkerServices {
     Metrics& metrics;
     DeadLetterStore& dead_letters;
     RateLimitedLog& log;
+    DeviceRegistry* registry = nullptr;  // null: no registry checks (every valid topic is accepted)
 };
 
 // The InfluxDB database (v1) or bucket (v2) of a factory: "{factory_id}" in the name is replaced.
@@ -56,6 +58,9 @@ class Worker {
     void run();
     void reject_message(const RawMessage& message, std::string_view factory, const Rejection& rejection);
     void dead_letter_partial(const RawMessage& message, std::string_view factory);
+    // Drops the records whose factory or device the registry does not accept (as record rejections,
+    // or the whole message) and notes each kept record's device tags. False: the message is rejected.
+    bool apply_registry(const RegistrySnapshot& snapshot, const RawMessage& message, const TopicMatch& match);
     Batch& batch_for(std::string_view factory);
     void flush_aged();
     void hand_to_writer(Batch& batch);
@@ -68,6 +73,7 @@ class Worker {
     std::string escaped_measurement_;
     bool per_factory_destination_;
     std::vector<Batch> open_batches_;
+    std::vector<const ExtraTags*> record_tags_;  // per decoded record, from the registry
     std::atomic<int64_t> heartbeat_ms_{0};
     std::atomic<bool> waiting_on_writer_{false};
     std::thread thread_;

@@ -7,6 +7,8 @@
 #include <cppconn/statement.h>
 #include <mysql_driver.h>
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "decoding/identifiers.hpp"
@@ -352,6 +354,79 @@ Result<std::vector<DeviceRow>> RegistryStore::list_devices(const std::string& fa
         return out;
     } catch (const sql::SQLException& e) {
         return fail(describe(e));
+    }
+}
+
+Result<std::shared_ptr<RegistrySnapshot>> RegistryStore::load_snapshot(size_t& skipped_tags) {
+    if (auto problem = require_migrated(); !problem.empty()) return fail(problem);
+    skipped_tags = 0;
+    try {
+        auto snapshot = std::make_shared<RegistrySnapshot>();
+        std::unique_ptr<sql::Statement> statement(connection_->createStatement());
+        std::unique_ptr<sql::ResultSet> factories(
+            statement->executeQuery("SELECT factory_id, enabled, unknown_device_policy FROM factories"));
+        while (factories->next()) {
+            RegistryFactory& factory = snapshot->factories[factories->getString(1)];
+            factory.enabled = factories->getBoolean(2);
+            factory.unknown_devices = parse_unknown_device_policy(std::string(factories->getString(3)))
+                                          .value_or(UnknownDevicePolicy::reject);
+        }
+        std::unique_ptr<sql::ResultSet> devices(
+            statement->executeQuery("SELECT factory_id, device_id, enabled FROM devices"));
+        while (devices->next()) {
+            auto factory = snapshot->factories.find(std::string(devices->getString(1)));
+            if (factory == snapshot->factories.end()) continue;  // the foreign key makes this impossible
+            std::string device_id = devices->getString(2);
+            factory->second.devices[device_id].enabled = devices->getBoolean(3);
+            ++snapshot->factories_of_device[device_id];
+            ++snapshot->device_count;
+        }
+        std::unique_ptr<sql::ResultSet> tags(
+            statement->executeQuery("SELECT factory_id, device_id, tag_key, tag_value FROM device_tags ORDER "
+                                    "BY factory_id, device_id, "
+                                    "tag_key"));
+        while (tags->next()) {
+            std::string key = tags->getString(3);
+            std::string value = tags->getString(4);
+            auto factory = snapshot->factories.find(std::string(tags->getString(1)));
+            if (factory == snapshot->factories.end() || !check_tag(key, value).empty()) {
+                ++skipped_tags;
+                continue;
+            }
+            auto device = factory->second.devices.find(std::string(tags->getString(2)));
+            if (device == factory->second.devices.end()) continue;
+            device->second.tags.emplace_back(std::move(key), std::move(value));
+        }
+        // ORDER BY uses the column collation (binary), which is the byte order the writer needs.
+        for (auto& [id, factory] : snapshot->factories) {
+            for (auto& [device_id, device] : factory.devices)
+                std::sort(device.tags.begin(), device.tags.end());
+        }
+        return snapshot;
+    } catch (const sql::SQLException& e) {
+        return fail(describe(e));
+    }
+}
+
+std::string RegistryStore::auto_register_devices(
+    const std::vector<std::pair<std::string, std::string>>& devices, size_t& registered) {
+    registered = 0;
+    try {
+        std::unique_ptr<sql::PreparedStatement> insert(connection_->prepareStatement(
+            "INSERT IGNORE INTO devices (factory_id, device_id, auto_registered) SELECT factory_id, ?, TRUE "
+            "FROM "
+            "factories WHERE factory_id = ? AND unknown_device_policy = 'auto_register'"));
+        for (const auto& [factory_id, device_id] : devices) {
+            if (!check_identifier("factory_id", factory_id).empty() ||
+                !check_identifier("device_id", device_id).empty())
+                continue;
+            insert->setString(1, device_id);
+            insert->setString(2, factory_id);
+            registered += static_cast<size_t>(insert->executeUpdate());
+        }
+        return {};
+    } catch (const sql::SQLException& e) {
+        return describe(e);
     }
 }
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "config/config.hpp"
+#include "registry/registry_snapshot.hpp"
 #include "registry/registry_values.hpp"
 #include "util/result.hpp"
 
@@ -59,6 +60,14 @@ class RegistryStore {
                            const std::map<std::string, std::string>& tags);
     std::string set_device_enabled(const std::string& factory_id, const std::string& device_id, bool enabled);
     Result<std::vector<DeviceRow>> list_devices(const std::string& factory_id);
+
+    // Everything the ingest path needs, in three queries. Tags that are not valid InfluxDB tags (rows
+    // written by other tools) are left out and counted in `skipped_tags`.
+    Result<std::shared_ptr<RegistrySnapshot>> load_snapshot(size_t& skipped_tags);
+    // Registers devices seen in auto_register factories (devices only; an existing row is left as it
+    // is). Returns "" or why not; `registered` counts the rows added.
+    std::string auto_register_devices(const std::vector<std::pair<std::string, std::string>>& devices,
+                                      size_t& registered);
 
   private:
     explicit RegistryStore(std::unique_ptr<sql::Connection> connection);
