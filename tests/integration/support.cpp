@@ -1,7 +1,9 @@
 #include "support.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -412,6 +414,79 @@ void PrivateBroker::stop() {
 
 std::string PrivateBroker::uri(std::string_view scheme, std::string_view host) const {
     return fmt::format("{}://{}:{}", scheme, host, port_);
+}
+
+TcpProxy::TcpProxy(int target_port) : target_port_(target_port) {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
+        ::listen(listen_fd_, 64) != 0) {
+        throw std::runtime_error("TcpProxy: cannot listen");
+    }
+    socklen_t length = sizeof(address);
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = ntohs(address.sin_port);
+    acceptor_ = std::thread([this] { accept_loop(); });
+}
+
+TcpProxy::~TcpProxy() {
+    stopping_ = true;
+    set_enabled(false);
+    ::shutdown(listen_fd_, SHUT_RDWR);
+    acceptor_.join();
+    ::close(listen_fd_);
+    for (auto& t : threads_) t.join();
+    for (int fd : connections_) ::close(fd);
+}
+
+void TcpProxy::set_enabled(bool enabled) {
+    enabled_ = enabled;
+    if (enabled) return;
+    std::lock_guard lock(mutex_);
+    for (int fd : connections_) ::shutdown(fd, SHUT_RDWR);  // the pumps see EOF and stop
+}
+
+void TcpProxy::accept_loop() {
+    while (!stopping_) {
+        pollfd p{listen_fd_, POLLIN, 0};
+        if (::poll(&p, 1, 100) <= 0) continue;
+        int client = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (client < 0) continue;
+        if (!enabled_) {
+            ::close(client);
+            continue;
+        }
+        int upstream = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in target{};
+        target.sin_family = AF_INET;
+        target.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        target.sin_port = htons(static_cast<uint16_t>(target_port_));
+        if (::connect(upstream, reinterpret_cast<sockaddr*>(&target), sizeof(target)) != 0) {
+            ::close(client);
+            ::close(upstream);
+            continue;
+        }
+        std::lock_guard lock(mutex_);
+        connections_.push_back(client);
+        connections_.push_back(upstream);
+        threads_.emplace_back([this, client, upstream] { pump(client, upstream); });
+        threads_.emplace_back([this, client, upstream] { pump(upstream, client); });
+    }
+}
+
+void TcpProxy::pump(int from, int to) {
+    char buffer[16384];
+    while (true) {
+        ssize_t n = ::recv(from, buffer, sizeof(buffer), 0);
+        if (n <= 0 || !enabled_) break;
+        if (::send(to, buffer, static_cast<size_t>(n), MSG_NOSIGNAL) != n) break;
+    }
+    ::shutdown(from, SHUT_RDWR);
+    ::shutdown(to, SHUT_RDWR);
 }
 
 }  // namespace plantd::test

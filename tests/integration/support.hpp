@@ -1,12 +1,15 @@
 #pragma once
 // Helpers for integration tests against the real stack (scripts/stack up): the plantd binary as a
 // child process, a QoS 1 MQTT publisher, and InfluxDB queries.
+#include <atomic>
 #include <chrono>
 #include <deque>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <variant>
 #include <vector>
 
@@ -122,6 +125,31 @@ class PrivateBroker {
     std::string dir_;
     int port_;
     int pid_ = -1;
+};
+
+// A TCP forwarder on a free loopback port to `target_port`, which a test can cut and restore: a
+// dependency (MySQL, Redis...) going away and coming back without stopping the shared server.
+// Cutting closes every forwarded connection and refuses new ones.
+class TcpProxy {
+  public:
+    explicit TcpProxy(int target_port);
+    ~TcpProxy();
+    int port() const { return port_; }
+    void set_enabled(bool enabled);
+
+  private:
+    void accept_loop();
+    void pump(int from, int to);
+
+    int target_port_;
+    int port_ = 0;
+    int listen_fd_ = -1;
+    std::atomic<bool> enabled_{true};
+    std::atomic<bool> stopping_{false};
+    std::mutex mutex_;
+    std::vector<int> connections_;
+    std::vector<std::thread> threads_;
+    std::thread acceptor_;
 };
 
 // Polls `condition` every 100 ms until it holds or `timeout` passes.

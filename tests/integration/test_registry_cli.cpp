@@ -63,10 +63,9 @@ TEST_CASE("registry migrations: applied once, in order, idempotent, and required
     CHECK(contains(r.ok("registry migrate"), "already up to date"));
     CHECK(contains(r.ok("registry status"), "schema version 3"));
     CHECK(r.sql("SELECT version FROM schema_migrations ORDER BY version") == "1\n2\n3\n");
-    CHECK(
-        r.sql(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() ORDER BY BINARY table_name") ==
-        "alerts\ndevice_tags\ndevices\nfactories\nparameters\nschema_migrations\n");
+    CHECK(r.sql("SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() ORDER BY "
+                "BINARY table_name") ==
+          "alerts\ndevice_tags\ndevices\nfactories\nparameters\nschema_migrations\n");
     // Every table below factories is keyed by factory first.
     for (const char* table : {"devices", "device_tags", "parameters"}) {
         CAPTURE(table);
