@@ -10,6 +10,7 @@
 #include "control/metrics.hpp"
 #include "decoding/payload_decoder.hpp"
 #include "pipeline/ingest_queue.hpp"
+#include "registry/registry_snapshot.hpp"
 #include "writer/batch.hpp"
 #include "writer/gzip.hpp"
 #include "writer/line_protocol.hpp"
@@ -95,6 +96,30 @@ void BM_queue_hand_off(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations() * 256);
 }
 BENCHMARK(BM_queue_hand_off);
+
+// A registry lookup as the worker does it, in a snapshot of 100,000 devices (10 factories x 10,000,
+// one tag each), with device ids spread over the whole snapshot (cache-unfriendly, like real traffic).
+void BM_registry_lookup_100k_devices(benchmark::State& state) {
+    RegistrySnapshot snapshot;
+    for (int f = 0; f < 10; ++f) {
+        auto& factory = snapshot.factories[fmt::format("f{:03}", f)];
+        for (int d = 0; d < 10'000; ++d) {
+            std::string id = fmt::format("d{:05}", d);
+            factory.devices[id].tags = {{"line", fmt::format("L{}", d % 10)}};
+            ++snapshot.factories_of_device[id];
+        }
+    }
+    std::vector<std::pair<std::string, std::string>> keys;
+    for (int i = 0; i < 4096; ++i)
+        keys.emplace_back(fmt::format("f{:03}", (i * 7) % 10), fmt::format("d{:05}", (i * 7919) % 10'000));
+    size_t i = 0;
+    for (auto _ : state) {
+        const auto& [f, d] = keys[i++ & 4095];
+        benchmark::DoNotOptimize(check_device(snapshot, f, d));
+    }
+    state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_registry_lookup_100k_devices);
 
 // Building a 5,000-line batch and gzip-compressing it (level 1), as a writer sends it.
 void BM_batch_gzip_5000_lines(benchmark::State& state) {

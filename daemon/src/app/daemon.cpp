@@ -118,6 +118,8 @@ int run_daemon(const Config& config) {
         registry = std::make_unique<DeviceRegistry>(config.registry, metrics, health);
         metrics.add_gauge("plantd_registry_ok", "1 while the registry loads from MySQL; 0 while it fails.",
                           [&] { return health.registry_failing ? 0.0 : 1.0; });
+        metrics.add_gauge("plantd_registry_load_seconds", "How long the last registry load from MySQL took.",
+                          [&] { return static_cast<double>(registry->last_load_ms()) / 1000.0; });
         metrics.add_gauge("plantd_registry_devices", "Devices in the registry snapshot in use.", [&] {
             auto snapshot = registry->snapshot();
             return snapshot ? static_cast<double>(snapshot->device_count) : 0.0;

@@ -85,6 +85,7 @@ bool DeviceRegistry::load() {
         }
     }
     size_t skipped_tags = 0;
+    const int64_t started = steady_clock_ms();
     auto loaded = store_->load_snapshot(skipped_tags);
     if (!loaded) {
         metrics_.registry_load_failures.fetch_add(1);
@@ -95,6 +96,7 @@ bool DeviceRegistry::load() {
         return false;
     }
     (*loaded)->loaded_ms = steady_clock_ms();
+    last_load_ms_.store((*loaded)->loaded_ms - started);
     const size_t devices = (*loaded)->device_count;
     const size_t factories = (*loaded)->factories.size();
     const bool first = !snapshot();

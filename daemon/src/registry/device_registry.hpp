@@ -34,6 +34,8 @@ class DeviceRegistry {
     // Queues a device of an auto_register factory for registration; false when the backlog is full
     // (the record is then rejected, so a flood of invented ids cannot grow the registry unbounded).
     bool request_auto_register(std::string_view factory_id, std::string_view device_id);
+    // How long the last successful load from MySQL took (ms; -1 before the first).
+    int64_t last_load_ms() const { return last_load_ms_.load(); }
 
   private:
     void run();
@@ -44,6 +46,7 @@ class DeviceRegistry {
     Health& health_;
     std::unique_ptr<RegistryStore> store_;
     std::atomic<std::shared_ptr<const RegistrySnapshot>> snapshot_;
+    std::atomic<int64_t> last_load_ms_{-1};
 
     std::mutex mutex_;
     std::condition_variable wake_;
