@@ -78,6 +78,17 @@ std::string mysql_command(const std::string& database, const std::string& sql) {
     return output;
 }
 
+ScratchMysqlDatabase::ScratchMysqlDatabase(std::string_view prefix) : name_(unique_name(prefix)) {
+    mysql_command("", "CREATE DATABASE `" + name_ + "`");
+}
+
+ScratchMysqlDatabase::~ScratchMysqlDatabase() {
+    try {
+        mysql_command("", "DROP DATABASE IF EXISTS `" + name_ + "`");
+    } catch (...) {
+    }
+}
+
 std::string unique_name(std::string_view prefix) {
     static int counter = 0;
     return fmt::format("{}_{}_{}_{}", prefix, ::getpid(),

@@ -91,6 +91,16 @@ std::string registry_config(const std::string& database);
 // Runs SQL through the mysql command-line client (an independent view of the database); returns its
 // tab-separated output without headers. Throws on failure.
 std::string mysql_command(const std::string& database, const std::string& sql);
+// A database of its own on the stack's MariaDB for one test, dropped afterwards.
+class ScratchMysqlDatabase {
+  public:
+    explicit ScratchMysqlDatabase(std::string_view prefix);
+    ~ScratchMysqlDatabase();
+    const std::string& name() const { return name_; }
+
+  private:
+    std::string name_;
+};
 // count(seq) FROM telemetry, or -1 while the database does not exist yet.
 double influx_count_seq(const std::string& database);
 

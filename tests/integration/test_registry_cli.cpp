@@ -15,18 +15,12 @@ namespace {
 
 struct Registry {
     TempDir dir;
-    std::string database = unique_name("plantd_itest_registry");
+    ScratchMysqlDatabase scratch{"plantd_itest_registry"};
+    std::string database = scratch.name();
     std::string config_path = dir.path() + "/plantd.toml";
 
     Registry() {
-        mysql_command("", "CREATE DATABASE `" + database + "`");
         std::ofstream(config_path) << "[mqtt]\nuri = \"" << mqtt_uri() << "\"\n" << registry_config(database);
-    }
-    ~Registry() {
-        try {
-            mysql_command("", "DROP DATABASE IF EXISTS `" + database + "`");
-        } catch (...) {
-        }
     }
     // Runs `plantd <args>`; returns stdout+stderr and sets `code`.
     std::string plantd(const std::string& args, int& code) const {

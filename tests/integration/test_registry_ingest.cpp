@@ -33,17 +33,8 @@ std::string text_of(const Row& row, const std::string& column) {
 
 TEST_CASE("registry checks: every record lands under its own registered factory and device, or is rejected") {
     TempDir dir;
-    const std::string registry_db = unique_name("plantd_itest_ingest");
-    mysql_command("", "CREATE DATABASE `" + registry_db + "`");
-    struct DropDatabase {
-        std::string name;
-        ~DropDatabase() {
-            try {
-                mysql_command("", "DROP DATABASE IF EXISTS `" + name + "`");
-            } catch (...) {
-            }
-        }
-    } drop{registry_db};
+    ScratchMysqlDatabase scratch("plantd_itest_ingest");
+    const std::string& registry_db = scratch.name();
     const std::string influx_db = unique_name("itest_registry");
     const std::string prefix = unique_name("it");
     const int port = free_port();
@@ -185,17 +176,8 @@ TEST_CASE("registry checks: every record lands under its own registered factory 
 TEST_CASE(
     "registry degraded: MySQL away at start-up holds records; MySQL lost later keeps known devices flowing") {
     TempDir dir;
-    const std::string registry_db = unique_name("plantd_itest_degraded");
-    mysql_command("", "CREATE DATABASE `" + registry_db + "`");
-    struct DropDatabase {
-        std::string name;
-        ~DropDatabase() {
-            try {
-                mysql_command("", "DROP DATABASE IF EXISTS `" + name + "`");
-            } catch (...) {
-            }
-        }
-    } drop{registry_db};
+    ScratchMysqlDatabase scratch("plantd_itest_degraded");
+    const std::string& registry_db = scratch.name();
     const std::string influx_db = unique_name("itest_degraded");
     const std::string prefix = unique_name("it");
     const int port = free_port();
