@@ -245,3 +245,68 @@ TEST_CASE(
     CHECK(read_lines(dir.path() + "/dl.jsonl").empty());
     influx_command("DROP DATABASE \"" + influx_db + "\"");
 }
+
+TEST_CASE("per-factory rate limits: a flooding factory is throttled, the others lose nothing") {
+    TempDir dir;
+    ScratchMysqlDatabase scratch("plantd_itest_rate");
+    const std::string influx_db = unique_name("itest_rate");
+    const std::string prefix = unique_name("it");
+    const int port = free_port();
+    const std::string config =
+        base_config(unique_name("plantd-rate"), prefix, influx_db, port, dir.path() + "/dl.jsonl",
+                    "[ingest]\nfactory_rate_limit = 1000\n" + registry_config(scratch.name()) +
+                        "enabled = true\nrefresh_interval = \"300ms\"\n");
+    const std::string config_path = dir.path() + "/cli.toml";
+    std::ofstream(config_path) << config;
+    cli(config_path, "registry migrate");
+    cli(config_path, "factory add fa");
+    cli(config_path, "factory add fb");
+    cli(config_path, "factory set-rate-limit fa 20 --burst 20");  // fb keeps the default, 1000/s
+    cli(config_path, "device add fa d1");
+    cli(config_path, "device add fb d1");
+
+    PlantdProcess plantd(dir.path(), config, port);
+    REQUIRE_MESSAGE(plantd.wait_ready(std::chrono::seconds(30)), plantd.log());
+    REQUIRE(
+        eventually([&] { return plantd.metric("plantd_registry_devices") == 2; }, std::chrono::seconds(10)));
+    auto publish = [&](const std::string& factory, int from, int count) {
+        Publisher publisher(unique_name("itest-pub"));
+        for (int i = from; i < from + count; ++i) {
+            publisher.publish(
+                fmt::format("{}/factory/{}/device/d1/telemetry", prefix, factory),
+                fmt::format(R"({{"ts": {}, "metrics": {{"seq": {}}}}})", 1'700'000'000'000 + i, i));
+        }
+    };
+    const auto started = std::chrono::steady_clock::now();
+    std::thread flood([&] { publish("fa", 0, 300); });
+    publish("fb", 0, 300);
+    flood.join();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    auto settled = [&] {
+        return plantd.metric("plantd_points_written_total{factory_id=\"fa\"}") +
+                   plantd.metric(
+                       "plantd_rejected_total{scope=\"message\",reason=\"rate_limited\",factory_id="
+                       "\"fa\"}") ==
+               300;
+    };
+    REQUIRE(eventually(settled, std::chrono::seconds(20)));
+    // The quiet factory loses nothing; the flooding one gets its burst plus its rate.
+    CHECK(eventually([&] { return plantd.metric("plantd_points_written_total{factory_id=\"fb\"}") == 300; },
+                     std::chrono::seconds(20)));
+    auto m = plantd.metrics();
+    const double fa_written = m["plantd_points_written_total{factory_id=\"fa\"}"];
+    CHECK(fa_written >= 20);
+    CHECK(fa_written <= 20 + 20 * (seconds + 2));
+    CHECK(m["plantd_rejected_total{scope=\"message\",reason=\"rate_limited\",factory_id=\"fb\"}"] == 0);
+    CHECK(read_lines(dir.path() + "/dl.jsonl").size() == static_cast<size_t>(300 - fa_written));
+
+    // The operator lifts the override: fa falls back to the default and its next 100 all pass.
+    cli(config_path, "factory set-rate-limit fa --clear");
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // a reload, and the bucket refills
+    publish("fa", 1000, 100);
+    CHECK(eventually(
+        [&] { return plantd.metric("plantd_points_written_total{factory_id=\"fa\"}") == fa_written + 100; },
+        std::chrono::seconds(20)));
+    CHECK(plantd.terminate() == 0);
+    influx_command("DROP DATABASE \"" + influx_db + "\"");
+}

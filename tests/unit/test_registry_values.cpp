@@ -1,7 +1,10 @@
 // What the registry accepts from an operator (pure checks; the MySQL side is in the integration tests).
 #include <doctest/doctest.h>
 
+#include <fmt/format.h>
+
 #include "config/config.hpp"
+#include "pipeline/factory_rate_limiter.hpp"
 #include "registry/migrations.hpp"
 #include "registry/registry_snapshot.hpp"
 #include "registry/registry_values.hpp"
@@ -101,4 +104,49 @@ TEST_CASE("registry snapshot verdicts: factory, device, policy, and devices of o
     CHECK(check_device(snapshot, "F1", "press-01").verdict == DeviceVerdict::factory_disabled);
     CHECK(check_device(snapshot, "f3", "press-01").verdict == DeviceVerdict::unknown_factory);
     CHECK(check_device(snapshot, "", "").verdict == DeviceVerdict::unknown_factory);
+}
+
+TEST_CASE("per-factory token buckets: burst, refill, independence, no limit, bounded buckets") {
+    FactoryRateLimiter limiter(3);
+    const RateLimit ten{10, 5};
+    int64_t now = 1'000'000'000;
+    int admitted = 0;
+    for (int i = 0; i < 20; ++i) admitted += limiter.admit("fa", ten, now);
+    CHECK(admitted == 5);  // the burst, then nothing at the same instant
+    now += 300'000'000;    // 0.3 s at 10/s: 3 tokens
+    admitted = 0;
+    for (int i = 0; i < 20; ++i) admitted += limiter.admit("fa", ten, now);
+    CHECK(admitted == 3);
+    // Another factory has its own bucket: fa's flood does not touch it.
+    admitted = 0;
+    for (int i = 0; i < 20; ++i) admitted += limiter.admit("fb", ten, now);
+    CHECK(admitted == 5);
+    // A long pause refills only up to the burst.
+    now += 60'000'000'000;
+    admitted = 0;
+    for (int i = 0; i < 20; ++i) admitted += limiter.admit("fa", ten, now);
+    CHECK(admitted == 5);
+    // No limit: everything passes.
+    for (int i = 0; i < 1000; ++i) REQUIRE(limiter.admit("fc", RateLimit{}, now));
+    // Burst 0 means one second's worth.
+    admitted = 0;
+    for (int i = 0; i < 100; ++i) admitted += limiter.admit("fd", RateLimit{20, 0}, now);
+    CHECK(admitted == 20);
+    // Beyond 3 buckets, new factories share one bucket (bounded memory).
+    admitted = 0;
+    for (int i = 0; i < 10; ++i) admitted += limiter.admit(fmt::format("new{}", i), RateLimit{1, 1}, now);
+    CHECK(admitted == 1);
+}
+
+TEST_CASE("[ingest] factory rate limit config: integers or floats, in range") {
+    auto config =
+        load_config_text("[ingest]\nfactory_rate_limit = 250\nfactory_rate_burst = 12.5\n", "t.toml");
+    REQUIRE(config);
+    CHECK(config->ingest.factory_rate_limit == 250);
+    CHECK(config->ingest.factory_rate_burst == 12.5);
+    auto bad = load_config_text("[ingest]\nfactory_rate_limit = -1\nfactory_rate_burst = \"x\"\n", "t.toml");
+    REQUIRE_FALSE(bad);
+    CHECK(bad.error().find("t.toml:2") != std::string::npos);
+    CHECK(bad.error().find("[ingest] factory_rate_limit") != std::string::npos);
+    CHECK(bad.error().find("expected a number") != std::string::npos);
 }

@@ -135,7 +135,9 @@ int run_daemon(const Config& config) {
 
     std::vector<std::unique_ptr<InfluxWriter>> writers;
     std::vector<std::unique_ptr<Worker>> workers;
-    WorkerServices services{config, router, queue, metrics, **dead_letters, reject_log, registry.get()};
+    FactoryRateLimiter rate_limiter;
+    WorkerServices services{config,         router,     queue,          metrics,
+                            **dead_letters, reject_log, registry.get(), &rate_limiter};
     for (size_t i = 0; i < shards; ++i) {
         writers.push_back(
             std::make_unique<InfluxWriter>(i, config.influxdb, metrics, health, **dead_letters, reject_log));

@@ -43,6 +43,10 @@ struct IngestConfig {
     int workers = 2;
     size_t queue_max_messages = 200'000;
     size_t queue_max_bytes = 128ull * 1024 * 1024;
+    // Messages per second each factory may send (token bucket); 0 = no limit. The registry can
+    // override both per factory (`plantd factory set-rate-limit`).
+    double factory_rate_limit = 0;
+    double factory_rate_burst = 0;  // 0 = one second's worth
 };
 
 enum class InfluxApi { v1, v2 };

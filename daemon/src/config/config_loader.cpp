@@ -56,6 +56,19 @@ class SectionReader {
         }
     }
 
+    // An integer or a float.
+    void number(std::string_view key, double& out, double min, double max) {
+        if (const auto* node = find(key)) {
+            std::optional<double> value;
+            if (node->is_integer()) value = static_cast<double>(*node->value<int64_t>());
+            if (node->is_floating_point()) value = node->value<double>();
+            if (!value) return error_at(node, key, "expected a number");
+            if (!(*value >= min && *value <= max))
+                return error_at(node, key, fmt::format("{} is out of range [{}, {}]", *value, min, max));
+            out = *value;
+        }
+    }
+
     template <class Int>
     void integer(std::string_view key, Int& out, int64_t min, int64_t max) {
         if (const auto* node = find(key)) {
@@ -274,6 +287,8 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
         r.integer("workers", g.workers, 1, 64);
         r.integer("queue_max_messages", g.queue_max_messages, 100, 100'000'000);
         r.size("queue_max_bytes", g.queue_max_bytes, 1024 * 1024, 64ull * 1024 * 1024 * 1024);
+        r.number("factory_rate_limit", g.factory_rate_limit, 0, 1e9);
+        r.number("factory_rate_burst", g.factory_rate_burst, 0, 1e9);
         r.finish();
         if (g.queue_max_bytes < g.max_payload_bytes) {
             r.error_at(r.last_node("queue_max_bytes"), "queue_max_bytes",

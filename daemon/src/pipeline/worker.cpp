@@ -130,6 +130,40 @@ void Worker::process(const RawMessage& message) {
         reject_message(message, factory, Rejection{RejectReason::bad_topic, std::move(detail)});
         return;
     }
+    // The factory first, before any decoding: unknown factories and floods cost next to nothing.
+    std::shared_ptr<const RegistrySnapshot> snapshot;  // kept until the records are encoded
+    RateLimit limit{services_.config.ingest.factory_rate_limit, services_.config.ingest.factory_rate_burst};
+    if (services_.registry) {
+        snapshot = services_.registry->snapshot();
+        if (!snapshot) {  // only while draining before the registry ever loaded (run() waits otherwise)
+            reject_message(message, match.factory_id,
+                           Rejection{RejectReason::shutdown_unwritten,
+                                     "the registry never loaded, so the message could not be checked"});
+            return;
+        }
+        auto factory = snapshot->factories.find(match.factory_id);
+        if (factory == snapshot->factories.end() || !factory->second.enabled) {
+            reject_message(
+                message, match.factory_id,
+                Rejection{RejectReason::unknown_factory,
+                          fmt::format("factory {} is {}", match.factory_id,
+                                      factory == snapshot->factories.end() ? "not registered" : "disabled")});
+            return;
+        }
+        if (factory->second.rate_limit_per_s) {
+            limit.per_second = *factory->second.rate_limit_per_s;
+            limit.burst = factory->second.rate_burst.value_or(0);
+        }
+    }
+    if (services_.rate_limiter && limit.per_second > 0 &&
+        !services_.rate_limiter->admit(match.factory_id, limit, steady_clock_ns())) {
+        reject_message(message, match.factory_id,
+                       Rejection{RejectReason::rate_limited,
+                                 fmt::format("factory {} is over its rate limit of {:g} messages/s",
+                                             match.factory_id, limit.per_second)});
+        return;
+    }
+
     const std::string_view payload = message.payload();
     auto rejection = decoder_.decode(match, payload, message.received_ms, wall_clock_ms(), decoded_);
     if (rejection) {
@@ -139,17 +173,7 @@ void Worker::process(const RawMessage& message) {
 
     static const ExtraTags no_extra_tags;
     record_tags_.assign(decoded_.records.size(), &no_extra_tags);
-    std::shared_ptr<const RegistrySnapshot> snapshot;  // kept until the records are encoded
-    if (services_.registry) {
-        snapshot = services_.registry->snapshot();
-        if (!snapshot) {  // only while draining before the registry ever loaded (run() waits otherwise)
-            reject_message(message, match.factory_id,
-                           Rejection{RejectReason::shutdown_unwritten,
-                                     "the registry never loaded, so the message could not be checked"});
-            return;
-        }
-        if (!apply_registry(*snapshot, message, match)) return;
-    }
+    if (snapshot && !apply_registry(*snapshot, message, match)) return;
 
     auto& metrics = services_.metrics;
     Batch& batch = batch_for(match.factory_id);

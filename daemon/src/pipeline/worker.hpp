@@ -13,6 +13,7 @@
 #include "control/rate_limited_log.hpp"
 #include "decoding/payload_decoder.hpp"
 #include "durability/dead_letter_store.hpp"
+#include "pipeline/factory_rate_limiter.hpp"
 #include "pipeline/ingest_queue.hpp"
 #include "registry/device_registry.hpp"
 #include "writer/batch.hpp"
@@ -27,7 +28,8 @@ struct WorkerServices {
     Metrics& metrics;
     DeadLetterStore& dead_letters;
     RateLimitedLog& log;
-    DeviceRegistry* registry = nullptr;  // null: no registry checks (every valid topic is accepted)
+    DeviceRegistry* registry = nullptr;          // null: no registry checks (every valid topic is accepted)
+    FactoryRateLimiter* rate_limiter = nullptr;  // null: no per-factory rate limits
 };
 
 // The InfluxDB database (v1) or bucket (v2) of a factory: "{factory_id}" in the name is replaced.

@@ -5,6 +5,7 @@
 // worker keeps the snapshot it took for the message it is processing.
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -30,6 +31,8 @@ struct RegistryDevice {
 struct RegistryFactory {
     bool enabled = true;
     UnknownDevicePolicy unknown_devices = UnknownDevicePolicy::reject;
+    std::optional<double> rate_limit_per_s;  // overrides [ingest] factory_rate_limit
+    std::optional<double> rate_burst;
     StringMap<RegistryDevice> devices;
 };
 

@@ -363,13 +363,17 @@ Result<std::shared_ptr<RegistrySnapshot>> RegistryStore::load_snapshot(size_t& s
     try {
         auto snapshot = std::make_shared<RegistrySnapshot>();
         std::unique_ptr<sql::Statement> statement(connection_->createStatement());
-        std::unique_ptr<sql::ResultSet> factories(
-            statement->executeQuery("SELECT factory_id, enabled, unknown_device_policy FROM factories"));
+        std::unique_ptr<sql::ResultSet> factories(statement->executeQuery(
+            "SELECT factory_id, enabled, unknown_device_policy, rate_limit_per_s, rate_burst "
+            "FROM factories"));
         while (factories->next()) {
             RegistryFactory& factory = snapshot->factories[factories->getString(1)];
             factory.enabled = factories->getBoolean(2);
             factory.unknown_devices = parse_unknown_device_policy(std::string(factories->getString(3)))
                                           .value_or(UnknownDevicePolicy::reject);
+            if (!factories->isNull(4))
+                factory.rate_limit_per_s = static_cast<double>(factories->getDouble(4));
+            if (!factories->isNull(5)) factory.rate_burst = static_cast<double>(factories->getDouble(5));
         }
         std::unique_ptr<sql::ResultSet> devices(
             statement->executeQuery("SELECT factory_id, device_id, enabled FROM devices"));
