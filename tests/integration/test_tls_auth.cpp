@@ -83,8 +83,9 @@ TEST_CASE("TLS with a verified server certificate and a password from the enviro
     }
 
     // plantd must keep retrying, count each failure, never connect, and still stop cleanly.
+    // The log must name the cause, so that an operator can tell the three apart.
     auto expect_refused = [&](const std::string& uri, const std::string& trusted_ca, const char* password_env,
-                              const char* log_name) {
+                              const char* log_name, const std::string& cause) {
         const int port = free_port();
         std::string config =
             tls_config(base_config(unique_name("plantd-tls"), "t", database, port, dir.path() + "/dl.jsonl"),
@@ -94,20 +95,26 @@ TEST_CASE("TLS with a verified server certificate and a password from the enviro
                          std::chrono::seconds(20)));
         CHECK(plantd.metric("plantd_mqtt_connected") == 0);
         CHECK(plantd.terminate() == 0);
+        const std::string log = plantd.log();
+        INFO(log);
+        CHECK(log.find(cause) != std::string::npos);
     };
 
     SUBCASE("a wrong password: no connection, counted, retried, no crash") {
-        expect_refused(broker.uri("ssl", "localhost"), ca, "PLANTD_TEST_WRONG_PASSWORD",
-                       "wrong-password.log");
+        expect_refused(broker.uri("ssl", "localhost"), ca, "PLANTD_TEST_WRONG_PASSWORD", "wrong-password.log",
+                       "the broker refused the connection: ");
     }
 
     SUBCASE("host name verification: the certificate names localhost, not 127.0.0.1") {
-        expect_refused(broker.uri("ssl", "127.0.0.1"), ca, "PLANTD_TEST_MQTT_PASSWORD", "hostname.log");
+        expect_refused(broker.uri("ssl", "127.0.0.1"), ca, "PLANTD_TEST_MQTT_PASSWORD", "hostname.log",
+                       "the broker's certificate is not trusted: IP address mismatch");
     }
 
     SUBCASE("a certificate from an unknown CA is refused") {
         // The system CAs do not include our test CA.
-        expect_refused(broker.uri("ssl", "localhost"), "/etc/ssl/certs/ca-certificates.crt",
-                       "PLANTD_TEST_MQTT_PASSWORD", "unknown-ca.log");
+        expect_refused(
+            broker.uri("ssl", "localhost"), "/etc/ssl/certs/ca-certificates.crt", "PLANTD_TEST_MQTT_PASSWORD",
+            "unknown-ca.log",
+            "the broker's certificate is not trusted: self-signed certificate in certificate chain");
     }
 }
