@@ -92,7 +92,8 @@ TEST_CASE("invalid values are refused") {
 
 TEST_CASE("secrets come from the config, an environment variable or a file, never two") {
     ::setenv("PLANTD_TEST_SECRET", "from-env", 1);
-    auto config = load_config_text("[mqtt]\npassword_env = \"PLANTD_TEST_SECRET\"\n", "t.toml");
+    auto config =
+        load_config_text("[mqtt]\nusername = \"u\"\npassword_env = \"PLANTD_TEST_SECRET\"\n", "t.toml");
     REQUIRE(config.ok());
     CHECK(config->mqtt.password == "from-env");
 
@@ -106,6 +107,7 @@ TEST_CASE("secrets come from the config, an environment variable or a file, neve
     std::filesystem::remove(path);
 
     CHECK(mentions(error_of("[mqtt]\npassword = \"a\"\npassword_env = \"B\"\n"), "only one of"));
+    CHECK(mentions(error_of("[mqtt]\npassword = \"a\"\n"), "[mqtt] password: needs a username"));
     CHECK(mentions(error_of("[mqtt]\npassword_env = \"PLANTD_TEST_UNSET_VARIABLE\"\n"), "is not set"));
     CHECK(mentions(error_of("[mqtt]\npassword_file = \"/nonexistent/secret\"\n"), "cannot read"));
 }

@@ -150,7 +150,7 @@ TEST_CASE("CONNACK: session present, refusals, and the v5 server keepalive and r
 TEST_CASE("SUBSCRIBE and SUBACK") {
     std::string packet;
     encode_subscribe(version_5, 3, {{"a/+", 1}, {"b/#", 0}}, packet);
-    CHECK(packet == bytes({0x82, 15, 0, 3, 0, 0, 3, 'a', '/', '+', 1, 0, 3, 'b', '/', '#', 0}));
+    CHECK(packet == bytes({0x82, 15, 0, 3, 0, 0, 3, 'a', '/', '+', 0x11, 0, 3, 'b', '/', '#', 0x10}));
     packet.clear();
     encode_subscribe(version_3_1_1, 3, {{"a", 1}}, packet);
     CHECK(packet == bytes({0x82, 6, 0, 3, 0, 1, 'a', 1}));
@@ -202,5 +202,31 @@ TEST_CASE("broker URIs: schemes, default ports, IPv6, and clear errors") {
     CHECK(parse_broker_uri("tcp://h:x").error().find("port 'x'") != std::string::npos);
     CHECK(parse_broker_uri("tcp://h:").error().find("port ''") != std::string::npos);
     CHECK_FALSE(parse_broker_uri("tcp://[::1"));
+    CHECK(parse_broker_uri("tcp://::1:1883").error().find("in brackets") != std::string::npos);
     CHECK_FALSE(parse_broker_uri("tcp://user@h:1"));
+}
+
+TEST_CASE("an oversize PUBLISH: topic and packet id from its start, whatever the properties") {
+    // v5, QoS 1, topic "t/x", id 9, then a property block announcing 1 MB (not here): irrelevant.
+    std::string start = std::string("\0\3t/x\0\x09", 7) + "\xC0\x84\x3D";
+    Publish head;
+    REQUIRE(decode_publish_head(0x02, start, head) == "");
+    CHECK(head.topic == "t/x");
+    CHECK(head.packet_id == 9);
+    CHECK(head.qos == 1);
+    CHECK(head.payload.empty());
+    // The full decoder cannot read those properties: that is why the session uses the head only.
+    Publish full;
+    CHECK(decode_publish(version_5, 0x02, start, full) != "");
+    CHECK(decode_publish_head(0x02, std::string("\0\3t/", 4), head) != "");  // topic cut short
+    CHECK(decode_publish_head(0x06, start, head) != "");                     // QoS 3
+}
+
+TEST_CASE("SUBSCRIBE 5.0 asks for retained messages only when the subscription is new") {
+    std::string packet;
+    encode_subscribe(version_5, 1, {{"a", 1}}, packet);
+    CHECK(static_cast<uint8_t>(packet.back()) == 0x11);  // QoS 1 | Retain Handling 1
+    packet.clear();
+    encode_subscribe(version_3_1_1, 1, {{"a", 1}}, packet);
+    CHECK(static_cast<uint8_t>(packet.back()) == 0x01);  // 3.1.1 has no such option
 }

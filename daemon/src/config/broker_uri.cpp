@@ -30,7 +30,10 @@ Result<BrokerEndpoint> parse_broker_uri(std::string_view uri) {
         else if (!rest.empty())
             return fail(std::string("unexpected text after the IPv6 address"));
     } else {
-        size_t colon = rest.rfind(':');
+        size_t colon = rest.find(':');
+        if (colon != std::string_view::npos && rest.find(':', colon + 1) != std::string_view::npos) {
+            return fail(std::string("an IPv6 address must be in brackets, e.g. tcp://[::1]:1883"));
+        }
         endpoint.host = std::string(rest.substr(0, colon));
         if (colon != std::string_view::npos) port_text = rest.substr(colon + 1);
     }

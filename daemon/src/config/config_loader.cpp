@@ -255,6 +255,10 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
         if (m.client_id.empty()) m.client_id = "plantd-" + config.instance;
         if (m.client_id.size() > 128)
             r.error_at(r.last_node("client_id"), "client_id", "longer than 128 bytes");
+        if (m.password && m.username.empty()) {
+            // MQTT 3.1.1 forbids it, and a v5 broker would see an anonymous client with a password.
+            r.error_at(r.last_node("password"), "password", "needs a username");
+        }
         auto endpoint = parse_broker_uri(m.uri);
         if (!endpoint) r.error_at(r.last_node("uri"), "uri", endpoint.error());
         if (m.reconnect_min_ms > m.reconnect_max_ms) {

@@ -66,7 +66,8 @@ std::string Metrics::render_prometheus() const {
     };
     counter("plantd_messages_received_total", "MQTT messages handed to plantd by the broker.",
             messages_received);
-    counter("plantd_bytes_received_total", "Payload bytes received.", bytes_received);
+    counter("plantd_bytes_received_total",
+            "MQTT PUBLISH packet bytes taken by plantd (topic, payload and headers).", bytes_received);
     counter("plantd_messages_accepted_total", "Messages that yielded at least one record.",
             messages_accepted);
     counter("plantd_records_accepted_total", "Records encoded for InfluxDB.", records_accepted);

@@ -32,7 +32,7 @@ class IngestQueue {
     size_t pop_bulk(size_t shard, RawMessage* out, size_t max, std::chrono::microseconds timeout);
     void done(const RawMessage& message);
 
-    // After close(), push() refuses (returns false, the caller keeps the message) and pop_bulk()
+    // After close(), push() refuses (returns `closed`, the caller keeps the message) and pop_bulk()
     // drains what is left. close() returns once no push() is under way any more.
     void close();
     bool closed() const { return closed_.load(); }

@@ -11,6 +11,8 @@ struct RawMessage {
     std::string data;  // the topic, then the payload
     uint32_t topic_size = 0;
     int64_t received_ms = 0;
+    // > 0: the payload was too large to keep (about this many bytes) and `data` holds only the topic.
+    size_t oversize_payload_bytes = 0;
 
     static RawMessage make(std::string_view topic, std::string_view payload, int64_t received_ms) {
         RawMessage message;

@@ -130,6 +130,14 @@ void Worker::process(const RawMessage& message) {
         reject_message(message, factory, Rejection{RejectReason::bad_topic, std::move(detail)});
         return;
     }
+    if (message.oversize_payload_bytes > 0) {  // the subscriber kept only the topic
+        reject_message(message, match.factory_id,
+                       Rejection{RejectReason::oversize,
+                                 fmt::format("payload is about {} bytes (not kept), max_payload_bytes is {}",
+                                             message.oversize_payload_bytes,
+                                             services_.config.ingest.max_payload_bytes)});
+        return;
+    }
     // The factory first, before any decoding: unknown factories and floods cost next to nothing.
     std::shared_ptr<const RegistrySnapshot> snapshot;  // kept until the records are encoded
     RateLimit limit{services_.config.ingest.factory_rate_limit, services_.config.ingest.factory_rate_burst};

@@ -209,7 +209,9 @@ void encode_subscribe(int version, uint16_t packet_id, const std::vector<Subscri
     if (version == version_5) body += static_cast<char>(0);  // no properties
     for (const auto& subscription : subscriptions) {
         append_string(body, subscription.filter);
-        body += static_cast<char>(subscription.qos & 3);
+        // v5 Retain Handling 1: retained messages only when the subscription is new, so that a
+        // reconnect to a persistent session does not ingest every retained message again.
+        body += static_cast<char>((subscription.qos & 3) | (version == version_5 ? 0x10 : 0));
     }
     append_packet(out, 0x82, body);
 }
@@ -280,6 +282,22 @@ std::string decode_publish(int version, uint8_t flags, std::string_view body, Pu
     }
     if (version == version_5 && !skip_properties(reader)) return "PUBLISH: malformed properties";
     out.payload = reader.rest();
+    return {};
+}
+
+std::string decode_publish_head(uint8_t flags, std::string_view body_start, Publish& out) {
+    out.qos = (flags >> 1) & 3;
+    out.retain = (flags & 1) != 0;
+    out.duplicate = (flags & 8) != 0;
+    out.payload = {};
+    if (out.qos == 3) return "PUBLISH with QoS 3";
+    Reader reader(body_start);
+    if (!reader.string(out.topic)) return "PUBLISH: truncated topic";
+    out.packet_id = 0;
+    if (out.qos > 0) {
+        if (!reader.u16(out.packet_id)) return "PUBLISH: truncated packet identifier";
+        if (out.packet_id == 0) return "PUBLISH: packet identifier 0";
+    }
     return {};
 }
 

@@ -95,6 +95,10 @@ struct Publish {
 // is being skipped: the payload is then what the prefix holds). Returns "" or what is wrong.
 std::string decode_publish(int version, uint8_t flags, std::string_view body, Publish& out);
 
+// Only the topic and packet identifier of a PUBLISH (payload left empty): for an oversize packet
+// of which plantd reads just the start. Properties of any size can follow; they are not needed.
+std::string decode_publish_head(uint8_t flags, std::string_view body_start, Publish& out);
+
 struct Connack {
     bool session_present = false;
     uint8_t reason = 0;               // 3.1.1 return code or v5 reason code; 0 = accepted

@@ -93,7 +93,16 @@ void MqttSubscriber::run() {
     int64_t backoff = config_.mqtt.reconnect_min_ms;
     while (!stopping_.load()) {
         const uint64_t connects_before = metrics_.mqtt_connects.load();
-        std::string why = run_session();
+        const int64_t started = steady_clock_ms();
+        subscribed_once_ = false;
+        std::string why;
+        try {
+            why = run_session();
+        } catch (const std::exception& e) {
+            // Only allocation failures can get here: count, log, and start a fresh session.
+            metrics_.internal_errors.fetch_add(1);
+            why = fmt::format("internal error: {}", e.what());
+        }
         transport_.close();
         const bool was_connected = metrics_.mqtt_connects.load() != connects_before;
         health_.mqtt_connected = false;
@@ -101,16 +110,21 @@ void MqttSubscriber::run() {
         if (stopping_.load()) break;
         if (was_connected) {
             metrics_.mqtt_connection_losses.fetch_add(1);
-            backoff = config_.mqtt.reconnect_min_ms;
             spdlog::warn("mqtt: connection lost: {}; reconnecting", why);
         } else {
             metrics_.mqtt_connect_failures.fetch_add(1);
             spdlog::warn("mqtt: cannot connect to {}: {}", config_.mqtt.uri, why);
         }
+        // Back off from the minimum again only after a session that worked (subscribed, and up for
+        // at least reconnect_max): a broker that accepts and then drops us (refused subscription,
+        // another client taking our id) must not be hammered several times a second.
+        if (subscribed_once_ && steady_clock_ms() - started >= config_.mqtt.reconnect_max_ms) {
+            backoff = config_.mqtt.reconnect_min_ms;
+        }
         std::uniform_real_distribution<double> jitter(0.5, 1.0);
         const auto wait_ms = static_cast<int64_t>(static_cast<double>(backoff) * jitter(random_));
         backoff = std::min(backoff * 2, config_.mqtt.reconnect_max_ms);
-        if (!wait_before_retry(was_connected ? wait_ms / 4 : wait_ms)) break;
+        if (!wait_before_retry(wait_ms)) break;
     }
 }
 
@@ -193,7 +207,9 @@ std::string MqttSubscriber::run_session() {
     subscribe_id_ = next_packet_id();
     mqtt_codec::encode_subscribe(version_, subscribe_id_, subscriptions, out_);
     if (!flush_output()) return transport_.error();
-    const int64_t subscribe_deadline = steady_clock_ms() + subscribe_timeout_ms;
+    // A resumed session's backlog may arrive before the SUBACK; while the queue is full it is not
+    // read, so the deadline moves with it.
+    int64_t subscribe_deadline = steady_clock_ms() + subscribe_timeout_ms;
     last_received_ms_ = steady_clock_ms();
     last_read_bytes_ = 0;
     has_blocked_ = false;
@@ -207,6 +223,7 @@ std::string MqttSubscriber::run_session() {
             flush_output();
             return "";
         }
+        if (has_blocked_) subscribe_deadline = std::max(subscribe_deadline, now + subscribe_timeout_ms);
         if (!health_.mqtt_subscribed && now > subscribe_deadline) {
             metrics_.mqtt_subscribe_failures.fetch_add(1);
             return "no SUBACK within 10 s";
@@ -233,10 +250,18 @@ std::string MqttSubscriber::run_session() {
             if (frame.total_size() > max_packet_bytes_) {
                 if (frame.type != PacketType::publish) return "oversize packet from the broker";
                 if (available.size() < max_packet_bytes_) break;  // read up to the limit first
-                std::string_view prefix =
-                    available.substr(frame.header_size, max_packet_bytes_ - frame.header_size);
-                Step step = handle_packet(frame, prefix, problem);
-                if (step == Step::drop) return problem;
+                // Only the topic and packet id are needed: v5 properties may be of any size, so the
+                // payload is not looked for. The message is still acknowledged once the queue takes it.
+                mqtt_codec::Publish head;
+                problem = mqtt_codec::decode_publish_head(
+                    frame.flags, available.substr(frame.header_size, max_packet_bytes_ - frame.header_size),
+                    head);
+                if (!problem.empty()) return problem;
+                if (head.qos > 1)
+                    return "the broker sent QoS 2 although plantd subscribed with QoS 1 at most";
+                const size_t payload_at_most =
+                    frame.remaining_size - 2 - head.topic.size() - (head.qos > 0 ? 2 : 0);
+                deliver(head, frame.total_size(), payload_at_most);
                 if (available.size() >= frame.total_size()) {
                     in_begin_ += frame.total_size();  // all of it is here already
                 } else {
@@ -317,6 +342,7 @@ MqttSubscriber::Step MqttSubscriber::handle_packet(const Frame& frame, std::stri
                 }
             }
             health_.mqtt_subscribed = true;
+            subscribed_once_ = true;
             for (const auto& filter : filters_)
                 spdlog::info("mqtt: subscribed to {} (QoS {})", filter, config_.mqtt.qos);
             send_status("online");
@@ -352,10 +378,13 @@ void MqttSubscriber::taken(uint16_t ack_id, size_t packet_size) {
     if (ack_id != 0) mqtt_codec::encode_puback(ack_id, out_);
 }
 
-MqttSubscriber::Step MqttSubscriber::deliver(const mqtt_codec::Publish& publish, size_t packet_size) {
-    // An oversize payload arrives cut at the limit + 1 byte: enough for the worker to reject it.
+MqttSubscriber::Step MqttSubscriber::deliver(const mqtt_codec::Publish& publish, size_t packet_size,
+                                             size_t oversize_payload_bytes) {
+    // An oversize payload that is here whole is cut at the limit + 1 byte: enough for the worker to
+    // reject it (and for the dead letter to show its start).
     const size_t keep = std::min(publish.payload.size(), config_.ingest.max_payload_bytes + 1);
     RawMessage raw = RawMessage::make(publish.topic, publish.payload.substr(0, keep), received_ms_);
+    raw.oversize_payload_bytes = oversize_payload_bytes;
     const uint16_t ack_id = publish.qos == 1 ? publish.packet_id : 0;
     auto status = queue_.push(raw, queue_wait);
     if (status == IngestQueue::PushStatus::pushed) {

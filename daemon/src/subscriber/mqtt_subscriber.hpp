@@ -44,14 +44,15 @@ class MqttSubscriber {
     std::string status_topic() const { return "plantd/" + config_.instance + "/status"; }
 
   private:
-    enum class Step { go_on, blocked, stop, drop };  // what the read loop does next
+    enum class Step { go_on, blocked, drop };  // what the read loop does next
 
     void run();
     // One connection's life; returns why it ended ("" when asked to stop).
     std::string run_session();
     std::string handshake(mqtt_codec::Connack& connack);
     Step handle_packet(const mqtt_codec::Frame& frame, std::string_view body, std::string& problem);
-    Step deliver(const mqtt_codec::Publish& publish, size_t packet_size);
+    // oversize_payload_bytes > 0: only the topic is kept, and the worker rejects it as oversize.
+    Step deliver(const mqtt_codec::Publish& publish, size_t packet_size, size_t oversize_payload_bytes = 0);
     void taken(uint16_t ack_id, size_t packet_size);
     bool flush_output();
     void send_status(std::string_view status);
@@ -85,6 +86,7 @@ class MqttSubscriber {
     uint16_t blocked_packet_id_ = 0;
     size_t blocked_bytes_ = 0;
     bool has_blocked_ = false;
+    bool subscribed_once_ = false;  // this session got its SUBACK
     std::mt19937 random_{std::random_device{}()};
 
     std::mutex mutex_;

@@ -187,6 +187,7 @@ ssize_t MqttTransport::read_some(char* buffer, size_t size, int64_t timeout_ms) 
     while (true) {
         if (ssl_) {
             ERR_clear_error();
+            errno = 0;
             int n = SSL_read(ssl_, buffer, static_cast<int>(std::min<size_t>(size, 1 << 30)));
             if (n > 0) return n;
             int error = SSL_get_error(ssl_, n);
@@ -196,8 +197,13 @@ ssize_t MqttTransport::read_some(char* buffer, size_t size, int64_t timeout_ms) 
                 waited = true;
                 continue;
             }
-            error_ = error == SSL_ERROR_ZERO_RETURN ? "the broker closed the connection"
-                                                    : "TLS read: " + openssl_errors();
+            if (error == SSL_ERROR_ZERO_RETURN || (error == SSL_ERROR_SYSCALL && errno == 0)) {
+                error_ = "the broker closed the connection";
+            } else if (error == SSL_ERROR_SYSCALL) {
+                error_ = std::string("TLS read: ") + std::strerror(errno);
+            } else {
+                error_ = "TLS read: " + openssl_errors();
+            }
             return -1;
         }
         ssize_t n = ::recv(fd_, buffer, size, 0);
@@ -234,7 +240,8 @@ bool MqttTransport::write_all(std::string_view data, int64_t timeout_ms) {
             }
             int error = SSL_get_error(ssl_, n);
             if (error != SSL_ERROR_WANT_READ && error != SSL_ERROR_WANT_WRITE) {
-                error_ = "TLS write: " + openssl_errors();
+                error_ = error == SSL_ERROR_SYSCALL ? std::string("TLS write: ") + std::strerror(errno)
+                                                    : "TLS write: " + openssl_errors();
                 return false;
             }
             if (error == SSL_ERROR_WANT_READ) wait_events = POLLIN;
