@@ -107,7 +107,10 @@ TEST_CASE("registry checks: every record lands under its own registered factory 
     auto m = plantd.metrics();
     CHECK(m["plantd_rejected_total{scope=\"message\",reason=\"unknown_device\",factory_id=\"fa\"}"] == 4);
     CHECK(m["plantd_rejected_total{scope=\"message\",reason=\"unknown_factory\",factory_id=\"fc\"}"] == 2);
-    CHECK(m["plantd_rejected_total{scope=\"message\",reason=\"unknown_factory\",factory_id=\"fz\"}"] == 2);
+    CHECK(m["plantd_rejected_total{scope=\"message\",reason=\"unknown_factory\",factory_id=\"_"
+            "unregistered\"}"] == 2);
+    CHECK(m.count("plantd_rejected_total{scope=\"message\",reason=\"unknown_factory\",factory_id=\"fz\"}") ==
+          0);
     CHECK(m["plantd_rejected_total{scope=\"message\",reason=\"foreign_device\",factory_id=\"fb\"}"] == 2);
     // In fa's gateway batch: d9 is unknown in fa, b7 belongs to fb.
     CHECK(m["plantd_rejected_total{scope=\"record\",reason=\"unknown_device\",factory_id=\"fa\"}"] == 1);

@@ -1,6 +1,7 @@
 // Smaller pure pieces: the non-standard number rewrite, dead-letter JSON, metrics, the ingest queue.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <map>
 #include <string>
 #include <vector>
@@ -157,7 +158,12 @@ TEST_CASE("the record-age histogram: buckets, quantiles and Prometheus text") {
     CHECK(histogram.count() == 101);
     CHECK(histogram.quantile_bound_ms(0.5) == 7);
     CHECK(histogram.quantile_bound_ms(0.985) == 250);
-    CHECK(histogram.quantile_bound_ms(1.0) == -1);
+    CHECK(histogram.quantile_bound_ms(1.0) == -1);             // the largest is above every bound
+    CHECK(histogram.quantile_bound_ms(0.0) == 1);              // the smallest (the clamped -5)
+    CHECK(histogram.quantile_bound_ms(99.0 / 101.0) == 7);     // exactly the 99th of 101: still 7 ms
+    CHECK(histogram.quantile_bound_ms(100.0 / 101.0) == 250);  // the 100th
+    CHECK(histogram.quantile_bound_ms(-3) == 1);               // clamped, not undefined
+    CHECK(histogram.quantile_bound_ms(std::nan("")) == 1);
     std::string text;
     histogram.render(text, "age_seconds", "help");
     CHECK(text.find("# TYPE age_seconds histogram\n") != std::string::npos);

@@ -167,7 +167,10 @@ int run_daemon(const Config& config) {
     struct DrainOnExit {
         std::function<void()> run;
         ~DrainOnExit() { run(); }
-    } drain_on_exit{[&] { drain(std::chrono::steady_clock::now()); }};
+    } drain_on_exit{[&] {
+        drain(std::chrono::steady_clock::now());
+        control.stop();  // its gauges read the registry and the writers: stop scrapes before they go
+    }};
 
     if (registry) registry->start();
     for (auto& writer : writers) writer->start();

@@ -91,8 +91,8 @@ struct ShutdownConfig {
     int64_t drain_timeout_ms = 30'000;  // then unwritten batches go to the dead-letter store
 };
 
-// The device registry's MySQL/MariaDB database (issue 4): the operator commands use it now; the
-// ingestion path's lookups (with the Redis cache) come next.
+// The device registry's MySQL/MariaDB database: the operator commands, and (when enabled) the
+// snapshot the ingest path checks every record against.
 struct RegistryConfig {
     bool enabled = false;  // check every record against the registry (else every valid topic is accepted)
     int64_t refresh_interval_ms = 5'000;    // how soon an operator's change reaches the ingest path

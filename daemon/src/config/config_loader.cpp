@@ -294,6 +294,10 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
         r.number("factory_rate_limit", g.factory_rate_limit, 0, 1e9);
         r.number("factory_rate_burst", g.factory_rate_burst, 0, 1e9);
         r.finish();
+        if (g.factory_rate_burst > 0 && g.factory_rate_burst < 1) {
+            r.error_at(r.last_node("factory_rate_burst"), "factory_rate_burst",
+                       "must be 0 (one second's worth) or at least 1 message");
+        }
         if (g.queue_max_bytes < g.max_payload_bytes) {
             r.error_at(r.last_node("queue_max_bytes"), "queue_max_bytes",
                        "is smaller than max_payload_bytes");

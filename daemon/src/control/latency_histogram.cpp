@@ -1,6 +1,7 @@
 #include "control/latency_histogram.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include <fmt/format.h>
 
@@ -32,13 +33,16 @@ void LatencyHistogram::add(const Local& local) {
 int64_t LatencyHistogram::quantile_bound_ms(double q) const {
     const uint64_t total = count();
     if (total == 0) return -1;
-    const auto rank = static_cast<uint64_t>(q * static_cast<double>(total));
+    q = std::clamp(q, 0.0, 1.0);  // NaN compares false: becomes 0 below
+    // The q-quantile is the ceil(q·N)-th smallest observation (at least the first).
+    const auto rank =
+        std::max<uint64_t>(1, static_cast<uint64_t>(std::ceil(q > 0 ? q * static_cast<double>(total) : 0)));
     uint64_t seen = 0;
     for (size_t i = 0; i < bounds_ms.size(); ++i) {
         seen += buckets_[i].load(std::memory_order_relaxed);
-        if (seen > rank || (seen == total && seen > 0)) return bounds_ms[i];
+        if (seen >= rank) return bounds_ms[i];
     }
-    return -1;
+    return -1;  // above every bound
 }
 
 void LatencyHistogram::render(std::string& out, const char* name, const char* help) const {

@@ -11,8 +11,8 @@ namespace plantd {
 
 class LatencyHistogram {
   public:
-    // 1 ms steps to 10 ms, 5 ms to 100 ms, 25 ms to 2 s, 250 ms to 10 s, then coarse: fine enough
-    // around the flush interval that a p99 read from the buckets is within 25 ms of the truth.
+    // 1 ms steps to 10 ms, 5 ms to 100 ms, 25 ms to 2 s, 250 ms to 10 s, then coarse: around a
+    // flush interval of up to 2 s, a p99 read from the buckets is within 25 ms of the truth.
     static constexpr size_t bucket_count = 10 + 18 + 76 + 32 + 6;
     static constexpr std::array<int64_t, bucket_count> bounds_ms = [] {
         std::array<int64_t, bucket_count> bounds{};
@@ -36,7 +36,8 @@ class LatencyHistogram {
     void observe_ms(int64_t age_ms);
     void add(const Local& local);
     uint64_t count() const { return count_.load(std::memory_order_relaxed); }
-    // The smallest bucket bound at or above the q-quantile (q in [0,1]); -1 when empty or above all.
+    // The bucket bound at or above the q-quantile (q clamped to [0,1]); -1 when empty or when the
+    // quantile lies above every bound.
     int64_t quantile_bound_ms(double q) const;
     void render(std::string& out, const char* name, const char* help) const;
 

@@ -26,6 +26,8 @@ std::string_view to_string(RejectScope scope);
 
 // Label used for factories that could not be read from a topic.
 inline constexpr std::string_view no_factory_label = "_none";
+// Label of rejections for factories the registry does not know (any number of them).
+inline constexpr std::string_view unregistered_factory_label = "_unregistered";
 // Label used once too many distinct factories were seen (bounds label cardinality).
 inline constexpr std::string_view other_factory_label = "_other";
 

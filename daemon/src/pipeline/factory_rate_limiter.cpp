@@ -5,8 +5,9 @@
 namespace plantd {
 
 bool FactoryRateLimiter::admit(std::string_view factory_id, const RateLimit& limit, int64_t now_ns) {
-    if (limit.per_second <= 0) return true;
-    const double burst = limit.burst > 0 ? limit.burst : std::max(1.0, limit.per_second);
+    if (!(limit.per_second > 0)) return true;  // also NaN
+    // A bucket smaller than one token would refuse everything.
+    const double burst = std::max(1.0, limit.burst > 0 ? limit.burst : limit.per_second);
     std::lock_guard lock(mutex_);
     Bucket* bucket = &shared_;
     if (auto it = buckets_.find(factory_id); it != buckets_.end()) {

@@ -69,7 +69,7 @@ void Worker::run() {
     while (true) {
         heartbeat_ms_.store(steady_clock_ms(), std::memory_order_relaxed);
         bool closed = services_.queue.closed();  // read before popping: nothing is pushed after close
-        if (services_.registry && !closed && !services_.registry->snapshot()) {
+        if (services_.registry && !closed && !services_.registry->ready()) {
             // No registry yet (MySQL down at start-up): nothing can be checked, so nothing is taken;
             // the queue fills and the broker holds the rest until the registry loads.
             std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -151,8 +151,10 @@ void Worker::process(const RawMessage& message) {
         }
         auto factory = snapshot->factories.find(match.factory_id);
         if (factory == snapshot->factories.end() || !factory->second.enabled) {
+            // An unregistered factory is counted under one label: topics must not be able to use up
+            // the metrics' factory labels (the dead letter keeps the topic).
             reject_message(
-                message, match.factory_id,
+                message, factory == snapshot->factories.end() ? unregistered_factory_label : match.factory_id,
                 Rejection{RejectReason::unknown_factory,
                           fmt::format("factory {} is {}", match.factory_id,
                                       factory == snapshot->factories.end() ? "not registered" : "disabled")});

@@ -76,12 +76,16 @@ bool DeviceRegistry::load() {
     for (const auto& key : keys)
         batch.emplace_back(key.substr(0, key.find('/')), key.substr(key.find('/') + 1));
     size_t registered = 0;
+    bool registration_failed = false;
     if (!batch.empty()) {
         if (std::string problem = store_->auto_register_devices(batch, registered); !problem.empty()) {
+            // Counted and shown on /health, but never a reason to stop refreshing: the snapshot still
+            // loads (operators' changes must arrive), and the devices are asked for again by their
+            // next records.
+            registration_failed = true;
             metrics_.registry_load_failures.fetch_add(1);
-            spdlog::error("registry: auto-registering {} devices: {}", batch.size(), problem);
-            store_.reset();  // reconnect next time
-            return false;
+            if (!health_.registry_failing.exchange(true))
+                spdlog::error("registry: auto-registering {} devices: {}", batch.size(), problem);
         }
     }
     size_t skipped_tags = 0;
@@ -107,7 +111,7 @@ bool DeviceRegistry::load() {
         std::lock_guard lock(mutex_);
         for (const auto& key : keys) pending_.erase(key);
     }
-    if (health_.registry_failing.exchange(false) || first)
+    if ((!registration_failed && health_.registry_failing.exchange(false)) || first)
         spdlog::info("registry: loaded {} factories, {} devices", factories, devices);
     if (skipped_tags > 0)
         spdlog::warn("registry: left out {} tags that are not valid InfluxDB tags", skipped_tags);
@@ -116,7 +120,17 @@ bool DeviceRegistry::load() {
 
 void DeviceRegistry::run() {
     while (true) {
-        const bool ok = load();
+        bool ok = false;
+        try {
+            ok = load();
+        } catch (const std::exception& e) {
+            // Allocation failures only (MySQL errors are values): keep refreshing.
+            metrics_.internal_errors.fetch_add(1);
+            metrics_.registry_load_failures.fetch_add(1);
+            health_.registry_failing = true;
+            spdlog::error("registry: refresh failed: {}", e.what());
+        }
+        ready_.store(snapshot() != nullptr);
         std::unique_lock lock(mutex_);
         // Retry a failed load sooner (but not in a tight loop); after a success, wait for the
         // refresh interval or for devices to register.
@@ -124,9 +138,8 @@ void DeviceRegistry::run() {
             ok ? config_.refresh_interval_ms : std::min<int64_t>(config_.refresh_interval_ms, 1000));
         wake_.wait_for(lock, wait, [&] { return stopping_ || (ok && !pending_.empty()); });
         if (stopping_) return;
-        // Let registrations gather for a moment: each one costs a full reload.
-        if (!pending_.empty())
-            wake_.wait_for(lock, std::chrono::milliseconds(200), [&] { return stopping_; });
+        // Let registrations gather: each round costs a full reload, so at most one a second.
+        if (!pending_.empty()) wake_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
         if (stopping_) return;
     }
 }

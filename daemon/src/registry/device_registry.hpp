@@ -31,8 +31,11 @@ class DeviceRegistry {
     void stop();
     // The current snapshot; nullptr until the first load succeeded.
     std::shared_ptr<const RegistrySnapshot> snapshot() const { return snapshot_.load(); }
+    // A snapshot exists (cheaper to ask than snapshot(): no reference count).
+    bool ready() const { return ready_.load(std::memory_order_acquire); }
     // Queues a device of an auto_register factory for registration; false when the backlog is full
-    // (the record is then rejected, so a flood of invented ids cannot grow the registry unbounded).
+    // (the record is then rejected). This bounds the queue and, with one registration round a
+    // second, the rate at which an auto_register factory's registry can grow; not its final size.
     bool request_auto_register(std::string_view factory_id, std::string_view device_id);
     // How long the last successful load from MySQL took (ms; -1 before the first).
     int64_t last_load_ms() const { return last_load_ms_.load(); }
@@ -47,6 +50,7 @@ class DeviceRegistry {
     std::unique_ptr<RegistryStore> store_;
     std::atomic<std::shared_ptr<const RegistrySnapshot>> snapshot_;
     std::atomic<int64_t> last_load_ms_{-1};
+    std::atomic<bool> ready_{false};
 
     std::mutex mutex_;
     std::condition_variable wake_;

@@ -69,6 +69,9 @@ const std::vector<Migration>& registry_migrations() {
   KEY alerts_device_rule (factory_id, device_id, rule_id),
   CONSTRAINT alerts_factory FOREIGN KEY (factory_id) REFERENCES factories (factory_id)
 ) ENGINE=InnoDB)sql"}},
+        {4,
+         "index devices by device_id (auto-registration checks every factory)",
+         {"CREATE INDEX IF NOT EXISTS devices_device_id ON devices (device_id)"}},
     };
     return migrations;
 }

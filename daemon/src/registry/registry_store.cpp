@@ -363,6 +363,9 @@ Result<std::shared_ptr<RegistrySnapshot>> RegistryStore::load_snapshot(size_t& s
     try {
         auto snapshot = std::make_shared<RegistrySnapshot>();
         std::unique_ptr<sql::Statement> statement(connection_->createStatement());
+        // The three reads see one state of the registry (on an error the caller drops the connection,
+        // and the transaction with it).
+        statement->execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY");
         std::unique_ptr<sql::ResultSet> factories(statement->executeQuery(
             "SELECT factory_id, enabled, unknown_device_policy, rate_limit_per_s, rate_burst "
             "FROM factories"));
@@ -371,9 +374,11 @@ Result<std::shared_ptr<RegistrySnapshot>> RegistryStore::load_snapshot(size_t& s
             factory.enabled = factories->getBoolean(2);
             factory.unknown_devices = parse_unknown_device_policy(std::string(factories->getString(3)))
                                           .value_or(UnknownDevicePolicy::reject);
-            if (!factories->isNull(4))
+            // Rows written by other tools may hold anything: only a positive rate is a limit.
+            if (!factories->isNull(4) && factories->getDouble(4) > 0)
                 factory.rate_limit_per_s = static_cast<double>(factories->getDouble(4));
-            if (!factories->isNull(5)) factory.rate_burst = static_cast<double>(factories->getDouble(5));
+            if (!factories->isNull(5) && factories->getDouble(5) >= 1)
+                factory.rate_burst = static_cast<double>(factories->getDouble(5));
         }
         std::unique_ptr<sql::ResultSet> devices(
             statement->executeQuery("SELECT factory_id, device_id, enabled FROM devices"));
@@ -401,7 +406,8 @@ Result<std::shared_ptr<RegistrySnapshot>> RegistryStore::load_snapshot(size_t& s
             if (device == factory->second.devices.end()) continue;
             device->second.tags.emplace_back(std::move(key), std::move(value));
         }
-        // ORDER BY uses the column collation (binary), which is the byte order the writer needs.
+        statement->execute("COMMIT");
+        // Sorted by bytes, the order the line-protocol writer needs.
         for (auto& [id, factory] : snapshot->factories) {
             for (auto& [device_id, device] : factory.devices)
                 std::sort(device.tags.begin(), device.tags.end());
@@ -416,18 +422,38 @@ std::string RegistryStore::auto_register_devices(
     const std::vector<std::pair<std::string, std::string>>& devices, size_t& registered) {
     registered = 0;
     try {
+        // One transaction for the round. A device id that any factory has already is never
+        // registered again elsewhere: the snapshot that accepted it may be stale.
+        connection_->setAutoCommit(false);
+        struct Restore {
+            sql::Connection& connection;
+            bool committed = false;
+            ~Restore() {
+                try {
+                    if (!committed) connection.rollback();
+                    connection.setAutoCommit(true);
+                } catch (...) {
+                }
+            }
+        } restore{*connection_};
         std::unique_ptr<sql::PreparedStatement> insert(connection_->prepareStatement(
-            "INSERT IGNORE INTO devices (factory_id, device_id, auto_registered) SELECT factory_id, ?, TRUE "
-            "FROM "
-            "factories WHERE factory_id = ? AND unknown_device_policy = 'auto_register'"));
+            "INSERT IGNORE INTO devices (factory_id, device_id, auto_registered) SELECT f.factory_id, ?, "
+            "TRUE "
+            "FROM factories f WHERE f.factory_id = ? AND f.unknown_device_policy = 'auto_register' AND "
+            "NOT EXISTS (SELECT 1 FROM devices d WHERE d.device_id = ?)"));
+        size_t added = 0;
         for (const auto& [factory_id, device_id] : devices) {
             if (!check_identifier("factory_id", factory_id).empty() ||
                 !check_identifier("device_id", device_id).empty())
                 continue;
             insert->setString(1, device_id);
             insert->setString(2, factory_id);
-            registered += static_cast<size_t>(insert->executeUpdate());
+            insert->setString(3, device_id);
+            added += static_cast<size_t>(insert->executeUpdate());
         }
+        connection_->commit();
+        restore.committed = true;
+        registered = added;
         return {};
     } catch (const sql::SQLException& e) {
         return describe(e);
