@@ -102,13 +102,12 @@ BENCHMARK(BM_queue_hand_off);
 void BM_registry_lookup_100k_devices(benchmark::State& state) {
     RegistrySnapshot snapshot;
     for (int f = 0; f < 10; ++f) {
-        auto& factory = snapshot.factories[fmt::format("f{:03}", f)];
-        for (int d = 0; d < 10'000; ++d) {
-            std::string id = fmt::format("d{:05}", d);
-            factory.devices[id].tags = {{"line", fmt::format("L{}", d % 10)}};
-            ++snapshot.factories_of_device[id];
-        }
+        auto factory = std::make_shared<RegistryFactory>();
+        for (int d = 0; d < 10'000; ++d)
+            factory->devices[fmt::format("d{:05}", d)].tags = {{"line", fmt::format("L{}", d % 10)}};
+        snapshot.factories[fmt::format("f{:03}", f)] = std::move(factory);
     }
+    recount_devices(snapshot);
     std::vector<std::pair<std::string, std::string>> keys;
     for (int i = 0; i < 4096; ++i)
         keys.emplace_back(fmt::format("f{:03}", (i * 7) % 10), fmt::format("d{:05}", (i * 7919) % 10'000));

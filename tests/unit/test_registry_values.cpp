@@ -82,14 +82,20 @@ TEST_CASE("[registry] config: defaults, secrets and clear errors") {
 
 TEST_CASE("registry snapshot verdicts: factory, device, policy, and devices of other factories") {
     RegistrySnapshot snapshot;
-    auto& f1 = snapshot.factories["f1"];
-    f1.devices["press-01"].tags = {{"line", "L1"}};
-    f1.devices["off"].enabled = false;
-    auto& f2 = snapshot.factories["f2"];
-    f2.unknown_devices = UnknownDevicePolicy::auto_register;
-    f2.devices["only-f2"];
-    snapshot.factories["F1"].enabled = false;  // case matters: F1 is not f1
-    for (const char* d : {"press-01", "off", "only-f2"}) ++snapshot.factories_of_device[d];
+    auto f1 = std::make_shared<RegistryFactory>();
+    f1->devices["press-01"].tags = {{"line", "L1"}};
+    f1->devices["off"].enabled = false;
+    auto f2 = std::make_shared<RegistryFactory>();
+    f2->unknown_devices = UnknownDevicePolicy::auto_register;
+    f2->devices["only-f2"];
+    auto disabled = std::make_shared<RegistryFactory>();
+    disabled->enabled = false;
+    snapshot.factories["f1"] = f1;
+    snapshot.factories["f2"] = f2;
+    snapshot.factories["F1"] = disabled;  // case matters: F1 is not f1
+    recount_devices(snapshot);
+    CHECK(snapshot.device_count == 3);
+    CHECK(snapshot.factories_of_device->at("only-f2") == 1);
 
     auto known = check_device(snapshot, "f1", "press-01");
     CHECK(known.verdict == DeviceVerdict::accept);

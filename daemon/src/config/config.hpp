@@ -103,6 +103,21 @@ struct RegistryConfig {
     std::optional<std::string> mysql_password;
     std::string mysql_database = "plantd";
     int64_t connect_timeout_ms = 5'000;
+    // Redis (optional, redis_host empty = none): a shared cache of the registry in front of MySQL
+    // (known devices keep flowing from it while MySQL is down, also across a restart), negative
+    // entries of unknown devices, and change notifications by pub/sub.
+    std::string redis_host;
+    int redis_port = 6379;
+    int redis_db = 0;
+    std::optional<std::string> redis_password;
+    std::string redis_prefix = "plantd";  // namespaces every key and the channel
+    // With notifications from Redis, the whole registry is still reloaded this often (changes made
+    // by other tools than `plantd registry`); without Redis, refresh_interval applies.
+    int64_t full_refresh_interval_ms = 60'000;
+    int64_t negative_ttl_ms = 30'000;     // how long "this device is unknown" is believed
+    size_t lookup_backlog = 10'000;       // unknown devices waiting for a lookup, at most
+    size_t hold_max_messages = 10'000;    // messages held while their devices are looked up, at most
+    size_t max_parameters_per_factory = 10'000;
 };
 
 struct Config {

@@ -404,7 +404,22 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
         r.secret("mysql_password", g.mysql_password);
         r.string("mysql_database", g.mysql_database);
         r.duration_ms("connect_timeout", g.connect_timeout_ms, 1000, 600'000);
+        r.string("redis_host", g.redis_host);
+        r.integer("redis_port", g.redis_port, 1, 65535);
+        r.integer("redis_db", g.redis_db, 0, 1000);
+        r.secret("redis_password", g.redis_password);
+        r.string("redis_prefix", g.redis_prefix);
+        r.duration_ms("full_refresh_interval", g.full_refresh_interval_ms, 1000, 86400'000);
+        r.duration_ms("negative_ttl", g.negative_ttl_ms, 100, 86400'000);
+        r.integer("lookup_backlog", g.lookup_backlog, 1, 10'000'000);
+        r.integer("hold_max_messages", g.hold_max_messages, 1, 10'000'000);
+        r.integer("max_parameters_per_factory", g.max_parameters_per_factory, 1, 10'000'000);
         r.finish();
+        if (!is_valid_identifier(g.redis_prefix))
+            r.error_at(r.last_node("redis_prefix"), "redis_prefix",
+                       "must be 1-64 of A-Z a-z 0-9 _ . -, starting with a letter or digit");
+        if (g.redis_password && g.redis_host.empty())
+            r.error_at(r.last_node("redis_password"), "redis_password", "needs redis_host");
         if (g.mysql_host.empty()) r.error_at(r.last_node("mysql_host"), "mysql_host", "must not be empty");
         if (g.mysql_database.empty() || g.mysql_database.find_first_of("`\\/. ") != std::string::npos ||
             contains_control_character(g.mysql_database)) {

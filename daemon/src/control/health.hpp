@@ -16,6 +16,9 @@ class Health {
     // (the last snapshot stays in use; before the first one, records wait).
     std::atomic<bool> registry_enabled{false};
     std::atomic<bool> registry_failing{false};
+    std::atomic<bool> registry_from_cache{false};  // the snapshot came from Redis (MySQL unreachable)
+    std::atomic<bool> redis_enabled{false};
+    std::atomic<bool> redis_failing{false};
 
     void set_influx_error(std::string error) {
         std::lock_guard lock(mutex_);
@@ -28,7 +31,7 @@ class Health {
     // Ready: receiving (subscribed) and able to write.
     bool ready() const { return mqtt_subscribed && !influx_failing && !draining; }
     bool degraded() const {
-        return !mqtt_connected || !mqtt_subscribed || influx_failing || registry_failing;
+        return !mqtt_connected || !mqtt_subscribed || influx_failing || registry_failing || redis_failing;
     }
 
   private:

@@ -79,6 +79,33 @@ std::string Metrics::render_prometheus() const {
             "Registry loads that failed (the last snapshot stays in use).", registry_load_failures);
     counter("plantd_registry_auto_registered_total",
             "Devices registered automatically (auto_register factories).", registry_auto_registered);
+    fmt::format_to(std::back_inserter(out),
+                   "# HELP plantd_registry_lookups_total Records' devices by where the registry found the "
+                   "answer: memory (the snapshot), negative (remembered as unknown), redis, mysql.\n"
+                   "# TYPE plantd_registry_lookups_total counter\n"
+                   "plantd_registry_lookups_total{{source=\"memory\",result=\"found\"}} {}\n"
+                   "plantd_registry_lookups_total{{source=\"negative\",result=\"unknown\"}} {}\n"
+                   "plantd_registry_lookups_total{{source=\"redis\",result=\"found\"}} {}\n"
+                   "plantd_registry_lookups_total{{source=\"redis\",result=\"unknown\"}} {}\n"
+                   "plantd_registry_lookups_total{{source=\"mysql\",result=\"found\"}} {}\n"
+                   "plantd_registry_lookups_total{{source=\"mysql\",result=\"unknown\"}} {}\n",
+                   registry_memory_hits.load(), registry_negative_hits.load(), registry_redis_found.load(),
+                   registry_redis_unknown.load(), registry_mysql_found.load(), registry_mysql_unknown.load());
+    counter("plantd_registry_lookup_failures_total",
+            "Device lookups that could reach neither Redis nor MySQL (retried; the records are held).",
+            registry_lookup_failures);
+    counter("plantd_registry_redis_errors_total", "Redis commands of the registry cache that failed.",
+            registry_redis_errors);
+    counter("plantd_registry_notifications_total", "Registry change notifications received from Redis.",
+            registry_notifications);
+    counter("plantd_registry_factory_reloads_total", "Single factories reloaded after a change.",
+            registry_factory_reloads);
+    counter("plantd_registry_loads_from_redis_total",
+            "Registry snapshots built from Redis because MySQL was unreachable.", registry_loads_from_redis);
+    counter("plantd_parameters_discovered_total", "New parameters (metric names) recorded in the registry.",
+            parameters_discovered);
+    counter("plantd_messages_held_total",
+            "Times a message was held until the registry could say whether its devices exist.", messages_held);
     counter("plantd_batches_written_total", "Batches InfluxDB acknowledged.", batches_written);
     counter("plantd_write_requests_total", "HTTP write requests sent to InfluxDB.", write_requests);
     counter("plantd_write_failures_total", "HTTP write requests that failed (retried or split).",

@@ -53,6 +53,21 @@ class Metrics {
     std::atomic<uint64_t> registry_loads{0};
     std::atomic<uint64_t> registry_load_failures{0};
     std::atomic<uint64_t> registry_auto_registered{0};
+    // Where each record's device was found (the cache hit ratio): the in-process snapshot, the
+    // in-process negative cache, or a lookup through Redis and then MySQL.
+    std::atomic<uint64_t> registry_memory_hits{0};
+    std::atomic<uint64_t> registry_negative_hits{0};
+    std::atomic<uint64_t> registry_redis_found{0};
+    std::atomic<uint64_t> registry_redis_unknown{0};
+    std::atomic<uint64_t> registry_mysql_found{0};
+    std::atomic<uint64_t> registry_mysql_unknown{0};
+    std::atomic<uint64_t> registry_lookup_failures{0};
+    std::atomic<uint64_t> registry_redis_errors{0};
+    std::atomic<uint64_t> registry_notifications{0};
+    std::atomic<uint64_t> registry_factory_reloads{0};
+    std::atomic<uint64_t> registry_loads_from_redis{0};
+    std::atomic<uint64_t> parameters_discovered{0};
+    std::atomic<uint64_t> messages_held{0};  // times a message was held for a registry lookup
     LatencyHistogram record_age_at_write;
 
     explicit Metrics(size_t max_factory_labels = 1000) : max_factory_labels_(max_factory_labels) {}

@@ -282,6 +282,7 @@ Field& PayloadDecoder::next_field(DecodedMessage& out) {
     if (out.field_pool_used == out.fields.size()) out.fields.emplace_back();
     Field& field = out.fields[out.field_pool_used++];
     field.integral = false;
+    field.write_as_integer = false;
     field.boolean = false;
     field.integer = 0;
     field.number = 0.0;

@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "control/metrics.hpp"
+#include "util/json_text.hpp"
 #include "decoding/reject_reason.hpp"
 #include "util/result.hpp"
 
@@ -57,8 +58,6 @@ class DeadLetterStore {
     std::mutex mutex_;
 };
 
-// JSON string escaping (quotes included); the input must be valid UTF-8.
-void append_json_string(std::string& out, std::string_view text);
 std::string base64_encode(std::string_view data);
 
 }  // namespace plantd

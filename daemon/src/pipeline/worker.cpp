@@ -2,6 +2,7 @@
 
 #include "decoding/identifiers.hpp"
 
+#include <cmath>
 #include <optional>
 
 #include <spdlog/spdlog.h>
@@ -39,6 +40,9 @@ Worker::Worker(size_t shard, WorkerServices services, InfluxWriter& writer)
     per_factory_destination_ =
         (influx.api == InfluxApi::v1 ? influx.database : influx.bucket).find("{factory_id}") !=
         std::string::npos;
+    default_destination_ = destination_for(influx, "");
+    const size_t workers = static_cast<size_t>(std::max<int64_t>(1, services_.config.ingest.workers));
+    hold_capacity_ = std::max<size_t>(1, services_.config.registry.hold_max_messages / workers);
     heartbeat_ms_ = steady_clock_ms();
 }
 
@@ -85,9 +89,11 @@ void Worker::run() {
             }
         }
         if (n > 0) idle_polls = 0;
+        retry_held(false);
         for (size_t i = 0; i < n; ++i) {
+            Outcome outcome = Outcome::done;
             try {
-                process(messages[i]);
+                outcome = process(messages[i]);
             } catch (const std::exception& e) {
                 // Decoding reports errors as values; this only guards against the unforeseen.
                 services_.metrics.internal_errors.fetch_add(1);
@@ -97,18 +103,55 @@ void Worker::run() {
                                          fmt::format("internal error while decoding: {}", e.what())});
             }
             services_.queue.done(messages[i]);
+            if (outcome == Outcome::held) {
+                held_.push_back(std::move(messages[i]));  // the hold has its own bound
+                held_count_.store(held_.size(), std::memory_order_relaxed);
+                services_.metrics.messages_held.fetch_add(1, std::memory_order_relaxed);
+            }
             messages[i] = RawMessage{};  // release the payload now
             // Only now may the hand-off wait (backpressure): the message is fully accounted for.
             flush_full();
         }
         flush_aged();
-        if (closed && n == 0) break;
+        if (closed && n == 0) {
+            retry_held(true);
+            break;
+        }
         if (n > 0 && n < bulk_size) std::this_thread::sleep_for(busy_poll);  // let the next bulk gather
     }
     flush_all();
 }
 
-void Worker::process(const RawMessage& message) {
+void Worker::retry_held(bool final) {
+    if (held_.empty()) return;
+    const int64_t now = steady_clock_ms();
+    const uint64_t generation = services_.registry ? services_.registry->generation() : 0;
+    if (!final && generation == held_generation_ && now - last_retry_ms_ < 1'000) return;
+    last_retry_ms_ = now;
+    held_generation_ = generation;
+    final_pass_ = final;
+    std::deque<RawMessage> retry;
+    retry.swap(held_);
+    held_devices_.clear();
+    for (RawMessage& message : retry) {
+        Outcome outcome = Outcome::done;
+        try {
+            outcome = process(message, true);
+        } catch (const std::exception& e) {
+            services_.metrics.internal_errors.fetch_add(1);
+            spdlog::error("worker {}: unexpected exception: {}", shard_, e.what());
+            reject_message(message, "",
+                           Rejection{RejectReason::malformed_json,
+                                     fmt::format("internal error while decoding: {}", e.what())});
+        }
+        if (outcome == Outcome::held) held_.push_back(std::move(message));
+        message = RawMessage{};
+        flush_full();
+    }
+    held_count_.store(held_.size(), std::memory_order_relaxed);
+}
+
+Worker::Outcome Worker::process(const RawMessage& message, bool retry) {
     const std::string_view topic = message.topic();
     TopicMatch match;
     TopicError topic_error = services_.router.route(topic, match);
@@ -128,7 +171,7 @@ void Worker::process(const RawMessage& message) {
                 break;
         }
         reject_message(message, factory, Rejection{RejectReason::bad_topic, std::move(detail)});
-        return;
+        return Outcome::done;
     }
     if (message.oversize_payload_bytes > 0) {  // the subscriber kept only the topic
         reject_message(message, match.factory_id,
@@ -136,57 +179,75 @@ void Worker::process(const RawMessage& message) {
                                  fmt::format("payload is about {} bytes (not kept), max_payload_bytes is {}",
                                              message.oversize_payload_bytes,
                                              services_.config.ingest.max_payload_bytes)});
-        return;
+        return Outcome::done;
     }
     // The factory first, before any decoding: unknown factories and floods cost next to nothing.
     std::shared_ptr<const RegistrySnapshot> snapshot;  // kept until the records are encoded
+    const RegistryFactory* registry_factory = nullptr;
     RateLimit limit{services_.config.ingest.factory_rate_limit, services_.config.ingest.factory_rate_burst};
     if (services_.registry) {
+        // Read before the snapshot: an answer that lands after this makes the held messages retry.
+        observed_generation_ = services_.registry->generation();
         snapshot = services_.registry->snapshot();
         if (!snapshot) {  // only while draining before the registry ever loaded (run() waits otherwise)
             reject_message(message, match.factory_id,
                            Rejection{RejectReason::shutdown_unwritten,
                                      "the registry never loaded, so the message could not be checked"});
-            return;
+            return Outcome::done;
         }
-        auto factory = snapshot->factories.find(match.factory_id);
-        if (factory == snapshot->factories.end() || !factory->second.enabled) {
+        registry_factory = snapshot->factory(match.factory_id);
+        if (!registry_factory || !registry_factory->enabled) {
             // An unregistered factory is counted under one label: topics must not be able to use up
             // the metrics' factory labels (the dead letter keeps the topic).
-            reject_message(
-                message, factory == snapshot->factories.end() ? unregistered_factory_label : match.factory_id,
-                Rejection{RejectReason::unknown_factory,
-                          fmt::format("factory {} is {}", match.factory_id,
-                                      factory == snapshot->factories.end() ? "not registered" : "disabled")});
-            return;
+            reject_message(message, registry_factory ? match.factory_id : unregistered_factory_label,
+                           Rejection{RejectReason::unknown_factory,
+                                     fmt::format("factory {} is {}", match.factory_id,
+                                                 registry_factory ? "disabled" : "not registered")});
+            return Outcome::done;
         }
-        if (factory->second.rate_limit_per_s) {
-            limit.per_second = *factory->second.rate_limit_per_s;
-            limit.burst = factory->second.rate_burst.value_or(0);
+        if (registry_factory->rate_limit_per_s) {
+            limit.per_second = *registry_factory->rate_limit_per_s;
+            limit.burst = registry_factory->rate_burst.value_or(0);
         }
     }
-    if (services_.rate_limiter && limit.per_second > 0 &&
+    // A held message was admitted when it arrived: its retry is not charged again.
+    if (!retry && services_.rate_limiter && limit.per_second > 0 &&
         !services_.rate_limiter->admit(match.factory_id, limit, steady_clock_ns())) {
         reject_message(message, match.factory_id,
                        Rejection{RejectReason::rate_limited,
                                  fmt::format("factory {} is over its rate limit of {:g} messages/s",
                                              match.factory_id, limit.per_second)});
-        return;
+        return Outcome::done;
     }
 
     const std::string_view payload = message.payload();
     auto rejection = decoder_.decode(match, payload, message.received_ms, wall_clock_ms(), decoded_);
     if (rejection) {
         reject_message(message, match.factory_id, *rejection);
-        return;
+        return Outcome::done;
     }
 
     static const ExtraTags no_extra_tags;
     record_tags_.assign(decoded_.records.size(), &no_extra_tags);
-    if (snapshot && !apply_registry(*snapshot, message, match)) return;
+    if (snapshot) {
+        switch (apply_registry(*snapshot, message, match)) {
+            case RegistryOutcome::rejected:
+                return Outcome::done;
+            case RegistryOutcome::held:
+                return Outcome::held;
+            case RegistryOutcome::accepted:
+                break;
+        }
+        apply_parameters(*registry_factory, match.factory_id);
+        if (decoded_.records.empty()) {
+            reject_message(message, match.factory_id, decoded_.record_rejections.front());
+            return Outcome::done;
+        }
+    }
 
     auto& metrics = services_.metrics;
-    Batch& batch = batch_for(match.factory_id);
+    Batch& batch = batch_for(match.factory_id, registry_factory ? std::string_view(registry_factory->destination)
+                                                                : std::string_view{});
     // All or nothing: if encoding fails half way (out of memory), the batch is restored so that
     // the message is only counted once, as rejected by the caller.
     const size_t body_before = batch.body.size();
@@ -212,12 +273,65 @@ void Worker::process(const RawMessage& message) {
     if (!decoded_.record_rejections.empty() || !decoded_.field_rejections.empty()) {
         dead_letter_partial(message, match.factory_id);
     }
+    return Outcome::done;
 }
 
-bool Worker::apply_registry(const RegistrySnapshot& snapshot, const RawMessage& message,
-                            const TopicMatch& match) {
+namespace {
+
+void append_device_key(std::string& out, std::string_view factory_id, std::string_view device_id) {
+    out.assign(factory_id).append(1, '/').append(device_id);
+}
+
+// Fits a field to its parameter's type; "" or why it does not fit.
+std::string fit_field(Field& field, ParameterType type) {
+    field.write_as_integer = false;
+    switch (type) {
+        case ParameterType::float_number:
+            if (field.kind == FieldKind::number) return {};
+            break;
+        case ParameterType::integer:
+            if (field.kind != FieldKind::number) break;
+            if (field.integral) {
+                field.write_as_integer = true;
+                return {};
+            }
+            // 5.0 is the integer 5; 5.5 is not, nor is anything beyond int64.
+            if (field.number == std::trunc(field.number) && field.number >= -9.2e18 && field.number <= 9.2e18) {
+                field.integer = static_cast<int64_t>(field.number);
+                field.write_as_integer = true;
+                return {};
+            }
+            return fmt::format("parameter {} is an integer in the registry; {} is not", printable(field.name),
+                               field.number);
+        case ParameterType::boolean:
+            if (field.kind == FieldKind::boolean) return {};
+            break;
+        case ParameterType::string:
+            if (field.kind == FieldKind::string) return {};
+            break;
+    }
+    static constexpr std::string_view kinds[] = {"a number", "a boolean", "a string"};
+    return fmt::format("parameter {} is {} in the registry; this value is {}", printable(field.name),
+                       to_string(type), kinds[static_cast<size_t>(field.kind)]);
+}
+
+}  // namespace
+
+Worker::RegistryOutcome Worker::apply_registry(const RegistrySnapshot& snapshot, const RawMessage& message,
+                                               const TopicMatch& match) {
+    // Devices of this message; a message of a device that has a message held waits behind it.
+    message_devices_.resize(decoded_.records.size());
+    bool behind_held = false;
+    for (size_t i = 0; i < decoded_.records.size(); ++i) {
+        append_device_key(message_devices_[i], match.factory_id, decoded_.records[i].device_id);
+        behind_held = behind_held || (!held_devices_.empty() && held_devices_.count(message_devices_[i]) > 0);
+    }
+    if (behind_held) return hold(message, match);
+
     std::optional<Rejection> first_rejection;
     size_t kept = 0;
+    uint64_t found = 0;
+    bool look_up = false;
     for (size_t i = 0; i < decoded_.records.size(); ++i) {
         const Record& record = decoded_.records[i];
         DeviceCheck check = check_device(snapshot, match.factory_id, record.device_id);
@@ -225,6 +339,7 @@ bool Worker::apply_registry(const RegistrySnapshot& snapshot, const RawMessage& 
         switch (check.verdict) {
             case DeviceVerdict::accept:
                 record_tags_[i] = check.tags;
+                ++found;
                 break;
             case DeviceVerdict::auto_register:
                 if (!services_.registry->request_auto_register(match.factory_id, record.device_id)) {
@@ -238,26 +353,44 @@ bool Worker::apply_registry(const RegistrySnapshot& snapshot, const RawMessage& 
                 reject_message(message, match.factory_id,
                                Rejection{RejectReason::unknown_factory,
                                          fmt::format("factory {} is not registered", match.factory_id)});
-                return false;
+                return RegistryOutcome::rejected;
             case DeviceVerdict::factory_disabled:
                 reject_message(message, match.factory_id,
                                Rejection{RejectReason::unknown_factory,
                                          fmt::format("factory {} is disabled", match.factory_id)});
-                return false;
-            case DeviceVerdict::unknown_device:
-                rejection = Rejection{RejectReason::unknown_device,
-                                      fmt::format("device {} is not registered in factory {}",
-                                                  record.device_id, match.factory_id)};
-                break;
+                return RegistryOutcome::rejected;
             case DeviceVerdict::device_disabled:
                 rejection = Rejection{
                     RejectReason::unknown_device,
                     fmt::format("device {} of factory {} is disabled", record.device_id, match.factory_id)};
                 break;
+            case DeviceVerdict::unknown_device:
             case DeviceVerdict::foreign_device:
-                rejection = Rejection{RejectReason::foreign_device,
-                                      fmt::format("device {} is registered under another factory, not {}",
-                                                  record.device_id, match.factory_id)};
+                // Not in the snapshot: maybe added since it loaded. Ask Redis and MySQL (the answer
+                // is remembered), holding the message meanwhile.
+                switch (services_.registry->unknown_device(match.factory_id, record.device_id)) {
+                    case LookupAnswer::pending:
+                        look_up = true;
+                        break;
+                    case LookupAnswer::overflow:
+                        rejection = Rejection{RejectReason::registry_unavailable,
+                                              fmt::format("device {} of factory {} could not be checked: too many "
+                                                          "devices are waiting for a registry lookup",
+                                                          record.device_id, match.factory_id)};
+                        break;
+                    case LookupAnswer::unknown:
+                        if (check.verdict == DeviceVerdict::foreign_device) {
+                            rejection = Rejection{
+                                RejectReason::foreign_device,
+                                fmt::format("device {} is registered under another factory, not {}",
+                                            record.device_id, match.factory_id)};
+                        } else {
+                            rejection = Rejection{RejectReason::unknown_device,
+                                                  fmt::format("device {} is not registered in factory {}",
+                                                              record.device_id, match.factory_id)};
+                        }
+                        break;
+                }
                 break;
         }
         if (rejection) {
@@ -269,14 +402,75 @@ bool Worker::apply_registry(const RegistrySnapshot& snapshot, const RawMessage& 
         record_tags_[kept] = record_tags_[i];
         ++kept;
     }
+    if (look_up) return hold(message, match);
+    services_.metrics.registry_memory_hits.fetch_add(found, std::memory_order_relaxed);
     if (kept == 0) {
         // Nothing left (always so on a device topic, whose records share one device): the message.
         reject_message(message, match.factory_id, *first_rejection);
-        return false;
+        return RegistryOutcome::rejected;
     }
     decoded_.records.resize(kept);
     record_tags_.resize(kept);
-    return true;
+    return RegistryOutcome::accepted;
+}
+
+Worker::RegistryOutcome Worker::hold(const RawMessage& message, const TopicMatch& match) {
+    if (final_pass_ || held_.size() >= hold_capacity_) {
+        reject_message(message, match.factory_id,
+                       Rejection{RejectReason::registry_unavailable,
+                                 final_pass_ ? std::string("the registry could not check its devices before "
+                                                           "shutdown (MySQL and Redis unreachable)")
+                                             : fmt::format("the registry could not check its devices yet, and "
+                                                           "{} messages are held already (hold_max_messages)",
+                                                           held_.size())});
+        return RegistryOutcome::rejected;
+    }
+    if (held_.empty()) held_generation_ = observed_generation_;
+    for (const std::string& device : message_devices_) held_devices_.insert(device);
+    return RegistryOutcome::held;
+}
+
+void Worker::apply_parameters(const RegistryFactory& factory, std::string_view factory_id) {
+    const int64_t minute = wall_clock_ms() / 60'000;
+    size_t kept = 0;
+    for (size_t r = 0; r < decoded_.records.size(); ++r) {
+        Record record = decoded_.records[r];
+        uint32_t written = 0;
+        std::string first_problem;
+        for (uint32_t i = 0; i < record.field_count; ++i) {
+            Field& field = decoded_.fields[record.first_field + i];
+            std::optional<ParameterType> type;
+            if (auto known = factory.parameters.find(field.name); known != factory.parameters.end()) {
+                type = known->second.type;
+                known->second.mark_seen(minute);
+            } else {
+                type = services_.registry->discover_parameter(factory_id, field.name, field.kind, record.device_id);
+            }
+            std::string problem =
+                type ? fit_field(field, *type)
+                     : fmt::format("parameter {} is new, and factory {} has max_parameters_per_factory already",
+                                   printable(field.name), factory_id);
+            if (!problem.empty()) {
+                problem = fmt::format("device {}: {}", record.device_id, problem);
+                if (first_problem.empty()) first_problem = problem;
+                decoded_.field_rejections.push_back(Rejection{RejectReason::invalid_field, std::move(problem)});
+                continue;
+            }
+            if (written != i) std::swap(decoded_.fields[record.first_field + written], field);
+            ++written;
+        }
+        record.field_count = written;
+        if (written == 0) {
+            decoded_.record_rejections.push_back(
+                Rejection{RejectReason::invalid_field, fmt::format("no metric left ({})", first_problem)});
+            continue;
+        }
+        decoded_.records[kept] = record;
+        record_tags_[kept] = record_tags_[r];
+        ++kept;
+    }
+    decoded_.records.resize(kept);
+    record_tags_.resize(kept);
 }
 
 void Worker::flush_full() {
@@ -303,17 +497,18 @@ bool Worker::alive(int64_t now_ms, int64_t max_age_ms) const {
     return waiting_on_writer_.load() && now_ms - writer_.heartbeat_ms() < max_age_ms;
 }
 
-Batch& Worker::batch_for(std::string_view factory) {
-    if (!per_factory_destination_) {
-        if (open_batches_.empty()) {
-            open_batches_.emplace_back();
-            open_batches_.back().destination = destination_for(services_.config.influxdb, "");
+Batch& Worker::batch_for(std::string_view factory, std::string_view registry_destination) {
+    // The registry's destination for the factory, else the configured one (templated per factory).
+    std::string templated;
+    std::string_view destination = registry_destination;
+    if (destination.empty()) {
+        if (per_factory_destination_) {
+            templated = destination_for(services_.config.influxdb, factory);
+            destination = templated;
+        } else {
+            destination = default_destination_;
         }
-        Batch& batch = open_batches_.front();
-        if (batch.lines() == 0) batch.opened = std::chrono::steady_clock::now();
-        return batch;
     }
-    std::string destination = destination_for(services_.config.influxdb, factory);
     for (Batch& batch : open_batches_) {
         if (batch.destination == destination) {
             if (batch.lines() == 0) batch.opened = std::chrono::steady_clock::now();
@@ -321,7 +516,7 @@ Batch& Worker::batch_for(std::string_view factory) {
         }
     }
     open_batches_.emplace_back();
-    open_batches_.back().destination = std::move(destination);
+    open_batches_.back().destination = std::string(destination);
     open_batches_.back().opened = std::chrono::steady_clock::now();
     return open_batches_.back();
 }

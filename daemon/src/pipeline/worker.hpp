@@ -4,8 +4,10 @@
 // full or aged batches to its writer. Rejections are counted, logged (rate-limited) and dead-lettered.
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "config/config.hpp"
@@ -49,8 +51,12 @@ class Worker {
     // (backpressure while InfluxDB is down is not a hang).
     bool alive(int64_t now_ms, int64_t max_age_ms) const;
 
-    // Decodes one message into the open batches; never waits.
-    void process(const RawMessage& message);
+    enum class Outcome { done, held };
+    // Decodes one message into the open batches; never waits. `held`: its devices are being looked
+    // up, and the caller keeps the message for another try (retry = it is that try).
+    Outcome process(const RawMessage& message, bool retry = false);
+    // Messages held for a registry lookup now.
+    size_t held() const { return held_count_.load(std::memory_order_relaxed); }
     // Hands batches that reached batch_max_lines or batch_max_bytes to the writer (may wait).
     void flush_full();
     // Hands every open batch to the writer.
@@ -62,8 +68,17 @@ class Worker {
     void dead_letter_partial(const RawMessage& message, std::string_view factory);
     // Drops the records whose factory or device the registry does not accept (as record rejections,
     // or the whole message) and notes each kept record's device tags. False: the message is rejected.
-    bool apply_registry(const RegistrySnapshot& snapshot, const RawMessage& message, const TopicMatch& match);
-    Batch& batch_for(std::string_view factory);
+    enum class RegistryOutcome { accepted, rejected, held };
+    RegistryOutcome apply_registry(const RegistrySnapshot& snapshot, const RawMessage& message,
+                                   const TopicMatch& match);
+    RegistryOutcome hold(const RawMessage& message, const TopicMatch& match);
+    // Gives each field the type of its parameter (discovering new ones); fields that do not fit are
+    // rejected, and records left without fields too.
+    void apply_parameters(const RegistryFactory& factory, std::string_view factory_id);
+    // Tries the held messages again when the registry has news (or once a second); `final`: the last
+    // try before shutdown, after which nothing is held.
+    void retry_held(bool final);
+    Batch& batch_for(std::string_view factory, std::string_view registry_destination);
     void flush_aged();
     void hand_to_writer(Batch& batch);
 
@@ -76,6 +91,18 @@ class Worker {
     bool per_factory_destination_;
     std::vector<Batch> open_batches_;
     std::vector<const ExtraTags*> record_tags_;  // per decoded record, from the registry
+    std::string default_destination_;
+    // Messages waiting for registry lookups, in arrival order, and their devices ("factory/device"):
+    // a later message of a held device waits behind it (per-device order).
+    std::deque<RawMessage> held_;
+    std::unordered_set<std::string> held_devices_;
+    std::vector<std::string> message_devices_;
+    size_t hold_capacity_ = 0;
+    uint64_t observed_generation_ = 0;
+    uint64_t held_generation_ = 0;
+    int64_t last_retry_ms_ = 0;
+    bool final_pass_ = false;
+    std::atomic<size_t> held_count_{0};
     std::atomic<int64_t> heartbeat_ms_{0};
     std::atomic<bool> waiting_on_writer_{false};
     std::thread thread_;

@@ -2,17 +2,60 @@
 
 #include <spdlog/spdlog.h>
 
-#include <vector>
+#include <algorithm>
 
-#include "registry/registry_store.hpp"
+#include "registry/registry_cache.hpp"
+#include "registry/registry_notifications.hpp"
 #include "util/clock.hpp"
 #include "util/thread_name.hpp"
 
 namespace plantd {
 
+namespace {
+
+constexpr size_t lookups_per_turn = 512;
+constexpr int64_t retry_ms = 1'000;           // a failed lookup, a MySQL connect, a round
+constexpr size_t max_discovered = 100'000;    // parameters waiting to be recorded, all factories
+
+std::string key_of(std::string_view a, std::string_view b) {
+    std::string key;
+    key.reserve(a.size() + 1 + b.size());
+    key.append(a).append(1, '/').append(b);
+    return key;
+}
+
+size_t negative_capacity(const RegistryConfig& config) {
+    return std::max<size_t>(config.lookup_backlog * 10, 100'000);
+}
+
+bool same_device_ids(const RegistryFactory* a, const RegistryFactory* b) {
+    if (!a || !b) return a == b;
+    if (a->devices.size() != b->devices.size()) return false;
+    return std::all_of(a->devices.begin(), a->devices.end(),
+                       [&](const auto& entry) { return b->devices.count(entry.first) > 0; });
+}
+
+}  // namespace
+
+ParameterType DeviceRegistry::discovered_type(FieldKind kind) {
+    switch (kind) {
+        case FieldKind::boolean:
+            return ParameterType::boolean;
+        case FieldKind::string:
+            return ParameterType::string;
+        case FieldKind::number:
+            break;
+    }
+    return ParameterType::float_number;
+}
+
 DeviceRegistry::DeviceRegistry(const RegistryConfig& config, Metrics& metrics, Health& health)
     : config_(config), metrics_(metrics), health_(health) {
     health_.registry_enabled = true;
+    if (!config_.redis_host.empty()) {
+        cache_ = std::make_unique<RegistryCache>(config_);
+        health_.redis_enabled = true;
+    }
 }
 
 DeviceRegistry::~DeviceRegistry() {
@@ -20,15 +63,14 @@ DeviceRegistry::~DeviceRegistry() {
 }
 
 void DeviceRegistry::start() {
+    if (cache_) {
+        notifications_ = std::make_unique<RegistryNotifications>(
+            config_, cache_->channel(), [this](const std::string& factory_id) { on_change(factory_id); });
+        notifications_->start();
+    }
     thread_ = std::thread([this] {
         name_this_thread("plantd-registry");
-        try {
-            run();
-        } catch (const std::exception& e) {
-            metrics_.internal_errors.fetch_add(1);
-            health_.registry_failing = true;
-            spdlog::critical("registry: refresh thread failed: {}", e.what());
-        }
+        run();
     });
 }
 
@@ -40,108 +82,461 @@ void DeviceRegistry::stop() {
     }
     wake_.notify_all();
     if (thread_.joinable()) thread_.join();
+    if (notifications_) notifications_->stop();
+}
+
+void DeviceRegistry::on_change(const std::string& factory_id) {
+    if (factory_id != "*") metrics_.registry_notifications.fetch_add(1);
+    std::lock_guard lock(mutex_);
+    changed_.insert(factory_id);
+    // What was unknown in this factory may exist now.
+    const std::string prefix = factory_id + "/";
+    std::erase_if(negative_, [&](const auto& entry) {
+        return factory_id == "*" || std::string_view(entry.first).starts_with(prefix);
+    });
+    work_ = true;
+    wake_.notify_all();
+}
+
+size_t DeviceRegistry::pending_lookups() const {
+    std::lock_guard lock(mutex_);
+    return lookups_.size();
+}
+
+bool DeviceRegistry::notifications_subscribed() const {
+    return notifications_ && notifications_->subscribed();
+}
+
+LookupAnswer DeviceRegistry::unknown_device(std::string_view factory_id, std::string_view device_id) {
+    std::string key = key_of(factory_id, device_id);
+    const int64_t now = steady_clock_ms();
+    std::lock_guard lock(mutex_);
+    if (auto negative = negative_.find(key); negative != negative_.end()) {
+        if (negative->second > now) {
+            metrics_.registry_negative_hits.fetch_add(1, std::memory_order_relaxed);
+            return LookupAnswer::unknown;
+        }
+        negative_.erase(negative);
+    }
+    if (lookups_.count(key) > 0) return LookupAnswer::pending;
+    if (lookups_.size() >= config_.lookup_backlog) return LookupAnswer::overflow;
+    lookups_.emplace(std::move(key), Lookup{std::string(factory_id), std::string(device_id), 0});
+    work_ = true;
+    wake_.notify_all();
+    return LookupAnswer::pending;
 }
 
 bool DeviceRegistry::request_auto_register(std::string_view factory_id, std::string_view device_id) {
+    std::string key = key_of(factory_id, device_id);
     std::lock_guard lock(mutex_);
-    std::string key;
-    key.reserve(factory_id.size() + 1 + device_id.size());
-    key.append(factory_id).append(1, '/').append(device_id);
-    if (pending_.find(key) != pending_.end()) return true;
-    if (pending_.size() >= config_.auto_register_backlog) return false;
-    pending_.insert(std::move(key));
-    wake_.notify_all();
+    if (registrations_.find(key) != registrations_.end()) return true;
+    if (registrations_.size() >= config_.auto_register_backlog) return false;
+    registrations_.insert(std::move(key));
     return true;
 }
 
-bool DeviceRegistry::load() {
-    if (!store_) {
-        auto connected = RegistryStore::connect(config_);
-        if (!connected) {
-            metrics_.registry_load_failures.fetch_add(1);
-            if (!health_.registry_failing.exchange(true))
-                spdlog::error("registry: {}; {}", connected.error(),
-                              snapshot() ? "keeping the last snapshot" : "records wait until it loads");
-            return false;
-        }
-        store_ = std::move(*connected);
-    }
-    // Register what auto_register factories accepted, then load: the snapshot then holds them.
-    std::vector<std::string> keys;
-    {
-        std::lock_guard lock(mutex_);
-        keys.assign(pending_.begin(), pending_.end());
-    }
-    std::vector<std::pair<std::string, std::string>> batch;
-    for (const auto& key : keys)
-        batch.emplace_back(key.substr(0, key.find('/')), key.substr(key.find('/') + 1));
-    size_t registered = 0;
-    bool registration_failed = false;
-    if (!batch.empty()) {
-        if (std::string problem = store_->auto_register_devices(batch, registered); !problem.empty()) {
-            // Counted and shown on /health, but never a reason to stop refreshing: the snapshot still
-            // loads (operators' changes must arrive), and the devices are asked for again by their
-            // next records.
-            registration_failed = true;
-            metrics_.registry_load_failures.fetch_add(1);
-            if (!health_.registry_failing.exchange(true))
-                spdlog::error("registry: auto-registering {} devices: {}", batch.size(), problem);
-        }
-    }
-    size_t skipped_tags = 0;
-    const int64_t started = steady_clock_ms();
-    auto loaded = store_->load_snapshot(skipped_tags);
-    if (!loaded) {
-        metrics_.registry_load_failures.fetch_add(1);
-        if (!health_.registry_failing.exchange(true))
-            spdlog::error("registry: cannot load: {}; {}", loaded.error(),
-                          snapshot() ? "keeping the last snapshot" : "records wait until it loads");
-        store_.reset();
-        return false;
-    }
-    (*loaded)->loaded_ms = steady_clock_ms();
-    last_load_ms_.store((*loaded)->loaded_ms - started);
-    const size_t devices = (*loaded)->device_count;
-    const size_t factories = (*loaded)->factories.size();
-    const bool first = !snapshot();
-    snapshot_.store(std::move(*loaded));
-    metrics_.registry_loads.fetch_add(1);
-    metrics_.registry_auto_registered.fetch_add(registered);
-    {
-        std::lock_guard lock(mutex_);
-        for (const auto& key : keys) pending_.erase(key);
-    }
-    if ((!registration_failed && health_.registry_failing.exchange(false)) || first)
-        spdlog::info("registry: loaded {} factories, {} devices", factories, devices);
-    if (skipped_tags > 0)
-        spdlog::warn("registry: left out {} tags that are not valid InfluxDB tags", skipped_tags);
-    return true;
+std::optional<ParameterType> DeviceRegistry::discover_parameter(std::string_view factory_id, std::string_view name,
+                                                                FieldKind kind, std::string_view device_id) {
+    std::string key = key_of(factory_id, name);  // factory ids have no '/': the key is unambiguous
+    const auto current = snapshot();
+    const RegistryFactory* factory = current ? current->factory(factory_id) : nullptr;
+    std::lock_guard lock(mutex_);
+    if (auto known = discovered_types_.find(key); known != discovered_types_.end()) return known->second;
+    auto count = discovered_per_factory_.find(factory_id);
+    const size_t pending = count == discovered_per_factory_.end() ? 0 : count->second;
+    const size_t recorded = factory ? factory->parameters.size() : 0;
+    if (recorded + pending >= config_.max_parameters_per_factory || discovered_.size() >= max_discovered)
+        return std::nullopt;
+    const ParameterType type = discovered_type(kind);
+    discovered_.push_back(DiscoveredParameter{std::string(factory_id), std::string(name), type, std::string(device_id)});
+    discovered_types_.emplace(std::move(key), type);
+    ++discovered_per_factory_[std::string(factory_id)];
+    return type;
 }
 
 void DeviceRegistry::run() {
     while (true) {
-        bool ok = false;
         try {
-            ok = load();
+            turn();
         } catch (const std::exception& e) {
-            // Allocation failures only (MySQL errors are values): keep refreshing.
+            // Allocation failures only (MySQL and Redis errors are values): keep going.
             metrics_.internal_errors.fetch_add(1);
             metrics_.registry_load_failures.fetch_add(1);
             health_.registry_failing = true;
             spdlog::error("registry: refresh failed: {}", e.what());
         }
-        ready_.store(snapshot() != nullptr);
+        ready_.store(snapshot() != nullptr, std::memory_order_release);
         std::unique_lock lock(mutex_);
-        // Retry a failed load sooner (but not in a tight loop); after a success, wait for the
-        // refresh interval or for devices to register.
-        const auto wait = std::chrono::milliseconds(
-            ok ? config_.refresh_interval_ms : std::min<int64_t>(config_.refresh_interval_ms, 1000));
-        wake_.wait_for(lock, wait, [&] { return stopping_ || (ok && !pending_.empty()); });
         if (stopping_) return;
-        // Let registrations gather: each round costs a full reload, so at most one a second.
-        if (!pending_.empty()) wake_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_; });
+        const bool waiting =
+            !registrations_.empty() || !discovered_.empty() || !lookups_.empty() || !changed_.empty();
+        int64_t wait_ms = std::max<int64_t>(0, next_full_load_ms_ - steady_clock_ms());
+        if (waiting || !snapshot()) wait_ms = std::min(wait_ms, retry_ms);
+        wake_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] { return stopping_ || work_; });
         if (stopping_) return;
     }
+}
+
+void DeviceRegistry::turn() {
+    std::set<std::string, std::less<>> changed;
+    {
+        std::lock_guard lock(mutex_);
+        changed.swap(changed_);
+        work_ = false;
+    }
+    const bool mysql = connect_mysql();
+    if (!snapshot()) {
+        if (mysql) load_full();
+        if (!snapshot() && cache_) load_from_redis();
+    } else if (mysql) {
+        const int64_t now = steady_clock_ms();
+        if (now - last_registration_round_ms_ >= retry_ms) register_devices(changed);
+        if (now - last_parameter_round_ms_ >= retry_ms) record_parameters(changed);
+        if (store_ && (now >= next_full_load_ms_ || changed.count("*") > 0 || snapshot()->from_cache))
+            load_full();
+        else if (store_ && !changed.empty())
+            reload_factories(changed);
+        if (!store_) {  // failed half way: try these factories again
+            std::lock_guard lock(mutex_);
+            changed_.insert(changed.begin(), changed.end());
+        }
+    } else if (!changed.empty()) {
+        std::lock_guard lock(mutex_);
+        changed_.insert(changed.begin(), changed.end());
+    }
+    answer_lookups();
+}
+
+bool DeviceRegistry::connect_mysql() {
+    if (store_) return true;
+    const int64_t now = steady_clock_ms();
+    if (now < next_connect_ms_) return false;
+    auto connected = RegistryStore::connect(config_);
+    if (!connected) {
+        next_connect_ms_ = now + retry_ms;
+        mysql_failed("cannot connect", connected.error());
+        return false;
+    }
+    store_ = std::move(*connected);
+    return true;
+}
+
+void DeviceRegistry::mysql_failed(const std::string& what, const std::string& error) {
+    metrics_.registry_load_failures.fetch_add(1);
+    next_full_load_ms_ = 0;
+    if (!health_.registry_failing.exchange(true)) {
+        spdlog::error("registry: MySQL: {}: {}; {}", what, error,
+                      snapshot() ? "known devices keep flowing; records of devices that need a lookup are held"
+                                 : "records wait until the registry loads");
+    }
+}
+
+void DeviceRegistry::redis_failed(const std::string& what, const std::string& error) {
+    metrics_.registry_redis_errors.fetch_add(1);
+    if (!health_.redis_failing.exchange(true))
+        spdlog::warn("registry: Redis: {}: {}; running on MySQL and the in-process snapshot", what, error);
+}
+
+void DeviceRegistry::redis_ok() {
+    if (health_.redis_failing.exchange(false)) spdlog::info("registry: Redis is reachable again");
+}
+
+void DeviceRegistry::harvest_seen(const RegistryFactory& factory, const std::string& factory_id,
+                                  std::vector<SeenParameter>& out) const {
+    for (const auto& [name, parameter] : factory.parameters) {
+        const int64_t seen = parameter.seen_minute.load(std::memory_order_relaxed);
+        if (seen > parameter.stored_minute) out.push_back(SeenParameter{factory_id, name, seen});
+    }
+}
+
+void DeviceRegistry::touch_seen(const std::vector<SeenParameter>& seen) {
+    if (seen.empty() || !store_) return;
+    if (auto problem = store_->touch_parameters(seen); !problem.empty()) {
+        mysql_failed("updating parameters' last_seen", problem);
+        store_.reset();
+    }
+}
+
+void DeviceRegistry::load_full() {
+    const auto previous = snapshot();
+    std::vector<SeenParameter> seen;
+    if (previous) {
+        for (const auto& [id, factory] : previous->factories) harvest_seen(*factory, id, seen);
+    }
+    touch_seen(seen);
+    if (!store_) return;
+    size_t skipped_tags = 0;
+    const int64_t started = steady_clock_ms();
+    auto loaded = store_->load_snapshot(skipped_tags);
+    if (!loaded) {
+        mysql_failed("cannot load", loaded.error());
+        store_.reset();
+        return;
+    }
+    (*loaded)->loaded_ms = steady_clock_ms();
+    last_load_ms_.store((*loaded)->loaded_ms - started);
+    const size_t devices = (*loaded)->device_count;
+    const size_t factories = (*loaded)->factories.size();
+    std::shared_ptr<const RegistrySnapshot> next = std::move(*loaded);
+    snapshot_.store(next);
+    generation_.fetch_add(1, std::memory_order_release);
+    metrics_.registry_loads.fetch_add(1);
+    {
+        std::lock_guard lock(mutex_);
+        discovered_types_.clear();  // every recorded parameter is in the snapshot now
+    }
+    const bool was_cache = health_.registry_from_cache.exchange(false);
+    if (health_.registry_failing.exchange(false) || !previous || was_cache)
+        spdlog::info("registry: loaded {} factories, {} devices from MySQL", factories, devices);
+    if (skipped_tags > 0) spdlog::warn("registry: left out {} tags that are not valid InfluxDB tags", skipped_tags);
+    next_full_load_ms_ = steady_clock_ms() +
+                         (notifications_subscribed() ? config_.full_refresh_interval_ms : config_.refresh_interval_ms);
+    write_to_redis(*next, nullptr);
+}
+
+void DeviceRegistry::load_from_redis() {
+    size_t skipped = 0;
+    auto loaded = cache_->load_all(skipped);
+    if (!loaded) {
+        redis_failed("reading the registry's copy", loaded.error());
+        return;
+    }
+    redis_ok();
+    if (loaded->empty()) return;  // nothing cached yet: records wait for MySQL
+    auto next = std::make_shared<RegistrySnapshot>();
+    for (auto& [id, factory] : *loaded) next->factories.emplace(id, std::move(factory));
+    recount_devices(*next);
+    next->loaded_ms = steady_clock_ms();
+    next->from_cache = true;
+    spdlog::warn("registry: MySQL is unreachable; running on the copy in Redis ({} factories, {} devices, {} "
+                 "entries skipped); devices it does not hold wait for MySQL",
+                 next->factories.size(), next->device_count, skipped);
+    snapshot_.store(std::shared_ptr<const RegistrySnapshot>(std::move(next)));
+    generation_.fetch_add(1, std::memory_order_release);
+    health_.registry_from_cache = true;
+    metrics_.registry_loads_from_redis.fetch_add(1);
+}
+
+void DeviceRegistry::reload_factories(const std::set<std::string, std::less<>>& factories) {
+    const auto current = snapshot();
+    StringMap<std::shared_ptr<const RegistryFactory>> replaced;
+    std::vector<SeenParameter> seen;
+    bool recount = false;
+    for (const std::string& factory_id : factories) {
+        if (factory_id == "*") continue;
+        size_t skipped_tags = 0;
+        auto loaded = store_->load_factories(factory_id, skipped_tags);
+        if (!loaded) {
+            mysql_failed(fmt::format("cannot reload factory {}", factory_id), loaded.error());
+            store_.reset();
+            return;
+        }
+        const RegistryFactory* before = current->factory(factory_id);
+        if (before) harvest_seen(*before, factory_id, seen);
+        auto found = loaded->find(factory_id);
+        std::shared_ptr<const RegistryFactory> after =
+            found == loaded->end() ? nullptr : std::shared_ptr<const RegistryFactory>(std::move(found->second));
+        recount = recount || !same_device_ids(before, after.get());
+        replaced.emplace(factory_id, std::move(after));
+        metrics_.registry_factory_reloads.fetch_add(1);
+    }
+    health_.registry_failing = false;
+    publish(std::move(replaced), recount);
+    {
+        std::lock_guard lock(mutex_);
+        for (const std::string& factory_id : factories) {
+            const std::string prefix = factory_id + "/";
+            std::erase_if(discovered_types_,
+                          [&](const auto& entry) { return std::string_view(entry.first).starts_with(prefix); });
+        }
+    }
+    touch_seen(seen);
+    write_to_redis(*snapshot(), &factories);
+}
+
+void DeviceRegistry::publish(StringMap<std::shared_ptr<const RegistryFactory>> changed, bool recount) {
+    auto next = std::make_shared<RegistrySnapshot>(*snapshot());  // copies pointers, not factories
+    for (auto& [id, factory] : changed) {
+        if (factory)
+            next->factories[id] = std::move(factory);
+        else
+            next->factories.erase(id);
+    }
+    if (recount) recount_devices(*next);
+    snapshot_.store(std::shared_ptr<const RegistrySnapshot>(std::move(next)));
+    generation_.fetch_add(1, std::memory_order_release);
+}
+
+void DeviceRegistry::write_to_redis(const RegistrySnapshot& snapshot, const std::set<std::string, std::less<>>* only) {
+    if (!cache_) return;
+    for (const auto& [id, factory] : snapshot.factories) {
+        if (only && only->count(id) == 0) continue;
+        if (auto problem = cache_->store_factory(id, *factory); !problem.empty()) {
+            redis_failed("writing the registry's copy", problem);
+            return;
+        }
+    }
+    redis_ok();
+}
+
+void DeviceRegistry::register_devices(std::set<std::string, std::less<>>& changed) {
+    std::vector<std::string> keys;
+    {
+        std::lock_guard lock(mutex_);
+        keys.assign(registrations_.begin(), registrations_.end());
+    }
+    if (keys.empty()) return;
+    last_registration_round_ms_ = steady_clock_ms();
+    std::vector<std::pair<std::string, std::string>> batch;
+    for (const auto& key : keys) batch.emplace_back(key.substr(0, key.find('/')), key.substr(key.find('/') + 1));
+    size_t registered = 0;
+    if (std::string problem = store_->auto_register_devices(batch, registered); !problem.empty()) {
+        // Counted and shown on /health, but never a reason to stop refreshing; tried again next round.
+        mysql_failed(fmt::format("auto-registering {} devices", batch.size()), problem);
+        store_.reset();
+        return;
+    }
+    metrics_.registry_auto_registered.fetch_add(registered);
+    {
+        std::lock_guard lock(mutex_);
+        for (const auto& key : keys) registrations_.erase(key);
+    }
+    std::set<std::string, std::less<>> factories;
+    for (const auto& [factory_id, device_id] : batch) factories.insert(factory_id);
+    changed.insert(factories.begin(), factories.end());
+    if (cache_) {
+        for (const auto& factory_id : factories) {
+            if (auto problem = cache_->publish_change(factory_id); !problem.empty()) {
+                redis_failed("publishing a change", problem);
+                break;
+            }
+        }
+    }
+}
+
+void DeviceRegistry::record_parameters(std::set<std::string, std::less<>>& changed) {
+    std::vector<DiscoveredParameter> batch;
+    {
+        std::lock_guard lock(mutex_);
+        batch = discovered_;
+    }
+    if (batch.empty()) return;
+    last_parameter_round_ms_ = steady_clock_ms();
+    size_t recorded = 0;
+    if (std::string problem = store_->record_parameters(batch, recorded); !problem.empty()) {
+        mysql_failed(fmt::format("recording {} parameters", batch.size()), problem);
+        store_.reset();
+        return;
+    }
+    metrics_.parameters_discovered.fetch_add(recorded);
+    std::set<std::string, std::less<>> factories;
+    {
+        std::lock_guard lock(mutex_);
+        // Recorded: they leave the queue (discovered_types_ keeps answering until the reload).
+        discovered_.erase(discovered_.begin(), discovered_.begin() + static_cast<std::ptrdiff_t>(batch.size()));
+        for (const auto& parameter : batch) {
+            factories.insert(parameter.factory_id);
+            auto count = discovered_per_factory_.find(parameter.factory_id);
+            if (count != discovered_per_factory_.end() && --count->second == 0) discovered_per_factory_.erase(count);
+        }
+    }
+    changed.insert(factories.begin(), factories.end());
+    if (cache_) {
+        for (const auto& factory_id : factories) {
+            if (auto problem = cache_->publish_change(factory_id); !problem.empty()) {
+                redis_failed("publishing a change", problem);
+                break;
+            }
+        }
+    }
+}
+
+void DeviceRegistry::answer_lookups() {
+    const int64_t now = steady_clock_ms();
+    std::vector<Lookup> batch;
+    {
+        std::lock_guard lock(mutex_);
+        for (const auto& [key, lookup] : lookups_) {
+            if (batch.size() >= lookups_per_turn) break;
+            if (lookup.next_try_ms <= now) batch.push_back(lookup);
+        }
+    }
+    if (batch.empty()) return;
+    const auto current = snapshot();
+    StringMap<std::vector<std::pair<std::string, RegistryDevice>>> found;  // by factory
+    std::vector<std::string> unknown, failed, answered;
+    for (const Lookup& lookup : batch) {
+        const std::string key = key_of(lookup.factory_id, lookup.device_id);
+        if (cache_) {
+            auto cached = cache_->lookup(lookup.factory_id, lookup.device_id, wall_clock_ms());
+            if (!cached) {
+                redis_failed("looking a device up", cached.error());
+            } else if (cached->outcome == CachedLookup::Outcome::found) {
+                metrics_.registry_redis_found.fetch_add(1);
+                found[lookup.factory_id].emplace_back(lookup.device_id, std::move(cached->device));
+                answered.push_back(key);
+                continue;
+            } else if (cached->outcome == CachedLookup::Outcome::unknown) {
+                metrics_.registry_redis_unknown.fetch_add(1);
+                unknown.push_back(key);
+                continue;
+            }
+        }
+        if (store_) {
+            auto row = store_->find_device(lookup.factory_id, lookup.device_id);
+            if (row) {
+                if (*row) {
+                    metrics_.registry_mysql_found.fetch_add(1);
+                    found[lookup.factory_id].emplace_back(lookup.device_id, std::move(**row));
+                    answered.push_back(key);
+                } else {
+                    metrics_.registry_mysql_unknown.fetch_add(1);
+                    unknown.push_back(key);
+                    if (cache_) {
+                        auto problem = cache_->store_unknown(lookup.factory_id, lookup.device_id,
+                                                             wall_clock_ms() + config_.negative_ttl_ms);
+                        if (!problem.empty()) redis_failed("remembering an unknown device", problem);
+                    }
+                }
+                continue;
+            }
+            mysql_failed("looking a device up", row.error());
+            store_.reset();
+        }
+        metrics_.registry_lookup_failures.fetch_add(1);
+        failed.push_back(key);
+    }
+    // Devices found extend their factories (a factory the snapshot does not have is left out: its
+    // records are rejected before any device lookup, and its next reload brings everything).
+    StringMap<std::shared_ptr<const RegistryFactory>> extended;
+    for (auto& [factory_id, devices] : found) {
+        const RegistryFactory* before = current ? current->factory(factory_id) : nullptr;
+        if (!before) continue;
+        auto after = std::make_shared<RegistryFactory>(*before);
+        for (auto& [device_id, device] : devices) after->devices.insert_or_assign(device_id, std::move(device));
+        extended.emplace(factory_id, std::move(after));
+    }
+    if (!extended.empty()) {
+        std::set<std::string, std::less<>> factories;
+        for (const auto& [factory_id, factory] : extended) factories.insert(factory_id);
+        publish(std::move(extended), true);
+        write_to_redis(*snapshot(), &factories);
+    }
+    {
+        std::lock_guard lock(mutex_);
+        for (const auto& key : answered) lookups_.erase(key);
+        if (negative_.size() + unknown.size() > negative_capacity(config_))
+            std::erase_if(negative_, [&](const auto& entry) { return entry.second <= now; });
+        for (const auto& key : unknown) {
+            lookups_.erase(key);
+            if (negative_.size() < negative_capacity(config_)) negative_[key] = now + config_.negative_ttl_ms;
+        }
+        for (const auto& key : failed) {
+            auto lookup = lookups_.find(key);
+            if (lookup != lookups_.end()) lookup->second.next_try_ms = now + retry_ms;
+        }
+    }
+    generation_.fetch_add(1, std::memory_order_release);
 }
 
 }  // namespace plantd

@@ -1,26 +1,47 @@
 #pragma once
-// The registry as the ingest path sees it: the current snapshot (see registry_snapshot.hpp), kept
-// fresh by a background thread that reloads it from MySQL every refresh interval and registers the
-// devices that auto_register factories accepted. MySQL down: the last snapshot stays in use, the
-// failure is counted, logged and shown on /health, and the thread keeps retrying.
+// The registry as the ingest path sees it. Lookups go in-process snapshot -> Redis -> MySQL:
+//   - the snapshot (registry_snapshot.hpp) answers almost every record with two hash lookups;
+//   - a device it does not hold is looked up by this class's thread, in Redis and then in MySQL,
+//     while the worker holds the message; the answer either extends the snapshot or is remembered
+//     as "unknown" for negative_ttl (in process and in Redis), so a flood of unknown ids costs
+//     MySQL at most one query per id per negative_ttl;
+//   - change notifications (Redis pub/sub) reload one factory within milliseconds; a full reload
+//     runs every full_refresh_interval (refresh_interval while notifications are off);
+//   - after each load, factories whose content changed are written to Redis, so that another
+//     plantd, or this one after a restart, keeps known devices flowing while MySQL is down.
+// The same thread registers devices of auto_register factories and records discovered parameters,
+// in rounds of at most one a second. Every failure is counted, logged once per episode and shown on
+// /health; the thread survives exceptions.
 #include <atomic>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "config/config.hpp"
 #include "control/health.hpp"
 #include "control/metrics.hpp"
+#include "decoding/record.hpp"
 #include "registry/registry_snapshot.hpp"
+#include "registry/registry_store.hpp"
 
 namespace plantd {
 
-class RegistryStore;
+class RegistryCache;
+class RegistryNotifications;
+
+// What the registry says of a device that the snapshot does not hold.
+enum class LookupAnswer {
+    unknown,   // looked up recently and not there: reject
+    pending,   // being looked up (or the registry is unreachable): hold the message and try again
+    overflow,  // too many lookups waiting: the message cannot be checked (rejected, dead-lettered)
+};
 
 class DeviceRegistry {
   public:
@@ -33,29 +54,84 @@ class DeviceRegistry {
     std::shared_ptr<const RegistrySnapshot> snapshot() const { return snapshot_.load(); }
     // A snapshot exists (cheaper to ask than snapshot(): no reference count).
     bool ready() const { return ready_.load(std::memory_order_acquire); }
+    // Increases whenever lookups are answered or a new snapshot is in place: held messages are then
+    // worth another try.
+    uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+
+    // A record's device is not in the snapshot of its factory (unknown there, or registered under
+    // another factory): what to do with the record.
+    LookupAnswer unknown_device(std::string_view factory_id, std::string_view device_id);
     // Queues a device of an auto_register factory for registration; false when the backlog is full
     // (the record is then rejected). This bounds the queue and, with one registration round a
     // second, the rate at which an auto_register factory's registry can grow; not its final size.
     bool request_auto_register(std::string_view factory_id, std::string_view device_id);
+    // A parameter (metric name) the snapshot does not know yet: the type it gets (the first record to
+    // name it decides, until it is recorded), or nullopt when the factory has
+    // max_parameters_per_factory already.
+    std::optional<ParameterType> discover_parameter(std::string_view factory_id, std::string_view name,
+                                                    FieldKind kind, std::string_view device_id);
+
     // How long the last successful load from MySQL took (ms; -1 before the first).
     int64_t last_load_ms() const { return last_load_ms_.load(); }
+    size_t pending_lookups() const;
+    bool notifications_subscribed() const;
+
+    // The type a field of this kind gets when it names a new parameter (SPEC: numbers are floats
+    // unless the registry says integer).
+    static ParameterType discovered_type(FieldKind kind);
 
   private:
+    struct Lookup {
+        std::string factory_id, device_id;
+        int64_t next_try_ms = 0;
+    };
+
     void run();
-    bool load();
+    void turn();
+    bool connect_mysql();
+    void load_full();
+    void load_from_redis();
+    void reload_factories(const std::set<std::string, std::less<>>& factories);
+    void register_devices(std::set<std::string, std::less<>>& changed);
+    void record_parameters(std::set<std::string, std::less<>>& changed);
+    void answer_lookups();
+    // Replaces factories in a copy of the snapshot (nullptr removes one) and publishes it.
+    void publish(StringMap<std::shared_ptr<const RegistryFactory>> changed, bool recount);
+    void write_to_redis(const RegistrySnapshot& snapshot, const std::set<std::string, std::less<>>* only);
+    void harvest_seen(const RegistryFactory& factory, const std::string& factory_id,
+                      std::vector<SeenParameter>& out) const;
+    void touch_seen(const std::vector<SeenParameter>& seen);
+    void mysql_failed(const std::string& what, const std::string& error);
+    void redis_failed(const std::string& what, const std::string& error);
+    void redis_ok();
+    void on_change(const std::string& factory_id);
 
     const RegistryConfig& config_;
     Metrics& metrics_;
     Health& health_;
     std::unique_ptr<RegistryStore> store_;
+    std::unique_ptr<RegistryCache> cache_;
+    std::unique_ptr<RegistryNotifications> notifications_;
     std::atomic<std::shared_ptr<const RegistrySnapshot>> snapshot_;
     std::atomic<int64_t> last_load_ms_{-1};
     std::atomic<bool> ready_{false};
+    std::atomic<uint64_t> generation_{0};
+    int64_t next_full_load_ms_ = 0;
+    int64_t last_registration_round_ms_ = 0;
+    int64_t last_parameter_round_ms_ = 0;
+    int64_t next_connect_ms_ = 0;
 
-    std::mutex mutex_;
+    mutable std::mutex mutex_;
     std::condition_variable wake_;
     bool stopping_ = false;
-    std::set<std::string, std::less<>> pending_;  // "factory/device" ('/' is in no identifier)
+    bool work_ = false;  // lookups or changes arrived: turn now
+    std::set<std::string, std::less<>> registrations_;  // "factory/device" ('/' is in no identifier)
+    StringMap<Lookup> lookups_;                         // "factory/device"
+    StringMap<int64_t> negative_;                       // "factory/device" -> unknown until (steady ms)
+    std::vector<DiscoveredParameter> discovered_;       // waiting to be recorded
+    StringMap<ParameterType> discovered_types_;         // "factory/name" of discovered_
+    StringMap<size_t> discovered_per_factory_;
+    std::set<std::string, std::less<>> changed_;  // factories to reload ("*": all)
     std::thread thread_;
 };
 

@@ -25,6 +25,31 @@ std::string describe(const sql::SQLException& e) {
     return fmt::format("MySQL error {} ({}): {}", e.getErrorCode(), e.getSQLStateCStr(), e.what());
 }
 
+// Autocommit off until commit() or the end of the scope (which rolls back what was not committed).
+class Transaction {
+  public:
+    explicit Transaction(sql::Connection& connection) : connection_(connection) {
+        connection_.setAutoCommit(false);
+    }
+    ~Transaction() {
+        try {
+            if (!committed_) connection_.rollback();
+            connection_.setAutoCommit(true);
+        } catch (...) {
+        }
+    }
+    Transaction(const Transaction&) = delete;
+    Transaction& operator=(const Transaction&) = delete;
+    void commit() {
+        connection_.commit();
+        committed_ = true;
+    }
+
+  private:
+    sql::Connection& connection_;
+    bool committed_ = false;
+};
+
 int latest_version() {
     return registry_migrations().back().version;
 }
@@ -231,7 +256,7 @@ Result<std::vector<FactoryRow>> RegistryStore::list_factories() {
         std::unique_ptr<sql::Statement> statement(connection_->createStatement());
         std::unique_ptr<sql::ResultSet> rows(statement->executeQuery(
             "SELECT f.factory_id, f.enabled, f.unknown_device_policy, f.rate_limit_per_s, f.rate_burst,"
-            " (SELECT COUNT(*) FROM devices d WHERE d.factory_id = f.factory_id)"
+            " (SELECT COUNT(*) FROM devices d WHERE d.factory_id = f.factory_id), COALESCE(f.influx_destination, '')"
             " FROM factories f ORDER BY f.factory_id"));
         std::vector<FactoryRow> out;
         while (rows->next()) {
@@ -243,6 +268,7 @@ Result<std::vector<FactoryRow>> RegistryStore::list_factories() {
             if (!rows->isNull(4)) row.rate_limit_per_s = static_cast<double>(rows->getDouble(4));
             if (!rows->isNull(5)) row.rate_burst = static_cast<double>(rows->getDouble(5));
             row.devices = rows->getUInt64(6);
+            row.destination = rows->getString(7);
             out.push_back(std::move(row));
         }
         return out;
@@ -261,18 +287,7 @@ std::string RegistryStore::add_device(const std::string& factory_id, const std::
     if (auto problem = require_migrated(); !problem.empty()) return problem;
     try {
         // The device and its tags together, or nothing.
-        connection_->setAutoCommit(false);
-        struct Restore {
-            sql::Connection& connection;
-            bool committed = false;
-            ~Restore() {
-                try {
-                    if (!committed) connection.rollback();
-                    connection.setAutoCommit(true);
-                } catch (...) {
-                }
-            }
-        } restore{*connection_};
+        Transaction transaction(*connection_);
         std::unique_ptr<sql::PreparedStatement> insert(
             connection_->prepareStatement("INSERT INTO devices (factory_id, device_id) VALUES (?, ?)"));
         insert->setString(1, factory_id);
@@ -287,8 +302,7 @@ std::string RegistryStore::add_device(const std::string& factory_id, const std::
             tag->setString(4, value);
             tag->executeUpdate();
         }
-        connection_->commit();
-        restore.committed = true;
+        transaction.commit();
         return {};
     } catch (const sql::SQLException& e) {
         if (e.getErrorCode() == duplicate_key)
@@ -357,64 +371,266 @@ Result<std::vector<DeviceRow>> RegistryStore::list_devices(const std::string& fa
     }
 }
 
-Result<std::shared_ptr<RegistrySnapshot>> RegistryStore::load_snapshot(size_t& skipped_tags) {
+Result<StringMap<std::shared_ptr<RegistryFactory>>> RegistryStore::load_factories(
+    const std::optional<std::string>& only, size_t& skipped_tags) {
     if (auto problem = require_migrated(); !problem.empty()) return fail(problem);
     skipped_tags = 0;
     try {
-        auto snapshot = std::make_shared<RegistrySnapshot>();
+        StringMap<std::shared_ptr<RegistryFactory>> out;
         std::unique_ptr<sql::Statement> statement(connection_->createStatement());
-        // The three reads see one state of the registry (on an error the caller drops the connection,
-        // and the transaction with it).
+        // The reads see one state of the registry (on an error the caller drops the connection, and
+        // the transaction with it).
         statement->execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY");
-        std::unique_ptr<sql::ResultSet> factories(statement->executeQuery(
-            "SELECT factory_id, enabled, unknown_device_policy, rate_limit_per_s, rate_burst "
-            "FROM factories"));
+        const std::string where = only ? " WHERE factory_id = ?" : "";
+        auto query = [&](const std::string& sql) {
+            std::unique_ptr<sql::PreparedStatement> prepared(connection_->prepareStatement(sql));
+            if (only) prepared->setString(1, *only);
+            return std::unique_ptr<sql::ResultSet>(prepared->executeQuery());
+        };
+        auto factories = query(
+            "SELECT factory_id, enabled, unknown_device_policy, rate_limit_per_s, rate_burst, "
+            "influx_destination FROM factories" +
+            where);
         while (factories->next()) {
-            RegistryFactory& factory = snapshot->factories[factories->getString(1)];
-            factory.enabled = factories->getBoolean(2);
-            factory.unknown_devices = parse_unknown_device_policy(std::string(factories->getString(3)))
-                                          .value_or(UnknownDevicePolicy::reject);
-            // Rows written by other tools may hold anything: only a positive rate is a limit.
+            auto factory = std::make_shared<RegistryFactory>();
+            factory->enabled = factories->getBoolean(2);
+            factory->unknown_devices = parse_unknown_device_policy(std::string(factories->getString(3)))
+                                           .value_or(UnknownDevicePolicy::reject);
+            // Rows written by other tools may hold anything: only a positive rate is a limit, and
+            // only a valid name a destination.
             if (!factories->isNull(4) && factories->getDouble(4) > 0)
-                factory.rate_limit_per_s = static_cast<double>(factories->getDouble(4));
+                factory->rate_limit_per_s = static_cast<double>(factories->getDouble(4));
             if (!factories->isNull(5) && factories->getDouble(5) >= 1)
-                factory.rate_burst = static_cast<double>(factories->getDouble(5));
+                factory->rate_burst = static_cast<double>(factories->getDouble(5));
+            if (!factories->isNull(6) && check_destination(std::string(factories->getString(6))).empty())
+                factory->destination = factories->getString(6);
+            out.emplace(factories->getString(1), std::move(factory));
         }
-        std::unique_ptr<sql::ResultSet> devices(
-            statement->executeQuery("SELECT factory_id, device_id, enabled FROM devices"));
+        auto devices = query("SELECT factory_id, device_id, enabled FROM devices" + where);
         while (devices->next()) {
-            auto factory = snapshot->factories.find(std::string(devices->getString(1)));
-            if (factory == snapshot->factories.end()) continue;  // the foreign key makes this impossible
-            std::string device_id = devices->getString(2);
-            factory->second.devices[device_id].enabled = devices->getBoolean(3);
-            ++snapshot->factories_of_device[device_id];
-            ++snapshot->device_count;
+            auto factory = out.find(std::string(devices->getString(1)));
+            if (factory == out.end()) continue;  // the foreign key makes this impossible
+            factory->second->devices[devices->getString(2)].enabled = devices->getBoolean(3);
         }
-        std::unique_ptr<sql::ResultSet> tags(
-            statement->executeQuery("SELECT factory_id, device_id, tag_key, tag_value FROM device_tags ORDER "
-                                    "BY factory_id, device_id, "
-                                    "tag_key"));
+        auto tags = query("SELECT factory_id, device_id, tag_key, tag_value FROM device_tags" + where);
         while (tags->next()) {
             std::string key = tags->getString(3);
             std::string value = tags->getString(4);
-            auto factory = snapshot->factories.find(std::string(tags->getString(1)));
-            if (factory == snapshot->factories.end() || !check_tag(key, value).empty()) {
+            auto factory = out.find(std::string(tags->getString(1)));
+            if (factory == out.end() || !check_tag(key, value).empty()) {
                 ++skipped_tags;
                 continue;
             }
-            auto device = factory->second.devices.find(std::string(tags->getString(2)));
-            if (device == factory->second.devices.end()) continue;
+            auto device = factory->second->devices.find(std::string(tags->getString(2)));
+            if (device == factory->second->devices.end()) continue;
             device->second.tags.emplace_back(std::move(key), std::move(value));
+        }
+        auto parameters = query(
+            "SELECT factory_id, name, value_type, COALESCE(unit, ''), UNIX_TIMESTAMP(last_seen) DIV 60 FROM "
+            "parameters" +
+            where);
+        while (parameters->next()) {
+            auto factory = out.find(std::string(parameters->getString(1)));
+            auto type = parse_parameter_type(std::string(parameters->getString(3)));
+            if (factory == out.end() || !type) continue;
+            factory->second->parameters.emplace(
+                parameters->getString(2),
+                RegistryParameter(*type, parameters->getString(4), parameters->getInt64(5)));
         }
         statement->execute("COMMIT");
         // Sorted by bytes, the order the line-protocol writer needs.
-        for (auto& [id, factory] : snapshot->factories) {
-            for (auto& [device_id, device] : factory.devices)
-                std::sort(device.tags.begin(), device.tags.end());
+        for (auto& [id, factory] : out) {
+            for (auto& [device_id, device] : factory->devices) std::sort(device.tags.begin(), device.tags.end());
         }
-        return snapshot;
+        return out;
     } catch (const sql::SQLException& e) {
         return fail(describe(e));
+    }
+}
+
+Result<std::shared_ptr<RegistrySnapshot>> RegistryStore::load_snapshot(size_t& skipped_tags) {
+    auto factories = load_factories(std::nullopt, skipped_tags);
+    if (!factories) return fail(factories.error());
+    auto snapshot = std::make_shared<RegistrySnapshot>();
+    for (auto& [id, factory] : *factories) snapshot->factories.emplace(id, std::move(factory));
+    recount_devices(*snapshot);
+    return snapshot;
+}
+
+Result<std::optional<RegistryDevice>> RegistryStore::find_device(const std::string& factory_id,
+                                                                 const std::string& device_id) {
+    try {
+        std::unique_ptr<sql::PreparedStatement> device(connection_->prepareStatement(
+            "SELECT enabled FROM devices WHERE factory_id = ? AND device_id = ?"));
+        device->setString(1, factory_id);
+        device->setString(2, device_id);
+        std::unique_ptr<sql::ResultSet> row(device->executeQuery());
+        if (!row->next()) return std::optional<RegistryDevice>{};
+        RegistryDevice found;
+        found.enabled = row->getBoolean(1);
+        std::unique_ptr<sql::PreparedStatement> tags(connection_->prepareStatement(
+            "SELECT tag_key, tag_value FROM device_tags WHERE factory_id = ? AND device_id = ?"));
+        tags->setString(1, factory_id);
+        tags->setString(2, device_id);
+        std::unique_ptr<sql::ResultSet> tag_rows(tags->executeQuery());
+        while (tag_rows->next()) {
+            std::string key = tag_rows->getString(1);
+            std::string value = tag_rows->getString(2);
+            if (check_tag(key, value).empty()) found.tags.emplace_back(std::move(key), std::move(value));
+        }
+        std::sort(found.tags.begin(), found.tags.end());
+        return std::optional<RegistryDevice>(std::move(found));
+    } catch (const sql::SQLException& e) {
+        return fail(describe(e));
+    }
+}
+
+std::string RegistryStore::set_destination(const std::string& factory_id, std::optional<std::string> destination) {
+    if (auto problem = check_identifier("factory_id", factory_id); !problem.empty()) return problem;
+    if (destination) {
+        if (auto problem = check_destination(*destination); !problem.empty()) return problem;
+    }
+    if (auto problem = require_migrated(); !problem.empty()) return problem;
+    return update_factory(*connection_, factory_id, "UPDATE factories SET influx_destination = ? WHERE factory_id = ?",
+                          [&](sql::PreparedStatement& s) {
+                              if (destination)
+                                  s.setString(1, *destination);
+                              else
+                                  s.setNull(1, 0);
+                              return 2;
+                          });
+}
+
+std::string RegistryStore::add_parameter(const std::string& factory_id, const std::string& name,
+                                         ParameterType type, const std::optional<std::string>& unit) {
+    if (auto problem = check_identifier("factory_id", factory_id); !problem.empty()) return problem;
+    if (auto problem = check_parameter_name(name); !problem.empty()) return problem;
+    if (unit) {
+        if (auto problem = check_unit(*unit); !problem.empty()) return problem;
+    }
+    if (auto problem = require_migrated(); !problem.empty()) return problem;
+    try {
+        std::unique_ptr<sql::PreparedStatement> insert(connection_->prepareStatement(
+            "INSERT INTO parameters (factory_id, name, value_type, unit, first_device_id) VALUES (?, ?, ?, ?, "
+            "'-')"));
+        insert->setString(1, factory_id);
+        insert->setString(2, name);
+        insert->setString(3, std::string(to_string(type)));
+        if (unit)
+            insert->setString(4, *unit);
+        else
+            insert->setNull(4, 0);
+        insert->executeUpdate();
+        return {};
+    } catch (const sql::SQLException& e) {
+        if (e.getErrorCode() == duplicate_key)
+            return fmt::format("parameter {} already exists in factory {} (its type is fixed once recorded: a "
+                               "field never changes type in InfluxDB)",
+                               printable(name), factory_id);
+        if (e.getErrorCode() == foreign_key_missing) return fmt::format("no factory {}", factory_id);
+        return describe(e);
+    }
+}
+
+std::string RegistryStore::set_parameter_unit(const std::string& factory_id, const std::string& name,
+                                              const std::optional<std::string>& unit) {
+    if (auto problem = check_identifier("factory_id", factory_id); !problem.empty()) return problem;
+    if (auto problem = check_parameter_name(name); !problem.empty()) return problem;
+    if (unit) {
+        if (auto problem = check_unit(*unit); !problem.empty()) return problem;
+    }
+    if (auto problem = require_migrated(); !problem.empty()) return problem;
+    try {
+        std::unique_ptr<sql::PreparedStatement> update(
+            connection_->prepareStatement("UPDATE parameters SET unit = ? WHERE factory_id = ? AND name = ?"));
+        if (unit)
+            update->setString(1, *unit);
+        else
+            update->setNull(1, 0);
+        update->setString(2, factory_id);
+        update->setString(3, name);
+        if (update->executeUpdate() == 0)
+            return fmt::format("no parameter {} in factory {}", printable(name), factory_id);
+        return {};
+    } catch (const sql::SQLException& e) {
+        return describe(e);
+    }
+}
+
+Result<std::vector<ParameterRow>> RegistryStore::list_parameters(const std::string& factory_id) {
+    if (auto problem = check_identifier("factory_id", factory_id); !problem.empty()) return fail(problem);
+    if (auto problem = require_migrated(); !problem.empty()) return fail(problem);
+    try {
+        std::unique_ptr<sql::PreparedStatement> factory(
+            connection_->prepareStatement("SELECT 1 FROM factories WHERE factory_id = ?"));
+        factory->setString(1, factory_id);
+        std::unique_ptr<sql::ResultSet> found(factory->executeQuery());
+        if (!found->next()) return fail(fmt::format("no factory {}", factory_id));
+        std::unique_ptr<sql::PreparedStatement> query(connection_->prepareStatement(
+            "SELECT name, value_type, COALESCE(unit, ''), first_device_id, "
+            "DATE_FORMAT(first_seen, '%Y-%m-%dT%H:%i:%s'), DATE_FORMAT(last_seen, '%Y-%m-%dT%H:%i:%s') "
+            "FROM parameters WHERE factory_id = ? ORDER BY name"));
+        query->setString(1, factory_id);
+        std::unique_ptr<sql::ResultSet> rows(query->executeQuery());
+        std::vector<ParameterRow> out;
+        while (rows->next()) {
+            out.push_back(ParameterRow{.name = rows->getString(1),
+                                       .type = std::string(rows->getString(2)),
+                                       .unit = rows->getString(3),
+                                       .first_device_id = rows->getString(4),
+                                       .first_seen = rows->getString(5),
+                                       .last_seen = rows->getString(6)});
+        }
+        return out;
+    } catch (const sql::SQLException& e) {
+        return fail(describe(e));
+    }
+}
+
+std::string RegistryStore::record_parameters(const std::vector<DiscoveredParameter>& discovered,
+                                             size_t& recorded) {
+    recorded = 0;
+    try {
+        // Many rows per statement: a round of discoveries is a handful of statements, never one per
+        // message. INSERT IGNORE: a parameter recorded meanwhile (another plantd) keeps its type.
+        constexpr size_t rows_per_statement = 200;
+        for (size_t begin = 0; begin < discovered.size(); begin += rows_per_statement) {
+            const size_t end = std::min(discovered.size(), begin + rows_per_statement);
+            std::string sql =
+                "INSERT IGNORE INTO parameters (factory_id, name, value_type, first_device_id) VALUES ";
+            for (size_t i = begin; i < end; ++i) sql += i == begin ? "(?, ?, ?, ?)" : ", (?, ?, ?, ?)";
+            std::unique_ptr<sql::PreparedStatement> insert(connection_->prepareStatement(sql));
+            int column = 1;
+            for (size_t i = begin; i < end; ++i) {
+                insert->setString(column++, discovered[i].factory_id);
+                insert->setString(column++, discovered[i].name);
+                insert->setString(column++, std::string(to_string(discovered[i].type)));
+                insert->setString(column++, discovered[i].device_id);
+            }
+            recorded += static_cast<size_t>(insert->executeUpdate());
+        }
+        return {};
+    } catch (const sql::SQLException& e) {
+        return describe(e);
+    }
+}
+
+std::string RegistryStore::touch_parameters(const std::vector<SeenParameter>& seen) {
+    try {
+        std::unique_ptr<sql::PreparedStatement> update(connection_->prepareStatement(
+            "UPDATE parameters SET last_seen = GREATEST(last_seen, FROM_UNIXTIME(? * 60)) WHERE factory_id = ? "
+            "AND name = ?"));
+        Transaction transaction(*connection_);
+        for (const auto& parameter : seen) {
+            update->setInt64(1, parameter.minute);
+            update->setString(2, parameter.factory_id);
+            update->setString(3, parameter.name);
+            update->executeUpdate();
+        }
+        transaction.commit();
+        return {};
+    } catch (const sql::SQLException& e) {
+        return describe(e);
     }
 }
 
@@ -424,18 +640,7 @@ std::string RegistryStore::auto_register_devices(
     try {
         // One transaction for the round. A device id that any factory has already is never
         // registered again elsewhere: the snapshot that accepted it may be stale.
-        connection_->setAutoCommit(false);
-        struct Restore {
-            sql::Connection& connection;
-            bool committed = false;
-            ~Restore() {
-                try {
-                    if (!committed) connection.rollback();
-                    connection.setAutoCommit(true);
-                } catch (...) {
-                }
-            }
-        } restore{*connection_};
+        Transaction transaction(*connection_);
         std::unique_ptr<sql::PreparedStatement> insert(connection_->prepareStatement(
             "INSERT IGNORE INTO devices (factory_id, device_id, auto_registered) SELECT f.factory_id, ?, "
             "TRUE "
@@ -451,8 +656,7 @@ std::string RegistryStore::auto_register_devices(
             insert->setString(3, device_id);
             added += static_cast<size_t>(insert->executeUpdate());
         }
-        connection_->commit();
-        restore.committed = true;
+        transaction.commit();
         registered = added;
         return {};
     } catch (const sql::SQLException& e) {

@@ -27,6 +27,7 @@ struct FactoryRow {
     std::optional<double> rate_limit_per_s;
     std::optional<double> rate_burst;
     uint64_t devices = 0;
+    std::string destination;  // "" = the configured one
 };
 
 struct DeviceRow {
@@ -35,6 +36,28 @@ struct DeviceRow {
     bool enabled = true;
     bool auto_registered = false;
     std::map<std::string, std::string> tags;
+};
+
+struct ParameterRow {
+    std::string name;
+    std::string type;
+    std::string unit;
+    std::string first_device_id;
+    std::string first_seen;  // UTC, ISO 8601 to the second
+    std::string last_seen;
+};
+
+struct DiscoveredParameter {
+    std::string factory_id;
+    std::string name;
+    ParameterType type;
+    std::string device_id;  // the device that sent it first
+};
+
+struct SeenParameter {
+    std::string factory_id;
+    std::string name;
+    int64_t minute;  // minutes since the epoch
 };
 
 class RegistryStore {
@@ -61,7 +84,28 @@ class RegistryStore {
     std::string set_device_enabled(const std::string& factory_id, const std::string& device_id, bool enabled);
     Result<std::vector<DeviceRow>> list_devices(const std::string& factory_id);
 
-    // Everything the ingest path needs, in three queries. Tags that are not valid InfluxDB tags (rows
+    std::string set_destination(const std::string& factory_id, std::optional<std::string> destination);
+
+    // Declares a parameter before devices send it (its type is then the operator's, not discovered).
+    std::string add_parameter(const std::string& factory_id, const std::string& name, ParameterType type,
+                              const std::optional<std::string>& unit);
+    std::string set_parameter_unit(const std::string& factory_id, const std::string& name,
+                                   const std::optional<std::string>& unit);
+    Result<std::vector<ParameterRow>> list_parameters(const std::string& factory_id);
+    // Records newly seen parameters (rows that exist are left as they are); `recorded` counts the new rows.
+    std::string record_parameters(const std::vector<DiscoveredParameter>& discovered, size_t& recorded);
+    // Moves last_seen forward, in one transaction.
+    std::string touch_parameters(const std::vector<SeenParameter>& seen);
+
+    // Factories with their devices, tags and parameters, read in one consistent transaction: every
+    // factory, or only `only` (a change notification). Tags that are not valid InfluxDB tags (rows
+    // written by other tools) are left out and counted in `skipped_tags`.
+    Result<StringMap<std::shared_ptr<RegistryFactory>>> load_factories(const std::optional<std::string>& only,
+                                                                       size_t& skipped_tags);
+    // One device of one factory, with its tags (a lookup after a snapshot miss); nullopt: not there.
+    Result<std::optional<RegistryDevice>> find_device(const std::string& factory_id, const std::string& device_id);
+
+    // Everything the ingest path needs (load_factories of every factory). Tags that are not valid InfluxDB tags (rows
     // written by other tools) are left out and counted in `skipped_tags`.
     Result<std::shared_ptr<RegistrySnapshot>> load_snapshot(size_t& skipped_tags);
     // Registers devices seen in auto_register factories (devices only; an existing row is left as it

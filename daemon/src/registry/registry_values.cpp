@@ -54,3 +54,56 @@ std::string check_tag(std::string_view key, std::string_view value) {
 }
 
 }  // namespace plantd
+
+namespace plantd {
+
+std::string_view to_string(ParameterType type) {
+    switch (type) {
+        case ParameterType::float_number:
+            return "float";
+        case ParameterType::integer:
+            return "integer";
+        case ParameterType::boolean:
+            return "boolean";
+        case ParameterType::string:
+            return "string";
+    }
+    return "float";
+}
+
+std::optional<ParameterType> parse_parameter_type(std::string_view text) {
+    if (text == "float") return ParameterType::float_number;
+    if (text == "integer") return ParameterType::integer;
+    if (text == "boolean") return ParameterType::boolean;
+    if (text == "string") return ParameterType::string;
+    return std::nullopt;
+}
+
+std::string check_parameter_name(std::string_view name) {
+    if (is_valid_metric_name(name) && is_line_protocol_safe_key(name) &&
+        simdjson::validate_utf8(name.data(), name.size()))
+        return {};
+    return fmt::format("parameter \"{}\" is not a valid metric name (see SPEC section 2; at most 128 bytes)",
+                       printable(name));
+}
+
+std::string check_unit(std::string_view unit) {
+    if (!unit.empty() && unit.size() <= 32 && !contains_control_character(unit) &&
+        simdjson::validate_utf8(unit.data(), unit.size()))
+        return {};
+    return fmt::format("unit \"{}\" must be 1-32 bytes of UTF-8 without control characters", printable(unit));
+}
+
+std::string check_destination(std::string_view name) {
+    // InfluxDB accepts almost anything, but the name goes into URLs and `CREATE DATABASE`: keep it to
+    // the identifier alphabet, with the same length limit as identifiers plus a prefix.
+    bool ok = !name.empty() && name.size() <= 128;
+    for (char c : name) {
+        ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                    c == '-' || c == '.');
+    }
+    if (ok) return {};
+    return fmt::format("destination \"{}\" must be 1-128 of A-Z a-z 0-9 _ . -", printable(name));
+}
+
+}  // namespace plantd

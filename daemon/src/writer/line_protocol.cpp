@@ -83,7 +83,14 @@ void append_record_line(std::string& out, std::string_view escaped_measurement, 
         out += '=';
         switch (field.kind) {
             case FieldKind::number:
-                append_float(out, field.number);
+                if (field.write_as_integer) {
+                    char digits[24];
+                    auto written = std::to_chars(digits, digits + sizeof(digits), field.integer);
+                    out.append(digits, written.ptr);
+                    out += 'i';
+                } else {
+                    append_float(out, field.number);
+                }
                 break;
             case FieldKind::boolean:
                 out += field.boolean ? "true" : "false";
