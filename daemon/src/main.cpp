@@ -55,7 +55,27 @@ int main(int argc, char** argv) {
     set_rate->add_option("per_second", registry_command.rate_per_s, "messages per second");
     set_rate->add_option("--burst", registry_command.burst, "bucket size (messages)");
     set_rate->add_flag("--clear", registry_command.clear_rate_limit, "remove the override");
+    auto* set_destination = verb(factory, "set-destination", "the InfluxDB database (bucket) of one factory",
+                                 "factory-set-destination");
+    set_destination->add_option("factory_id", registry_command.factory_id)->required();
+    set_destination->add_option("destination", registry_command.destination, "database (v1) or bucket (v2)");
+    set_destination->add_flag("--clear", registry_command.clear, "use the configured destination again");
     factory->require_subcommand(1);
+    auto* parameter = app.add_subcommand("parameter", "registry: parameters (metric names and their types)");
+    auto* parameter_add =
+        verb(parameter, "add", "declare a parameter before devices send it (its type is then fixed)", "parameter-add");
+    parameter_add->add_option("factory_id", registry_command.factory_id)->required();
+    parameter_add->add_option("name", registry_command.parameter)->required();
+    parameter_add->add_option("type", registry_command.type, "float, integer, boolean or string")->required();
+    parameter_add->add_option("--unit", registry_command.unit, "e.g. degC");
+    auto* parameter_list = verb(parameter, "list", "list a factory's parameters", "parameter-list");
+    parameter_list->add_option("factory_id", registry_command.factory_id)->required();
+    auto* parameter_unit = verb(parameter, "set-unit", "set or clear a parameter's unit", "parameter-set-unit");
+    parameter_unit->add_option("factory_id", registry_command.factory_id)->required();
+    parameter_unit->add_option("name", registry_command.parameter)->required();
+    parameter_unit->add_option("unit", registry_command.unit);
+    parameter_unit->add_flag("--clear", registry_command.clear, "remove the unit");
+    parameter->require_subcommand(1);
     auto* device = app.add_subcommand("device", "registry: devices (always within a factory)");
     auto* device_add = verb(device, "add", "add a device to a factory", "device-add");
     device_add->add_option("factory_id", registry_command.factory_id)->required();

@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include <doctest/doctest.h>
 #include <fmt/format.h>
 #include <httplib.h>
 #include <simdjson.h>
@@ -425,6 +426,58 @@ void PrivateBroker::stop() {
 
 std::string PrivateBroker::uri(std::string_view scheme, std::string_view host) const {
     return fmt::format("{}://{}:{}", scheme, host, port_);
+}
+
+PrivateRedis::PrivateRedis(const std::string& dir, int port) : dir_(dir), port_(port) {}
+
+PrivateRedis::~PrivateRedis() {
+    stop();
+}
+
+void PrivateRedis::start() {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+        std::freopen("/dev/null", "w", stdout);
+        std::freopen("/dev/null", "w", stderr);
+        const std::string port = std::to_string(port_);
+        ::execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", dir_.c_str(), static_cast<char*>(nullptr));
+        ::_exit(127);
+    }
+    eventually([&] { return cli("PING").find("PONG") != std::string::npos; }, std::chrono::seconds(10));
+}
+
+void PrivateRedis::stop() {
+    if (pid_ > 0) {
+        ::kill(pid_, SIGKILL);  // gone at once, and with it everything it held
+        ::waitpid(pid_, nullptr, 0);
+        pid_ = -1;
+    }
+}
+
+std::string PrivateRedis::cli(const std::string& arguments) const {
+    int code = 0;
+    return run_command(fmt::format("redis-cli -h 127.0.0.1 -p {} {} 2>&1", port_, arguments), code);
+}
+
+std::string cli(const std::string& config_path, const std::string& args) {
+    int code = -1;
+    std::string out = run_command(fmt::format("{} --config {} {} 2>&1", PLANTD_BINARY, config_path, args), code);
+    INFO(args << " -> " << out);
+    REQUIRE(code == 0);
+    return out;
+}
+
+std::string text_of(const Row& row, const std::string& column) {
+    auto it = row.columns.find(column);
+    if (it == row.columns.end() || !std::holds_alternative<std::string>(it->second)) return "";
+    return std::get<std::string>(it->second);
+}
+
+void stack_service(const std::string& action, const std::string& service) {
+    int code = 0;
+    std::string out = run_command(fmt::format("{}/scripts/stack {} {} 2>&1", PLANTD_SOURCE_DIR, action, service), code);
+    if (code != 0) throw std::runtime_error("scripts/stack " + action + " " + service + ": " + out);
 }
 
 TcpProxy::TcpProxy(int target_port) : target_port_(target_port) {

@@ -137,6 +137,32 @@ class PrivateBroker {
     int pid_ = -1;
 };
 
+// A private redis-server on its own port, without persistence: a restart loses everything, as a
+// replaced cache node would.
+class PrivateRedis {
+  public:
+    PrivateRedis(const std::string& dir, int port);
+    ~PrivateRedis();
+    void start();
+    void stop();
+    int port() const { return port_; }
+    // Runs redis-cli against it (an independent view); returns its raw output.
+    std::string cli(const std::string& arguments) const;
+
+  private:
+    std::string dir_;
+    int port_;
+    int pid_ = -1;
+};
+
+// Runs `plantd --config config_path <args>` (an operator command) and requires exit code 0.
+std::string cli(const std::string& config_path, const std::string& args);
+// A tag or string field of a row ("" if absent or not a string).
+std::string text_of(const Row& row, const std::string& column);
+
+// scripts/stack stop-one|start-one SERVICE on the shared stack (a real server stopped and started).
+void stack_service(const std::string& action, const std::string& service);
+
 // A TCP forwarder on a free loopback port to `target_port`, which a test can cut and restore: a
 // dependency (MySQL, Redis...) going away and coming back without stopping the shared server.
 // Cutting closes every forwarded connection and refuses new ones.

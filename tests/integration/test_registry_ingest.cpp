@@ -12,25 +12,6 @@
 
 using namespace plantd::test;
 
-namespace {
-
-std::string cli(const std::string& config_path, const std::string& args) {
-    int code = -1;
-    std::string out =
-        run_command(fmt::format("{} --config {} {} 2>&1", PLANTD_BINARY, config_path, args), code);
-    INFO(args << " -> " << out);
-    REQUIRE(code == 0);
-    return out;
-}
-
-std::string text_of(const Row& row, const std::string& column) {
-    auto it = row.columns.find(column);
-    if (it == row.columns.end() || !std::holds_alternative<std::string>(it->second)) return "";
-    return std::get<std::string>(it->second);
-}
-
-}  // namespace
-
 TEST_CASE("registry checks: every record lands under its own registered factory and device, or is rejected") {
     TempDir dir;
     ScratchMysqlDatabase scratch("plantd_itest_ingest");

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "registry/registry_cache.hpp"
 #include "registry/registry_store.hpp"
 
 namespace plantd {
@@ -20,11 +21,12 @@ int print_factories(RegistryStore& store, std::ostream& out, std::ostream& err) 
         err << "plantd: " << rows.error() << "\n";
         return 1;
     }
-    out << fmt::format("{:<24} {:<8} {:<16} {:<24} {}\n", "FACTORY", "ENABLED", "UNKNOWN DEVICES",
-                       "RATE LIMIT", "DEVICES");
+    out << fmt::format("{:<24} {:<8} {:<16} {:<24} {:<8} {}\n", "FACTORY", "ENABLED", "UNKNOWN DEVICES",
+                       "RATE LIMIT", "DEVICES", "DESTINATION");
     for (const auto& row : *rows) {
-        out << fmt::format("{:<24} {:<8} {:<16} {:<24} {}\n", row.factory_id, row.enabled ? "yes" : "no",
-                           to_string(row.unknown_devices), rate_text(row), row.devices);
+        out << fmt::format("{:<24} {:<8} {:<16} {:<24} {:<8} {}\n", row.factory_id, row.enabled ? "yes" : "no",
+                           to_string(row.unknown_devices), rate_text(row), row.devices,
+                           row.destination.empty() ? "default" : row.destination);
     }
     return 0;
 }
@@ -46,6 +48,34 @@ int print_devices(RegistryStore& store, const std::string& factory_id, std::ostr
     return 0;
 }
 
+int print_parameters(RegistryStore& store, const std::string& factory_id, std::ostream& out,
+                     std::ostream& err) {
+    auto rows = store.list_parameters(factory_id);
+    if (!rows) {
+        err << "plantd: " << rows.error() << "\n";
+        return 1;
+    }
+    out << fmt::format("{:<32} {:<8} {:<10} {:<24} {:<20} {}\n", "PARAMETER", "TYPE", "UNIT", "FIRST DEVICE",
+                       "FIRST SEEN (UTC)", "LAST SEEN (UTC)");
+    for (const auto& row : *rows) {
+        out << fmt::format("{:<32} {:<8} {:<10} {:<24} {:<20} {}\n", row.name, row.type,
+                           row.unit.empty() ? "-" : row.unit, row.first_device_id, row.first_seen, row.last_seen);
+    }
+    return 0;
+}
+
+// Tells running plantd instances (through Redis) that a factory changed; a warning, never a failure:
+// they see the change at their next reload anyway.
+void notify_change(const RegistryConfig& config, const std::string& factory_id, std::ostream& err) {
+    if (config.redis_host.empty()) return;
+    RegistryCache cache(config);
+    if (auto problem = cache.invalidate(factory_id); !problem.empty()) {
+        err << fmt::format("plantd: warning: could not notify running plantd instances ({}); they apply the "
+                           "change within refresh_interval ({} ms)\n",
+                           problem, config.refresh_interval_ms);
+    }
+}
+
 }  // namespace
 
 int run_registry_command(const RegistryCommand& c, const RegistryConfig& config, std::ostream& out,
@@ -62,6 +92,10 @@ int run_registry_command(const RegistryCommand& c, const RegistryConfig& config,
             return 1;
         }
         out << what << "\n";
+        // Every verb that changes a factory names it; list and schema verbs do not change one.
+        const bool changes = c.verb != "registry-migrate" && c.verb != "registry-status" &&
+                             c.verb.find("-list") == std::string::npos;
+        if (changes && !c.factory_id.empty()) notify_change(config, c.factory_id, err);
         return 0;
     };
 
@@ -81,6 +115,28 @@ int run_registry_command(const RegistryCommand& c, const RegistryConfig& config,
     }
     if (c.verb == "factory-list") return print_factories(store, out, err);
     if (c.verb == "device-list") return print_devices(store, c.factory_id, out, err);
+    if (c.verb == "parameter-list") return print_parameters(store, c.factory_id, out, err);
+    if (c.verb == "factory-set-destination") {
+        if (c.clear == !c.destination.empty()) return done("give a database (bucket) name, or --clear", "");
+        return done(store.set_destination(c.factory_id, c.clear ? std::nullopt : std::optional(c.destination)),
+                    c.clear ? fmt::format("factory {}: destination cleared (the configured one applies)",
+                                          c.factory_id)
+                            : fmt::format("factory {}: points go to {}", c.factory_id, c.destination));
+    }
+    if (c.verb == "parameter-add") {
+        auto type = parse_parameter_type(c.type);
+        if (!type) return done(fmt::format("type \"{}\" must be float, integer, boolean or string", c.type), "");
+        return done(store.add_parameter(c.factory_id, c.parameter, *type,
+                                        c.unit.empty() ? std::nullopt : std::optional(c.unit)),
+                    fmt::format("added parameter {} ({}) to factory {}", c.parameter, c.type, c.factory_id));
+    }
+    if (c.verb == "parameter-set-unit") {
+        if (c.clear == !c.unit.empty()) return done("give a unit, or --clear", "");
+        return done(store.set_parameter_unit(c.factory_id, c.parameter,
+                                             c.clear ? std::nullopt : std::optional(c.unit)),
+                    fmt::format("factory {}: parameter {}: unit {}", c.factory_id, c.parameter,
+                                c.clear ? "cleared" : c.unit));
+    }
 
     if (c.verb == "factory-add" || c.verb == "factory-set-policy") {
         auto policy = parse_unknown_device_policy(c.policy);

@@ -192,6 +192,8 @@ void DeviceRegistry::turn() {
         const int64_t now = steady_clock_ms();
         if (now - last_registration_round_ms_ >= retry_ms) register_devices(changed);
         if (now - last_parameter_round_ms_ >= retry_ms) record_parameters(changed);
+        // "*": notifications (re)subscribed, perhaps to a Redis that restarted empty: write it all again.
+        if (cache_ && changed.count("*") > 0) cache_->forget_written();
         if (store_ && (now >= next_full_load_ms_ || changed.count("*") > 0 || snapshot()->from_cache))
             load_full();
         else if (store_ && !changed.empty())

@@ -60,6 +60,7 @@ Result<RedisConnection*> RegistryCache::connection() {
     auto connected = RedisConnection::connect(config_, std::min<int64_t>(config_.connect_timeout_ms, 2'000));
     if (!connected) return failed<RedisConnection*>(connected.error());
     connection_ = std::move(*connected);
+    written_.clear();  // a new connection may be to a Redis that restarted empty
     return connection_.get();
 }
 

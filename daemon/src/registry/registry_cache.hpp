@@ -58,6 +58,9 @@ class RegistryCache {
     std::string invalidate(std::string_view factory_id);
 
     bool configured() const { return !config_.redis_host.empty(); }
+    // Forgets what was written: the next store_factory writes every factory again (Redis may have
+    // restarted empty).
+    void forget_written() { written_.clear(); }
 
     static std::string encode_device(const RegistryDevice& device);
     static std::optional<RegistryDevice> decode_device(std::string_view json);
