@@ -116,6 +116,10 @@ int run_daemon(const Config& config) {
     std::unique_ptr<DeviceRegistry> registry;
     if (config.registry.enabled) {
         registry = std::make_unique<DeviceRegistry>(config.registry, metrics, health);
+        registry->set_destination_of([&config](std::string_view factory_id, const RegistryFactory* factory) {
+            return factory && !factory->destination.empty() ? factory->destination
+                                                            : destination_for(config.influxdb, factory_id);
+        });
         metrics.add_gauge("plantd_registry_ok", "1 while the registry loads from MySQL; 0 while it fails.",
                           [&] { return health.registry_failing ? 0.0 : 1.0; });
         metrics.add_gauge("plantd_registry_load_seconds", "How long the last registry load from MySQL took.",

@@ -147,11 +147,34 @@ std::optional<ParameterType> DeviceRegistry::discover_parameter(std::string_view
     const size_t recorded = factory ? factory->parameters.size() : 0;
     if (recorded + pending >= config_.max_parameters_per_factory || discovered_.size() >= max_discovered)
         return std::nullopt;
-    const ParameterType type = discovered_type(kind);
+    const ParameterType type =
+        type_in_destination(current.get(), factory_id, factory, name).value_or(discovered_type(kind));
     discovered_.push_back(DiscoveredParameter{std::string(factory_id), std::string(name), type, std::string(device_id)});
     discovered_types_.emplace(std::move(key), type);
     ++discovered_per_factory_[std::string(factory_id)];
     return type;
+}
+
+std::optional<ParameterType> DeviceRegistry::type_in_destination(const RegistrySnapshot* snapshot,
+                                                                 std::string_view factory_id,
+                                                                 const RegistryFactory* factory,
+                                                                 std::string_view name) const {
+    if (!destination_of_) return std::nullopt;
+    const std::string mine = destination_of_(factory_id, factory);
+    if (snapshot) {
+        for (const auto& [id, other] : snapshot->factories) {
+            if (id == factory_id) continue;
+            auto parameter = other->parameters.find(name);
+            if (parameter != other->parameters.end() && destination_of_(id, other.get()) == mine)
+                return parameter->second.type;
+        }
+    }
+    for (const auto& pending : discovered_) {
+        if (pending.name == name && pending.factory_id != factory_id &&
+            destination_of_(pending.factory_id, snapshot ? snapshot->factory(pending.factory_id) : nullptr) == mine)
+            return pending.type;
+    }
+    return std::nullopt;
 }
 
 void DeviceRegistry::run() {

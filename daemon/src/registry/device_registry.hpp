@@ -14,6 +14,7 @@
 // /health; the thread survives exceptions.
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -71,6 +72,11 @@ class DeviceRegistry {
     std::optional<ParameterType> discover_parameter(std::string_view factory_id, std::string_view name,
                                                     FieldKind kind, std::string_view device_id);
 
+    // Where a factory's points go (its InfluxDB database or bucket). Parameters share a type across
+    // every factory writing to one database: InfluxDB types a field per measurement, not per factory.
+    using DestinationOf = std::function<std::string(std::string_view factory_id, const RegistryFactory* factory)>;
+    void set_destination_of(DestinationOf destination_of) { destination_of_ = std::move(destination_of); }
+
     // How long the last successful load from MySQL took (ms; -1 before the first).
     int64_t last_load_ms() const { return last_load_ms_.load(); }
     size_t pending_lookups() const;
@@ -106,8 +112,14 @@ class DeviceRegistry {
     void redis_ok();
     void on_change(const std::string& factory_id);
 
+    // The type a new parameter must have because another factory writing to the same destination
+    // has it already (recorded or discovered); nullopt: free to choose. With mutex_ held.
+    std::optional<ParameterType> type_in_destination(const RegistrySnapshot* snapshot, std::string_view factory_id,
+                                                     const RegistryFactory* factory, std::string_view name) const;
+
     const RegistryConfig& config_;
     Metrics& metrics_;
+    DestinationOf destination_of_;
     Health& health_;
     std::unique_ptr<RegistryStore> store_;
     std::unique_ptr<RegistryCache> cache_;

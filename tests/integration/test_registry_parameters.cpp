@@ -1,0 +1,180 @@
+// Parameter discovery and registry-decided field types, and per-factory InfluxDB destinations, against
+// the real MariaDB and InfluxDB: a field never changes type, so InfluxDB never refuses a batch.
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "support.hpp"
+
+using namespace plantd::test;
+
+namespace {
+
+// InfluxDB's view of the measurement's field types: name -> float|integer|boolean|string.
+std::map<std::string, std::string> field_types(const std::string& database) {
+    std::map<std::string, std::string> out;
+    for (const auto& row : influx_select(database, "SHOW FIELD KEYS FROM telemetry"))
+        out[text_of(row, "fieldKey")] = text_of(row, "fieldType");
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("parameters: discovered once with their type, declared types win, mismatches rejected per field") {
+    TempDir dir;
+    ScratchMysqlDatabase scratch("plantd_itest_params");
+    const std::string influx_db = unique_name("itest_params");
+    const std::string prefix = unique_name("it");
+    const int port = free_port();
+    const std::string config = base_config(
+        unique_name("plantd-params"), prefix, influx_db, port, dir.path() + "/dl.jsonl",
+        registry_config(scratch.name()) +
+            "enabled = true\nrefresh_interval = \"300ms\"\nmax_parameters_per_factory = 7\n");
+    const std::string config_path = dir.path() + "/cli.toml";
+    std::ofstream(config_path) << config;
+    cli(config_path, "registry migrate");
+    cli(config_path, "factory add fa");
+    cli(config_path, "factory add fb");
+    cli(config_path, "device add fa d1");
+    cli(config_path, "device add fb d1");
+    // Declared before any device sends it: an integer, although JSON numbers are floats by default.
+    cli(config_path, "parameter add fa count integer --unit pcs");
+    int code = 0;
+    std::string refused = run_command(
+        fmt::format("{} --config {} parameter add fa count float 2>&1", PLANTD_BINARY, config_path), code);
+    CHECK(code == 1);
+    CHECK(refused.find("already exists") != std::string::npos);
+    refused = run_command(
+        fmt::format("{} --config {} parameter add fa 'x' complex 2>&1", PLANTD_BINARY, config_path), code);
+    CHECK(code == 1);
+    CHECK(refused.find("float, integer, boolean or string") != std::string::npos);
+
+    PlantdProcess plantd(dir.path(), config, port);
+    REQUIRE_MESSAGE(plantd.wait_ready(std::chrono::seconds(30)), plantd.log());
+    const std::string fa = fmt::format("{}/factory/fa/device/d1/telemetry", prefix);
+    const std::string fb = fmt::format("{}/factory/fb/device/d1/telemetry", prefix);
+    const int64_t ts = 1'700'000'000'000;
+    {
+        Publisher publisher(unique_name("itest-pub"));
+        for (int i = 0; i < 50; ++i) {
+            publisher.publish(fa, fmt::format(R"({{"ts": {}, "metrics": {{"temp": {}.5, "count": {}, "ok": true,
+                                                 "mode": "auto"}}}})",
+                                              ts + i, 20 + i, i));
+        }
+        // fb writes to the same database, and InfluxDB types a field per measurement: fb's new
+        // parameters take the types fa has there (count is an integer; mode, a string, refuses 1).
+        publisher.publish(fb, fmt::format(R"({{"ts": {}, "metrics": {{"count": 3, "mode": 1}}}})", ts));
+        // Integral JSON for a float parameter is a float; 4.0 for an integer parameter is the integer 4.
+        publisher.publish(fa, fmt::format(R"({{"ts": {}, "metrics": {{"temp": 22, "count": 4.0}}}})", ts + 100));
+        // Values that do not fit their parameter: rejected field by field, the rest is kept.
+        publisher.publish(fa, fmt::format(R"({{"ts": {}, "metrics": {{"temp": "hot", "count": 7}}}})", ts + 101));
+        publisher.publish(fa, fmt::format(R"({{"ts": {}, "metrics": {{"count": 7.5, "ok": 1}}}})", ts + 102));
+        publisher.publish(fa, fmt::format(R"({{"ts": {}, "metrics": {{"mode": false, "temp": 1}}}})", ts + 103));
+        // fa has 4 parameters; at most 7: of 4 new names, 3 are taken, the 4th is refused.
+        publisher.publish(fa, fmt::format(R"({{"ts": {}, "metrics": {{"n1": 1, "n2": 2, "n3": 3, "n4": 4}}}})",
+                                          ts + 104));
+    }
+    const bool all_written = eventually(
+        [&] { return plantd.metric("plantd_points_written_total{factory_id=\"fa\"}") == 54; }, std::chrono::seconds(20));
+    if (!all_written) MESSAGE(plantd.log());
+    REQUIRE(all_written);
+    CHECK(plantd.metric("plantd_points_written_total{factory_id=\"fb\"}") == 1);
+    auto m = plantd.metrics();
+    // One message lost all its fields (count 7.5 and ok 1): a message rejection; three lost some.
+    CHECK(m["plantd_rejected_total{scope=\"message\",reason=\"invalid_field\",factory_id=\"fa\"}"] == 1);
+    CHECK(m["plantd_rejected_total{scope=\"field\",reason=\"invalid_field\",factory_id=\"fa\"}"] == 3);
+    CHECK(m["plantd_rejected_total{scope=\"field\",reason=\"invalid_field\",factory_id=\"fb\"}"] == 1);
+    CHECK(m["plantd_rejected_total{scope=\"point\",reason=\"influx_rejected\",factory_id=\"fa\"}"] == 0);
+    CHECK(m["plantd_write_failures_total"] == 0);  // InfluxDB never refused a batch
+
+    // InfluxDB's field types are the registry's.
+    auto types = field_types(influx_db);
+    CHECK(types["count"] == "integer");
+    CHECK(types["temp"] == "float");
+    CHECK(types["ok"] == "boolean");
+    CHECK(types["mode"] == "string");
+    auto counts = influx_select(influx_db, "SELECT count FROM telemetry WHERE factory_id = 'fa' AND count = 4");
+    CHECK(counts.size() == 2);  // i = 4, and 4.0
+
+    // MariaDB: each parameter recorded once, with its type and its first device; fb's separately.
+    CHECK(eventually([&] { return plantd.metric("plantd_parameters_discovered_total") == 8; },
+                     std::chrono::seconds(10)));
+    CHECK(mysql_command(scratch.name(),
+                        "SELECT factory_id, name, value_type, COALESCE(unit, '-'), first_device_id FROM "
+                        "parameters ORDER BY factory_id, name") ==
+          "fa\tcount\tinteger\tpcs\t-\n"
+          "fa\tmode\tstring\t-\td1\n"
+          "fa\tn1\tfloat\t-\td1\n"
+          "fa\tn2\tfloat\t-\td1\n"
+          "fa\tn3\tfloat\t-\td1\n"
+          "fa\tok\tboolean\t-\td1\n"
+          "fa\ttemp\tfloat\t-\td1\n"
+          "fb\tcount\tinteger\t-\td1\n"
+          "fb\tmode\tstring\t-\td1\n");
+    const std::string listed = cli(config_path, "parameter list fa");
+    CHECK(listed.find("count") != std::string::npos);
+    CHECK(listed.find("pcs") != std::string::npos);
+    CHECK(plantd.terminate() == 0);
+    influx_command("DROP DATABASE \"" + influx_db + "\"");
+}
+
+TEST_CASE("per-factory destinations from the registry: each factory's points in its own database") {
+    TempDir dir;
+    ScratchMysqlDatabase scratch("plantd_itest_dest");
+    const std::string influx_db = unique_name("itest_dest");
+    const std::string fb_db = unique_name("itest_dest_fb");
+    const std::string prefix = unique_name("it");
+    const int port = free_port();
+    const std::string config =
+        base_config(unique_name("plantd-dest"), prefix, influx_db, port, dir.path() + "/dl.jsonl",
+                    registry_config(scratch.name()) + "enabled = true\nrefresh_interval = \"300ms\"\n");
+    const std::string config_path = dir.path() + "/cli.toml";
+    std::ofstream(config_path) << config;
+    cli(config_path, "registry migrate");
+    cli(config_path, "factory add fa");
+    cli(config_path, "factory add fb");
+    cli(config_path, "device add fa d1");
+    cli(config_path, "device add fb d1");
+    cli(config_path, "factory set-destination fb " + fb_db);
+    int code = 0;
+    std::string refused = run_command(fmt::format("{} --config {} factory set-destination fa 'x\";DROP' 2>&1",
+                                                  PLANTD_BINARY, config_path),
+                                      code);
+    CHECK(code == 1);
+    CHECK(refused.find("destination") != std::string::npos);
+    CHECK(cli(config_path, "factory list").find(fb_db) != std::string::npos);
+
+    PlantdProcess plantd(dir.path(), config, port);
+    REQUIRE_MESSAGE(plantd.wait_ready(std::chrono::seconds(30)), plantd.log());
+    {
+        Publisher publisher(unique_name("itest-pub"));
+        for (int i = 0; i < 30; ++i) {
+            publisher.publish(fmt::format("{}/factory/fa/device/d1/telemetry", prefix),
+                              fmt::format(R"({{"ts": {}, "metrics": {{"seq": {}}}}})", 1'700'000'000'000 + i, i));
+            publisher.publish(fmt::format("{}/factory/fb/device/d1/telemetry", prefix),
+                              fmt::format(R"({{"ts": {}, "metrics": {{"seq": {}}}}})", 1'700'000'000'000 + i, i));
+        }
+    }
+    CHECK(eventually([&] { return influx_count_seq(influx_db) == 30 && influx_count_seq(fb_db) == 30; },
+                     std::chrono::seconds(20)));
+    // Nothing of one factory in the other's database.
+    CHECK(influx_select(influx_db, "SELECT seq FROM telemetry WHERE factory_id = 'fb'").empty());
+    CHECK(influx_select(fb_db, "SELECT seq FROM telemetry WHERE factory_id = 'fa'").empty());
+
+    // Cleared while plantd runs: fb's next points go to the configured database again.
+    cli(config_path, "factory set-destination fb --clear");
+    std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+    {
+        Publisher publisher(unique_name("itest-pub"));
+        publisher.publish(fmt::format("{}/factory/fb/device/d1/telemetry", prefix),
+                          R"({"ts": 1700000001000, "metrics": {"seq": 99}})");
+    }
+    CHECK(eventually([&] { return influx_select(influx_db, "SELECT seq FROM telemetry WHERE factory_id = 'fb'").size() == 1; },
+                     std::chrono::seconds(20)));
+    CHECK(plantd.terminate() == 0);
+    influx_command("DROP DATABASE \"" + influx_db + "\"");
+    influx_command("DROP DATABASE \"" + fb_db + "\"");
+}
