@@ -67,6 +67,11 @@ TEST_CASE("parameters: discovered once with their type, declared types win, mism
         // fb writes to the same database, and InfluxDB types a field per measurement: fb's new
         // parameters take the types fa has there (count is an integer; mode, a string, refuses 1).
         publisher.publish(fb, fmt::format(R"({{"ts": {}, "metrics": {{"count": 3, "mode": 1}}}})", ts));
+        // Metric names full of SQL, line-protocol and topic metacharacters, and unicode: recorded and
+        // written byte for byte (prepared statements, escaping), never interpreted.
+        publisher.publish(fb, fmt::format(R"({{"ts": {}, "metrics": {{"a,b=c d\"e'f;DROP TABLE parameters;--": 1,
+                                              "température/°C": 2, "x#+*\\y": 3}}}})",
+                                          ts + 1));
         // Integral JSON for a float parameter is a float; 4.0 for an integer parameter is the integer 4.
         publisher.publish(fa, fmt::format(R"({{"ts": {}, "metrics": {{"temp": 22, "count": 4.0}}}})", ts + 100));
         // Values that do not fit their parameter: rejected field by field, the rest is kept.
@@ -81,7 +86,8 @@ TEST_CASE("parameters: discovered once with their type, declared types win, mism
         [&] { return plantd.metric("plantd_points_written_total{factory_id=\"fa\"}") == 54; }, std::chrono::seconds(20));
     if (!all_written) MESSAGE(plantd.log());
     REQUIRE(all_written);
-    CHECK(plantd.metric("plantd_points_written_total{factory_id=\"fb\"}") == 1);
+    CHECK(eventually([&] { return plantd.metric("plantd_points_written_total{factory_id=\"fb\"}") == 2; },
+                     std::chrono::seconds(10)));
     auto m = plantd.metrics();
     // One message lost all its fields (count 7.5 and ok 1): a message rejection; three lost some.
     CHECK(m["plantd_rejected_total{scope=\"message\",reason=\"invalid_field\",factory_id=\"fa\"}"] == 1);
@@ -100,7 +106,7 @@ TEST_CASE("parameters: discovered once with their type, declared types win, mism
     CHECK(counts.size() == 2);  // i = 4, and 4.0
 
     // MariaDB: each parameter recorded once, with its type and its first device; fb's separately.
-    CHECK(eventually([&] { return plantd.metric("plantd_parameters_discovered_total") == 8; },
+    CHECK(eventually([&] { return plantd.metric("plantd_parameters_discovered_total") == 11; },
                      std::chrono::seconds(10)));
     CHECK(mysql_command(scratch.name(),
                         "SELECT factory_id, name, value_type, COALESCE(unit, '-'), first_device_id FROM "
@@ -112,8 +118,14 @@ TEST_CASE("parameters: discovered once with their type, declared types win, mism
           "fa\tn3\tfloat\t-\td1\n"
           "fa\tok\tboolean\t-\td1\n"
           "fa\ttemp\tfloat\t-\td1\n"
+          "fb\ta,b=c d\"e'f;DROP TABLE parameters;--\tfloat\t-\td1\n"
           "fb\tcount\tinteger\t-\td1\n"
-          "fb\tmode\tstring\t-\td1\n");
+          "fb\tmode\tstring\t-\td1\n"
+          "fb\ttempérature/°C\tfloat\t-\td1\n"
+          "fb\tx#+*\\\\y\tfloat\t-\td1\n");
+    CHECK(types["a,b=c d\"e'f;DROP TABLE parameters;--"] == "float");
+    CHECK(types["température/°C"] == "float");
+    CHECK(types["x#+*\\y"] == "float");
     const std::string listed = cli(config_path, "parameter list fa");
     CHECK(listed.find("count") != std::string::npos);
     CHECK(listed.find("pcs") != std::string::npos);

@@ -490,46 +490,64 @@ void DeviceRegistry::answer_lookups() {
     const auto current = snapshot();
     StringMap<std::vector<std::pair<std::string, RegistryDevice>>> found;  // by factory
     std::vector<std::string> unknown, failed, answered;
-    for (const Lookup& lookup : batch) {
-        const std::string key = key_of(lookup.factory_id, lookup.device_id);
-        if (cache_) {
-            auto cached = cache_->lookup(lookup.factory_id, lookup.device_id, wall_clock_ms());
-            if (!cached) {
-                redis_failed("looking a device up", cached.error());
-            } else if (cached->outcome == CachedLookup::Outcome::found) {
-                metrics_.registry_redis_found.fetch_add(1);
-                found[lookup.factory_id].emplace_back(lookup.device_id, std::move(cached->device));
-                answered.push_back(key);
-                continue;
-            } else if (cached->outcome == CachedLookup::Outcome::unknown) {
-                metrics_.registry_redis_unknown.fetch_add(1);
-                unknown.push_back(key);
-                continue;
+    // Redis first, for the whole batch in one round trip; what it does not know goes to MySQL.
+    std::vector<const Lookup*> for_mysql;
+    std::vector<RegistryCache::DeviceKey> keys;
+    for (const Lookup& lookup : batch) keys.emplace_back(lookup.factory_id, lookup.device_id);
+    std::optional<std::vector<CachedLookup>> cached;
+    if (cache_) {
+        auto answers = cache_->lookup(keys, wall_clock_ms());
+        if (answers)
+            cached = std::move(*answers);
+        else
+            redis_failed("looking devices up", answers.error());
+    }
+    for (size_t i = 0; i < batch.size(); ++i) {
+        const Lookup& lookup = batch[i];
+        const auto outcome = cached ? (*cached)[i].outcome : CachedLookup::Outcome::miss;
+        if (outcome == CachedLookup::Outcome::found) {
+            metrics_.registry_redis_found.fetch_add(1);
+            found[lookup.factory_id].emplace_back(lookup.device_id, std::move((*cached)[i].device));
+            answered.push_back(key_of(lookup.factory_id, lookup.device_id));
+        } else if (outcome == CachedLookup::Outcome::unknown) {
+            metrics_.registry_redis_unknown.fetch_add(1);
+            unknown.push_back(key_of(lookup.factory_id, lookup.device_id));
+        } else {
+            for_mysql.push_back(&lookup);
+        }
+    }
+    // MySQL, a few statements per factory.
+    StringMap<std::vector<std::string>> by_factory;
+    for (const Lookup* lookup : for_mysql) by_factory[lookup->factory_id].push_back(lookup->device_id);
+    std::vector<RegistryCache::DeviceKey> remember;
+    for (auto& [factory_id, device_ids] : by_factory) {
+        auto rows = store_ ? store_->find_devices(factory_id, device_ids)
+                           : Result<StringMap<RegistryDevice>>(fail(std::string("not connected")));
+        if (!rows) {
+            if (store_) {
+                mysql_failed("looking devices up", rows.error());
+                store_.reset();
+            }
+            metrics_.registry_lookup_failures.fetch_add(device_ids.size());
+            for (const auto& device_id : device_ids) failed.push_back(key_of(factory_id, device_id));
+            continue;
+        }
+        for (const auto& device_id : device_ids) {
+            auto row = rows->find(device_id);
+            if (row != rows->end()) {
+                metrics_.registry_mysql_found.fetch_add(1);
+                found[factory_id].emplace_back(device_id, std::move(row->second));
+                answered.push_back(key_of(factory_id, device_id));
+            } else {
+                metrics_.registry_mysql_unknown.fetch_add(1);
+                unknown.push_back(key_of(factory_id, device_id));
+                remember.emplace_back(factory_id, device_id);
             }
         }
-        if (store_) {
-            auto row = store_->find_device(lookup.factory_id, lookup.device_id);
-            if (row) {
-                if (*row) {
-                    metrics_.registry_mysql_found.fetch_add(1);
-                    found[lookup.factory_id].emplace_back(lookup.device_id, std::move(**row));
-                    answered.push_back(key);
-                } else {
-                    metrics_.registry_mysql_unknown.fetch_add(1);
-                    unknown.push_back(key);
-                    if (cache_) {
-                        auto problem = cache_->store_unknown(lookup.factory_id, lookup.device_id,
-                                                             wall_clock_ms() + config_.negative_ttl_ms);
-                        if (!problem.empty()) redis_failed("remembering an unknown device", problem);
-                    }
-                }
-                continue;
-            }
-            mysql_failed("looking a device up", row.error());
-            store_.reset();
-        }
-        metrics_.registry_lookup_failures.fetch_add(1);
-        failed.push_back(key);
+    }
+    if (cache_ && !remember.empty()) {
+        if (auto problem = cache_->store_unknown(remember, wall_clock_ms() + config_.negative_ttl_ms); !problem.empty())
+            redis_failed("remembering unknown devices", problem);
     }
     // Devices found extend their factories (a factory the snapshot does not have is left out: its
     // records are rejected before any device lookup, and its next reload brings everything).

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <random>
+#include <set>
 
 #include <fmt/format.h>
 #include <simdjson.h>
@@ -237,40 +238,55 @@ Result<StringMap<std::shared_ptr<RegistryFactory>>> RegistryCache::load_all(size
     return out;
 }
 
-Result<CachedLookup> RegistryCache::lookup(std::string_view factory_id, std::string_view device_id,
-                                           int64_t now_ms) {
+Result<std::vector<CachedLookup>> RegistryCache::lookup(const std::vector<DeviceKey>& devices, int64_t now_ms) {
     auto redis = connection();
     if (!redis) return fail(redis.error());
-    auto replies = (*redis)->pipeline({{"HGET", devices_key(factory_id), std::string(device_id)},
-                                       {"ZSCORE", unknown_key(factory_id), std::string(device_id)}});
-    if (!replies) return failed<CachedLookup>(replies.error());
-    CachedLookup out;
-    const RedisReply& device = (*replies)[0];
-    const RedisReply& unknown_until = (*replies)[1];
-    if (device.type == RedisReply::Type::string) {
-        if (auto decoded = decode_device(device.text)) {
-            out.outcome = CachedLookup::Outcome::found;
-            out.device = std::move(*decoded);
-            return out;
-        }
+    // One round trip for the whole batch.
+    std::vector<RedisCommand> commands;
+    commands.reserve(devices.size() * 2);
+    for (const auto& [factory_id, device_id] : devices) {
+        commands.push_back({"HGET", devices_key(factory_id), device_id});
+        commands.push_back({"ZSCORE", unknown_key(factory_id), device_id});
     }
-    if (unknown_until.type == RedisReply::Type::string) {
-        char* end = nullptr;
-        const double until = std::strtod(unknown_until.text.c_str(), &end);
-        if (end != unknown_until.text.c_str() && until > static_cast<double>(now_ms))
-            out.outcome = CachedLookup::Outcome::unknown;
+    auto replies = (*redis)->pipeline(commands);
+    if (!replies) return failed<std::vector<CachedLookup>>(replies.error());
+    std::vector<CachedLookup> out(devices.size());
+    for (size_t i = 0; i < devices.size(); ++i) {
+        const RedisReply& device = (*replies)[2 * i];
+        const RedisReply& unknown_until = (*replies)[2 * i + 1];
+        if (device.type == RedisReply::Type::string) {
+            if (auto decoded = decode_device(device.text)) {
+                out[i].outcome = CachedLookup::Outcome::found;
+                out[i].device = std::move(*decoded);
+                continue;
+            }
+        }
+        if (unknown_until.type == RedisReply::Type::string) {
+            char* end = nullptr;
+            const double until = std::strtod(unknown_until.text.c_str(), &end);
+            if (end != unknown_until.text.c_str() && until > static_cast<double>(now_ms))
+                out[i].outcome = CachedLookup::Outcome::unknown;
+        }
     }
     return out;
 }
 
-std::string RegistryCache::store_unknown(std::string_view factory_id, std::string_view device_id, int64_t until_ms) {
+std::string RegistryCache::store_unknown(const std::vector<DeviceKey>& devices, int64_t until_ms) {
+    if (devices.empty()) return {};
     auto redis = connection();
     if (!redis) return redis.error();
-    const std::string key = unknown_key(factory_id);
-    // Expired members are trimmed on the way, and the set expires when its newest member does.
-    auto replies = (*redis)->pipeline({{"ZADD", key, std::to_string(until_ms), std::string(device_id)},
-                                       {"ZREMRANGEBYSCORE", key, "-inf", std::to_string(wall_clock_ms())},
-                                       {"PEXPIREAT", key, std::to_string(until_ms)}});
+    std::vector<RedisCommand> commands;
+    std::set<std::string> factories;
+    for (const auto& [factory_id, device_id] : devices) {
+        commands.push_back({"ZADD", unknown_key(factory_id), std::to_string(until_ms), device_id});
+        factories.insert(factory_id);
+    }
+    // Expired members are trimmed on the way, and each set expires when its newest member does.
+    for (const auto& factory_id : factories) {
+        commands.push_back({"ZREMRANGEBYSCORE", unknown_key(factory_id), "-inf", std::to_string(wall_clock_ms())});
+        commands.push_back({"PEXPIREAT", unknown_key(factory_id), std::to_string(until_ms)});
+    }
+    auto replies = (*redis)->pipeline(commands);
     if (!replies) return failed<int>(replies.error()).error();
     return {};
 }

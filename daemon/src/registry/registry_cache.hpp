@@ -17,6 +17,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "config/config.hpp"
 #include "registry/redis_connection.hpp"
@@ -48,10 +50,12 @@ class RegistryCache {
     // Every factory in Redis (start-up while MySQL is unreachable). Entries that do not parse are
     // skipped and counted in `skipped`.
     Result<StringMap<std::shared_ptr<RegistryFactory>>> load_all(size_t& skipped);
-    // A device of a factory: found, known to be unknown (until `now_ms` is past its entry), or a miss.
-    Result<CachedLookup> lookup(std::string_view factory_id, std::string_view device_id, int64_t now_ms);
-    // Remembers that the device is unknown in the factory until `until_ms` (wall clock).
-    std::string store_unknown(std::string_view factory_id, std::string_view device_id, int64_t until_ms);
+    using DeviceKey = std::pair<std::string, std::string>;  // factory, device
+    // Devices of factories, in one round trip: each found, known to be unknown (until `now_ms` is past
+    // its entry), or a miss.
+    Result<std::vector<CachedLookup>> lookup(const std::vector<DeviceKey>& devices, int64_t now_ms);
+    // Remembers that the devices are unknown in their factories until `until_ms` (wall clock).
+    std::string store_unknown(const std::vector<DeviceKey>& devices, int64_t until_ms);
     // Tells every plantd that a factory changed ("*": all of them).
     std::string publish_change(std::string_view factory_id);
     // Drops the factory's unknown devices and tells every plantd (after an operator's change).

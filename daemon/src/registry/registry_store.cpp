@@ -457,29 +457,38 @@ Result<std::shared_ptr<RegistrySnapshot>> RegistryStore::load_snapshot(size_t& s
     return snapshot;
 }
 
-Result<std::optional<RegistryDevice>> RegistryStore::find_device(const std::string& factory_id,
-                                                                 const std::string& device_id) {
+Result<StringMap<RegistryDevice>> RegistryStore::find_devices(const std::string& factory_id,
+                                                              const std::vector<std::string>& device_ids) {
+    StringMap<RegistryDevice> found;
     try {
-        std::unique_ptr<sql::PreparedStatement> device(connection_->prepareStatement(
-            "SELECT enabled FROM devices WHERE factory_id = ? AND device_id = ?"));
-        device->setString(1, factory_id);
-        device->setString(2, device_id);
-        std::unique_ptr<sql::ResultSet> row(device->executeQuery());
-        if (!row->next()) return std::optional<RegistryDevice>{};
-        RegistryDevice found;
-        found.enabled = row->getBoolean(1);
-        std::unique_ptr<sql::PreparedStatement> tags(connection_->prepareStatement(
-            "SELECT tag_key, tag_value FROM device_tags WHERE factory_id = ? AND device_id = ?"));
-        tags->setString(1, factory_id);
-        tags->setString(2, device_id);
-        std::unique_ptr<sql::ResultSet> tag_rows(tags->executeQuery());
-        while (tag_rows->next()) {
-            std::string key = tag_rows->getString(1);
-            std::string value = tag_rows->getString(2);
-            if (check_tag(key, value).empty()) found.tags.emplace_back(std::move(key), std::move(value));
+        // A few statements for a whole batch of lookups (a flood of unknown ids is a flood of rows
+        // asked for, not of round trips).
+        constexpr size_t ids_per_statement = 200;
+        for (size_t begin = 0; begin < device_ids.size(); begin += ids_per_statement) {
+            const size_t end = std::min(device_ids.size(), begin + ids_per_statement);
+            std::string in = "?";
+            for (size_t i = begin + 1; i < end; ++i) in += ", ?";
+            auto query = [&](const std::string& sql) {
+                std::unique_ptr<sql::PreparedStatement> prepared(connection_->prepareStatement(sql));
+                prepared->setString(1, factory_id);
+                for (size_t i = begin; i < end; ++i)
+                    prepared->setString(static_cast<unsigned>(i - begin + 2), device_ids[i]);
+                return std::unique_ptr<sql::ResultSet>(prepared->executeQuery());
+            };
+            auto devices = query("SELECT device_id, enabled FROM devices WHERE factory_id = ? AND device_id IN (" + in + ")");
+            while (devices->next()) found[devices->getString(1)].enabled = devices->getBoolean(2);
+            auto tags = query("SELECT device_id, tag_key, tag_value FROM device_tags WHERE factory_id = ? AND device_id IN (" +
+                              in + ")");
+            while (tags->next()) {
+                std::string key = tags->getString(2);
+                std::string value = tags->getString(3);
+                auto device = found.find(std::string(tags->getString(1)));
+                if (device != found.end() && check_tag(key, value).empty())
+                    device->second.tags.emplace_back(std::move(key), std::move(value));
+            }
         }
-        std::sort(found.tags.begin(), found.tags.end());
-        return std::optional<RegistryDevice>(std::move(found));
+        for (auto& [id, device] : found) std::sort(device.tags.begin(), device.tags.end());
+        return found;
     } catch (const sql::SQLException& e) {
         return fail(describe(e));
     }

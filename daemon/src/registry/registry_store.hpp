@@ -102,8 +102,10 @@ class RegistryStore {
     // written by other tools) are left out and counted in `skipped_tags`.
     Result<StringMap<std::shared_ptr<RegistryFactory>>> load_factories(const std::optional<std::string>& only,
                                                                        size_t& skipped_tags);
-    // One device of one factory, with its tags (a lookup after a snapshot miss); nullopt: not there.
-    Result<std::optional<RegistryDevice>> find_device(const std::string& factory_id, const std::string& device_id);
+    // Devices of one factory, with their tags (lookups after snapshot misses); ids not there are not
+    // in the result.
+    Result<StringMap<RegistryDevice>> find_devices(const std::string& factory_id,
+                                                   const std::vector<std::string>& device_ids);
 
     // Everything the ingest path needs (load_factories of every factory). Tags that are not valid InfluxDB tags (rows
     // written by other tools) are left out and counted in `skipped_tags`.
