@@ -418,8 +418,8 @@ Worker::RegistryOutcome Worker::hold(const RawMessage& message, const TopicMatch
     if (final_pass_ || held_.size() >= hold_capacity_) {
         reject_message(message, match.factory_id,
                        Rejection{RejectReason::registry_unavailable,
-                                 final_pass_ ? std::string("the registry could not check its devices before "
-                                                           "shutdown (MySQL and Redis unreachable)")
+                                 final_pass_ ? std::string("the registry had not answered for its devices by "
+                                                           "shutdown (lookups pending, or MySQL unreachable)")
                                              : fmt::format("the registry could not check its devices yet, and "
                                                            "{} messages are held already (hold_max_messages)",
                                                            held_.size())});

@@ -13,7 +13,7 @@ namespace plantd {
 
 namespace {
 
-constexpr size_t lookups_per_turn = 512;
+constexpr size_t lookups_per_turn = 2048;
 constexpr int64_t retry_ms = 1'000;           // a failed lookup, a MySQL connect, a round
 constexpr size_t max_discovered = 100'000;    // parameters waiting to be recorded, all factories
 
@@ -479,12 +479,18 @@ void DeviceRegistry::record_parameters(std::set<std::string, std::less<>>& chang
 void DeviceRegistry::answer_lookups() {
     const int64_t now = steady_clock_ms();
     std::vector<Lookup> batch;
+    bool more = false;
     {
         std::lock_guard lock(mutex_);
         for (const auto& [key, lookup] : lookups_) {
-            if (batch.size() >= lookups_per_turn) break;
-            if (lookup.next_try_ms <= now) batch.push_back(lookup);
+            if (lookup.next_try_ms > now) continue;
+            if (batch.size() >= lookups_per_turn) {
+                more = true;  // a flood: take the next batch right away, not after a pause
+                break;
+            }
+            batch.push_back(lookup);
         }
+        if (more) work_ = true;
     }
     if (batch.empty()) return;
     const auto current = snapshot();
