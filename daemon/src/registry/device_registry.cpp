@@ -215,12 +215,17 @@ void DeviceRegistry::turn() {
         const int64_t now = steady_clock_ms();
         if (now - last_registration_round_ms_ >= retry_ms) register_devices(changed);
         if (now - last_parameter_round_ms_ >= retry_ms) record_parameters(changed);
-        // "*": notifications (re)subscribed, perhaps to a Redis that restarted empty: write it all again.
-        if (cache_ && changed.count("*") > 0) cache_->forget_written();
-        if (store_ && (now >= next_full_load_ms_ || changed.count("*") > 0 || snapshot()->from_cache))
+        // "*": notifications (re)subscribed, perhaps to a Redis that restarted empty: reload (changes
+        // may have been missed meanwhile) unless the snapshot is seconds old, and write it all again.
+        const bool everything = changed.count("*") > 0;
+        if (cache_ && everything) cache_->forget_written();
+        const bool fresh = now - snapshot()->loaded_ms < 2'000;
+        if (store_ && (now >= next_full_load_ms_ || (everything && !fresh) || snapshot()->from_cache)) {
             load_full();
-        else if (store_ && !changed.empty())
-            reload_factories(changed);
+        } else if (store_) {
+            if (everything) write_to_redis(*snapshot(), nullptr);
+            if (!changed.empty()) reload_factories(changed);
+        }
         if (!store_) {  // failed half way: try these factories again
             std::lock_guard lock(mutex_);
             changed_.insert(changed.begin(), changed.end());
