@@ -63,14 +63,16 @@ int main(int argc, char** argv) {
     factory->require_subcommand(1);
     auto* parameter = app.add_subcommand("parameter", "registry: parameters (metric names and their types)");
     auto* parameter_add =
-        verb(parameter, "add", "declare a parameter before devices send it (its type is then fixed)", "parameter-add");
+        verb(parameter, "add", "declare a parameter before devices send it (its type is then fixed)",
+             "parameter-add");
     parameter_add->add_option("factory_id", registry_command.factory_id)->required();
     parameter_add->add_option("name", registry_command.parameter)->required();
     parameter_add->add_option("type", registry_command.type, "float, integer, boolean or string")->required();
     parameter_add->add_option("--unit", registry_command.unit, "e.g. degC");
     auto* parameter_list = verb(parameter, "list", "list a factory's parameters", "parameter-list");
     parameter_list->add_option("factory_id", registry_command.factory_id)->required();
-    auto* parameter_unit = verb(parameter, "set-unit", "set or clear a parameter's unit", "parameter-set-unit");
+    auto* parameter_unit =
+        verb(parameter, "set-unit", "set or clear a parameter's unit", "parameter-set-unit");
     parameter_unit->add_option("factory_id", registry_command.factory_id)->required();
     parameter_unit->add_option("name", registry_command.parameter)->required();
     parameter_unit->add_option("unit", registry_command.unit);

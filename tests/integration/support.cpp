@@ -462,7 +462,8 @@ std::string PrivateRedis::cli(const std::string& arguments) const {
 
 std::string cli(const std::string& config_path, const std::string& args) {
     int code = -1;
-    std::string out = run_command(fmt::format("{} --config {} {} 2>&1", PLANTD_BINARY, config_path, args), code);
+    std::string out =
+        run_command(fmt::format("{} --config {} {} 2>&1", PLANTD_BINARY, config_path, args), code);
     INFO(args << " -> " << out);
     REQUIRE(code == 0);
     return out;
@@ -476,7 +477,8 @@ std::string text_of(const Row& row, const std::string& column) {
 
 void stack_service(const std::string& action, const std::string& service) {
     int code = 0;
-    std::string out = run_command(fmt::format("{}/scripts/stack {} {} 2>&1", PLANTD_SOURCE_DIR, action, service), code);
+    std::string out =
+        run_command(fmt::format("{}/scripts/stack {} {} 2>&1", PLANTD_SOURCE_DIR, action, service), code);
     if (code != 0) throw std::runtime_error("scripts/stack " + action + " " + service + ": " + out);
 }
 

@@ -29,10 +29,10 @@ TEST_CASE("parameters: discovered once with their type, declared types win, mism
     const std::string influx_db = unique_name("itest_params");
     const std::string prefix = unique_name("it");
     const int port = free_port();
-    const std::string config = base_config(
-        unique_name("plantd-params"), prefix, influx_db, port, dir.path() + "/dl.jsonl",
-        registry_config(scratch.name()) +
-            "enabled = true\nrefresh_interval = \"300ms\"\nmax_parameters_per_factory = 7\n");
+    const std::string config =
+        base_config(unique_name("plantd-params"), prefix, influx_db, port, dir.path() + "/dl.jsonl",
+                    registry_config(scratch.name()) +
+                        "enabled = true\nrefresh_interval = \"300ms\"\nmax_parameters_per_factory = 7\n");
     const std::string config_path = dir.path() + "/cli.toml";
     std::ofstream(config_path) << config;
     cli(config_path, "registry migrate");
@@ -60,30 +60,36 @@ TEST_CASE("parameters: discovered once with their type, declared types win, mism
     {
         Publisher publisher(unique_name("itest-pub"));
         for (int i = 0; i < 50; ++i) {
-            publisher.publish(fa, fmt::format(R"({{"ts": {}, "metrics": {{"temp": {}.5, "count": {}, "ok": true,
+            publisher.publish(fa,
+                              fmt::format(R"({{"ts": {}, "metrics": {{"temp": {}.5, "count": {}, "ok": true,
                                                  "mode": "auto"}}}})",
-                                              ts + i, 20 + i, i));
+                                          ts + i, 20 + i, i));
         }
         // fb writes to the same database, and InfluxDB types a field per measurement: fb's new
         // parameters take the types fa has there (count is an integer; mode, a string, refuses 1).
         publisher.publish(fb, fmt::format(R"({{"ts": {}, "metrics": {{"count": 3, "mode": 1}}}})", ts));
         // Metric names full of SQL, line-protocol and topic metacharacters, and unicode: recorded and
         // written byte for byte (prepared statements, escaping), never interpreted.
-        publisher.publish(fb, fmt::format(R"({{"ts": {}, "metrics": {{"a,b=c d\"e'f;DROP TABLE parameters;--": 1,
+        publisher.publish(fb,
+                          fmt::format(R"({{"ts": {}, "metrics": {{"a,b=c d\"e'f;DROP TABLE parameters;--": 1,
                                               "température/°C": 2, "x#+*\\y": 3}}}})",
-                                          ts + 1));
+                                      ts + 1));
         // Integral JSON for a float parameter is a float; 4.0 for an integer parameter is the integer 4.
-        publisher.publish(fa, fmt::format(R"({{"ts": {}, "metrics": {{"temp": 22, "count": 4.0}}}})", ts + 100));
+        publisher.publish(fa,
+                          fmt::format(R"({{"ts": {}, "metrics": {{"temp": 22, "count": 4.0}}}})", ts + 100));
         // Values that do not fit their parameter: rejected field by field, the rest is kept.
-        publisher.publish(fa, fmt::format(R"({{"ts": {}, "metrics": {{"temp": "hot", "count": 7}}}})", ts + 101));
+        publisher.publish(fa,
+                          fmt::format(R"({{"ts": {}, "metrics": {{"temp": "hot", "count": 7}}}})", ts + 101));
         publisher.publish(fa, fmt::format(R"({{"ts": {}, "metrics": {{"count": 7.5, "ok": 1}}}})", ts + 102));
-        publisher.publish(fa, fmt::format(R"({{"ts": {}, "metrics": {{"mode": false, "temp": 1}}}})", ts + 103));
+        publisher.publish(fa,
+                          fmt::format(R"({{"ts": {}, "metrics": {{"mode": false, "temp": 1}}}})", ts + 103));
         // fa has 4 parameters; at most 7: of 4 new names, 3 are taken, the 4th is refused.
-        publisher.publish(fa, fmt::format(R"({{"ts": {}, "metrics": {{"n1": 1, "n2": 2, "n3": 3, "n4": 4}}}})",
-                                          ts + 104));
+        publisher.publish(
+            fa, fmt::format(R"({{"ts": {}, "metrics": {{"n1": 1, "n2": 2, "n3": 3, "n4": 4}}}})", ts + 104));
     }
-    const bool all_written = eventually(
-        [&] { return plantd.metric("plantd_points_written_total{factory_id=\"fa\"}") == 54; }, std::chrono::seconds(20));
+    const bool all_written =
+        eventually([&] { return plantd.metric("plantd_points_written_total{factory_id=\"fa\"}") == 54; },
+                   std::chrono::seconds(20));
     if (!all_written) MESSAGE(plantd.log());
     REQUIRE(all_written);
     CHECK(eventually([&] { return plantd.metric("plantd_points_written_total{factory_id=\"fb\"}") == 2; },
@@ -102,7 +108,8 @@ TEST_CASE("parameters: discovered once with their type, declared types win, mism
     CHECK(types["temp"] == "float");
     CHECK(types["ok"] == "boolean");
     CHECK(types["mode"] == "string");
-    auto counts = influx_select(influx_db, "SELECT count FROM telemetry WHERE factory_id = 'fa' AND count = 4");
+    auto counts =
+        influx_select(influx_db, "SELECT count FROM telemetry WHERE factory_id = 'fa' AND count = 4");
     CHECK(counts.size() == 2);  // i = 4, and 4.0
 
     // MariaDB: each parameter recorded once, with its type and its first device; fb's separately.
@@ -152,9 +159,9 @@ TEST_CASE("per-factory destinations from the registry: each factory's points in 
     cli(config_path, "device add fb d1");
     cli(config_path, "factory set-destination fb " + fb_db);
     int code = 0;
-    std::string refused = run_command(fmt::format("{} --config {} factory set-destination fa 'x\";DROP' 2>&1",
-                                                  PLANTD_BINARY, config_path),
-                                      code);
+    std::string refused = run_command(
+        fmt::format("{} --config {} factory set-destination fa 'x\";DROP' 2>&1", PLANTD_BINARY, config_path),
+        code);
     CHECK(code == 1);
     CHECK(refused.find("destination") != std::string::npos);
     CHECK(cli(config_path, "factory list").find(fb_db) != std::string::npos);
@@ -164,10 +171,12 @@ TEST_CASE("per-factory destinations from the registry: each factory's points in 
     {
         Publisher publisher(unique_name("itest-pub"));
         for (int i = 0; i < 30; ++i) {
-            publisher.publish(fmt::format("{}/factory/fa/device/d1/telemetry", prefix),
-                              fmt::format(R"({{"ts": {}, "metrics": {{"seq": {}}}}})", 1'700'000'000'000 + i, i));
-            publisher.publish(fmt::format("{}/factory/fb/device/d1/telemetry", prefix),
-                              fmt::format(R"({{"ts": {}, "metrics": {{"seq": {}}}}})", 1'700'000'000'000 + i, i));
+            publisher.publish(
+                fmt::format("{}/factory/fa/device/d1/telemetry", prefix),
+                fmt::format(R"({{"ts": {}, "metrics": {{"seq": {}}}}})", 1'700'000'000'000 + i, i));
+            publisher.publish(
+                fmt::format("{}/factory/fb/device/d1/telemetry", prefix),
+                fmt::format(R"({{"ts": {}, "metrics": {{"seq": {}}}}})", 1'700'000'000'000 + i, i));
         }
     }
     CHECK(eventually([&] { return influx_count_seq(influx_db) == 30 && influx_count_seq(fb_db) == 30; },
@@ -184,8 +193,11 @@ TEST_CASE("per-factory destinations from the registry: each factory's points in 
         publisher.publish(fmt::format("{}/factory/fb/device/d1/telemetry", prefix),
                           R"({"ts": 1700000001000, "metrics": {"seq": 99}})");
     }
-    CHECK(eventually([&] { return influx_select(influx_db, "SELECT seq FROM telemetry WHERE factory_id = 'fb'").size() == 1; },
-                     std::chrono::seconds(20)));
+    CHECK(eventually(
+        [&] {
+            return influx_select(influx_db, "SELECT seq FROM telemetry WHERE factory_id = 'fb'").size() == 1;
+        },
+        std::chrono::seconds(20)));
     CHECK(plantd.terminate() == 0);
     influx_command("DROP DATABASE \"" + influx_db + "\"");
     influx_command("DROP DATABASE \"" + fb_db + "\"");

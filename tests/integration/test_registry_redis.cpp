@@ -58,7 +58,8 @@ std::string payload(int seq) {
 std::set<std::string> lines_of(const std::string& text) {
     std::set<std::string> out;
     size_t start = 0;
-    for (size_t end = text.find('\n'); end != std::string::npos; start = end + 1, end = text.find('\n', start))
+    for (size_t end = text.find('\n'); end != std::string::npos;
+         start = end + 1, end = text.find('\n', start))
         if (end > start) out.insert(text.substr(start, end - start));
     return out;
 }
@@ -106,7 +107,7 @@ TEST_CASE("registry through Redis: notifications, lookups, negative caching, and
     REQUIRE(eventually([&] { return redis.cli("HKEYS " + fa_devices) == "d1\n"; }, std::chrono::seconds(10)));
     CHECK(redis.cli("HKEYS " + fb_devices) == "db1\n");
     CHECK(redis.cli("HGET " + fb_devices + " db1").find(R"(["line","B 1,x=\"y\""])") != std::string::npos);
-    CHECK(redis.cli("SMEMBERS '" + rp + ":registry:factories' ") .find("fa") != std::string::npos);
+    CHECK(redis.cli("SMEMBERS '" + rp + ":registry:factories' ").find("fa") != std::string::npos);
 
     Publisher publisher(unique_name("itest-pub"));
     // 20 messages of a device nobody registered: one MySQL lookup, then the negative cache answers.
@@ -117,9 +118,10 @@ TEST_CASE("registry through Redis: notifications, lookups, negative caching, and
     REQUIRE(eventually(
         [&] {
             auto m = plantd.metrics();
-            return m["plantd_rejected_total{scope=\"message\",reason=\"unknown_device\",factory_id=\"fa\"}"] ==
-                       20 &&
-                   m["plantd_rejected_total{scope=\"message\",reason=\"foreign_device\",factory_id=\"fa\"}"] == 3;
+            return m["plantd_rejected_total{scope=\"message\",reason=\"unknown_device\",factory_id="
+                     "\"fa\"}"] == 20 &&
+                   m["plantd_rejected_total{scope=\"message\",reason=\"foreign_device\",factory_id="
+                     "\"fa\"}"] == 3;
         },
         std::chrono::seconds(10)));
     auto m = plantd.metrics();
@@ -139,7 +141,8 @@ TEST_CASE("registry through Redis: notifications, lookups, negative caching, and
     REQUIRE(eventually([&] { return plantd.metric("plantd_registry_factory_reloads_total") >= 1; },
                        std::chrono::seconds(5)));
     const auto applied_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - added).count();
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - added)
+            .count();
     MESSAGE("operator change applied after " << applied_ms << " ms (includes the CLI process)");
     CHECK(applied_ms < 3000);
     CHECK(redis.cli("EXISTS '" + rp + ":registry:{fa}:unknown'") == "0\n");
@@ -147,9 +150,10 @@ TEST_CASE("registry through Redis: notifications, lookups, negative caching, and
 
     // A device written straight into MySQL (no notification): the first record misses the snapshot,
     // is held while Redis and then MySQL are asked, and is written with the device's tags.
-    mysql_command(scratch.name(),
-                  "INSERT INTO devices (factory_id, device_id) VALUES ('fa', 'dsql'); INSERT INTO device_tags "
-                  "(factory_id, device_id, tag_key, tag_value) VALUES ('fa', 'dsql', 'line', 'LS')");
+    mysql_command(
+        scratch.name(),
+        "INSERT INTO devices (factory_id, device_id) VALUES ('fa', 'dsql'); INSERT INTO device_tags "
+        "(factory_id, device_id, tag_key, tag_value) VALUES ('fa', 'dsql', 'line', 'LS')");
     for (int i = 0; i < 3; ++i) publisher.publish(device_topic(prefix, "fa", "dsql"), payload(300 + i));
     publisher.publish(device_topic(prefix, "fa", "d1"), payload(400));
     publisher.publish(device_topic(prefix, "fb", "db1"), payload(401));
@@ -178,8 +182,11 @@ TEST_CASE("registry through Redis: notifications, lookups, negative caching, and
     CHECK(seen == std::multiset<std::string>{"fa/d1", "fa/dnew", "fa/dnew", "fa/dnew", "fa/dnew", "fa/dnew",
                                              "fa/dsql", "fa/dsql", "fa/dsql", "fb/db1"});
     // Redis: fa now holds d1, dnew and dsql; fb still only db1.
-    CHECK(eventually([&] { return lines_of(redis.cli("HKEYS " + fa_devices)) == std::set<std::string>{"d1", "dnew", "dsql"}; },
-                     std::chrono::seconds(5)));
+    CHECK(eventually(
+        [&] {
+            return lines_of(redis.cli("HKEYS " + fa_devices)) == std::set<std::string>{"d1", "dnew", "dsql"};
+        },
+        std::chrono::seconds(5)));
     CHECK(redis.cli("HKEYS " + fb_devices) == "db1\n");
     // MySQL: no device was invented anywhere.
     CHECK(mysql_command(scratch.name(), "SELECT factory_id, device_id FROM devices ORDER BY 1, 2") ==
@@ -226,8 +233,9 @@ TEST_CASE("registry degraded: Redis stopped and started (empty) in the middle of
                 // A device unknown to the snapshot while Redis is away: MySQL answers alone.
                 cli(setup.config_path, "device add fa d2");  // its notification cannot be sent
                 publisher.publish(device_topic(prefix, "fa", "d2"), payload(10'000));
-                saw_failing = eventually([&] { return health(port).find(R"("redis":"failing")") != std::string::npos; },
-                                         std::chrono::seconds(5));
+                saw_failing =
+                    eventually([&] { return health(port).find(R"("redis":"failing")") != std::string::npos; },
+                               std::chrono::seconds(5));
             }
             if (i == 450) redis.start();
             std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -239,13 +247,17 @@ TEST_CASE("registry degraded: Redis stopped and started (empty) in the middle of
     // Back by itself: listening again, and the registry written again into the empty Redis.
     CHECK(eventually([&] { return plantd.metric("plantd_registry_notifications_subscribed") == 1; },
                      std::chrono::seconds(40)));
-    CHECK(eventually([&] { return lines_of(redis.cli("HKEYS '" + rp + ":registry:{fa}:devices'")) == std::set<std::string>{"d1", "d2"}; },
-                     std::chrono::seconds(20)));
+    CHECK(eventually(
+        [&] {
+            return lines_of(redis.cli("HKEYS '" + rp + ":registry:{fa}:devices'")) ==
+                   std::set<std::string>{"d1", "d2"};
+        },
+        std::chrono::seconds(20)));
     CHECK(eventually([&] { return health(port).find(R"("redis":"ok")") != std::string::npos; },
                      std::chrono::seconds(10)));
     CHECK(plantd.metric("plantd_registry_redis_errors_total") >= 1);
-    CHECK(plantd.metric("plantd_rejected_total{scope=\"message\",reason=\"unknown_device\",factory_id=\"fa\"}") ==
-          0);
+    CHECK(plantd.metric(
+              "plantd_rejected_total{scope=\"message\",reason=\"unknown_device\",factory_id=\"fa\"}") == 0);
     // Notifications work again: an operator's change arrives at once.
     const double reloads = plantd.metric("plantd_registry_factory_reloads_total");
     cli(setup.config_path, "device add fa d3");
@@ -268,8 +280,8 @@ TEST_CASE("registry degraded: MariaDB stopped and started; held records, and a s
     const std::string prefix = unique_name("it");
     const std::string rp = unique_name("rp");
     const int port = free_port();
-    auto setup = redis_setup(dir, scratch.name(), redis, influx_db, prefix, port, rp,
-                             "connect_timeout = \"1s\"\n");
+    auto setup =
+        redis_setup(dir, scratch.name(), redis, influx_db, prefix, port, rp, "connect_timeout = \"1s\"\n");
     cli(setup.config_path, "registry migrate");
     cli(setup.config_path, "factory add fa");
     cli(setup.config_path, "device add fa d1 --tag line=L1");
@@ -293,14 +305,16 @@ TEST_CASE("registry degraded: MariaDB stopped and started; held records, and a s
         {
             Publisher publisher(unique_name("itest-pub"));
             for (int i = 0; i < 100; ++i) publisher.publish(device_topic(prefix, "fa", "d1"), payload(i));
-            for (int i = 0; i < 10; ++i) publisher.publish(device_topic(prefix, "fa", "dlate"), payload(1000 + i));
+            for (int i = 0; i < 10; ++i)
+                publisher.publish(device_topic(prefix, "fa", "dlate"), payload(1000 + i));
         }
         // Known devices flow; records that need a lookup are held, not rejected.
         CHECK(eventually([&] { return points_of(influx_db, "fa", "d1") == 100; }, std::chrono::seconds(20)));
         CHECK(eventually(
             [&] {
                 auto m = plantd.metrics();
-                return m["plantd_messages_held{worker=\"0\"}"] + m["plantd_messages_held{worker=\"1\"}"] == 10;
+                return m["plantd_messages_held{worker=\"0\"}"] + m["plantd_messages_held{worker=\"1\"}"] ==
+                       10;
             },
             std::chrono::seconds(10)));
         CHECK(eventually([&] { return health(port).find(R"("registry":"failing")") != std::string::npos; },
@@ -311,7 +325,8 @@ TEST_CASE("registry degraded: MariaDB stopped and started; held records, and a s
         // MariaDB back: the lookup succeeds and the held records are written, in order, exactly once.
         stack_service("start-one", "mariadb");
         mariadb.stopped = false;
-        CHECK(eventually([&] { return points_of(influx_db, "fa", "dlate") == 10; }, std::chrono::seconds(30)));
+        CHECK(
+            eventually([&] { return points_of(influx_db, "fa", "dlate") == 10; }, std::chrono::seconds(30)));
         CHECK(eventually([&] { return health(port).find(R"("registry":"ok")") != std::string::npos; },
                          std::chrono::seconds(10)));
         CHECK(plantd.terminate() == 0);
@@ -327,13 +342,15 @@ TEST_CASE("registry degraded: MariaDB stopped and started; held records, and a s
     stack_service("stop-one", "mariadb");
     mariadb.stopped = true;
     PlantdProcess plantd(dir.path(), setup.config, port, "plantd-cache.log");
-    REQUIRE(eventually([&] { return plantd.metric("plantd_mqtt_subscribed") == 1; }, std::chrono::seconds(30)));
+    REQUIRE(
+        eventually([&] { return plantd.metric("plantd_mqtt_subscribed") == 1; }, std::chrono::seconds(30)));
     REQUIRE(eventually([&] { return health(port).find(R"("registry":"cache")") != std::string::npos; },
                        std::chrono::seconds(30)));
     CHECK(plantd.metric("plantd_registry_loads_from_redis_total") == 1);
     {
         Publisher publisher(unique_name("itest-pub"));
-        for (int i = 0; i < 50; ++i) publisher.publish(device_topic(prefix, "fa", "dlate"), payload(2000 + i));
+        for (int i = 0; i < 50; ++i)
+            publisher.publish(device_topic(prefix, "fa", "dlate"), payload(2000 + i));
         for (int i = 0; i < 5; ++i) publisher.publish(device_topic(prefix, "fa", "dnone"), payload(3000 + i));
     }
     CHECK(eventually([&] { return points_of(influx_db, "fa", "dlate") == 60; }, std::chrono::seconds(20)));

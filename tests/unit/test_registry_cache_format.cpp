@@ -22,10 +22,10 @@ TEST_CASE("devices round-trip through their Redis form, hostile tag values inclu
 
     for (const char* bad : {"", "{}", "not json", R"({"enabled":true})", R"({"enabled":1,"tags":[]})",
                             R"({"enabled":true,"tags":[["k"]]})",
-                            R"({"enabled":true,"tags":[["device_id","spoof"]]})",   // reserved key
-                            R"({"enabled":true,"tags":[["factory_id","f2"]]})",     // reserved key
-                            R"({"enabled":true,"tags":[["k","v\u0000"]]})",         // control character
-                            R"({"enabled":true,"tags":[["k","a\\"]]})"}) {          // unstorable backslash
+                            R"({"enabled":true,"tags":[["device_id","spoof"]]})",  // reserved key
+                            R"({"enabled":true,"tags":[["factory_id","f2"]]})",    // reserved key
+                            R"({"enabled":true,"tags":[["k","v\u0000"]]})",        // control character
+                            R"({"enabled":true,"tags":[["k","a\\"]]})"}) {         // unstorable backslash
         CAPTURE(bad);
         CHECK_FALSE(RegistryCache::decode_device(bad));
     }
@@ -64,10 +64,11 @@ TEST_CASE("factories round-trip through their Redis form") {
         R"({"enabled":true,"unknown_devices":"reject","destination":"x/../y","parameters":{}})");
     REQUIRE(odd);
     CHECK((*odd)->destination.empty());
-    for (const char* bad :
-         {"", "[]", R"({"enabled":true,"unknown_devices":"maybe","destination":"","parameters":{}})",
-          R"({"enabled":true,"unknown_devices":"reject","destination":"","parameters":{"t":["complex",""]}})",
-          R"({"enabled":true,"unknown_devices":"reject","destination":"","parameters":{"_t":["float",""]}})"}) {
+    for (
+        const char* bad :
+        {"", "[]", R"({"enabled":true,"unknown_devices":"maybe","destination":"","parameters":{}})",
+         R"({"enabled":true,"unknown_devices":"reject","destination":"","parameters":{"t":["complex",""]}})",
+         R"({"enabled":true,"unknown_devices":"reject","destination":"","parameters":{"_t":["float",""]}})"}) {
         CAPTURE(bad);
         CHECK_FALSE(RegistryCache::decode_factory(bad));
     }
@@ -86,8 +87,8 @@ TEST_CASE("Redis keys are namespaced by prefix and by factory") {
 }
 
 TEST_CASE("parameter types, names, units and destinations") {
-    for (auto type : {ParameterType::float_number, ParameterType::integer, ParameterType::boolean,
-                      ParameterType::string})
+    for (auto type :
+         {ParameterType::float_number, ParameterType::integer, ParameterType::boolean, ParameterType::string})
         CHECK(parse_parameter_type(to_string(type)) == type);
     CHECK_FALSE(parse_parameter_type("double"));
     CHECK(DeviceRegistry::discovered_type(FieldKind::number) == ParameterType::float_number);

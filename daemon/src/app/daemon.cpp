@@ -135,24 +135,27 @@ int run_daemon(const Config& config) {
                                                     1000.0
                                               : -1.0;
                           });
-        metrics.add_gauge("plantd_registry_pending_lookups", "Devices waiting for a lookup in Redis and MySQL.",
+        metrics.add_gauge("plantd_registry_pending_lookups",
+                          "Devices waiting for a lookup in Redis and MySQL.",
                           [&] { return static_cast<double>(registry->pending_lookups()); });
-        metrics.add_gauge("plantd_registry_redis_ok", "1 while the registry's Redis answers (or none is configured).",
+        metrics.add_gauge("plantd_registry_redis_ok",
+                          "1 while the registry's Redis answers (or none is configured).",
                           [&] { return health.redis_failing ? 0.0 : 1.0; });
         metrics.add_gauge("plantd_registry_notifications_subscribed",
                           "1 while plantd listens for registry changes on Redis.",
                           [&] { return registry->notifications_subscribed() ? 1.0 : 0.0; });
-        metrics.add_gauge("plantd_registry_cache_hit_ratio",
-                          "Share of records whose device the in-process cache answered (snapshot or negative "
-                          "entry), since start.",
-                          [&] {
-                              const double memory = static_cast<double>(metrics.registry_memory_hits.load() +
-                                                                        metrics.registry_negative_hits.load());
-                              const double looked_up = static_cast<double>(
-                                  metrics.registry_redis_found.load() + metrics.registry_redis_unknown.load() +
-                                  metrics.registry_mysql_found.load() + metrics.registry_mysql_unknown.load());
-                              return memory + looked_up > 0 ? memory / (memory + looked_up) : 1.0;
-                          });
+        metrics.add_gauge(
+            "plantd_registry_cache_hit_ratio",
+            "Share of records whose device the in-process cache answered (snapshot or negative "
+            "entry), since start.",
+            [&] {
+                const double memory = static_cast<double>(metrics.registry_memory_hits.load() +
+                                                          metrics.registry_negative_hits.load());
+                const double looked_up = static_cast<double>(
+                    metrics.registry_redis_found.load() + metrics.registry_redis_unknown.load() +
+                    metrics.registry_mysql_found.load() + metrics.registry_mysql_unknown.load());
+                return memory + looked_up > 0 ? memory / (memory + looked_up) : 1.0;
+            });
     }
 
     std::vector<std::unique_ptr<InfluxWriter>> writers;

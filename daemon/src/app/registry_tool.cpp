@@ -24,9 +24,9 @@ int print_factories(RegistryStore& store, std::ostream& out, std::ostream& err) 
     out << fmt::format("{:<24} {:<8} {:<16} {:<24} {:<8} {}\n", "FACTORY", "ENABLED", "UNKNOWN DEVICES",
                        "RATE LIMIT", "DEVICES", "DESTINATION");
     for (const auto& row : *rows) {
-        out << fmt::format("{:<24} {:<8} {:<16} {:<24} {:<8} {}\n", row.factory_id, row.enabled ? "yes" : "no",
-                           to_string(row.unknown_devices), rate_text(row), row.devices,
-                           row.destination.empty() ? "default" : row.destination);
+        out << fmt::format("{:<24} {:<8} {:<16} {:<24} {:<8} {}\n", row.factory_id,
+                           row.enabled ? "yes" : "no", to_string(row.unknown_devices), rate_text(row),
+                           row.devices, row.destination.empty() ? "default" : row.destination);
     }
     return 0;
 }
@@ -59,7 +59,8 @@ int print_parameters(RegistryStore& store, const std::string& factory_id, std::o
                        "FIRST SEEN (UTC)", "LAST SEEN (UTC)");
     for (const auto& row : *rows) {
         out << fmt::format("{:<32} {:<8} {:<10} {:<24} {:<20} {}\n", row.name, row.type,
-                           row.unit.empty() ? "-" : row.unit, row.first_device_id, row.first_seen, row.last_seen);
+                           row.unit.empty() ? "-" : row.unit, row.first_device_id, row.first_seen,
+                           row.last_seen);
     }
     return 0;
 }
@@ -70,9 +71,10 @@ void notify_change(const RegistryConfig& config, const std::string& factory_id, 
     if (config.redis_host.empty()) return;
     RegistryCache cache(config);
     if (auto problem = cache.invalidate(factory_id); !problem.empty()) {
-        err << fmt::format("plantd: warning: could not notify running plantd instances ({}); they apply the "
-                           "change within refresh_interval ({} ms)\n",
-                           problem, config.refresh_interval_ms);
+        err << fmt::format(
+            "plantd: warning: could not notify running plantd instances ({}); they apply the "
+            "change within refresh_interval ({} ms)\n",
+            problem, config.refresh_interval_ms);
     }
 }
 
@@ -118,14 +120,16 @@ int run_registry_command(const RegistryCommand& c, const RegistryConfig& config,
     if (c.verb == "parameter-list") return print_parameters(store, c.factory_id, out, err);
     if (c.verb == "factory-set-destination") {
         if (c.clear == !c.destination.empty()) return done("give a database (bucket) name, or --clear", "");
-        return done(store.set_destination(c.factory_id, c.clear ? std::nullopt : std::optional(c.destination)),
-                    c.clear ? fmt::format("factory {}: destination cleared (the configured one applies)",
-                                          c.factory_id)
-                            : fmt::format("factory {}: points go to {}", c.factory_id, c.destination));
+        return done(
+            store.set_destination(c.factory_id, c.clear ? std::nullopt : std::optional(c.destination)),
+            c.clear
+                ? fmt::format("factory {}: destination cleared (the configured one applies)", c.factory_id)
+                : fmt::format("factory {}: points go to {}", c.factory_id, c.destination));
     }
     if (c.verb == "parameter-add") {
         auto type = parse_parameter_type(c.type);
-        if (!type) return done(fmt::format("type \"{}\" must be float, integer, boolean or string", c.type), "");
+        if (!type)
+            return done(fmt::format("type \"{}\" must be float, integer, boolean or string", c.type), "");
         return done(store.add_parameter(c.factory_id, c.parameter, *type,
                                         c.unit.empty() ? std::nullopt : std::optional(c.unit)),
                     fmt::format("added parameter {} ({}) to factory {}", c.parameter, c.type, c.factory_id));

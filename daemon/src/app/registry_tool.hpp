@@ -25,8 +25,8 @@ struct RegistryCommand {
     std::optional<double> burst;
     bool clear_rate_limit = false;
     std::vector<std::string> tags;  // "key=value"
-    std::string destination;  // factory-set-destination ("" with clear)
-    bool clear = false;       // factory-set-destination, parameter-set-unit: remove the value
+    std::string destination;        // factory-set-destination ("" with clear)
+    bool clear = false;             // factory-set-destination, parameter-set-unit: remove the value
     std::string parameter;
     std::string type;  // float, integer, boolean, string
     std::string unit;

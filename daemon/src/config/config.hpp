@@ -114,9 +114,9 @@ struct RegistryConfig {
     // With notifications from Redis, the whole registry is still reloaded this often (changes made
     // by other tools than `plantd registry`); without Redis, refresh_interval applies.
     int64_t full_refresh_interval_ms = 60'000;
-    int64_t negative_ttl_ms = 30'000;     // how long "this device is unknown" is believed
-    size_t lookup_backlog = 10'000;       // unknown devices waiting for a lookup, at most
-    size_t hold_max_messages = 10'000;    // messages held while their devices are looked up, at most
+    int64_t negative_ttl_ms = 30'000;   // how long "this device is unknown" is believed
+    size_t lookup_backlog = 10'000;     // unknown devices waiting for a lookup, at most
+    size_t hold_max_messages = 10'000;  // messages held while their devices are looked up, at most
     size_t max_parameters_per_factory = 10'000;
 };
 

@@ -25,11 +25,13 @@ std::string ControlServer::health_json() const {
     append_json_string(out, health_.influx_error());
     // registry: "cache" = MySQL unreachable at start-up, running on the copy in Redis.
     out += fmt::format(",\"registry\":\"{}\",\"redis\":\"{}\"",
-                       !health_.registry_enabled      ? "off"
+                       !health_.registry_enabled     ? "off"
                        : health_.registry_from_cache ? "cache"
                        : health_.registry_failing    ? "failing"
                                                      : "ok",
-                       !health_.redis_enabled ? "off" : health_.redis_failing ? "failing" : "ok");
+                       !health_.redis_enabled  ? "off"
+                       : health_.redis_failing ? "failing"
+                                               : "ok");
     out += fmt::format(",\"points_buffered\":{}}}", metrics_.points_buffered.load());
     return out;
 }

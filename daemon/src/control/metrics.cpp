@@ -105,7 +105,8 @@ std::string Metrics::render_prometheus() const {
     counter("plantd_parameters_discovered_total", "New parameters (metric names) recorded in the registry.",
             parameters_discovered);
     counter("plantd_messages_held_total",
-            "Times a message was held until the registry could say whether its devices exist.", messages_held);
+            "Times a message was held until the registry could say whether its devices exist.",
+            messages_held);
     counter("plantd_batches_written_total", "Batches InfluxDB acknowledged.", batches_written);
     counter("plantd_write_requests_total", "HTTP write requests sent to InfluxDB.", write_requests);
     counter("plantd_write_failures_total", "HTTP write requests that failed (retried or split).",

@@ -16,7 +16,7 @@ enum class FieldKind : uint8_t { number, boolean, string };
 struct Field {
     std::string name;  // flattened ("axis.x"); owned because flattening composes it
     FieldKind kind = FieldKind::number;
-    bool integral = false;  // the JSON text was an integer that fits in int64
+    bool integral = false;          // the JSON text was an integer that fits in int64
     bool write_as_integer = false;  // the registry says integer: written as `integer`i
     bool boolean = false;
     int64_t integer = 0;

@@ -29,8 +29,8 @@ inline constexpr size_t reject_reason_count = static_cast<size_t>(RejectReason::
 
 inline std::string_view to_string(RejectReason reason) {
     static constexpr std::array<std::string_view, reject_reason_count> names{
-        "malformed_json",    "bad_topic",       "unknown_factory",   "unknown_device", "foreign_device",
-        "identity_mismatch", "oversize",        "bad_timestamp",     "rate_limited",   "invalid_field",
+        "malformed_json",    "bad_topic",       "unknown_factory",    "unknown_device",      "foreign_device",
+        "identity_mismatch", "oversize",        "bad_timestamp",      "rate_limited",        "invalid_field",
         "invalid_record",    "influx_rejected", "shutdown_unwritten", "registry_unavailable"};
     return names[static_cast<size_t>(reason)];
 }

@@ -16,7 +16,6 @@
 
 namespace plantd {
 
-
 std::string base64_encode(std::string_view data) {
     static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     std::string out;

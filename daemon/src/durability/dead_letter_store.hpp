@@ -10,8 +10,8 @@
 #include <string_view>
 
 #include "control/metrics.hpp"
-#include "util/json_text.hpp"
 #include "decoding/reject_reason.hpp"
+#include "util/json_text.hpp"
 #include "util/result.hpp"
 
 namespace plantd {

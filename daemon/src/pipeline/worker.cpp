@@ -246,8 +246,9 @@ Worker::Outcome Worker::process(const RawMessage& message, bool retry) {
     }
 
     auto& metrics = services_.metrics;
-    Batch& batch = batch_for(match.factory_id, registry_factory ? std::string_view(registry_factory->destination)
-                                                                : std::string_view{});
+    Batch& batch =
+        batch_for(match.factory_id,
+                  registry_factory ? std::string_view(registry_factory->destination) : std::string_view{});
     // All or nothing: if encoding fails half way (out of memory), the batch is restored so that
     // the message is only counted once, as rejected by the caller.
     const size_t body_before = batch.body.size();
@@ -296,7 +297,8 @@ std::string fit_field(Field& field, ParameterType type) {
                 return {};
             }
             // 5.0 is the integer 5; 5.5 is not, nor is anything beyond int64.
-            if (field.number == std::trunc(field.number) && field.number >= -9.2e18 && field.number <= 9.2e18) {
+            if (field.number == std::trunc(field.number) && field.number >= -9.2e18 &&
+                field.number <= 9.2e18) {
                 field.integer = static_cast<int64_t>(field.number);
                 field.write_as_integer = true;
                 return {};
@@ -373,17 +375,18 @@ Worker::RegistryOutcome Worker::apply_registry(const RegistrySnapshot& snapshot,
                         look_up = true;
                         break;
                     case LookupAnswer::overflow:
-                        rejection = Rejection{RejectReason::registry_unavailable,
-                                              fmt::format("device {} of factory {} could not be checked: too many "
-                                                          "devices are waiting for a registry lookup",
-                                                          record.device_id, match.factory_id)};
+                        rejection =
+                            Rejection{RejectReason::registry_unavailable,
+                                      fmt::format("device {} of factory {} could not be checked: too many "
+                                                  "devices are waiting for a registry lookup",
+                                                  record.device_id, match.factory_id)};
                         break;
                     case LookupAnswer::unknown:
                         if (check.verdict == DeviceVerdict::foreign_device) {
-                            rejection = Rejection{
-                                RejectReason::foreign_device,
-                                fmt::format("device {} is registered under another factory, not {}",
-                                            record.device_id, match.factory_id)};
+                            rejection =
+                                Rejection{RejectReason::foreign_device,
+                                          fmt::format("device {} is registered under another factory, not {}",
+                                                      record.device_id, match.factory_id)};
                         } else {
                             rejection = Rejection{RejectReason::unknown_device,
                                                   fmt::format("device {} is not registered in factory {}",
@@ -416,13 +419,14 @@ Worker::RegistryOutcome Worker::apply_registry(const RegistrySnapshot& snapshot,
 
 Worker::RegistryOutcome Worker::hold(const RawMessage& message, const TopicMatch& match) {
     if (final_pass_ || held_.size() >= hold_capacity_) {
-        reject_message(message, match.factory_id,
-                       Rejection{RejectReason::registry_unavailable,
-                                 final_pass_ ? std::string("the registry had not answered for its devices by "
-                                                           "shutdown (lookups pending, or MySQL unreachable)")
-                                             : fmt::format("the registry could not check its devices yet, and "
-                                                           "{} messages are held already (hold_max_messages)",
-                                                           held_.size())});
+        reject_message(
+            message, match.factory_id,
+            Rejection{RejectReason::registry_unavailable,
+                      final_pass_ ? std::string("the registry had not answered for its devices by "
+                                                "shutdown (lookups pending, or MySQL unreachable)")
+                                  : fmt::format("the registry could not check its devices yet, and "
+                                                "{} messages are held already (hold_max_messages)",
+                                                held_.size())});
         return RegistryOutcome::rejected;
     }
     if (held_.empty()) held_generation_ = observed_generation_;
@@ -444,16 +448,19 @@ void Worker::apply_parameters(const RegistryFactory& factory, std::string_view f
                 type = known->second.type;
                 known->second.mark_seen(minute);
             } else {
-                type = services_.registry->discover_parameter(factory_id, field.name, field.kind, record.device_id);
+                type = services_.registry->discover_parameter(factory_id, field.name, field.kind,
+                                                              record.device_id);
             }
             std::string problem =
                 type ? fit_field(field, *type)
-                     : fmt::format("parameter {} is new, and factory {} has max_parameters_per_factory already",
-                                   printable(field.name), factory_id);
+                     : fmt::format(
+                           "parameter {} is new, and factory {} has max_parameters_per_factory already",
+                           printable(field.name), factory_id);
             if (!problem.empty()) {
                 problem = fmt::format("device {}: {}", record.device_id, problem);
                 if (first_problem.empty()) first_problem = problem;
-                decoded_.field_rejections.push_back(Rejection{RejectReason::invalid_field, std::move(problem)});
+                decoded_.field_rejections.push_back(
+                    Rejection{RejectReason::invalid_field, std::move(problem)});
                 continue;
             }
             if (written != i) std::swap(decoded_.fields[record.first_field + written], field);

@@ -14,8 +14,8 @@ namespace plantd {
 namespace {
 
 constexpr size_t lookups_per_turn = 2048;
-constexpr int64_t retry_ms = 1'000;           // a failed lookup, a MySQL connect, a round
-constexpr size_t max_discovered = 100'000;    // parameters waiting to be recorded, all factories
+constexpr int64_t retry_ms = 1'000;         // a failed lookup, a MySQL connect, a round
+constexpr size_t max_discovered = 100'000;  // parameters waiting to be recorded, all factories
 
 std::string key_of(std::string_view a, std::string_view b) {
     std::string key;
@@ -135,8 +135,9 @@ bool DeviceRegistry::request_auto_register(std::string_view factory_id, std::str
     return true;
 }
 
-std::optional<ParameterType> DeviceRegistry::discover_parameter(std::string_view factory_id, std::string_view name,
-                                                                FieldKind kind, std::string_view device_id) {
+std::optional<ParameterType> DeviceRegistry::discover_parameter(std::string_view factory_id,
+                                                                std::string_view name, FieldKind kind,
+                                                                std::string_view device_id) {
     std::string key = key_of(factory_id, name);  // factory ids have no '/': the key is unambiguous
     const auto current = snapshot();
     const RegistryFactory* factory = current ? current->factory(factory_id) : nullptr;
@@ -149,7 +150,8 @@ std::optional<ParameterType> DeviceRegistry::discover_parameter(std::string_view
         return std::nullopt;
     const ParameterType type =
         type_in_destination(current.get(), factory_id, factory, name).value_or(discovered_type(kind));
-    discovered_.push_back(DiscoveredParameter{std::string(factory_id), std::string(name), type, std::string(device_id)});
+    discovered_.push_back(
+        DiscoveredParameter{std::string(factory_id), std::string(name), type, std::string(device_id)});
     discovered_types_.emplace(std::move(key), type);
     ++discovered_per_factory_[std::string(factory_id)];
     return type;
@@ -171,7 +173,8 @@ std::optional<ParameterType> DeviceRegistry::type_in_destination(const RegistryS
     }
     for (const auto& pending : discovered_) {
         if (pending.name == name && pending.factory_id != factory_id &&
-            destination_of_(pending.factory_id, snapshot ? snapshot->factory(pending.factory_id) : nullptr) == mine)
+            destination_of_(pending.factory_id, snapshot ? snapshot->factory(pending.factory_id) : nullptr) ==
+                mine)
             return pending.type;
     }
     return std::nullopt;
@@ -256,8 +259,9 @@ void DeviceRegistry::mysql_failed(const std::string& what, const std::string& er
     next_full_load_ms_ = 0;
     if (!health_.registry_failing.exchange(true)) {
         spdlog::error("registry: MySQL: {}: {}; {}", what, error,
-                      snapshot() ? "known devices keep flowing; records of devices that need a lookup are held"
-                                 : "records wait until the registry loads");
+                      snapshot()
+                          ? "known devices keep flowing; records of devices that need a lookup are held"
+                          : "records wait until the registry loads");
     }
 }
 
@@ -318,9 +322,10 @@ void DeviceRegistry::load_full() {
     const bool was_cache = health_.registry_from_cache.exchange(false);
     if (health_.registry_failing.exchange(false) || !previous || was_cache)
         spdlog::info("registry: loaded {} factories, {} devices from MySQL", factories, devices);
-    if (skipped_tags > 0) spdlog::warn("registry: left out {} tags that are not valid InfluxDB tags", skipped_tags);
-    next_full_load_ms_ = steady_clock_ms() +
-                         (notifications_subscribed() ? config_.full_refresh_interval_ms : config_.refresh_interval_ms);
+    if (skipped_tags > 0)
+        spdlog::warn("registry: left out {} tags that are not valid InfluxDB tags", skipped_tags);
+    next_full_load_ms_ = steady_clock_ms() + (notifications_subscribed() ? config_.full_refresh_interval_ms
+                                                                         : config_.refresh_interval_ms);
     write_to_redis(*next, nullptr);
 }
 
@@ -338,9 +343,10 @@ void DeviceRegistry::load_from_redis() {
     recount_devices(*next);
     next->loaded_ms = steady_clock_ms();
     next->from_cache = true;
-    spdlog::warn("registry: MySQL is unreachable; running on the copy in Redis ({} factories, {} devices, {} "
-                 "entries skipped); devices it does not hold wait for MySQL",
-                 next->factories.size(), next->device_count, skipped);
+    spdlog::warn(
+        "registry: MySQL is unreachable; running on the copy in Redis ({} factories, {} devices, {} "
+        "entries skipped); devices it does not hold wait for MySQL",
+        next->factories.size(), next->device_count, skipped);
     snapshot_.store(std::shared_ptr<const RegistrySnapshot>(std::move(next)));
     generation_.fetch_add(1, std::memory_order_release);
     health_.registry_from_cache = true;
@@ -365,7 +371,8 @@ void DeviceRegistry::reload_factories(const std::set<std::string, std::less<>>& 
         if (before) harvest_seen(*before, factory_id, seen);
         auto found = loaded->find(factory_id);
         std::shared_ptr<const RegistryFactory> after =
-            found == loaded->end() ? nullptr : std::shared_ptr<const RegistryFactory>(std::move(found->second));
+            found == loaded->end() ? nullptr
+                                   : std::shared_ptr<const RegistryFactory>(std::move(found->second));
         recount = recount || !same_device_ids(before, after.get());
         replaced.emplace(factory_id, std::move(after));
         metrics_.registry_factory_reloads.fetch_add(1);
@@ -376,8 +383,9 @@ void DeviceRegistry::reload_factories(const std::set<std::string, std::less<>>& 
         std::lock_guard lock(mutex_);
         for (const std::string& factory_id : factories) {
             const std::string prefix = factory_id + "/";
-            std::erase_if(discovered_types_,
-                          [&](const auto& entry) { return std::string_view(entry.first).starts_with(prefix); });
+            std::erase_if(discovered_types_, [&](const auto& entry) {
+                return std::string_view(entry.first).starts_with(prefix);
+            });
         }
     }
     touch_seen(seen);
@@ -397,7 +405,8 @@ void DeviceRegistry::publish(StringMap<std::shared_ptr<const RegistryFactory>> c
     generation_.fetch_add(1, std::memory_order_release);
 }
 
-void DeviceRegistry::write_to_redis(const RegistrySnapshot& snapshot, const std::set<std::string, std::less<>>* only) {
+void DeviceRegistry::write_to_redis(const RegistrySnapshot& snapshot,
+                                    const std::set<std::string, std::less<>>* only) {
     if (!cache_) return;
     for (const auto& [id, factory] : snapshot.factories) {
         if (only && only->count(id) == 0) continue;
@@ -418,7 +427,8 @@ void DeviceRegistry::register_devices(std::set<std::string, std::less<>>& change
     if (keys.empty()) return;
     last_registration_round_ms_ = steady_clock_ms();
     std::vector<std::pair<std::string, std::string>> batch;
-    for (const auto& key : keys) batch.emplace_back(key.substr(0, key.find('/')), key.substr(key.find('/') + 1));
+    for (const auto& key : keys)
+        batch.emplace_back(key.substr(0, key.find('/')), key.substr(key.find('/') + 1));
     size_t registered = 0;
     if (std::string problem = store_->auto_register_devices(batch, registered); !problem.empty()) {
         // Counted and shown on /health, but never a reason to stop refreshing; tried again next round.
@@ -463,11 +473,13 @@ void DeviceRegistry::record_parameters(std::set<std::string, std::less<>>& chang
     {
         std::lock_guard lock(mutex_);
         // Recorded: they leave the queue (discovered_types_ keeps answering until the reload).
-        discovered_.erase(discovered_.begin(), discovered_.begin() + static_cast<std::ptrdiff_t>(batch.size()));
+        discovered_.erase(discovered_.begin(),
+                          discovered_.begin() + static_cast<std::ptrdiff_t>(batch.size()));
         for (const auto& parameter : batch) {
             factories.insert(parameter.factory_id);
             auto count = discovered_per_factory_.find(parameter.factory_id);
-            if (count != discovered_per_factory_.end() && --count->second == 0) discovered_per_factory_.erase(count);
+            if (count != discovered_per_factory_.end() && --count->second == 0)
+                discovered_per_factory_.erase(count);
         }
     }
     changed.insert(factories.begin(), factories.end());
@@ -557,7 +569,8 @@ void DeviceRegistry::answer_lookups() {
         }
     }
     if (cache_ && !remember.empty()) {
-        if (auto problem = cache_->store_unknown(remember, wall_clock_ms() + config_.negative_ttl_ms); !problem.empty())
+        if (auto problem = cache_->store_unknown(remember, wall_clock_ms() + config_.negative_ttl_ms);
+            !problem.empty())
             redis_failed("remembering unknown devices", problem);
     }
     // Devices found extend their factories (a factory the snapshot does not have is left out: its
@@ -567,7 +580,8 @@ void DeviceRegistry::answer_lookups() {
         const RegistryFactory* before = current ? current->factory(factory_id) : nullptr;
         if (!before) continue;
         auto after = std::make_shared<RegistryFactory>(*before);
-        for (auto& [device_id, device] : devices) after->devices.insert_or_assign(device_id, std::move(device));
+        for (auto& [device_id, device] : devices)
+            after->devices.insert_or_assign(device_id, std::move(device));
         extended.emplace(factory_id, std::move(after));
     }
     if (!extended.empty()) {

@@ -74,7 +74,8 @@ class DeviceRegistry {
 
     // Where a factory's points go (its InfluxDB database or bucket). Parameters share a type across
     // every factory writing to one database: InfluxDB types a field per measurement, not per factory.
-    using DestinationOf = std::function<std::string(std::string_view factory_id, const RegistryFactory* factory)>;
+    using DestinationOf =
+        std::function<std::string(std::string_view factory_id, const RegistryFactory* factory)>;
     void set_destination_of(DestinationOf destination_of) { destination_of_ = std::move(destination_of); }
 
     // How long the last successful load from MySQL took (ms; -1 before the first).
@@ -114,8 +115,10 @@ class DeviceRegistry {
 
     // The type a new parameter must have because another factory writing to the same destination
     // has it already (recorded or discovered); nullopt: free to choose. With mutex_ held.
-    std::optional<ParameterType> type_in_destination(const RegistrySnapshot* snapshot, std::string_view factory_id,
-                                                     const RegistryFactory* factory, std::string_view name) const;
+    std::optional<ParameterType> type_in_destination(const RegistrySnapshot* snapshot,
+                                                     std::string_view factory_id,
+                                                     const RegistryFactory* factory,
+                                                     std::string_view name) const;
 
     const RegistryConfig& config_;
     Metrics& metrics_;
@@ -136,7 +139,7 @@ class DeviceRegistry {
     mutable std::mutex mutex_;
     std::condition_variable wake_;
     bool stopping_ = false;
-    bool work_ = false;  // lookups or changes arrived: turn now
+    bool work_ = false;                                 // lookups or changes arrived: turn now
     std::set<std::string, std::less<>> registrations_;  // "factory/device" ('/' is in no identifier)
     StringMap<Lookup> lookups_;                         // "factory/device"
     StringMap<int64_t> negative_;                       // "factory/device" -> unknown until (steady ms)

@@ -12,7 +12,8 @@ namespace plantd {
 namespace {
 
 timeval to_timeval(int64_t ms) {
-    return timeval{.tv_sec = static_cast<time_t>(ms / 1000), .tv_usec = static_cast<suseconds_t>((ms % 1000) * 1000)};
+    return timeval{.tv_sec = static_cast<time_t>(ms / 1000),
+                   .tv_usec = static_cast<suseconds_t>((ms % 1000) * 1000)};
 }
 
 // Copies a hiredis reply into a plain value; an error reply becomes the failure.
@@ -58,7 +59,8 @@ bool append_command(redisContext* context, const RedisCommand& command) {
         argv.push_back(arg.data());
         lengths.push_back(arg.size());
     }
-    return redisAppendCommandArgv(context, static_cast<int>(argv.size()), argv.data(), lengths.data()) == REDIS_OK;
+    return redisAppendCommandArgv(context, static_cast<int>(argv.size()), argv.data(), lengths.data()) ==
+           REDIS_OK;
 }
 
 struct ReplyDeleter {
@@ -81,7 +83,7 @@ std::string RedisConnection::error_text(std::string_view doing) const {
 }
 
 Result<std::unique_ptr<RedisConnection>> RedisConnection::connect(const RegistryConfig& config,
-                                                                   int64_t timeout_ms) {
+                                                                  int64_t timeout_ms) {
     const std::string endpoint = fmt::format("{}:{}", config.redis_host, config.redis_port);
     redisContext* context =
         redisConnectWithTimeout(config.redis_host.c_str(), config.redis_port, to_timeval(timeout_ms));
@@ -96,7 +98,8 @@ Result<std::unique_ptr<RedisConnection>> RedisConnection::connect(const Registry
     }
     if (config.redis_db != 0) {
         auto select = connection->command({"SELECT", std::to_string(config.redis_db)});
-        if (!select) return fail(fmt::format("Redis {}: SELECT {}: {}", endpoint, config.redis_db, select.error()));
+        if (!select)
+            return fail(fmt::format("Redis {}: SELECT {}: {}", endpoint, config.redis_db, select.error()));
     }
     return connection;
 }
@@ -118,7 +121,8 @@ Result<RedisReply> RedisConnection::command(const RedisCommand& command) {
 
 Result<std::vector<RedisReply>> RedisConnection::pipeline(const std::vector<RedisCommand>& commands) {
     for (const auto& command : commands) {
-        if (command.empty() || !append_command(context_, command)) return fail(error_text("sending a command"));
+        if (command.empty() || !append_command(context_, command))
+            return fail(error_text("sending a command"));
     }
     std::vector<RedisReply> replies;
     replies.reserve(commands.size());
@@ -132,7 +136,8 @@ Result<std::vector<RedisReply>> RedisConnection::pipeline(const std::vector<Redi
         if (!converted) {
             // Read the remaining replies so the connection stays in step, then report.
             if (first_error.empty())
-                first_error = fmt::format("Redis {}: {}: {}", endpoint_, commands[i].front(), converted.error());
+                first_error =
+                    fmt::format("Redis {}: {}: {}", endpoint_, commands[i].front(), converted.error());
             replies.emplace_back();
             continue;
         }

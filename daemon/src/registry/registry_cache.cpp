@@ -20,7 +20,7 @@ constexpr size_t fields_per_command = 1'000;
 
 uint64_t hash_of(std::string_view a, std::string_view b) {
     // Order-independent fingerprints add these up; mix so that sums rarely collide.
-    uint64_t h = std::hash<std::string_view>{}(a) * 0x9E3779B97F4A7C15ull;
+    uint64_t h = std::hash<std::string_view>{}(a)*0x9E3779B97F4A7C15ull;
     return h ^ (std::hash<std::string_view>{}(b) + 0x632BE59BD9B4E019ull + (h << 6) + (h >> 2));
 }
 
@@ -89,7 +89,8 @@ std::optional<RegistryDevice> RegistryCache::decode_device(std::string_view json
     for (simdjson::dom::element tag : tags) {
         simdjson::dom::array pair;
         std::string_view key, value;
-        if (tag.get(pair) || pair.size() != 2 || pair.at(0).get(key) || pair.at(1).get(value)) return std::nullopt;
+        if (tag.get(pair) || pair.size() != 2 || pair.at(0).get(key) || pair.at(1).get(value))
+            return std::nullopt;
         if (!check_tag(key, value).empty()) return std::nullopt;  // written by someone else: not trusted
         device.tags.emplace_back(std::string(key), std::string(value));
     }
@@ -100,8 +101,10 @@ std::optional<RegistryDevice> RegistryCache::decode_device(std::string_view json
 std::string RegistryCache::encode_factory(const RegistryFactory& factory) {
     std::string out = fmt::format(R"({{"enabled":{},"unknown_devices":"{}")", factory.enabled,
                                   to_string(factory.unknown_devices));
-    if (factory.rate_limit_per_s) fmt::format_to(std::back_inserter(out), R"(,"rate_limit_per_s":{})", *factory.rate_limit_per_s);
-    if (factory.rate_burst) fmt::format_to(std::back_inserter(out), R"(,"rate_burst":{})", *factory.rate_burst);
+    if (factory.rate_limit_per_s)
+        fmt::format_to(std::back_inserter(out), R"(,"rate_limit_per_s":{})", *factory.rate_limit_per_s);
+    if (factory.rate_burst)
+        fmt::format_to(std::back_inserter(out), R"(,"rate_burst":{})", *factory.rate_burst);
     out += R"(,"destination":)";
     append_json_string(out, factory.destination);
     out += R"(,"parameters":{)";
@@ -144,7 +147,8 @@ std::optional<std::shared_ptr<RegistryFactory>> RegistryCache::decode_factory(st
     for (auto [name, value] : parameters) {
         simdjson::dom::array pair;
         std::string_view type_text, unit;
-        if (value.get(pair) || pair.size() != 2 || pair.at(0).get(type_text) || pair.at(1).get(unit)) return std::nullopt;
+        if (value.get(pair) || pair.size() != 2 || pair.at(0).get(type_text) || pair.at(1).get(unit))
+            return std::nullopt;
         auto type = parse_parameter_type(type_text);
         if (!type || !check_parameter_name(name).empty()) return std::nullopt;
         factory->parameters.emplace(std::string(name), RegistryParameter(*type, std::string(unit), 0));
@@ -219,7 +223,8 @@ Result<StringMap<std::shared_ptr<RegistryFactory>>> RegistryCache::load_all(size
         auto replies = (*redis)->pipeline({{"GET", factory_key(id.text)}, {"HGETALL", devices_key(id.text)}});
         if (!replies) return failed<StringMap<std::shared_ptr<RegistryFactory>>>(replies.error());
         const RedisReply& settings = (*replies)[0];
-        auto factory = settings.type == RedisReply::Type::string ? decode_factory(settings.text) : std::nullopt;
+        auto factory =
+            settings.type == RedisReply::Type::string ? decode_factory(settings.text) : std::nullopt;
         if (!factory) {
             ++skipped;
             continue;
@@ -238,7 +243,8 @@ Result<StringMap<std::shared_ptr<RegistryFactory>>> RegistryCache::load_all(size
     return out;
 }
 
-Result<std::vector<CachedLookup>> RegistryCache::lookup(const std::vector<DeviceKey>& devices, int64_t now_ms) {
+Result<std::vector<CachedLookup>> RegistryCache::lookup(const std::vector<DeviceKey>& devices,
+                                                        int64_t now_ms) {
     auto redis = connection();
     if (!redis) return fail(redis.error());
     // One round trip for the whole batch.
@@ -283,7 +289,8 @@ std::string RegistryCache::store_unknown(const std::vector<DeviceKey>& devices, 
     }
     // Expired members are trimmed on the way, and each set expires when its newest member does.
     for (const auto& factory_id : factories) {
-        commands.push_back({"ZREMRANGEBYSCORE", unknown_key(factory_id), "-inf", std::to_string(wall_clock_ms())});
+        commands.push_back(
+            {"ZREMRANGEBYSCORE", unknown_key(factory_id), "-inf", std::to_string(wall_clock_ms())});
         commands.push_back({"PEXPIREAT", unknown_key(factory_id), std::to_string(until_ms)});
     }
     auto replies = (*redis)->pipeline(commands);
@@ -302,8 +309,8 @@ std::string RegistryCache::publish_change(std::string_view factory_id) {
 std::string RegistryCache::invalidate(std::string_view factory_id) {
     auto redis = connection();
     if (!redis) return redis.error();
-    auto replies =
-        (*redis)->pipeline({{"DEL", unknown_key(factory_id)}, {"PUBLISH", channel(), std::string(factory_id)}});
+    auto replies = (*redis)->pipeline(
+        {{"DEL", unknown_key(factory_id)}, {"PUBLISH", channel(), std::string(factory_id)}});
     if (!replies) return failed<int>(replies.error()).error();
     return {};
 }

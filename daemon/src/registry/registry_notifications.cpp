@@ -8,7 +8,8 @@
 
 namespace plantd {
 
-RegistryNotifications::RegistryNotifications(const RegistryConfig& config, std::string channel, OnChange on_change)
+RegistryNotifications::RegistryNotifications(const RegistryConfig& config, std::string channel,
+                                             OnChange on_change)
     : config_(config), channel_(std::move(channel)), on_change_(std::move(on_change)) {}
 
 RegistryNotifications::~RegistryNotifications() {
@@ -47,9 +48,10 @@ void RegistryNotifications::run() {
             warned = false;
         }
         if (!warned) {
-            spdlog::warn("registry: no change notifications from Redis ({}); retrying, and reloads still "
-                         "bring changes in",
-                         problem);
+            spdlog::warn(
+                "registry: no change notifications from Redis ({}); retrying, and reloads still "
+                "bring changes in",
+                problem);
             warned = true;
         }
         std::unique_lock lock(mutex_);
@@ -72,7 +74,8 @@ std::string RegistryNotifications::listen_once() {
         const std::string& kind = message.elements[0].text;
         if (kind == "subscribe") {
             subscribed_ = true;
-            spdlog::info("registry: listening for changes on Redis {} channel {}", redis.endpoint(), channel_);
+            spdlog::info("registry: listening for changes on Redis {} channel {}", redis.endpoint(),
+                         channel_);
             on_change_("*");  // whatever changed while we were not listening
         } else if (kind == "message") {
             const std::string& factory = message.elements[2].text;

@@ -256,7 +256,8 @@ Result<std::vector<FactoryRow>> RegistryStore::list_factories() {
         std::unique_ptr<sql::Statement> statement(connection_->createStatement());
         std::unique_ptr<sql::ResultSet> rows(statement->executeQuery(
             "SELECT f.factory_id, f.enabled, f.unknown_device_policy, f.rate_limit_per_s, f.rate_burst,"
-            " (SELECT COUNT(*) FROM devices d WHERE d.factory_id = f.factory_id), COALESCE(f.influx_destination, '')"
+            " (SELECT COUNT(*) FROM devices d WHERE d.factory_id = f.factory_id), "
+            "COALESCE(f.influx_destination, '')"
             " FROM factories f ORDER BY f.factory_id"));
         std::vector<FactoryRow> out;
         while (rows->next()) {
@@ -440,7 +441,8 @@ Result<StringMap<std::shared_ptr<RegistryFactory>>> RegistryStore::load_factorie
         statement->execute("COMMIT");
         // Sorted by bytes, the order the line-protocol writer needs.
         for (auto& [id, factory] : out) {
-            for (auto& [device_id, device] : factory->devices) std::sort(device.tags.begin(), device.tags.end());
+            for (auto& [device_id, device] : factory->devices)
+                std::sort(device.tags.begin(), device.tags.end());
         }
         return out;
     } catch (const sql::SQLException& e) {
@@ -475,10 +477,13 @@ Result<StringMap<RegistryDevice>> RegistryStore::find_devices(const std::string&
                     prepared->setString(static_cast<unsigned>(i - begin + 2), device_ids[i]);
                 return std::unique_ptr<sql::ResultSet>(prepared->executeQuery());
             };
-            auto devices = query("SELECT device_id, enabled FROM devices WHERE factory_id = ? AND device_id IN (" + in + ")");
+            auto devices = query(
+                "SELECT device_id, enabled FROM devices WHERE factory_id = ? AND device_id IN (" + in + ")");
             while (devices->next()) found[devices->getString(1)].enabled = devices->getBoolean(2);
-            auto tags = query("SELECT device_id, tag_key, tag_value FROM device_tags WHERE factory_id = ? AND device_id IN (" +
-                              in + ")");
+            auto tags = query(
+                "SELECT device_id, tag_key, tag_value FROM device_tags WHERE factory_id = ? AND device_id IN "
+                "(" +
+                in + ")");
             while (tags->next()) {
                 std::string key = tags->getString(2);
                 std::string value = tags->getString(3);
@@ -494,13 +499,15 @@ Result<StringMap<RegistryDevice>> RegistryStore::find_devices(const std::string&
     }
 }
 
-std::string RegistryStore::set_destination(const std::string& factory_id, std::optional<std::string> destination) {
+std::string RegistryStore::set_destination(const std::string& factory_id,
+                                           std::optional<std::string> destination) {
     if (auto problem = check_identifier("factory_id", factory_id); !problem.empty()) return problem;
     if (destination) {
         if (auto problem = check_destination(*destination); !problem.empty()) return problem;
     }
     if (auto problem = require_migrated(); !problem.empty()) return problem;
-    return update_factory(*connection_, factory_id, "UPDATE factories SET influx_destination = ? WHERE factory_id = ?",
+    return update_factory(*connection_, factory_id,
+                          "UPDATE factories SET influx_destination = ? WHERE factory_id = ?",
                           [&](sql::PreparedStatement& s) {
                               if (destination)
                                   s.setString(1, *destination);
@@ -519,9 +526,10 @@ std::string RegistryStore::add_parameter(const std::string& factory_id, const st
     }
     if (auto problem = require_migrated(); !problem.empty()) return problem;
     try {
-        std::unique_ptr<sql::PreparedStatement> insert(connection_->prepareStatement(
-            "INSERT INTO parameters (factory_id, name, value_type, unit, first_device_id) VALUES (?, ?, ?, ?, "
-            "'-')"));
+        std::unique_ptr<sql::PreparedStatement> insert(
+            connection_->prepareStatement("INSERT INTO parameters (factory_id, name, value_type, unit, "
+                                          "first_device_id) VALUES (?, ?, ?, ?, "
+                                          "'-')"));
         insert->setString(1, factory_id);
         insert->setString(2, name);
         insert->setString(3, std::string(to_string(type)));
@@ -533,9 +541,10 @@ std::string RegistryStore::add_parameter(const std::string& factory_id, const st
         return {};
     } catch (const sql::SQLException& e) {
         if (e.getErrorCode() == duplicate_key)
-            return fmt::format("parameter {} already exists in factory {} (its type is fixed once recorded: a "
-                               "field never changes type in InfluxDB)",
-                               printable(name), factory_id);
+            return fmt::format(
+                "parameter {} already exists in factory {} (its type is fixed once recorded: a "
+                "field never changes type in InfluxDB)",
+                printable(name), factory_id);
         if (e.getErrorCode() == foreign_key_missing) return fmt::format("no factory {}", factory_id);
         return describe(e);
     }
@@ -550,8 +559,8 @@ std::string RegistryStore::set_parameter_unit(const std::string& factory_id, con
     }
     if (auto problem = require_migrated(); !problem.empty()) return problem;
     try {
-        std::unique_ptr<sql::PreparedStatement> update(
-            connection_->prepareStatement("UPDATE parameters SET unit = ? WHERE factory_id = ? AND name = ?"));
+        std::unique_ptr<sql::PreparedStatement> update(connection_->prepareStatement(
+            "UPDATE parameters SET unit = ? WHERE factory_id = ? AND name = ?"));
         if (unit)
             update->setString(1, *unit);
         else
@@ -626,9 +635,10 @@ std::string RegistryStore::record_parameters(const std::vector<DiscoveredParamet
 
 std::string RegistryStore::touch_parameters(const std::vector<SeenParameter>& seen) {
     try {
-        std::unique_ptr<sql::PreparedStatement> update(connection_->prepareStatement(
-            "UPDATE parameters SET last_seen = GREATEST(last_seen, FROM_UNIXTIME(? * 60)) WHERE factory_id = ? "
-            "AND name = ?"));
+        std::unique_ptr<sql::PreparedStatement> update(
+            connection_->prepareStatement("UPDATE parameters SET last_seen = GREATEST(last_seen, "
+                                          "FROM_UNIXTIME(? * 60)) WHERE factory_id = ? "
+                                          "AND name = ?"));
         Transaction transaction(*connection_);
         for (const auto& parameter : seen) {
             update->setInt64(1, parameter.minute);

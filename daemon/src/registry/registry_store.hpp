@@ -107,8 +107,8 @@ class RegistryStore {
     Result<StringMap<RegistryDevice>> find_devices(const std::string& factory_id,
                                                    const std::vector<std::string>& device_ids);
 
-    // Everything the ingest path needs (load_factories of every factory). Tags that are not valid InfluxDB tags (rows
-    // written by other tools) are left out and counted in `skipped_tags`.
+    // Everything the ingest path needs (load_factories of every factory). Tags that are not valid InfluxDB
+    // tags (rows written by other tools) are left out and counted in `skipped_tags`.
     Result<std::shared_ptr<RegistrySnapshot>> load_snapshot(size_t& skipped_tags);
     // Registers devices seen in auto_register factories (devices only; an existing row is left as it
     // is). Returns "" or why not; `registered` counts the rows added.
