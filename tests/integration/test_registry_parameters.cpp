@@ -21,6 +21,24 @@ std::map<std::string, std::string> field_types(const std::string& database) {
     return out;
 }
 
+// A plantd config on its own registry with factories fa and fb, each with a device d1; also written
+// to dir/cli.toml for the operator commands, whose path it returns in `config_path`.
+std::string two_factories(const TempDir& dir, const std::string& registry_db, const std::string& influx_db,
+                          const std::string& prefix, int port, const std::string& extra,
+                          std::string& config_path) {
+    const std::string config =
+        base_config(unique_name("plantd-reg"), prefix, influx_db, port, dir.path() + "/dl.jsonl",
+                    registry_config(registry_db) + "enabled = true\nrefresh_interval = \"300ms\"\n" + extra);
+    config_path = dir.path() + "/cli.toml";
+    std::ofstream(config_path) << config;
+    cli(config_path, "registry migrate");
+    for (const char* f : {"fa", "fb"}) {
+        cli(config_path, fmt::format("factory add {}", f));
+        cli(config_path, fmt::format("device add {} d1", f));
+    }
+    return config;
+}
+
 }  // namespace
 
 TEST_CASE("parameters: discovered once with their type, declared types win, mismatches rejected per field") {
@@ -29,17 +47,9 @@ TEST_CASE("parameters: discovered once with their type, declared types win, mism
     const std::string influx_db = unique_name("itest_params");
     const std::string prefix = unique_name("it");
     const int port = free_port();
-    const std::string config =
-        base_config(unique_name("plantd-params"), prefix, influx_db, port, dir.path() + "/dl.jsonl",
-                    registry_config(scratch.name()) +
-                        "enabled = true\nrefresh_interval = \"300ms\"\nmax_parameters_per_factory = 7\n");
-    const std::string config_path = dir.path() + "/cli.toml";
-    std::ofstream(config_path) << config;
-    cli(config_path, "registry migrate");
-    cli(config_path, "factory add fa");
-    cli(config_path, "factory add fb");
-    cli(config_path, "device add fa d1");
-    cli(config_path, "device add fb d1");
+    std::string config_path;
+    const std::string config = two_factories(dir, scratch.name(), influx_db, prefix, port,
+                                             "max_parameters_per_factory = 7\n", config_path);
     // Declared before any device sends it: an integer, although JSON numbers are floats by default.
     cli(config_path, "parameter add fa count integer --unit pcs");
     int code = 0;
@@ -147,16 +157,8 @@ TEST_CASE("per-factory destinations from the registry: each factory's points in 
     const std::string fb_db = unique_name("itest_dest_fb");
     const std::string prefix = unique_name("it");
     const int port = free_port();
-    const std::string config =
-        base_config(unique_name("plantd-dest"), prefix, influx_db, port, dir.path() + "/dl.jsonl",
-                    registry_config(scratch.name()) + "enabled = true\nrefresh_interval = \"300ms\"\n");
-    const std::string config_path = dir.path() + "/cli.toml";
-    std::ofstream(config_path) << config;
-    cli(config_path, "registry migrate");
-    cli(config_path, "factory add fa");
-    cli(config_path, "factory add fb");
-    cli(config_path, "device add fa d1");
-    cli(config_path, "device add fb d1");
+    std::string config_path;
+    const std::string config = two_factories(dir, scratch.name(), influx_db, prefix, port, "", config_path);
     cli(config_path, "factory set-destination fb " + fb_db);
     int code = 0;
     std::string refused = run_command(

@@ -17,28 +17,40 @@ using namespace plantd::test;
 
 namespace {
 
-struct RedisSetup {
-    std::string config;       // the whole plantd config
-    std::string config_path;  // the same, on disk, for the operator commands
-};
+// One test's world: a registry database, a private Redis, an InfluxDB database, topic and Redis
+// prefixes and a control port of its own, and a plantd config using them (migrated, with factory fa).
+// Reloads are rare (60 s), so that only notifications and lookups can bring changes in quickly.
+struct RedisWorld {
+    TempDir dir;
+    ScratchMysqlDatabase scratch{"plantd_itest_redis"};
+    PrivateRedis redis{dir.path(), free_port()};
+    std::string influx_db = unique_name("itest_redis");
+    std::string prefix = unique_name("it");
+    std::string rp = unique_name("rp");
+    int port = free_port();
+    std::string config;
+    std::string config_path = dir.path() + "/cli.toml";
 
-// A plantd config with the registry on `registry_db` and the registry cache on `redis`. Reloads are
-// rare (60 s), so that only notifications and lookups can bring changes in quickly.
-RedisSetup redis_setup(const TempDir& dir, const std::string& registry_db, const PrivateRedis& redis,
-                       const std::string& influx_db, const std::string& prefix, int port,
-                       const std::string& redis_prefix, const std::string& extra = "") {
-    RedisSetup setup;
-    setup.config = base_config(
-        unique_name("plantd-redis"), prefix, influx_db, port, dir.path() + "/dl.jsonl",
-        registry_config(registry_db) +
-            fmt::format("enabled = true\nrefresh_interval = \"60s\"\nfull_refresh_interval = \"60s\"\n"
-                        "negative_ttl = \"60s\"\nredis_host = \"127.0.0.1\"\nredis_port = {}\n"
-                        "redis_prefix = \"{}\"\n{}",
-                        redis.port(), redis_prefix, extra));
-    setup.config_path = dir.path() + "/cli.toml";
-    std::ofstream(setup.config_path) << setup.config;
-    return setup;
-}
+    explicit RedisWorld(const std::string& extra = "") {
+        redis.start();
+        config = base_config(
+            unique_name("plantd-redis"), prefix, influx_db, port, dir.path() + "/dl.jsonl",
+            registry_config(scratch.name()) +
+                fmt::format("enabled = true\nrefresh_interval = \"60s\"\nfull_refresh_interval = \"60s\"\n"
+                            "negative_ttl = \"60s\"\nredis_host = \"127.0.0.1\"\nredis_port = {}\n"
+                            "redis_prefix = \"{}\"\n{}",
+                            redis.port(), rp, extra));
+        std::ofstream(config_path) << config;
+        cli(config_path, "registry migrate");
+        cli(config_path, "factory add fa");
+    }
+    ~RedisWorld() {
+        try {
+            influx_command("DROP DATABASE \"" + influx_db + "\"");
+        } catch (...) {
+        }
+    }
+};
 
 std::string health(int port) {
     httplib::Client client("127.0.0.1", port);
@@ -78,42 +90,33 @@ size_t points_of(const std::string& influx_db, const std::string& factory, const
 }  // namespace
 
 TEST_CASE("registry through Redis: notifications, lookups, negative caching, and keys kept per factory") {
-    TempDir dir;
-    ScratchMysqlDatabase scratch("plantd_itest_redis");
-    PrivateRedis redis(dir.path(), free_port());
-    redis.start();
-    const std::string influx_db = unique_name("itest_redis");
-    const std::string prefix = unique_name("it");
-    const std::string rp = unique_name("rp");
-    const int port = free_port();
-    auto setup = redis_setup(dir, scratch.name(), redis, influx_db, prefix, port, rp);
-    cli(setup.config_path, "registry migrate");
-    cli(setup.config_path, "factory add fa");
-    cli(setup.config_path, "factory add fb");
-    cli(setup.config_path, "device add fa d1 --tag line=L1");
-    cli(setup.config_path, "device add fb db1 --tag 'line=B 1,x=\"y\"'");
+    RedisWorld w;
+    cli(w.config_path, "factory add fb");
+    cli(w.config_path, "device add fa d1 --tag line=L1");
+    cli(w.config_path, "device add fb db1 --tag 'line=B 1,x=\"y\"'");
     // Declared, so that no parameter discovery reloads a factory behind the test's back.
-    cli(setup.config_path, "parameter add fa seq float");
-    cli(setup.config_path, "parameter add fb seq float");
+    cli(w.config_path, "parameter add fa seq float");
+    cli(w.config_path, "parameter add fb seq float");
 
-    PlantdProcess plantd(dir.path(), setup.config, port);
+    PlantdProcess plantd(w.dir.path(), w.config, w.port);
     REQUIRE_MESSAGE(plantd.wait_ready(std::chrono::seconds(30)), plantd.log());
     REQUIRE(eventually([&] { return plantd.metric("plantd_registry_notifications_subscribed") == 1; },
                        std::chrono::seconds(10)));
 
     // The copy in Redis, one set of keys per factory, each holding only its own devices.
-    const std::string fa_devices = "'" + rp + ":registry:{fa}:devices'";
-    const std::string fb_devices = "'" + rp + ":registry:{fb}:devices'";
-    REQUIRE(eventually([&] { return redis.cli("HKEYS " + fa_devices) == "d1\n"; }, std::chrono::seconds(10)));
-    CHECK(redis.cli("HKEYS " + fb_devices) == "db1\n");
-    CHECK(redis.cli("HGET " + fb_devices + " db1").find(R"(["line","B 1,x=\"y\""])") != std::string::npos);
-    CHECK(redis.cli("SMEMBERS '" + rp + ":registry:factories' ").find("fa") != std::string::npos);
+    const std::string fa_devices = "'" + w.rp + ":registry:{fa}:devices'";
+    const std::string fb_devices = "'" + w.rp + ":registry:{fb}:devices'";
+    REQUIRE(
+        eventually([&] { return w.redis.cli("HKEYS " + fa_devices) == "d1\n"; }, std::chrono::seconds(10)));
+    CHECK(w.redis.cli("HKEYS " + fb_devices) == "db1\n");
+    CHECK(w.redis.cli("HGET " + fb_devices + " db1").find(R"(["line","B 1,x=\"y\""])") != std::string::npos);
+    CHECK(w.redis.cli("SMEMBERS '" + w.rp + ":registry:factories' ").find("fa") != std::string::npos);
 
     Publisher publisher(unique_name("itest-pub"));
     // 20 messages of a device nobody registered: one MySQL lookup, then the negative cache answers.
-    for (int i = 0; i < 20; ++i) publisher.publish(device_topic(prefix, "fa", "dnew"), payload(i));
+    for (int i = 0; i < 20; ++i) publisher.publish(device_topic(w.prefix, "fa", "dnew"), payload(i));
     // A device of fb published under fa: rejected as foreign, looked up once too.
-    for (int i = 0; i < 3; ++i) publisher.publish(device_topic(prefix, "fa", "db1"), payload(100 + i));
+    for (int i = 0; i < 3; ++i) publisher.publish(device_topic(w.prefix, "fa", "db1"), payload(100 + i));
     publisher.flush();
     REQUIRE(eventually(
         [&] {
@@ -129,15 +132,15 @@ TEST_CASE("registry through Redis: notifications, lookups, negative caching, and
     CHECK(m["plantd_registry_lookups_total{source=\"negative\",result=\"unknown\"}"] == 23);
     CHECK(m["plantd_registry_pending_lookups"] == 0);
     // Remembered in Redis too, under fa only.
-    CHECK(redis.cli("ZCARD '" + rp + ":registry:{fa}:unknown'") == "2\n");
-    CHECK(redis.cli("ZSCORE '" + rp + ":registry:{fa}:unknown' dnew") != "\n");
-    CHECK(redis.cli("ZSCORE '" + rp + ":registry:{fa}:unknown' db1") != "\n");
-    CHECK(redis.cli("EXISTS '" + rp + ":registry:{fb}:unknown'") == "0\n");
+    CHECK(w.redis.cli("ZCARD '" + w.rp + ":registry:{fa}:unknown'") == "2\n");
+    CHECK(w.redis.cli("ZSCORE '" + w.rp + ":registry:{fa}:unknown' dnew") != "\n");
+    CHECK(w.redis.cli("ZSCORE '" + w.rp + ":registry:{fa}:unknown' db1") != "\n");
+    CHECK(w.redis.cli("EXISTS '" + w.rp + ":registry:{fb}:unknown'") == "0\n");
 
     // The operator registers dnew: the notification reloads fa at once (reloads are 60 s apart) and
     // drops fa's unknown devices, in plantd and in Redis.
     const auto added = std::chrono::steady_clock::now();
-    cli(setup.config_path, "device add fa dnew --tag line=L7");
+    cli(w.config_path, "device add fa dnew --tag line=L7");
     REQUIRE(eventually([&] { return plantd.metric("plantd_registry_factory_reloads_total") >= 1; },
                        std::chrono::seconds(5)));
     const auto applied_ms =
@@ -145,18 +148,18 @@ TEST_CASE("registry through Redis: notifications, lookups, negative caching, and
             .count();
     MESSAGE("operator change applied after " << applied_ms << " ms (includes the CLI process)");
     CHECK(applied_ms < 3000);
-    CHECK(redis.cli("EXISTS '" + rp + ":registry:{fa}:unknown'") == "0\n");
-    for (int i = 0; i < 5; ++i) publisher.publish(device_topic(prefix, "fa", "dnew"), payload(200 + i));
+    CHECK(w.redis.cli("EXISTS '" + w.rp + ":registry:{fa}:unknown'") == "0\n");
+    for (int i = 0; i < 5; ++i) publisher.publish(device_topic(w.prefix, "fa", "dnew"), payload(200 + i));
 
     // A device written straight into MySQL (no notification): the first record misses the snapshot,
     // is held while Redis and then MySQL are asked, and is written with the device's tags.
     mysql_command(
-        scratch.name(),
+        w.scratch.name(),
         "INSERT INTO devices (factory_id, device_id) VALUES ('fa', 'dsql'); INSERT INTO device_tags "
         "(factory_id, device_id, tag_key, tag_value) VALUES ('fa', 'dsql', 'line', 'LS')");
-    for (int i = 0; i < 3; ++i) publisher.publish(device_topic(prefix, "fa", "dsql"), payload(300 + i));
-    publisher.publish(device_topic(prefix, "fa", "d1"), payload(400));
-    publisher.publish(device_topic(prefix, "fb", "db1"), payload(401));
+    for (int i = 0; i < 3; ++i) publisher.publish(device_topic(w.prefix, "fa", "dsql"), payload(300 + i));
+    publisher.publish(device_topic(w.prefix, "fa", "d1"), payload(400));
+    publisher.publish(device_topic(w.prefix, "fb", "db1"), payload(401));
     publisher.flush();
     REQUIRE(eventually([&] { return plantd.metric("plantd_points_written_total{factory_id=\"fa\"}") == 9; },
                        std::chrono::seconds(15)));
@@ -168,7 +171,7 @@ TEST_CASE("registry through Redis: notifications, lookups, negative caching, and
     CHECK(m["plantd_points_written_total{factory_id=\"fb\"}"] == 1);
 
     // InfluxDB: everything under its own factory, with its own device's tags.
-    auto rows = influx_select(influx_db, "SELECT * FROM telemetry");
+    auto rows = influx_select(w.influx_db, "SELECT * FROM telemetry");
     std::multiset<std::string> seen;
     for (const auto& row : rows) {
         const std::string key = text_of(row, "factory_id") + "/" + text_of(row, "device_id");
@@ -184,40 +187,30 @@ TEST_CASE("registry through Redis: notifications, lookups, negative caching, and
     // Redis: fa now holds d1, dnew and dsql; fb still only db1.
     CHECK(eventually(
         [&] {
-            return lines_of(redis.cli("HKEYS " + fa_devices)) == std::set<std::string>{"d1", "dnew", "dsql"};
+            return lines_of(w.redis.cli("HKEYS " + fa_devices)) ==
+                   std::set<std::string>{"d1", "dnew", "dsql"};
         },
         std::chrono::seconds(5)));
-    CHECK(redis.cli("HKEYS " + fb_devices) == "db1\n");
+    CHECK(w.redis.cli("HKEYS " + fb_devices) == "db1\n");
     // MySQL: no device was invented anywhere.
-    CHECK(mysql_command(scratch.name(), "SELECT factory_id, device_id FROM devices ORDER BY 1, 2") ==
+    CHECK(mysql_command(w.scratch.name(), "SELECT factory_id, device_id FROM devices ORDER BY 1, 2") ==
           "fa\td1\nfa\tdnew\nfa\tdsql\nfb\tdb1\n");
     // Anybody may publish on the channel: junk is ignored, a real factory id only causes a reload.
-    redis.cli("PUBLISH '" + rp + ":registry:changes' 'fa,DROP TABLE devices'");
+    w.redis.cli("PUBLISH '" + w.rp + ":registry:changes' 'fa,DROP TABLE devices'");
     CHECK(plantd.terminate() == 0);
     auto accounting = accounting_of(plantd.log());
     REQUIRE(accounting);
     CHECK(accounting->received == 33);
     CHECK(accounting->rejected == 23);
     CHECK(accounting->written == 10);
-    CHECK(read_lines(dir.path() + "/dl.jsonl").size() == 23);
-    influx_command("DROP DATABASE \"" + influx_db + "\"");
+    CHECK(read_lines(w.dir.path() + "/dl.jsonl").size() == 23);
 }
 
 TEST_CASE("registry degraded: Redis stopped and started (empty) in the middle of a stream") {
-    TempDir dir;
-    ScratchMysqlDatabase scratch("plantd_itest_redisdown");
-    PrivateRedis redis(dir.path(), free_port());
-    redis.start();
-    const std::string influx_db = unique_name("itest_redisdown");
-    const std::string prefix = unique_name("it");
-    const std::string rp = unique_name("rp");
-    const int port = free_port();
-    auto setup = redis_setup(dir, scratch.name(), redis, influx_db, prefix, port, rp);
-    cli(setup.config_path, "registry migrate");
-    cli(setup.config_path, "factory add fa");
-    cli(setup.config_path, "device add fa d1");
+    RedisWorld w;
+    cli(w.config_path, "device add fa d1");
 
-    PlantdProcess plantd(dir.path(), setup.config, port);
+    PlantdProcess plantd(w.dir.path(), w.config, w.port);
     REQUIRE_MESSAGE(plantd.wait_ready(std::chrono::seconds(30)), plantd.log());
     REQUIRE(eventually([&] { return plantd.metric("plantd_registry_notifications_subscribed") == 1; },
                        std::chrono::seconds(10)));
@@ -227,40 +220,40 @@ TEST_CASE("registry degraded: Redis stopped and started (empty) in the middle of
     {
         Publisher publisher(unique_name("itest-pub"));
         for (int i = 0; i < total; ++i) {
-            publisher.publish(device_topic(prefix, "fa", "d1"), payload(i));
-            if (i == 150) redis.stop();
+            publisher.publish(device_topic(w.prefix, "fa", "d1"), payload(i));
+            if (i == 150) w.redis.stop();
             if (i == 300) {
                 // A device unknown to the snapshot while Redis is away: MySQL answers alone.
-                cli(setup.config_path, "device add fa d2");  // its notification cannot be sent
-                publisher.publish(device_topic(prefix, "fa", "d2"), payload(10'000));
-                saw_failing =
-                    eventually([&] { return health(port).find(R"("redis":"failing")") != std::string::npos; },
-                               std::chrono::seconds(5));
+                cli(w.config_path, "device add fa d2");  // its notification cannot be sent
+                publisher.publish(device_topic(w.prefix, "fa", "d2"), payload(10'000));
+                saw_failing = eventually(
+                    [&] { return health(w.port).find(R"("redis":"failing")") != std::string::npos; },
+                    std::chrono::seconds(5));
             }
-            if (i == 450) redis.start();
+            if (i == 450) w.redis.start();
             std::this_thread::sleep_for(std::chrono::milliseconds(5));
         }
     }
     CHECK(saw_failing);
-    CHECK(eventually([&] { return points_of(influx_db, "fa", "d1") == total; }, std::chrono::seconds(20)));
-    CHECK(points_of(influx_db, "fa", "d2") == 1);
+    CHECK(eventually([&] { return points_of(w.influx_db, "fa", "d1") == total; }, std::chrono::seconds(20)));
+    CHECK(points_of(w.influx_db, "fa", "d2") == 1);
     // Back by itself: listening again, and the registry written again into the empty Redis.
     CHECK(eventually([&] { return plantd.metric("plantd_registry_notifications_subscribed") == 1; },
                      std::chrono::seconds(40)));
     CHECK(eventually(
         [&] {
-            return lines_of(redis.cli("HKEYS '" + rp + ":registry:{fa}:devices'")) ==
+            return lines_of(w.redis.cli("HKEYS '" + w.rp + ":registry:{fa}:devices'")) ==
                    std::set<std::string>{"d1", "d2"};
         },
         std::chrono::seconds(20)));
-    CHECK(eventually([&] { return health(port).find(R"("redis":"ok")") != std::string::npos; },
+    CHECK(eventually([&] { return health(w.port).find(R"("redis":"ok")") != std::string::npos; },
                      std::chrono::seconds(10)));
     CHECK(plantd.metric("plantd_registry_redis_errors_total") >= 1);
     CHECK(plantd.metric(
               "plantd_rejected_total{scope=\"message\",reason=\"unknown_device\",factory_id=\"fa\"}") == 0);
     // Notifications work again: an operator's change arrives at once.
     const double reloads = plantd.metric("plantd_registry_factory_reloads_total");
-    cli(setup.config_path, "device add fa d3");
+    cli(w.config_path, "device add fa d3");
     CHECK(eventually([&] { return plantd.metric("plantd_registry_factory_reloads_total") > reloads; },
                      std::chrono::seconds(5)));
     CHECK(plantd.terminate() == 0);
@@ -268,23 +261,11 @@ TEST_CASE("registry degraded: Redis stopped and started (empty) in the middle of
     REQUIRE(accounting);
     CHECK(accounting->received == total + 1);
     CHECK(accounting->written == total + 1);
-    influx_command("DROP DATABASE \"" + influx_db + "\"");
 }
 
 TEST_CASE("registry degraded: MariaDB stopped and started; held records, and a start-up from Redis") {
-    TempDir dir;
-    ScratchMysqlDatabase scratch("plantd_itest_mysqldown");
-    PrivateRedis redis(dir.path(), free_port());
-    redis.start();
-    const std::string influx_db = unique_name("itest_mysqldown");
-    const std::string prefix = unique_name("it");
-    const std::string rp = unique_name("rp");
-    const int port = free_port();
-    auto setup =
-        redis_setup(dir, scratch.name(), redis, influx_db, prefix, port, rp, "connect_timeout = \"1s\"\n");
-    cli(setup.config_path, "registry migrate");
-    cli(setup.config_path, "factory add fa");
-    cli(setup.config_path, "device add fa d1 --tag line=L1");
+    RedisWorld w("connect_timeout = \"1s\"\n");
+    cli(w.config_path, "device add fa d1 --tag line=L1");
     // Whatever happens below, the shared MariaDB runs again afterwards.
     struct Restart {
         bool stopped = false;
@@ -294,22 +275,24 @@ TEST_CASE("registry degraded: MariaDB stopped and started; held records, and a s
     } mariadb;
 
     {
-        PlantdProcess plantd(dir.path(), setup.config, port);
+        PlantdProcess plantd(w.dir.path(), w.config, w.port);
         REQUIRE_MESSAGE(plantd.wait_ready(std::chrono::seconds(30)), plantd.log());
-        REQUIRE(eventually([&] { return redis.cli("HKEYS '" + rp + ":registry:{fa}:devices'") == "d1\n"; },
-                           std::chrono::seconds(10)));
+        REQUIRE(
+            eventually([&] { return w.redis.cli("HKEYS '" + w.rp + ":registry:{fa}:devices'") == "d1\n"; },
+                       std::chrono::seconds(10)));
         // dlate goes straight into MySQL: plantd will only learn of it by a lookup.
-        mysql_command(scratch.name(), "INSERT INTO devices (factory_id, device_id) VALUES ('fa', 'dlate')");
+        mysql_command(w.scratch.name(), "INSERT INTO devices (factory_id, device_id) VALUES ('fa', 'dlate')");
         stack_service("stop-one", "mariadb");
         mariadb.stopped = true;
         {
             Publisher publisher(unique_name("itest-pub"));
-            for (int i = 0; i < 100; ++i) publisher.publish(device_topic(prefix, "fa", "d1"), payload(i));
+            for (int i = 0; i < 100; ++i) publisher.publish(device_topic(w.prefix, "fa", "d1"), payload(i));
             for (int i = 0; i < 10; ++i)
-                publisher.publish(device_topic(prefix, "fa", "dlate"), payload(1000 + i));
+                publisher.publish(device_topic(w.prefix, "fa", "dlate"), payload(1000 + i));
         }
         // Known devices flow; records that need a lookup are held, not rejected.
-        CHECK(eventually([&] { return points_of(influx_db, "fa", "d1") == 100; }, std::chrono::seconds(20)));
+        CHECK(
+            eventually([&] { return points_of(w.influx_db, "fa", "d1") == 100; }, std::chrono::seconds(20)));
         CHECK(eventually(
             [&] {
                 auto m = plantd.metrics();
@@ -317,17 +300,17 @@ TEST_CASE("registry degraded: MariaDB stopped and started; held records, and a s
                        10;
             },
             std::chrono::seconds(10)));
-        CHECK(eventually([&] { return health(port).find(R"("registry":"failing")") != std::string::npos; },
+        CHECK(eventually([&] { return health(w.port).find(R"("registry":"failing")") != std::string::npos; },
                          std::chrono::seconds(10)));
         CHECK(plantd.metric("plantd_registry_lookup_failures_total") >= 1);
-        CHECK(points_of(influx_db, "fa", "dlate") == 0);
+        CHECK(points_of(w.influx_db, "fa", "dlate") == 0);
 
         // MariaDB back: the lookup succeeds and the held records are written, in order, exactly once.
         stack_service("start-one", "mariadb");
         mariadb.stopped = false;
-        CHECK(
-            eventually([&] { return points_of(influx_db, "fa", "dlate") == 10; }, std::chrono::seconds(30)));
-        CHECK(eventually([&] { return health(port).find(R"("registry":"ok")") != std::string::npos; },
+        CHECK(eventually([&] { return points_of(w.influx_db, "fa", "dlate") == 10; },
+                         std::chrono::seconds(30)));
+        CHECK(eventually([&] { return health(w.port).find(R"("registry":"ok")") != std::string::npos; },
                          std::chrono::seconds(10)));
         CHECK(plantd.terminate() == 0);
         auto accounting = accounting_of(plantd.log());
@@ -341,29 +324,29 @@ TEST_CASE("registry degraded: MariaDB stopped and started; held records, and a s
     // copy does not hold waits, and at shutdown is dead-lettered with its reason, not lost.
     stack_service("stop-one", "mariadb");
     mariadb.stopped = true;
-    PlantdProcess plantd(dir.path(), setup.config, port, "plantd-cache.log");
+    PlantdProcess plantd(w.dir.path(), w.config, w.port, "plantd-cache.log");
     REQUIRE(
         eventually([&] { return plantd.metric("plantd_mqtt_subscribed") == 1; }, std::chrono::seconds(30)));
-    REQUIRE(eventually([&] { return health(port).find(R"("registry":"cache")") != std::string::npos; },
+    REQUIRE(eventually([&] { return health(w.port).find(R"("registry":"cache")") != std::string::npos; },
                        std::chrono::seconds(30)));
     CHECK(plantd.metric("plantd_registry_loads_from_redis_total") == 1);
     {
         Publisher publisher(unique_name("itest-pub"));
         for (int i = 0; i < 50; ++i)
-            publisher.publish(device_topic(prefix, "fa", "dlate"), payload(2000 + i));
-        for (int i = 0; i < 5; ++i) publisher.publish(device_topic(prefix, "fa", "dnone"), payload(3000 + i));
+            publisher.publish(device_topic(w.prefix, "fa", "dlate"), payload(2000 + i));
+        for (int i = 0; i < 5; ++i)
+            publisher.publish(device_topic(w.prefix, "fa", "dnone"), payload(3000 + i));
     }
-    CHECK(eventually([&] { return points_of(influx_db, "fa", "dlate") == 60; }, std::chrono::seconds(20)));
+    CHECK(eventually([&] { return points_of(w.influx_db, "fa", "dlate") == 60; }, std::chrono::seconds(20)));
     CHECK(plantd.terminate() == 0);
     auto accounting = accounting_of(plantd.log());
     REQUIRE(accounting);
     CHECK(accounting->received == 55);
     CHECK(accounting->written == 50);
     CHECK(accounting->rejected == 5);
-    auto letters = read_lines(dir.path() + "/dl.jsonl");
+    auto letters = read_lines(w.dir.path() + "/dl.jsonl");
     CHECK(letters.size() == 5);
     for (const auto& letter : letters) CHECK(letter.find("registry_unavailable") != std::string::npos);
     stack_service("start-one", "mariadb");
     mariadb.stopped = false;
-    influx_command("DROP DATABASE \"" + influx_db + "\"");
 }

@@ -443,13 +443,17 @@ void DeviceRegistry::register_devices(std::set<std::string, std::less<>>& change
     }
     std::set<std::string, std::less<>> factories;
     for (const auto& [factory_id, device_id] : batch) factories.insert(factory_id);
+    announce(factories, changed);
+}
+
+void DeviceRegistry::announce(const std::set<std::string, std::less<>>& factories,
+                              std::set<std::string, std::less<>>& changed) {
     changed.insert(factories.begin(), factories.end());
-    if (cache_) {
-        for (const auto& factory_id : factories) {
-            if (auto problem = cache_->publish_change(factory_id); !problem.empty()) {
-                redis_failed("publishing a change", problem);
-                break;
-            }
+    if (!cache_) return;
+    for (const auto& factory_id : factories) {
+        if (auto problem = cache_->publish_change(factory_id); !problem.empty()) {
+            redis_failed("publishing a change", problem);
+            return;
         }
     }
 }
@@ -482,15 +486,7 @@ void DeviceRegistry::record_parameters(std::set<std::string, std::less<>>& chang
                 discovered_per_factory_.erase(count);
         }
     }
-    changed.insert(factories.begin(), factories.end());
-    if (cache_) {
-        for (const auto& factory_id : factories) {
-            if (auto problem = cache_->publish_change(factory_id); !problem.empty()) {
-                redis_failed("publishing a change", problem);
-                break;
-            }
-        }
-    }
+    announce(factories, changed);
 }
 
 void DeviceRegistry::answer_lookups() {

@@ -102,6 +102,9 @@ class DeviceRegistry {
     void register_devices(std::set<std::string, std::less<>>& changed);
     void record_parameters(std::set<std::string, std::less<>>& changed);
     void answer_lookups();
+    // Reloads these factories in this turn, and tells the other plantd instances (Redis).
+    void announce(const std::set<std::string, std::less<>>& factories,
+                  std::set<std::string, std::less<>>& changed);
     // Replaces factories in a copy of the snapshot (nullptr removes one) and publishes it.
     void publish(StringMap<std::shared_ptr<const RegistryFactory>> changed, bool recount);
     void write_to_redis(const RegistrySnapshot& snapshot, const std::set<std::string, std::less<>>* only);

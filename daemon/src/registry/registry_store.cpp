@@ -50,6 +50,14 @@ class Transaction {
     bool committed_ = false;
 };
 
+bool factory_exists(sql::Connection& connection, const std::string& factory_id) {
+    std::unique_ptr<sql::PreparedStatement> factory(
+        connection.prepareStatement("SELECT 1 FROM factories WHERE factory_id = ?"));
+    factory->setString(1, factory_id);
+    std::unique_ptr<sql::ResultSet> found(factory->executeQuery());
+    return found->next();
+}
+
 int latest_version() {
     return registry_migrations().back().version;
 }
@@ -336,11 +344,7 @@ Result<std::vector<DeviceRow>> RegistryStore::list_devices(const std::string& fa
     if (auto problem = check_identifier("factory_id", factory_id); !problem.empty()) return fail(problem);
     if (auto problem = require_migrated(); !problem.empty()) return fail(problem);
     try {
-        std::unique_ptr<sql::PreparedStatement> factory(
-            connection_->prepareStatement("SELECT 1 FROM factories WHERE factory_id = ?"));
-        factory->setString(1, factory_id);
-        std::unique_ptr<sql::ResultSet> found(factory->executeQuery());
-        if (!found->next()) return fail(fmt::format("no factory {}", factory_id));
+        if (!factory_exists(*connection_, factory_id)) return fail(fmt::format("no factory {}", factory_id));
 
         std::unique_ptr<sql::PreparedStatement> devices(
             connection_->prepareStatement("SELECT device_id, enabled, auto_registered FROM devices WHERE "
@@ -579,11 +583,7 @@ Result<std::vector<ParameterRow>> RegistryStore::list_parameters(const std::stri
     if (auto problem = check_identifier("factory_id", factory_id); !problem.empty()) return fail(problem);
     if (auto problem = require_migrated(); !problem.empty()) return fail(problem);
     try {
-        std::unique_ptr<sql::PreparedStatement> factory(
-            connection_->prepareStatement("SELECT 1 FROM factories WHERE factory_id = ?"));
-        factory->setString(1, factory_id);
-        std::unique_ptr<sql::ResultSet> found(factory->executeQuery());
-        if (!found->next()) return fail(fmt::format("no factory {}", factory_id));
+        if (!factory_exists(*connection_, factory_id)) return fail(fmt::format("no factory {}", factory_id));
         std::unique_ptr<sql::PreparedStatement> query(connection_->prepareStatement(
             "SELECT name, value_type, COALESCE(unit, ''), first_device_id, "
             "DATE_FORMAT(first_seen, '%Y-%m-%dT%H:%i:%s'), DATE_FORMAT(last_seen, '%Y-%m-%dT%H:%i:%s') "
