@@ -22,7 +22,8 @@ struct Options {
     std::string uri = "tcp://127.0.0.1:11883";
     std::string topic_prefix = "";
     int factories = 10;
-    int devices = 100;  // per factory
+    int first_factory = 0;  // factory ids are f{first_factory} .. f{first_factory + factories - 1}
+    int devices = 100;      // per factory
     int metrics = 6;
     double rate = 0;  // messages per second in total; 0 = as fast as possible
     double duration_s = 10;
@@ -65,6 +66,9 @@ int main(int argc, char** argv) {
     app.add_option("--uri", o.uri)->capture_default_str();
     app.add_option("--topic-prefix", o.topic_prefix, "prepended to factory/...: \"x\" gives x/factory/...");
     app.add_option("--factories", o.factories)->capture_default_str()->check(CLI::Range(1, 100000));
+    app.add_option("--first-factory", o.first_factory, "number of the first factory id (f000 is 0)")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 999));
     app.add_option("--devices", o.devices, "devices per factory")
         ->capture_default_str()
         ->check(CLI::Range(1, 1000000));
@@ -143,7 +147,7 @@ int main(int argc, char** argv) {
                             raw->send_now();  // do not hold messages back
                         std::this_thread::sleep_until(due);
                     }
-                    int factory = static_cast<int>(device / o.devices);
+                    int factory = o.first_factory + static_cast<int>(device / o.devices);
                     int local = static_cast<int>(device % o.devices);
                     std::string topic =
                         fmt::format("{}{}factory/f{:03}/device/d{:05}/telemetry", o.topic_prefix,
