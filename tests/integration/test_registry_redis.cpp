@@ -196,7 +196,15 @@ TEST_CASE("registry through Redis: notifications, lookups, negative caching, and
     CHECK(mysql_command(w.scratch.name(), "SELECT factory_id, device_id FROM devices ORDER BY 1, 2") ==
           "fa\td1\nfa\tdnew\nfa\tdsql\nfb\tdb1\n");
     // Anybody may publish on the channel: junk is ignored, a real factory id only causes a reload.
-    w.redis.cli("PUBLISH '" + w.rp + ":registry:changes' 'fa,DROP TABLE devices'");
+    const double notified = plantd.metric("plantd_registry_notifications_total");
+    const double reloaded = plantd.metric("plantd_registry_factory_reloads_total");
+    for (const char* junk :
+         {"'fa,DROP TABLE devices'", "'*/'", "''", "'fa fb'", "\"$(head -c 5000 /dev/zero | tr '\\0' x)\""})
+        w.redis.cli("PUBLISH '" + w.rp + ":registry:changes' " + junk);
+    w.redis.cli("PUBLISH '" + w.rp + ":registry:changes' fb");  // the listener is alive: this one counts
+    CHECK(eventually([&] { return plantd.metric("plantd_registry_factory_reloads_total") == reloaded + 1; },
+                     std::chrono::seconds(5)));
+    CHECK(plantd.metric("plantd_registry_notifications_total") == notified + 1);
     CHECK(plantd.terminate() == 0);
     auto accounting = accounting_of(plantd.log());
     REQUIRE(accounting);

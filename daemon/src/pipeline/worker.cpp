@@ -91,17 +91,7 @@ void Worker::run() {
         if (n > 0) idle_polls = 0;
         retry_held(false);
         for (size_t i = 0; i < n; ++i) {
-            Outcome outcome = Outcome::done;
-            try {
-                outcome = process(messages[i]);
-            } catch (const std::exception& e) {
-                // Decoding reports errors as values; this only guards against the unforeseen.
-                services_.metrics.internal_errors.fetch_add(1);
-                spdlog::error("worker {}: unexpected exception: {}", shard_, e.what());
-                reject_message(messages[i], "",
-                               Rejection{RejectReason::malformed_json,
-                                         fmt::format("internal error while decoding: {}", e.what())});
-            }
+            const Outcome outcome = process_guarded(messages[i], false);
             services_.queue.done(messages[i]);
             if (outcome == Outcome::held) {
                 held_.push_back(std::move(messages[i]));  // the hold has its own bound
@@ -114,6 +104,14 @@ void Worker::run() {
         }
         flush_aged();
         if (closed && n == 0) {
+            // Lookups in flight are usually answered within milliseconds: give them a moment (bounded,
+            // within the drain) before what is still held is dead-lettered.
+            const int64_t until = steady_clock_ms() + 2'000;
+            while (!held_.empty() && services_.registry && services_.registry->pending_lookups() > 0 &&
+                   steady_clock_ms() < until) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(10));
+                retry_held(false);
+            }
             retry_held(true);
             break;
         }
@@ -134,21 +132,25 @@ void Worker::retry_held(bool final) {
     retry.swap(held_);
     held_devices_.clear();
     for (RawMessage& message : retry) {
-        Outcome outcome = Outcome::done;
-        try {
-            outcome = process(message, true);
-        } catch (const std::exception& e) {
-            services_.metrics.internal_errors.fetch_add(1);
-            spdlog::error("worker {}: unexpected exception: {}", shard_, e.what());
-            reject_message(message, "",
-                           Rejection{RejectReason::malformed_json,
-                                     fmt::format("internal error while decoding: {}", e.what())});
-        }
-        if (outcome == Outcome::held) held_.push_back(std::move(message));
+        if (process_guarded(message, true) == Outcome::held) held_.push_back(std::move(message));
         message = RawMessage{};
         flush_full();
     }
     held_count_.store(held_.size(), std::memory_order_relaxed);
+}
+
+Worker::Outcome Worker::process_guarded(const RawMessage& message, bool retry) {
+    try {
+        return process(message, retry);
+    } catch (const std::exception& e) {
+        // Decoding reports errors as values; this only guards against the unforeseen.
+        services_.metrics.internal_errors.fetch_add(1);
+        spdlog::error("worker {}: unexpected exception: {}", shard_, e.what());
+        reject_message(message, "",
+                       Rejection{RejectReason::malformed_json,
+                                 fmt::format("internal error while decoding: {}", e.what())});
+        return Outcome::done;
+    }
 }
 
 Worker::Outcome Worker::process(const RawMessage& message, bool retry) {
@@ -321,14 +323,14 @@ std::string fit_field(Field& field, ParameterType type) {
 
 Worker::RegistryOutcome Worker::apply_registry(const RegistrySnapshot& snapshot, const RawMessage& message,
                                                const TopicMatch& match) {
-    // Devices of this message; a message of a device that has a message held waits behind it.
-    message_devices_.resize(decoded_.records.size());
-    bool behind_held = false;
-    for (size_t i = 0; i < decoded_.records.size(); ++i) {
-        append_device_key(message_devices_[i], match.factory_id, decoded_.records[i].device_id);
-        behind_held = behind_held || (!held_devices_.empty() && held_devices_.count(message_devices_[i]) > 0);
+    // A message of a device that has a message held waits behind it (per-device order). Keys are
+    // built only while something is held: the usual message costs nothing here.
+    if (!held_devices_.empty()) {
+        for (const Record& record : decoded_.records) {
+            append_device_key(device_key_, match.factory_id, record.device_id);
+            if (held_devices_.count(device_key_) > 0) return hold(message, match);
+        }
     }
-    if (behind_held) return hold(message, match);
 
     std::optional<Rejection> first_rejection;
     size_t kept = 0;
@@ -430,7 +432,12 @@ Worker::RegistryOutcome Worker::hold(const RawMessage& message, const TopicMatch
         return RegistryOutcome::rejected;
     }
     if (held_.empty()) held_generation_ = observed_generation_;
-    for (const std::string& device : message_devices_) held_devices_.insert(device);
+    // Every record the decoder produced (a record rejected on the way only makes its device's later
+    // messages wait for this one, which is harmless).
+    for (const Record& record : decoded_.records) {
+        append_device_key(device_key_, match.factory_id, record.device_id);
+        held_devices_.insert(device_key_);
+    }
     return RegistryOutcome::held;
 }
 

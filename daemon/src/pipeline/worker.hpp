@@ -64,6 +64,8 @@ class Worker {
 
   private:
     void run();
+    // process(), with the unforeseen (an exception) turned into a counted rejection.
+    Outcome process_guarded(const RawMessage& message, bool retry);
     void reject_message(const RawMessage& message, std::string_view factory, const Rejection& rejection);
     void dead_letter_partial(const RawMessage& message, std::string_view factory);
     // Drops the records whose factory or device the registry does not accept (as record rejections,
@@ -96,7 +98,7 @@ class Worker {
     // a later message of a held device waits behind it (per-device order).
     std::deque<RawMessage> held_;
     std::unordered_set<std::string> held_devices_;
-    std::vector<std::string> message_devices_;
+    std::string device_key_;  // scratch "factory/device"
     size_t hold_capacity_ = 0;
     uint64_t observed_generation_ = 0;
     uint64_t held_generation_ = 0;
