@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include "decoding/identifiers.hpp"
+#include "common/identifiers.hpp"
 #include "decoding/payload_decoder.hpp"
 #include "writer/line_protocol.hpp"
 

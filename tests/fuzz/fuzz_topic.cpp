@@ -3,7 +3,7 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "decoding/identifiers.hpp"
+#include "common/identifiers.hpp"
 #include "decoding/topic_template.hpp"
 
 using namespace plantd;

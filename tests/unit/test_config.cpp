@@ -9,7 +9,7 @@
 #include <fstream>
 
 #include "config/config.hpp"
-#include "config/units.hpp"
+#include "common/units.hpp"
 
 using namespace plantd;
 

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "decoding/identifiers.hpp"
+#include "common/identifiers.hpp"
 
 using namespace plantd;
 

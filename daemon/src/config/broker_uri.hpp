@@ -3,7 +3,7 @@
 #include <string>
 #include <string_view>
 
-#include "util/result.hpp"
+#include "common/result.hpp"
 
 namespace plantd {
 

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "util/result.hpp"
+#include "common/result.hpp"
 
 namespace plantd {
 

@@ -11,8 +11,8 @@
 
 #include "config/broker_uri.hpp"
 #include "config/config.hpp"
-#include "config/units.hpp"
-#include "decoding/identifiers.hpp"
+#include "common/units.hpp"
+#include "common/identifiers.hpp"
 #include "decoding/topic_template.hpp"
 
 namespace plantd {

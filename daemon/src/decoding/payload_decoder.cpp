@@ -5,7 +5,7 @@
 #include <cmath>
 #include <new>
 
-#include "decoding/identifiers.hpp"
+#include "common/identifiers.hpp"
 #include "decoding/nonstandard_numbers.hpp"
 #include "decoding/timestamp.hpp"
 

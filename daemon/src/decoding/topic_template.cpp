@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "decoding/identifiers.hpp"
+#include "common/identifiers.hpp"
 
 namespace plantd {
 

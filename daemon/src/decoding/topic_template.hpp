@@ -6,7 +6,7 @@
 #include <string_view>
 #include <vector>
 
-#include "util/result.hpp"
+#include "common/result.hpp"
 
 namespace plantd {
 

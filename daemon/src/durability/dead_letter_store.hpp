@@ -12,7 +12,7 @@
 #include "control/metrics.hpp"
 #include "decoding/reject_reason.hpp"
 #include "util/json_text.hpp"
-#include "util/result.hpp"
+#include "common/result.hpp"
 
 namespace plantd {
 

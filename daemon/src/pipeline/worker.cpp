@@ -1,6 +1,6 @@
 #include "pipeline/worker.hpp"
 
-#include "decoding/identifiers.hpp"
+#include "common/identifiers.hpp"
 
 #include <cmath>
 #include <optional>

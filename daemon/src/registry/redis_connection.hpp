@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "config/config.hpp"
-#include "util/result.hpp"
+#include "common/result.hpp"
 
 struct redisContext;
 

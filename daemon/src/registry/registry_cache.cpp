@@ -7,7 +7,7 @@
 #include <fmt/format.h>
 #include <simdjson.h>
 
-#include "decoding/identifiers.hpp"
+#include "common/identifiers.hpp"
 #include "util/clock.hpp"
 #include "util/json_text.hpp"
 

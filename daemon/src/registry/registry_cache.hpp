@@ -23,7 +23,7 @@
 #include "config/config.hpp"
 #include "registry/redis_connection.hpp"
 #include "registry/registry_snapshot.hpp"
-#include "util/result.hpp"
+#include "common/result.hpp"
 
 namespace plantd {
 

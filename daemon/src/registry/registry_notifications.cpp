@@ -2,7 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "decoding/identifiers.hpp"
+#include "common/identifiers.hpp"
 #include "registry/redis_connection.hpp"
 #include "util/thread_name.hpp"
 

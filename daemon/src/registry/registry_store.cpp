@@ -11,7 +11,7 @@
 
 #include <fmt/format.h>
 
-#include "decoding/identifiers.hpp"
+#include "common/identifiers.hpp"
 #include "registry/migrations.hpp"
 
 namespace plantd {

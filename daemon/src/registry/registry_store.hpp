@@ -12,7 +12,7 @@
 #include "config/config.hpp"
 #include "registry/registry_snapshot.hpp"
 #include "registry/registry_values.hpp"
-#include "util/result.hpp"
+#include "common/result.hpp"
 
 namespace sql {
 class Connection;

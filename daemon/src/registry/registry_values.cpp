@@ -3,7 +3,7 @@
 #include <fmt/format.h>
 #include <simdjson.h>
 
-#include "decoding/identifiers.hpp"
+#include "common/identifiers.hpp"
 
 namespace plantd {
 

@@ -10,7 +10,7 @@
 
 #include "config/broker_uri.hpp"
 #include "config/config.hpp"
-#include "util/result.hpp"
+#include "common/result.hpp"
 
 typedef struct ssl_ctx_st SSL_CTX;
 typedef struct ssl_st SSL;

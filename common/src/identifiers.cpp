@@ -1,4 +1,4 @@
-#include "decoding/identifiers.hpp"
+#include "common/identifiers.hpp"
 
 namespace plantd {
 

@@ -1,0 +1,36 @@
+#pragma once
+// A rule as written in a rule file (SPEC section 6), checked but not compiled.
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace plantd::rules {
+
+enum class Severity : uint8_t { info, warning, major, critical };
+enum class RuleKind : uint8_t { threshold, deadman };
+
+std::string_view to_string(Severity severity);
+bool parse_severity(std::string_view text, Severity& severity);
+
+// The factory scope that means "every factory, state kept per factory".
+inline constexpr std::string_view every_factory = "*";
+
+struct RuleDefinition {
+    std::string id;
+    std::string factory;               // an identifier, or "*"
+    std::vector<std::string> devices;  // globs on device_id; empty = every device
+    RuleKind kind = RuleKind::threshold;
+    std::string when;   // threshold: fires while true
+    std::string clear;  // threshold: resolves once true (hysteresis); "" = when `when` is false
+    int64_t for_ms = 0;    // threshold: `when` must hold this long before the alert fires
+    int64_t after_ms = 0;  // deadman: silence this long fires
+    Severity severity = Severity::warning;
+    std::string message;
+    std::string source;  // "file.toml, rule 3" for messages
+
+    // The whole definition as text: equal fingerprints = an unchanged rule across a reload.
+    std::string fingerprint() const;
+};
+
+}  // namespace plantd::rules

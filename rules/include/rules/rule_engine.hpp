@@ -1,0 +1,131 @@
+#pragma once
+// The rule engine: records and time in, alert transitions out. One thread drives it (the daemon's
+// rule runner); time is always passed in, so tests simulate it.
+//
+// Semantics (README "Rules and alerts"):
+//  - State is kept per (factory, device, rule); a factory's records only ever meet its own rules and
+//    the "*" rules, with separate state per factory.
+//  - A threshold rule is evaluated when a record brings a metric it uses; metrics the record lacks
+//    come from the device's last values, each valid for `value_ttl_ms` after it arrived. A condition
+//    with a missing (or expired) input, or that is not a number, is unknown: nothing changes.
+//  - `when` true: pending (fires once it has held for `for`; a timer fires it even if no record
+//    comes), or firing at once when `for` is 0. Pending and `when` false: resolved, never fired.
+//    Firing: resolved once `clear` is true (or `when` is false when there is no `clear`).
+//  - Dead-man: fires when a device it watches (one that has sent at least once) is silent for
+//    `after`; resolves with the device's next record.
+//  - Durations are measured on plantd's clock (the time records arrive); rate() on the records'
+//    timestamps (change per second between the last two samples).
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <queue>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "rules/alert.hpp"
+#include "rules/rule_set.hpp"
+
+namespace plantd::rules {
+
+struct Sample {
+    std::string_view metric;
+    double value = 0;  // numbers; booleans are 1 and 0
+};
+
+struct Observation {
+    std::string_view factory_id;
+    std::string_view device_id;
+    int64_t arrived_ms = 0;  // plantd's clock
+    int64_t sample_ms = 0;   // the record's timestamp
+    std::span<const Sample> samples;
+};
+
+struct EngineOptions {
+    int64_t value_ttl_ms = 10 * 60 * 1000;
+    size_t max_devices = 1'000'000;
+    std::function<std::string()> new_alert_id;  // default: random UUID (version 4)
+};
+
+struct EngineCounters {
+    uint64_t observations = 0;
+    uint64_t evaluations = 0;
+    uint64_t unknown_conditions = 0;  // an input missing or expired, or not a number
+    uint64_t devices_refused = 0;     // max_devices reached
+};
+
+class RuleEngine {
+  public:
+    explicit RuleEngine(EngineOptions options = {});
+    ~RuleEngine();
+
+    // Swaps the rules. Alerts of rules that still exist (same factory scope and id, same kind) and
+    // still apply to their device keep their state; the others resolve.
+    void replace_rules(std::unique_ptr<RuleSet> rules, int64_t now_ms, std::vector<AlertEvent>& out);
+    // Brings back what a previous run left (after replace_rules): alerts whose rule is gone resolve.
+    void restore(std::vector<ActiveAlert> alerts, std::vector<DeviceSeen> seen, int64_t now_ms,
+                 std::vector<AlertEvent>& out);
+
+    void observe(const Observation& observation, std::vector<AlertEvent>& out);
+    // Fires what is due: `for` timers and dead-man silences. Call often (the runner: 4 times a second).
+    void tick(int64_t now_ms, std::vector<AlertEvent>& out);
+
+    enum class AckResult { acknowledged, already, not_found };
+    // Only an active alert of that factory (an id from another factory is not found).
+    AckResult acknowledge(std::string_view factory_id, std::string_view alert_id, std::string_view by,
+                          int64_t now_ms, std::vector<AlertEvent>& out);
+
+    // What changed since the last call, for persistence.
+    void take_changes(std::vector<AlertChange>& alerts, std::vector<DeviceSeen>& seen);
+
+    const RuleSet* rules() const { return rules_.get(); }
+    size_t active_alerts() const { return alert_index_.size(); }
+    size_t devices() const { return devices_.size(); }
+    const EngineCounters& counters() const { return counters_; }
+    std::vector<ActiveAlert> active(std::string_view factory_id) const;
+
+  private:
+    struct MetricSlot;
+    struct DeviceRule;
+    struct AlertSlot;
+    struct Device;
+    struct Timer {
+        int64_t due_ms;
+        std::string device_key;
+        std::string rule_id;
+        uint64_t schedule;  // dead-man: the device's schedule it belongs to; pending: the alert's start
+        bool deadman;
+        bool operator>(const Timer& other) const { return due_ms > other.due_ms; }
+    };
+
+    Device* device_for(std::string_view factory_id, std::string_view device_id, bool create);
+    void refresh(Device& device, int64_t now_ms, std::vector<AlertEvent>& out);
+    void evaluate(Device& device, const DeviceRule& rule, int64_t now_ms, std::vector<AlertEvent>& out);
+    void schedule_deadman(Device& device, const CompiledRule& rule);
+    void start_alert(Device& device, const CompiledRule& rule, std::vector<MetricValue> value, int64_t started_ms,
+                     int64_t now_ms, std::vector<AlertEvent>& out);
+    void fire(Device& device, AlertSlot& slot, int64_t now_ms, std::vector<AlertEvent>& out);
+    void resolve(Device& device, size_t slot_index, int64_t now_ms, std::string reason, std::vector<AlertEvent>& out);
+    void emit(const ActiveAlert& alert, AlertEvent::Kind kind, int64_t now_ms, std::vector<AlertEvent>& out);
+    void mark_changed(const Device& device, std::string_view rule_id);
+    void collect_idle(int64_t now_ms);
+
+    EngineOptions options_;
+    std::unique_ptr<RuleSet> rules_;
+    uint64_t generation_ = 1;
+    uint64_t next_schedule_ = 1;
+    std::unordered_map<std::string, std::unique_ptr<Device>> devices_;  // "factory/device"
+    std::unordered_map<std::string, std::pair<std::string, std::string>> alert_index_;  // id: device key, rule
+    std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
+    std::unordered_set<std::string> changed_alerts_;  // "factory/device\x1frule"
+    std::vector<std::string> changed_seen_;           // device keys
+    std::string key_;                                 // scratch
+    std::vector<double> values_;                      // scratch
+    int64_t last_collect_ms_ = 0;
+    EngineCounters counters_;
+};
+
+}  // namespace plantd::rules

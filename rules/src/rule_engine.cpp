@@ -1,0 +1,485 @@
+#include "rules/rule_engine.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <limits>
+#include <random>
+
+namespace plantd::rules {
+
+namespace {
+
+constexpr int64_t never = std::numeric_limits<int64_t>::min();
+constexpr size_t max_slots_per_device = 1024;
+constexpr int64_t collect_interval_ms = 60'000;
+
+std::string random_alert_id() {
+    static thread_local std::mt19937_64 random{std::random_device{}()};
+    const uint64_t high = (random() & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // version 4
+    const uint64_t low = (random() & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;   // variant 1
+    return fmt::format("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", high >> 32, (high >> 16) & 0xffff, high & 0xffff,
+                       low >> 48, low & 0xffffffffffffULL);
+}
+
+}  // namespace
+
+struct RuleEngine::MetricSlot {
+    std::string name;
+    double value = 0;
+    int64_t value_at_ms = never;  // arrival of the value
+    int64_t sample_ms = never;    // its record's timestamp
+    double rate = 0;
+    int64_t rate_at_ms = never;
+    uint64_t stamp = 0;  // the device's observation that brought it
+};
+
+struct RuleEngine::DeviceRule {
+    const CompiledRule* rule;
+    uint32_t first_input;  // into Device::inputs: `when`'s inputs, then `clear`'s
+};
+
+struct RuleEngine::AlertSlot {
+    ActiveAlert alert;
+    bool condition_true = true;  // `when` at its last evaluation (a pending alert fires on it)
+};
+
+struct RuleEngine::Device {
+    std::string key;  // "factory/device"
+    std::string factory_id;
+    std::string device_id;
+    int64_t last_seen_ms = never;
+    uint64_t rules_generation = 0;
+    uint64_t stamp = 0;
+    uint64_t deadman_schedule = 0;
+    bool has_deadman = false;
+    bool seen_changed = false;
+    std::vector<MetricSlot> slots;
+    std::vector<DeviceRule> rules;
+    std::vector<uint32_t> inputs;  // slot index per expression input
+    std::vector<AlertSlot> alerts;
+
+    AlertSlot* alert(std::string_view rule_id) {
+        for (auto& slot : alerts) {
+            if (slot.alert.rule_id == rule_id) return &slot;
+        }
+        return nullptr;
+    }
+    const DeviceRule* rule(std::string_view rule_id) const {
+        for (const auto& entry : rules) {
+            if (entry.rule->definition.id == rule_id) return &entry;
+        }
+        return nullptr;
+    }
+    uint32_t slot_for(const std::string& name) {
+        for (uint32_t i = 0; i < slots.size(); ++i) {
+            if (slots[i].name == name) return i;
+        }
+        slots.push_back(MetricSlot{name});
+        return static_cast<uint32_t>(slots.size() - 1);
+    }
+};
+
+RuleEngine::RuleEngine(EngineOptions options) : options_(std::move(options)) {
+    if (!options_.new_alert_id) options_.new_alert_id = random_alert_id;
+    auto empty = RuleSet::build({});
+    rules_ = std::move(*empty);
+}
+
+RuleEngine::~RuleEngine() = default;
+
+RuleEngine::Device* RuleEngine::device_for(std::string_view factory_id, std::string_view device_id, bool create) {
+    key_.assign(factory_id).push_back('/');
+    key_.append(device_id);
+    auto it = devices_.find(key_);
+    if (it != devices_.end()) return it->second.get();
+    if (!create) return nullptr;
+    if (devices_.size() >= options_.max_devices) {
+        ++counters_.devices_refused;
+        return nullptr;
+    }
+    auto device = std::make_unique<Device>();
+    device->key = key_;
+    device->factory_id.assign(factory_id);
+    device->device_id.assign(device_id);
+    Device* raw = device.get();
+    devices_.emplace(key_, std::move(device));
+    return raw;
+}
+
+void RuleEngine::replace_rules(std::unique_ptr<RuleSet> rules, int64_t now_ms, std::vector<AlertEvent>& out) {
+    rules_ = std::move(rules);
+    ++generation_;
+    // Eagerly, so that alerts of removed rules resolve now and not at the device's next record.
+    for (auto& [key, device] : devices_) refresh(*device, now_ms, out);
+}
+
+void RuleEngine::refresh(Device& device, int64_t now_ms, std::vector<AlertEvent>& out) {
+    if (device.rules_generation == generation_) return;
+    device.rules_generation = generation_;
+    device.rules.clear();
+    device.inputs.clear();
+    std::vector<MetricSlot> old_slots = std::move(device.slots);
+    device.slots.clear();
+    device.has_deadman = false;
+    for (const CompiledRule* rule : rules_->rules_for(device.factory_id)) {
+        if (!rule->applies_to(device.device_id)) continue;
+        if (rule->definition.kind == RuleKind::deadman) {
+            device.has_deadman = true;
+            device.rules.push_back({rule, 0});
+            continue;
+        }
+        DeviceRule entry{rule, static_cast<uint32_t>(device.inputs.size())};
+        for (const Expression* expression : {rule->when.get(), rule->clear.get()}) {
+            if (!expression) continue;
+            for (const auto& input : expression->inputs()) {
+                if (device.slots.size() >= max_slots_per_device) break;
+                device.inputs.push_back(device.slot_for(input.metric));
+            }
+        }
+        device.rules.push_back(entry);
+    }
+    // Values of metrics still used are kept.
+    for (auto& slot : device.slots) {
+        for (auto& old : old_slots) {
+            if (old.name == slot.name) {
+                slot = std::move(old);
+                break;
+            }
+        }
+    }
+    // Alerts whose rule is gone, changed kind, or no longer applies to this device resolve.
+    for (size_t i = device.alerts.size(); i-- > 0;) {
+        const ActiveAlert& alert = device.alerts[i].alert;
+        const DeviceRule* entry = device.rule(alert.rule_id);
+        if (!entry || entry->rule->definition.kind != alert.kind)
+            resolve(device, i, now_ms, "rule removed, or it no longer applies to this device", out);
+    }
+    if (device.has_deadman) {
+        device.deadman_schedule = next_schedule_++;
+        for (const auto& entry : device.rules) {
+            if (entry.rule->definition.kind != RuleKind::deadman) continue;
+            const AlertSlot* slot = device.alert(entry.rule->definition.id);
+            if (!slot) schedule_deadman(device, *entry.rule);
+        }
+    }
+}
+
+void RuleEngine::schedule_deadman(Device& device, const CompiledRule& rule) {
+    if (device.last_seen_ms == never) return;
+    timers_.push(Timer{device.last_seen_ms + rule.definition.after_ms, device.key, rule.definition.id,
+                       device.deadman_schedule, true});
+}
+
+void RuleEngine::observe(const Observation& observation, std::vector<AlertEvent>& out) {
+    ++counters_.observations;
+    Device* found = device_for(observation.factory_id, observation.device_id, true);
+    if (!found) return;
+    Device& device = *found;
+    const int64_t now = observation.arrived_ms;
+    const bool first_record = device.last_seen_ms == never;
+    const bool refreshing = device.rules_generation != generation_;
+    device.last_seen_ms = std::max(device.last_seen_ms, now);
+    refresh(device, now, out);  // arms the dead-man timers of a device it sees first
+    if (first_record && !refreshing && device.has_deadman) {
+        for (const auto& entry : device.rules) {
+            if (entry.rule->definition.kind == RuleKind::deadman && !device.alert(entry.rule->definition.id))
+                schedule_deadman(device, *entry.rule);
+        }
+    }
+    ++device.stamp;
+    for (const Sample& sample : observation.samples) {
+        MetricSlot* slot = nullptr;
+        for (auto& candidate : device.slots) {
+            if (candidate.name == sample.metric) {
+                slot = &candidate;
+                break;
+            }
+        }
+        if (!slot || observation.sample_ms < slot->sample_ms) continue;  // unused, or older than what we have
+        if (slot->sample_ms != never && observation.sample_ms > slot->sample_ms) {
+            slot->rate = (sample.value - slot->value) * 1000.0 /
+                         static_cast<double>(observation.sample_ms - slot->sample_ms);
+            slot->rate_at_ms = now;
+        }
+        slot->value = sample.value;
+        slot->value_at_ms = now;
+        slot->sample_ms = observation.sample_ms;
+        slot->stamp = device.stamp;
+    }
+    if (device.has_deadman) {
+        if (!device.seen_changed) {
+            device.seen_changed = true;
+            changed_seen_.push_back(device.key);
+        }
+        for (const auto& entry : device.rules) {
+            if (entry.rule->definition.kind != RuleKind::deadman) continue;
+            for (size_t i = 0; i < device.alerts.size(); ++i) {
+                if (device.alerts[i].alert.rule_id == entry.rule->definition.id) {
+                    resolve(device, i, now, "the device sent data again", out);
+                    schedule_deadman(device, *entry.rule);
+                    break;
+                }
+            }
+        }
+    }
+    for (const auto& entry : device.rules) {
+        if (entry.rule->definition.kind == RuleKind::threshold) evaluate(device, entry, now, out);
+    }
+}
+
+void RuleEngine::evaluate(Device& device, const DeviceRule& entry, int64_t now_ms, std::vector<AlertEvent>& out) {
+    const CompiledRule& rule = *entry.rule;
+    AlertSlot* slot = device.alert(rule.definition.id);
+    const bool firing = slot && slot->alert.state == AlertState::firing;
+    Expression* expression = rule.when.get();
+    uint32_t first = entry.first_input;
+    if (firing && rule.clear) {
+        expression = rule.clear.get();
+        first += static_cast<uint32_t>(rule.when->inputs().size());
+    }
+    const auto& inputs = expression->inputs();
+    if (first + inputs.size() > device.inputs.size()) return;  // more inputs than a device may keep
+    bool touched = false;
+    for (size_t i = 0; i < inputs.size(); ++i) touched |= device.slots[device.inputs[first + i]].stamp == device.stamp;
+    if (!touched) return;  // nothing it reads changed
+    values_.resize(inputs.size());
+    for (size_t i = 0; i < inputs.size(); ++i) {
+        const MetricSlot& metric = device.slots[device.inputs[first + i]];
+        const int64_t at = inputs[i].rate ? metric.rate_at_ms : metric.value_at_ms;
+        if (at == never || now_ms - at > options_.value_ttl_ms) {
+            ++counters_.unknown_conditions;
+            return;
+        }
+        values_[i] = inputs[i].rate ? metric.rate : metric.value;
+    }
+    ++counters_.evaluations;
+    auto result = expression->evaluate(values_.data());
+    if (!result) {
+        ++counters_.unknown_conditions;
+        return;
+    }
+    auto value_of_inputs = [&] {
+        std::vector<MetricValue> value;
+        for (size_t i = 0; i < inputs.size(); ++i) {
+            value.push_back({inputs[i].rate ? "rate(" + inputs[i].metric + ")" : inputs[i].metric, values_[i]});
+        }
+        return value;
+    };
+    if (firing) {
+        const bool cleared = rule.clear ? *result : !*result;
+        if (cleared) {
+            slot->alert.value = value_of_inputs();
+            resolve(device, static_cast<size_t>(slot - device.alerts.data()), now_ms, "cleared", out);
+        }
+        return;
+    }
+    if (slot) {  // pending
+        slot->condition_true = *result;
+        if (!*result) {
+            slot->alert.value = value_of_inputs();
+            resolve(device, static_cast<size_t>(slot - device.alerts.data()), now_ms,
+                    "cleared before `for` had passed", out);
+        } else if (now_ms - slot->alert.started_ms >= rule.definition.for_ms) {
+            slot->alert.value = value_of_inputs();
+            fire(device, *slot, now_ms, out);
+        }
+        return;
+    }
+    if (*result) start_alert(device, rule, value_of_inputs(), now_ms, now_ms, out);
+}
+
+void RuleEngine::start_alert(Device& device, const CompiledRule& rule, std::vector<MetricValue> value,
+                             int64_t started_ms, int64_t now_ms, std::vector<AlertEvent>& out) {
+    AlertSlot slot;
+    ActiveAlert& alert = slot.alert;
+    alert.factory_id = device.factory_id;
+    alert.device_id = device.device_id;
+    alert.rule_id = rule.definition.id;
+    alert.alert_id = options_.new_alert_id();
+    alert.kind = rule.definition.kind;
+    alert.severity = rule.definition.severity;
+    alert.message = rule.definition.message;
+    alert.started_ms = started_ms;
+    alert.value = std::move(value);
+    alert.state = AlertState::pending;
+    alert_index_[alert.alert_id] = {device.key, alert.rule_id};
+    device.alerts.push_back(std::move(slot));
+    AlertSlot& stored = device.alerts.back();
+    if (rule.definition.kind == RuleKind::threshold && rule.definition.for_ms > 0) {
+        mark_changed(device, stored.alert.rule_id);
+        emit(stored.alert, AlertEvent::Kind::transition, now_ms, out);
+        timers_.push(Timer{started_ms + rule.definition.for_ms, device.key, stored.alert.rule_id,
+                           static_cast<uint64_t>(started_ms), false});
+        return;
+    }
+    fire(device, stored, now_ms, out);
+}
+
+void RuleEngine::fire(Device& device, AlertSlot& slot, int64_t now_ms, std::vector<AlertEvent>& out) {
+    slot.alert.state = AlertState::firing;
+    slot.alert.fired_ms = now_ms;
+    mark_changed(device, slot.alert.rule_id);
+    emit(slot.alert, AlertEvent::Kind::transition, now_ms, out);
+}
+
+void RuleEngine::resolve(Device& device, size_t slot_index, int64_t now_ms, std::string reason,
+                         std::vector<AlertEvent>& out) {
+    ActiveAlert alert = std::move(device.alerts[slot_index].alert);
+    device.alerts.erase(device.alerts.begin() + static_cast<std::ptrdiff_t>(slot_index));
+    alert_index_.erase(alert.alert_id);
+    mark_changed(device, alert.rule_id);
+    alert.state = AlertState::resolved;
+    emit(alert, AlertEvent::Kind::transition, now_ms, out);
+    out.back().resolved_ms = now_ms;
+    out.back().reason = std::move(reason);
+}
+
+void RuleEngine::emit(const ActiveAlert& alert, AlertEvent::Kind kind, int64_t now_ms, std::vector<AlertEvent>& out) {
+    AlertEvent event;
+    event.kind = kind;
+    event.alert = alert;
+    event.at_ms = now_ms;
+    out.push_back(std::move(event));
+}
+
+void RuleEngine::mark_changed(const Device& device, std::string_view rule_id) {
+    std::string key = device.key;
+    key.push_back('\x1f');
+    key.append(rule_id);
+    changed_alerts_.insert(std::move(key));
+}
+
+void RuleEngine::tick(int64_t now_ms, std::vector<AlertEvent>& out) {
+    while (!timers_.empty() && timers_.top().due_ms <= now_ms) {
+        Timer timer = timers_.top();
+        timers_.pop();
+        auto it = devices_.find(timer.device_key);
+        if (it == devices_.end()) continue;
+        Device& device = *it->second;
+        refresh(device, now_ms, out);
+        const DeviceRule* entry = device.rule(timer.rule_id);
+        if (!entry) continue;
+        const RuleDefinition& definition = entry->rule->definition;
+        AlertSlot* slot = device.alert(timer.rule_id);
+        if (timer.deadman) {
+            if (timer.schedule != device.deadman_schedule || slot || definition.kind != RuleKind::deadman) continue;
+            const int64_t due = device.last_seen_ms + definition.after_ms;
+            if (due > now_ms) {
+                timer.due_ms = due;
+                timers_.push(std::move(timer));
+                continue;
+            }
+            std::vector<MetricValue> value{
+                {"silent_seconds", static_cast<double>(now_ms - device.last_seen_ms) / 1000.0}};
+            start_alert(device, *entry->rule, std::move(value), due, now_ms, out);
+            continue;
+        }
+        if (!slot || slot->alert.state != AlertState::pending ||
+            static_cast<uint64_t>(slot->alert.started_ms) != timer.schedule)
+            continue;
+        const int64_t due = slot->alert.started_ms + definition.for_ms;
+        if (due > now_ms) {  // `for` grew with a reload
+            timer.due_ms = due;
+            timers_.push(std::move(timer));
+            continue;
+        }
+        if (slot->condition_true) fire(device, *slot, now_ms, out);
+    }
+    if (now_ms - last_collect_ms_ >= collect_interval_ms) {
+        last_collect_ms_ = now_ms;
+        collect_idle(now_ms);
+    }
+}
+
+void RuleEngine::collect_idle(int64_t now_ms) {
+    // A device with no alert, no dead-man rule and no value still valid holds nothing worth keeping.
+    for (auto it = devices_.begin(); it != devices_.end();) {
+        const Device& device = *it->second;
+        bool idle = device.alerts.empty() && !device.has_deadman;
+        for (const auto& slot : device.slots) idle &= slot.value_at_ms == never || now_ms - slot.value_at_ms > options_.value_ttl_ms;
+        it = idle ? devices_.erase(it) : std::next(it);
+    }
+}
+
+RuleEngine::AckResult RuleEngine::acknowledge(std::string_view factory_id, std::string_view alert_id,
+                                              std::string_view by, int64_t now_ms, std::vector<AlertEvent>& out) {
+    auto it = alert_index_.find(std::string(alert_id));
+    if (it == alert_index_.end()) return AckResult::not_found;
+    auto device_it = devices_.find(it->second.first);
+    if (device_it == devices_.end()) return AckResult::not_found;
+    Device& device = *device_it->second;
+    if (device.factory_id != factory_id) return AckResult::not_found;  // another factory's alert
+    AlertSlot* slot = device.alert(it->second.second);
+    if (!slot) return AckResult::not_found;
+    if (slot->alert.acknowledged) return AckResult::already;
+    slot->alert.acknowledged = true;
+    slot->alert.acknowledged_by.assign(by);
+    slot->alert.acknowledged_ms = now_ms;
+    mark_changed(device, slot->alert.rule_id);
+    emit(slot->alert, AlertEvent::Kind::acknowledgement, now_ms, out);
+    return AckResult::acknowledged;
+}
+
+void RuleEngine::restore(std::vector<ActiveAlert> alerts, std::vector<DeviceSeen> seen, int64_t now_ms,
+                         std::vector<AlertEvent>& out) {
+    std::vector<Device*> touched;
+    for (const auto& entry : seen) {
+        Device* device = device_for(entry.factory_id, entry.device_id, true);
+        if (!device) continue;
+        device->last_seen_ms = std::max(device->last_seen_ms, entry.last_seen_ms);
+        touched.push_back(device);
+    }
+    for (auto& alert : alerts) {
+        if (alert.state == AlertState::resolved) continue;
+        Device* device = device_for(alert.factory_id, alert.device_id, true);
+        if (!device || device->alert(alert.rule_id) || alert_index_.count(alert.alert_id)) continue;
+        alert_index_[alert.alert_id] = {device->key, alert.rule_id};
+        if (alert.state == AlertState::pending) {
+            timers_.push(Timer{alert.started_ms, device->key, alert.rule_id, static_cast<uint64_t>(alert.started_ms),
+                               false});  // re-armed with the rule's `for` when it is due
+        }
+        device->alerts.push_back(AlertSlot{std::move(alert), true});
+        touched.push_back(device);
+    }
+    for (Device* device : touched) {
+        device->rules_generation = 0;  // checks the restored alerts against the rules, arms dead-man timers
+        refresh(*device, now_ms, out);
+    }
+}
+
+void RuleEngine::take_changes(std::vector<AlertChange>& alerts, std::vector<DeviceSeen>& seen) {
+    for (const auto& key : changed_alerts_) {
+        const size_t separator = key.find('\x1f');
+        AlertChange change;
+        change.rule_id = key.substr(separator + 1);
+        const std::string device_key = key.substr(0, separator);
+        auto it = devices_.find(device_key);
+        const size_t slash = device_key.find('/');
+        change.factory_id = device_key.substr(0, slash);
+        change.device_id = device_key.substr(slash + 1);
+        if (it != devices_.end()) {
+            if (AlertSlot* slot = it->second->alert(change.rule_id)) change.alert = slot->alert;
+        }
+        alerts.push_back(std::move(change));
+    }
+    changed_alerts_.clear();
+    for (const auto& key : changed_seen_) {
+        auto it = devices_.find(key);
+        if (it == devices_.end()) continue;
+        it->second->seen_changed = false;
+        seen.push_back({it->second->factory_id, it->second->device_id, it->second->last_seen_ms});
+    }
+    changed_seen_.clear();
+}
+
+std::vector<ActiveAlert> RuleEngine::active(std::string_view factory_id) const {
+    std::vector<ActiveAlert> result;
+    for (const auto& [key, device] : devices_) {
+        if (device->factory_id != factory_id) continue;
+        for (const auto& slot : device->alerts) result.push_back(slot.alert);
+    }
+    return result;
+}
+
+}  // namespace plantd::rules

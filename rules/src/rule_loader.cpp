@@ -1,0 +1,277 @@
+#include "rules/rule_loader.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <toml++/toml.h>
+
+#include "common/identifiers.hpp"
+#include "common/units.hpp"
+
+namespace plantd::rules {
+
+namespace {
+
+constexpr size_t max_errors = 20;
+constexpr size_t max_message_bytes = 1024;
+constexpr size_t max_glob_bytes = 128;
+
+std::string where(const toml::node& node) {
+    const auto& source = node.source();
+    return source.begin ? fmt::format(" (line {})", source.begin.line) : std::string();
+}
+
+class RuleReader {
+  public:
+    RuleReader(const toml::table& table, std::string source, std::vector<std::string>& errors)
+        : table_(table), source_(std::move(source)), errors_(errors) {}
+
+    void error(std::string_view key, std::string_view problem, const toml::node* node = nullptr) {
+        errors_.push_back(fmt::format("{}: {}: key `{}`{}: {}", source_, name_, key,
+                                      node ? where(*node) : std::string(), problem));
+    }
+    void set_name(std::string name) { name_ = std::move(name); }
+
+    std::optional<std::string> text(std::string_view key, size_t max_bytes) {
+        const toml::node* node = table_.get(key);
+        if (!node) return std::nullopt;
+        auto value = node->value<std::string>();
+        if (!node->is_string() || !value) {
+            error(key, "must be a string", node);
+            return std::nullopt;
+        }
+        if (value->size() > max_bytes) {
+            error(key, fmt::format("is longer than {} bytes", max_bytes), node);
+            return std::nullopt;
+        }
+        if (contains_control_character(*value) && key != "when" && key != "clear") {
+            error(key, "contains a control character", node);
+            return std::nullopt;
+        }
+        return value;
+    }
+    std::optional<int64_t> duration(std::string_view key) {
+        auto value = text(key, 64);
+        if (!value) return std::nullopt;
+        auto ms = parse_duration_ms(*value);
+        if (!ms) {
+            error(key, fmt::format("\"{}\" is not a duration (e.g. \"500ms\", \"30s\", \"10m\", \"1h\")",
+                                   printable(*value)),
+                  table_.get(key));
+            return std::nullopt;
+        }
+        return ms;
+    }
+
+  private:
+    const toml::table& table_;
+    std::string source_;
+    std::vector<std::string>& errors_;
+    std::string name_;
+};
+
+const std::vector<std::string_view> known_keys{"id",    "factory", "devices",  "kind",    "when",
+                                               "clear", "for",     "after",    "severity", "message"};
+
+std::optional<RuleDefinition> read_rule(const toml::table& table, size_t index, const std::string& source,
+                                        std::vector<std::string>& errors) {
+    const size_t errors_before = errors.size();
+    RuleReader reader(table, source, errors);
+    RuleDefinition rule;
+    rule.source = source;
+    reader.set_name(fmt::format("rule {}", index + 1));
+    if (auto id = reader.text("id", 64)) {
+        if (!is_valid_identifier(*id)) {
+            reader.error("id", fmt::format("\"{}\" is not a valid id (letters, digits, '_', '.', '-'; at most 64)",
+                                           printable(*id)),
+                         table.get("id"));
+        } else {
+            rule.id = *id;
+            reader.set_name(fmt::format("rule \"{}\"", rule.id));
+        }
+    } else if (!table.contains("id")) {
+        reader.error("id", "is missing (every rule needs an id)");
+    }
+    for (const auto& [key, node] : table) {
+        if (std::find(known_keys.begin(), known_keys.end(), key.str()) == known_keys.end())
+            reader.error(key.str(), "is not a rule key (id, factory, devices, kind, when, clear, for, after, "
+                                    "severity, message)", &node);
+    }
+    rule.factory = std::string(every_factory);
+    if (auto factory = reader.text("factory", 64)) {
+        if (*factory != every_factory && !is_valid_identifier(*factory))
+            reader.error("factory", fmt::format("\"{}\" is neither a factory id nor \"*\"", printable(*factory)),
+                         table.get("factory"));
+        else
+            rule.factory = *factory;
+    }
+    if (const toml::node* devices = table.get("devices")) {
+        auto add_glob = [&](const toml::node& node) {
+            auto glob = node.value<std::string>();
+            if (!node.is_string() || !glob || glob->empty() || glob->size() > max_glob_bytes ||
+                contains_control_character(*glob)) {
+                reader.error("devices",
+                             fmt::format("each entry must be a non-empty glob of at most {} bytes", max_glob_bytes),
+                             &node);
+                return;
+            }
+            rule.devices.push_back(*glob);
+        };
+        if (const toml::array* list = devices->as_array()) {
+            if (list->empty()) reader.error("devices", "is empty (leave it out to match every device)", devices);
+            for (const auto& node : *list) add_glob(node);
+        } else {
+            add_glob(*devices);
+        }
+    }
+    std::string kind = reader.text("kind", 32).value_or("threshold");
+    if (kind == "deadman") {
+        rule.kind = RuleKind::deadman;
+    } else if (kind != "threshold") {
+        reader.error("kind", fmt::format("\"{}\" is not a kind (threshold or deadman)", printable(kind)),
+                     table.get("kind"));
+    }
+    if (rule.kind == RuleKind::threshold) {
+        if (auto when = reader.text("when", 4096)) rule.when = *when;
+        else if (!table.contains("when")) reader.error("when", "is missing (the condition that fires the alert)");
+        if (auto clear = reader.text("clear", 4096)) rule.clear = *clear;
+        if (auto for_ms = reader.duration("for")) rule.for_ms = *for_ms;
+        if (table.contains("after"))
+            reader.error("after", "belongs to dead-man rules (kind = \"deadman\"); use `for`", table.get("after"));
+    } else {
+        for (const char* key : {"when", "clear", "for"}) {
+            if (table.contains(key))
+                reader.error(key, "does not apply to a dead-man rule (it fires on silence, after `after`)",
+                             table.get(key));
+        }
+        if (auto after = reader.duration("after")) {
+            if (*after <= 0) reader.error("after", "must be longer than 0", table.get("after"));
+            rule.after_ms = *after;
+        } else if (!table.contains("after")) {
+            reader.error("after", "is missing (how long a device may be silent)");
+        }
+    }
+    if (auto severity = reader.text("severity", 32)) {
+        if (!parse_severity(*severity, rule.severity))
+            reader.error("severity",
+                         fmt::format("\"{}\" is not a severity (info, warning, major, critical)", printable(*severity)),
+                         table.get("severity"));
+    }
+    rule.message = reader.text("message", max_message_bytes).value_or(rule.id);
+    if (errors.size() != errors_before) return std::nullopt;
+    return rule;
+}
+
+}  // namespace
+
+std::string RuleFiles::fingerprint() const {
+    std::string text;
+    for (const auto& [path, content] : files) text += fmt::format("{}:{}|{}:{}|", path.size(), path, content.size(), content);
+    return std::to_string(std::hash<std::string>{}(text)) + ":" + std::to_string(text.size());
+}
+
+Result<RuleFiles> read_rule_directory(const std::string& directory) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    if (!fs::is_directory(directory, ec)) return fail(fmt::format("{}: not a directory", directory));
+    std::vector<std::string> paths;
+    for (fs::directory_iterator it(directory, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (name.empty() || name.front() == '.' || it->path().extension() != ".toml") continue;
+        if (!it->is_regular_file(ec)) continue;
+        paths.push_back(it->path().string());
+    }
+    if (ec) return fail(fmt::format("{}: {}", directory, ec.message()));
+    std::sort(paths.begin(), paths.end());
+    RuleFiles files;
+    for (const auto& path : paths) {
+        std::ifstream in(path, std::ios::binary);
+        if (!in) return fail(fmt::format("{}: cannot be read", path));
+        std::string text;
+        text.resize(max_rule_file_bytes + 1);
+        in.read(text.data(), static_cast<std::streamsize>(text.size()));
+        text.resize(static_cast<size_t>(in.gcount()));
+        if (text.size() > max_rule_file_bytes)
+            return fail(fmt::format("{}: larger than {} bytes", path, max_rule_file_bytes));
+        files.files.emplace_back(path, std::move(text));
+    }
+    return files;
+}
+
+Result<std::vector<RuleDefinition>> parse_rule_file(std::string_view text, const std::string& source) {
+    toml::table document;
+    try {
+        document = toml::parse(text, source);
+    } catch (const toml::parse_error& e) {
+        return fail(fmt::format("{} (line {}, column {}): {}", source, e.source().begin.line,
+                                e.source().begin.column, e.description()));
+    }
+    std::vector<std::string> errors;
+    std::vector<RuleDefinition> rules;
+    for (const auto& [key, node] : document) {
+        if (key.str() != "rule")
+            errors.push_back(fmt::format("{}: key `{}`{}: is not known (rules are [[rule]] tables)", source,
+                                         key.str(), where(node)));
+    }
+    if (const toml::node* node = document.get("rule")) {
+        const toml::array* list = node->as_array();
+        if (!list || !list->is_array_of_tables()) {
+            errors.push_back(fmt::format("{}: `rule`{}: write each rule as a [[rule]] table", source, where(*node)));
+        } else {
+            for (size_t i = 0; i < list->size(); ++i) {
+                if (auto rule = read_rule(*list->get(i)->as_table(), i, source, errors)) rules.push_back(std::move(*rule));
+            }
+        }
+    }
+    if (!errors.empty()) {
+        std::string joined;
+        for (size_t i = 0; i < errors.size() && i < max_errors; ++i) joined += (i ? "\n" : "") + errors[i];
+        if (errors.size() > max_errors) joined += fmt::format("\n... and {} more", errors.size() - max_errors);
+        return fail(joined);
+    }
+    return rules;
+}
+
+Result<std::unique_ptr<RuleSet>> build_rule_set(const RuleFiles& files) {
+    std::vector<RuleDefinition> all;
+    std::string errors;
+    for (const auto& [path, text] : files.files) {
+        auto rules = parse_rule_file(text, path);
+        if (!rules) {
+            errors += (errors.empty() ? "" : "\n") + rules.error();
+            continue;
+        }
+        for (auto& rule : *rules) all.push_back(std::move(rule));
+    }
+    if (!errors.empty()) return fail(errors);
+    if (all.size() > max_rules) return fail(fmt::format("{} rules; at most {} are allowed", all.size(), max_rules));
+    // One state per (factory, device, rule): an id is defined once per factory, and a "*" id is
+    // defined nowhere else.
+    std::map<std::pair<std::string, std::string>, const RuleDefinition*> seen;
+    std::map<std::string, const RuleDefinition*> every;
+    for (const auto& rule : all) {
+        const RuleDefinition* other = nullptr;
+        if (auto it = seen.find({rule.factory, rule.id}); it != seen.end()) other = it->second;
+        if (rule.factory == every_factory) {
+            for (const auto& [key, definition] : seen) {
+                if (key.second == rule.id) other = definition;
+            }
+        } else if (auto it = every.find(rule.id); it != every.end()) {
+            other = it->second;
+        }
+        if (other) {
+            return fail(fmt::format("{}: rule \"{}\": key `id`: already defined in {} (for factory \"{}\"); an id "
+                                    "is defined once per factory, and a \"*\" rule's id nowhere else",
+                                    rule.source, rule.id, other->source, other->factory));
+        }
+        seen[{rule.factory, rule.id}] = &rule;
+        if (rule.factory == every_factory) every[rule.id] = &rule;
+    }
+    return RuleSet::build(std::move(all));
+}
+
+}  // namespace plantd::rules
