@@ -1,7 +1,9 @@
 // plantd: MQTT telemetry into InfluxDB. See README.md.
 #include <CLI/CLI.hpp>
+#include <cstdlib>
 #include <iostream>
 
+#include "app/alert_tool.hpp"
 #include "app/daemon.hpp"
 #include "app/dead_letter_tool.hpp"
 #include "app/registry_tool.hpp"
@@ -95,6 +97,23 @@ int main(int argc, char** argv) {
     }
     device->require_subcommand(1);
 
+    // Alert operator commands (MySQL from [registry]).
+    plantd::AlertCommand alert_command;
+    const char* user = std::getenv("USER");
+    alert_command.by = user && *user ? user : "operator";
+    auto* alerts = app.add_subcommand("alerts", "alerts: list and acknowledge");
+    auto* alerts_list = alerts->add_subcommand("list", "a factory's active alerts (newest first)");
+    alerts_list->add_option("factory_id", alert_command.factory_id)->required();
+    alerts_list->add_flag("--all", alert_command.all, "resolved alerts too (the history)");
+    alerts_list->add_option("-n,--limit", alert_command.limit, "show at most this many")
+        ->capture_default_str();
+    auto* alerts_ack =
+        alerts->add_subcommand("ack", "acknowledge an alert (it stays active until it clears)");
+    alerts_ack->add_option("factory_id", alert_command.factory_id)->required();
+    alerts_ack->add_option("alert_id", alert_command.alert_id)->required();
+    alerts_ack->add_option("--by", alert_command.by, "who acknowledges")->capture_default_str();
+    alerts->require_subcommand(1);
+
     CLI11_PARSE(app, argc, argv);
 
     auto config = plantd::load_config_file(config_path);
@@ -103,8 +122,19 @@ int main(int argc, char** argv) {
         return 2;
     }
     if (check_only) {
+        if (!config->rules.directory.empty()) {
+            std::string problem = plantd::check_rules(config->rules.directory);
+            if (!problem.empty()) {
+                std::cerr << "plantd: invalid rules:\n" << problem << "\n";
+                return 2;
+            }
+        }
         std::cout << config_path << ": OK\n";
         return 0;
+    }
+    if (alerts_list->parsed() || alerts_ack->parsed()) {
+        alert_command.verb = alerts_list->parsed() ? "alerts-list" : "alerts-ack";
+        return plantd::run_alert_command(alert_command, config->registry, std::cout, std::cerr);
     }
     if (list->parsed()) return plantd::list_dead_letters(config->dead_letter.path, limit, reason, std::cout);
     for (const auto& [sub, id] : registry_verbs) {

@@ -175,6 +175,10 @@ double PlantdProcess::metric(const std::string& key) const {
     return it == all.end() ? 0.0 : it->second;
 }
 
+void PlantdProcess::send_signal(int signal) const {
+    if (pid_ > 0) ::kill(pid_, signal);
+}
+
 int PlantdProcess::terminate(std::chrono::seconds timeout) {
     if (pid_ <= 0) return -1;
     ::kill(pid_, SIGTERM);

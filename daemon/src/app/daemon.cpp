@@ -8,6 +8,11 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "alerting/alert_acks.hpp"
+#include "alerting/alert_delivery.hpp"
+#include "alerting/alert_sinks.hpp"
+#include "alerting/rule_feed.hpp"
+#include "alerting/rule_runner.hpp"
 #include "control/health.hpp"
 #include "control/http_server.hpp"
 #include "control/metrics.hpp"
@@ -18,6 +23,9 @@
 #include "pipeline/ingest_queue.hpp"
 #include "pipeline/worker.hpp"
 #include "registry/device_registry.hpp"
+#include "registry/redis_channel_listener.hpp"
+#include "rules/rule_loader.hpp"
+#include "subscriber/mqtt_publisher.hpp"
 #include "subscriber/mqtt_subscriber.hpp"
 #include "util/clock.hpp"
 #include "writer/influx_client.hpp"
@@ -45,7 +53,75 @@ void log_accounting(const Metrics& metrics) {
         metrics.points_written(), metrics.rejected_total(RejectScope::point), metrics.points_buffered.load());
 }
 
+constexpr int64_t alert_drain_ms = 3'000;
+
+void register_rule_metrics(Metrics& metrics, const RuleFeed& feed, const RuleRunner& runner,
+                           const MqttPublisher& publisher,
+                           const std::vector<std::unique_ptr<AlertDelivery>>& destinations) {
+    const auto& c = runner.counters();
+    auto value = [](const auto& atomic) { return [&atomic] { return static_cast<double>(atomic.load()); }; };
+    metrics.add_gauge("plantd_rules_loaded", "Rules in use.", value(c.rules_loaded));
+    metrics.add_counter("plantd_rules_reloads_total{result=\"ok\"}",
+                        "Rule reloads (SIGHUP or a file change).", value(c.reloads));
+    metrics.add_counter("plantd_rules_reloads_total{result=\"failed\"}",
+                        "Rule reloads (SIGHUP or a file change).", value(c.reload_failures));
+    metrics.add_gauge("plantd_rules_last_reload_ok",
+                      "0 while the last reload failed (the previous rules run).",
+                      [&runner] { return runner.last_reload_error().empty() ? 1.0 : 0.0; });
+    metrics.add_counter("plantd_rule_records_total", "Records handed to the rule engine.",
+                        [&feed] { return static_cast<double>(feed.offered() - feed.dropped()); });
+    metrics.add_counter("plantd_rule_records_dropped_total",
+                        "Records the rule engine did not see because it was queue_max_records behind.",
+                        [&feed] { return static_cast<double>(feed.dropped()); });
+    metrics.add_gauge("plantd_rule_queue_records", "Records waiting for the rule engine.",
+                      [&feed] { return static_cast<double>(feed.size()); });
+    metrics.add_counter("plantd_rule_evaluations_total", "Conditions evaluated.", value(c.evaluations));
+    metrics.add_counter("plantd_rule_unknown_conditions_total",
+                        "Conditions left unknown: an input missing or older than value_ttl, or not a number.",
+                        value(c.unknown_conditions));
+    metrics.add_gauge("plantd_alerts_active", "Alerts pending or firing.", value(c.active_alerts));
+    metrics.add_counter("plantd_alert_events_total{state=\"pending\"}", "Alert transitions.",
+                        value(c.events_pending));
+    metrics.add_counter("plantd_alert_events_total{state=\"firing\"}", "Alert transitions.",
+                        value(c.events_firing));
+    metrics.add_counter("plantd_alert_events_total{state=\"resolved\"}", "Alert transitions.",
+                        value(c.events_resolved));
+    metrics.add_counter("plantd_alert_acknowledgements_total", "Acknowledgements applied.",
+                        value(c.acknowledgements));
+    metrics.add_counter("plantd_alert_state_save_failures_total", "Failed saves of the rule state to Redis.",
+                        value(c.state_save_failures));
+    metrics.add_gauge("plantd_alert_mqtt_connected", "1 while the alert publisher is connected.",
+                      [&publisher] { return publisher.connected() ? 1.0 : 0.0; });
+    metrics.add_gauge("plantd_alert_mqtt_outbox", "Alert messages not yet acknowledged by the broker.",
+                      [&publisher] { return static_cast<double>(publisher.pending()); });
+    metrics.add_counter("plantd_alert_mqtt_acknowledged_total", "Alert messages the broker acknowledged.",
+                        [&publisher] { return static_cast<double>(publisher.acknowledged()); });
+    for (const auto& destination : destinations) {
+        const AlertDelivery* d = destination.get();
+        const std::string label = fmt::format("{{destination=\"{}\"}}", d->name());
+        metrics.add_gauge("plantd_alert_delivery_pending" + label, "Alert events waiting for a destination.",
+                          [d] { return static_cast<double>(d->pending()); });
+        metrics.add_counter("plantd_alert_deliveries_total" + label, "Alert events delivered.",
+                            [d] { return static_cast<double>(d->delivered()); });
+        metrics.add_counter("plantd_alert_delivery_failures_total" + label, "Failed tries (retried).",
+                            [d] { return static_cast<double>(d->failures()); });
+        metrics.add_counter("plantd_alert_delivery_refused_total" + label,
+                            "Alert events a destination refused.",
+                            [d] { return static_cast<double>(d->refused()); });
+        metrics.add_counter("plantd_alert_delivery_dropped_total" + label,
+                            "Alert events dropped: alert_max_pending were waiting.",
+                            [d] { return static_cast<double>(d->dropped()); });
+    }
+}
+
 }  // namespace
+
+std::string check_rules(const std::string& directory) {
+    auto files = rules::read_rule_directory(directory);
+    if (!files) return files.error();
+    auto set = rules::build_rule_set(*files);
+    return set ? std::string() : set.error();
+}
 
 void configure_logging(const std::string& level) {
     auto logger = spdlog::stderr_color_mt("plantd");
@@ -158,11 +234,64 @@ int run_daemon(const Config& config) {
             });
     }
 
+    // Rules and alerts (optional): workers feed the runner; the runner hands events to the destinations.
+    std::unique_ptr<RuleFeed> rule_feed;
+    std::unique_ptr<MqttPublisher> alert_publisher;
+    std::vector<std::unique_ptr<AlertDelivery>> alert_destinations;
+    std::unique_ptr<RuleRunner> rule_runner;
+    std::unique_ptr<RedisChannelListener> ack_listener;
+    if (!config.rules.directory.empty()) {
+        const auto& r = config.rules;
+        rule_feed = std::make_unique<RuleFeed>(r.queue_max_records);
+        alert_publisher =
+            std::make_unique<MqttPublisher>(config, config.mqtt.client_id + "-alerts", r.alert_max_pending);
+        if (std::string error = alert_publisher->create(); !error.empty()) {
+            spdlog::critical("{}: {}", config.source, error);
+            return 1;
+        }
+        alert_destinations.push_back(std::make_unique<AlertDelivery>(
+            std::make_unique<MqttAlertSink>(*alert_publisher, r.alert_topic), r.alert_max_pending));
+        if (config.registry.enabled && r.alert_mysql) {
+            alert_destinations.push_back(std::make_unique<AlertDelivery>(
+                std::make_unique<MysqlAlertSink>(config.registry), r.alert_max_pending));
+        }
+        auto destination_of = [&config, &registry](std::string_view factory_id) {
+            if (registry) {
+                if (auto snapshot = registry->snapshot()) {
+                    const RegistryFactory* factory = snapshot->factory(factory_id);
+                    if (factory && !factory->destination.empty()) return factory->destination;
+                }
+            }
+            return destination_for(config.influxdb, factory_id);
+        };
+        alert_destinations.push_back(std::make_unique<AlertDelivery>(
+            std::make_unique<InfluxAlertSink>(config.influxdb, r.alert_measurement, destination_of),
+            r.alert_max_pending));
+        std::vector<AlertDelivery*> destinations;
+        for (auto& destination : alert_destinations) destinations.push_back(destination.get());
+        rule_runner = std::make_unique<RuleRunner>(config, *rule_feed, destinations, health);
+        if (std::string error = rule_runner->load(); !error.empty()) {
+            spdlog::critical("invalid rules:\n{}", error);
+            return 1;
+        }
+        health.rules_enabled = true;
+        if (!config.registry.redis_host.empty()) {
+            ack_listener = std::make_unique<RedisChannelListener>(
+                config.registry, alert_ack_channel(config.registry), "plantd-acks",
+                [](const std::string& message) { return parse_alert_ack(message).has_value(); },
+                [&rule_runner](const std::string& message) {
+                    if (auto ack = parse_alert_ack(message))
+                        rule_runner->acknowledge(ack->factory_id, ack->alert_id, ack->by);
+                });
+        }
+        register_rule_metrics(metrics, *rule_feed, *rule_runner, *alert_publisher, alert_destinations);
+    }
+
     std::vector<std::unique_ptr<InfluxWriter>> writers;
     std::vector<std::unique_ptr<Worker>> workers;
     FactoryRateLimiter rate_limiter;
-    WorkerServices services{config,         router,     queue,          metrics,
-                            **dead_letters, reject_log, registry.get(), &rate_limiter};
+    WorkerServices services{config,     router,         queue,         metrics,        **dead_letters,
+                            reject_log, registry.get(), &rate_limiter, rule_feed.get()};
     for (size_t i = 0; i < shards; ++i) {
         writers.push_back(
             std::make_unique<InfluxWriter>(i, config.influxdb, metrics, health, **dead_letters, reject_log));
@@ -188,6 +317,11 @@ int run_daemon(const Config& config) {
         subscriber.stop();
         queue.close();
         for (auto& worker : workers) worker->join();
+        // The rules see every record the workers accepted, then the alerts get a few seconds to leave.
+        if (rule_runner) rule_runner->stop();
+        if (ack_listener) ack_listener->stop();
+        for (auto& destination : alert_destinations) destination->stop(alert_drain_ms);
+        if (alert_publisher) alert_publisher->stop(alert_drain_ms);
         for (auto& writer : writers) writer->finish();
         for (auto& writer : writers) writer->join();
         if (registry) registry->stop();
@@ -201,6 +335,10 @@ int run_daemon(const Config& config) {
     }};
 
     if (registry) registry->start();
+    if (alert_publisher) alert_publisher->start();
+    for (auto& destination : alert_destinations) destination->start();
+    if (rule_runner) rule_runner->start();
+    if (ack_listener) ack_listener->start();
     for (auto& writer : writers) writer->start();
     for (auto& worker : workers) worker->start();
     subscriber.start();
@@ -218,8 +356,14 @@ int run_daemon(const Config& config) {
             spdlog::info("received {}: draining", signal == SIGTERM ? "SIGTERM" : "SIGINT");
             break;
         }
-        if (signal == SIGHUP)
-            spdlog::info("received SIGHUP: nothing to reload yet (rules come with the rule engine)");
+        if (signal == SIGHUP) {
+            if (rule_runner) {
+                spdlog::info("received SIGHUP: reloading the rules");
+                rule_runner->request_reload();
+            } else {
+                spdlog::info("received SIGHUP: no [rules] directory configured, nothing to reload");
+            }
+        }
         if (watchdog_ms > 0) {
             bool progressing = true;
             for (auto& worker : workers) progressing &= worker->alive(steady_clock_ms(), watchdog_ms / 2);

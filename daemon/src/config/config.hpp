@@ -120,6 +120,20 @@ struct RegistryConfig {
     size_t max_parameters_per_factory = 10'000;
 };
 
+// Rules and alerts (README "Rules and alerts"): the rule files, and where alert events go.
+struct RulesConfig {
+    std::string directory;                   // "" = no rules; relative paths are relative to the config file
+    int64_t value_ttl_ms = 10 * 60 * 1000;   // how long a device's last value stands in for a missing one
+    int64_t watch_interval_ms = 2'000;       // how often the files are checked for changes; 0 = SIGHUP only
+    size_t queue_max_records = 100'000;      // records waiting for the rule engine, at most
+    size_t max_devices = 1'000'000;          // devices the engine keeps state for, at most
+    int64_t seen_flush_interval_ms = 5'000;  // how often dead-man "last seen" times go to Redis
+    std::string alert_topic = "factory/{factory_id}/alerts/{device_id}";
+    std::string alert_measurement = "alerts";
+    bool alert_mysql = true;             // the alerts table (needs [registry] enabled)
+    size_t alert_max_pending = 100'000;  // per destination (MQTT, MySQL, InfluxDB), at most
+};
+
 struct Config {
     std::string source;  // the file it came from
     std::string instance = "plantd";
@@ -131,6 +145,7 @@ struct Config {
     LogConfig log;
     ShutdownConfig shutdown;
     RegistryConfig registry;
+    RulesConfig rules;
 };
 
 // Reads and validates a config file. The error names file, line, key and problem.

@@ -9,10 +9,10 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include "common/identifiers.hpp"
+#include "common/units.hpp"
 #include "config/broker_uri.hpp"
 #include "config/config.hpp"
-#include "common/units.hpp"
-#include "common/identifiers.hpp"
 #include "decoding/topic_template.hpp"
 
 namespace plantd {
@@ -196,7 +196,7 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
     config.source = source;
 
     static const std::set<std::string> sections{"instance", "mqtt", "ingest",   "influxdb", "dead_letter",
-                                                "control",  "log",  "shutdown", "registry"};
+                                                "control",  "log",  "shutdown", "registry", "rules"};
     for (const auto& [key, node] : root) {
         if (!sections.count(std::string(key.str()))) {
             errors.push_back(fmt::format("{}:{}: unknown section or key \"{}\"", source,
@@ -425,6 +425,37 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
             contains_control_character(g.mysql_database)) {
             r.error_at(r.last_node("mysql_database"), "mysql_database",
                        "must be a plain database name (no backtick, slash, dot, space or control character)");
+        }
+    }
+    {
+        auto& g = config.rules;
+        SectionReader r(subtable(root, "rules", source, errors), "rules", source, errors);
+        r.string("directory", g.directory);
+        r.duration_ms("value_ttl", g.value_ttl_ms, 1'000, 7 * 86400'000LL);
+        r.duration_ms("watch_interval", g.watch_interval_ms, 0, 3600'000);
+        r.integer("queue_max_records", g.queue_max_records, 100, 100'000'000);
+        r.integer("max_devices", g.max_devices, 1, 100'000'000);
+        r.duration_ms("seen_flush_interval", g.seen_flush_interval_ms, 100, 3600'000);
+        r.string("alert_topic", g.alert_topic);
+        r.string("alert_measurement", g.alert_measurement);
+        r.boolean("alert_mysql", g.alert_mysql);
+        r.integer("alert_max_pending", g.alert_max_pending, 10, 100'000'000);
+        r.finish();
+        if (g.alert_topic.find("{factory_id}") == std::string::npos ||
+            g.alert_topic.find("{device_id}") == std::string::npos ||
+            g.alert_topic.find_first_of("+#") != std::string::npos ||
+            contains_control_character(g.alert_topic)) {
+            r.error_at(r.last_node("alert_topic"), "alert_topic",
+                       "must contain {factory_id} and {device_id} and no wildcard (+ #)");
+        }
+        if (g.alert_measurement.empty() || g.alert_measurement.front() == '_' ||
+            contains_control_character(g.alert_measurement))
+            r.error_at(r.last_node("alert_measurement"), "alert_measurement",
+                       "must be a non-empty name not starting with '_'");
+        if (!g.directory.empty() && g.directory.front() != '/') {
+            // Relative to the config file, as an operator reading the file expects.
+            auto slash = source.rfind('/');
+            if (slash != std::string::npos) g.directory = source.substr(0, slash + 1) + g.directory;
         }
     }
     return config;

@@ -19,6 +19,13 @@ class Health {
     std::atomic<bool> registry_from_cache{false};  // the snapshot came from Redis (MySQL unreachable)
     std::atomic<bool> redis_enabled{false};
     std::atomic<bool> redis_failing{false};
+    // Rules: off, or in use; a reload that failed (the previous rules still run), records dropped
+    // because the engine fell behind, state not saved to Redis, an alert destination retrying.
+    std::atomic<bool> rules_enabled{false};
+    std::atomic<bool> rules_reload_failed{false};
+    std::atomic<bool> rules_behind{false};
+    std::atomic<bool> rules_state_failing{false};
+    std::atomic<bool> alerts_failing{false};
 
     void set_influx_error(std::string error) {
         std::lock_guard lock(mutex_);
@@ -31,7 +38,8 @@ class Health {
     // Ready: receiving (subscribed) and able to write.
     bool ready() const { return mqtt_subscribed && !influx_failing && !draining; }
     bool degraded() const {
-        return !mqtt_connected || !mqtt_subscribed || influx_failing || registry_failing || redis_failing;
+        return !mqtt_connected || !mqtt_subscribed || influx_failing || registry_failing || redis_failing ||
+               rules_reload_failed || rules_behind || rules_state_failing || alerts_failing;
     }
 
   private:

@@ -32,6 +32,18 @@ std::string ControlServer::health_json() const {
                        !health_.redis_enabled  ? "off"
                        : health_.redis_failing ? "failing"
                                                : "ok");
+    // rules: "reload_failed" = the previous rules still run; "behind" = records were dropped for the rules.
+    out += fmt::format(",\"rules\":\"{}\",\"alert_state\":\"{}\",\"alert_delivery\":\"{}\"",
+                       !health_.rules_enabled        ? "off"
+                       : health_.rules_reload_failed ? "reload_failed"
+                       : health_.rules_behind        ? "behind"
+                                                     : "ok",
+                       !health_.rules_enabled        ? "off"
+                       : health_.rules_state_failing ? "failing"
+                                                     : "ok",
+                       !health_.rules_enabled   ? "off"
+                       : health_.alerts_failing ? "retrying"
+                                                : "ok");
     out += fmt::format(",\"points_buffered\":{}}}", metrics_.points_buffered.load());
     return out;
 }

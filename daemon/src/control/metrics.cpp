@@ -1,5 +1,7 @@
 #include "control/metrics.hpp"
 
+#include <set>
+
 #include <fmt/format.h>
 
 namespace plantd {
@@ -55,7 +57,12 @@ uint64_t Metrics::points_written() const {
 
 void Metrics::add_gauge(std::string name, std::string help, std::function<double()> read) {
     std::lock_guard lock(mutex_);
-    gauges_.push_back({std::move(name), std::move(help), std::move(read)});
+    gauges_.push_back({std::move(name), std::move(help), std::move(read), false});
+}
+
+void Metrics::add_counter(std::string name, std::string help, std::function<double()> read) {
+    std::lock_guard lock(mutex_);
+    gauges_.push_back({std::move(name), std::move(help), std::move(read), true});
 }
 
 std::string Metrics::render_prometheus() const {
@@ -149,9 +156,15 @@ std::string Metrics::render_prometheus() const {
                        "plantd_rejected_total{{scope=\"{}\",reason=\"{}\",factory_id=\"{}\"}} {}\n",
                        to_string(scope), to_string(reason), factory, n);
     }
+    // HELP and TYPE name the family (no labels), once, before its first sample.
+    std::set<std::string_view> described;
     for (const auto& gauge : gauges_) {
-        fmt::format_to(std::back_inserter(out), "# HELP {0} {1}\n# TYPE {0} gauge\n{0} {2}\n", gauge.name,
-                       gauge.help, gauge.read());
+        const std::string_view family = std::string_view(gauge.name).substr(0, gauge.name.find('{'));
+        if (described.insert(family).second) {
+            fmt::format_to(std::back_inserter(out), "# HELP {0} {1}\n# TYPE {0} {2}\n", family, gauge.help,
+                           gauge.counter ? "counter" : "gauge");
+        }
+        fmt::format_to(std::back_inserter(out), "{} {}\n", gauge.name, gauge.read());
     }
     return out;
 }

@@ -80,7 +80,10 @@ class Metrics {
     uint64_t points_written() const;
 
     // Gauges read at scrape time (queue depth, connection state...).
+    // `name` may carry labels (name{label="x"}); samples of one family share its help.
     void add_gauge(std::string name, std::string help, std::function<double()> read);
+    // Counters kept by another stage, read at scrape time.
+    void add_counter(std::string name, std::string help, std::function<double()> read);
 
     std::string render_prometheus() const;
 
@@ -97,6 +100,7 @@ class Metrics {
     struct Gauge {
         std::string name, help;
         std::function<double()> read;
+        bool counter;
     };
     std::vector<Gauge> gauges_;
 };

@@ -36,6 +36,7 @@ Worker::Worker(size_t shard, WorkerServices services, InfluxWriter& writer)
       decoder_(DecoderLimits{.max_payload_bytes = services.config.ingest.max_payload_bytes,
                              .max_future_skew_ms = services.config.ingest.max_future_skew_ms}) {
     append_escaped_measurement(escaped_measurement_, services_.config.influxdb.measurement);
+    if (services_.rules) rule_token_ = services_.rules->make_token();
     const auto& influx = services_.config.influxdb;
     per_factory_destination_ =
         (influx.api == InfluxApi::v1 ? influx.database : influx.bucket).find("{factory_id}") !=
@@ -273,6 +274,8 @@ Worker::Outcome Worker::process(const RawMessage& message, bool retry) {
     metrics.records_accepted.fetch_add(decoded_.records.size(), std::memory_order_relaxed);
     metrics.points_buffered.fetch_add(static_cast<int64_t>(decoded_.records.size()),
                                       std::memory_order_relaxed);
+    if (services_.rules)
+        services_.rules->offer(match.factory_id, decoded_, message.received_ms, *rule_token_);
     if (!decoded_.record_rejections.empty() || !decoded_.field_rejections.empty()) {
         dead_letter_partial(message, match.factory_id);
     }

@@ -10,6 +10,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "alerting/rule_feed.hpp"
 #include "config/config.hpp"
 #include "control/metrics.hpp"
 #include "control/rate_limited_log.hpp"
@@ -32,6 +33,7 @@ struct WorkerServices {
     RateLimitedLog& log;
     DeviceRegistry* registry = nullptr;          // null: no registry checks (every valid topic is accepted)
     FactoryRateLimiter* rate_limiter = nullptr;  // null: no per-factory rate limits
+    RuleFeed* rules = nullptr;                   // null: no rules
 };
 
 // The InfluxDB database (v1) or bucket (v2) of a factory: "{factory_id}" in the name is replaced.
@@ -107,6 +109,7 @@ class Worker {
     std::atomic<size_t> held_count_{0};
     std::atomic<int64_t> heartbeat_ms_{0};
     std::atomic<bool> waiting_on_writer_{false};
+    std::unique_ptr<moodycamel::ProducerToken> rule_token_;  // this worker's order into the rule feed
     std::thread thread_;
 };
 

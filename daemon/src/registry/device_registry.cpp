@@ -4,8 +4,9 @@
 
 #include <algorithm>
 
+#include "common/identifiers.hpp"
+#include "registry/redis_channel_listener.hpp"
 #include "registry/registry_cache.hpp"
-#include "registry/registry_notifications.hpp"
 #include "util/clock.hpp"
 #include "util/thread_name.hpp"
 
@@ -64,8 +65,13 @@ DeviceRegistry::~DeviceRegistry() {
 
 void DeviceRegistry::start() {
     if (cache_) {
-        notifications_ = std::make_unique<RegistryNotifications>(
-            config_, cache_->channel(), [this](const std::string& factory_id) { on_change(factory_id); });
+        notifications_ = std::make_unique<RedisChannelListener>(
+            config_, cache_->channel(), "plantd-regnotify",
+            // Only an identifier or "*" counts: anyone who can publish may send anything.
+            [](const std::string& factory_id) {
+                return factory_id == "*" || is_valid_identifier(factory_id);
+            },
+            [this](const std::string& factory_id) { on_change(factory_id); });
         notifications_->start();
     }
     thread_ = std::thread([this] {

@@ -35,7 +35,7 @@
 namespace plantd {
 
 class RegistryCache;
-class RegistryNotifications;
+class RedisChannelListener;
 
 // What the registry says of a device that the snapshot does not hold.
 enum class LookupAnswer {
@@ -129,7 +129,7 @@ class DeviceRegistry {
     Health& health_;
     std::unique_ptr<RegistryStore> store_;
     std::unique_ptr<RegistryCache> cache_;
-    std::unique_ptr<RegistryNotifications> notifications_;
+    std::unique_ptr<RedisChannelListener> notifications_;
     std::atomic<std::shared_ptr<const RegistrySnapshot>> snapshot_;
     std::atomic<int64_t> last_load_ms_{-1};
     std::atomic<bool> ready_{false};

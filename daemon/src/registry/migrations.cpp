@@ -72,6 +72,15 @@ const std::vector<Migration>& registry_migrations() {
         {4,
          "index devices by device_id (auto-registration checks every factory)",
          {"CREATE INDEX IF NOT EXISTS devices_device_id ON devices (device_id)"}},
+        {5,
+         "alerts: the public alert id (UUID, also in MQTT and InfluxDB) and why an alert resolved",
+         {"ALTER TABLE alerts ADD COLUMN IF NOT EXISTS alert_uuid CHAR(36) CHARACTER SET ascii COLLATE "
+          "ascii_bin "
+          "NULL AFTER alert_id",
+          "ALTER TABLE alerts ADD COLUMN IF NOT EXISTS resolve_reason VARCHAR(255) CHARACTER SET utf8mb4 "
+          "COLLATE "
+          "utf8mb4_bin NULL AFTER resolved_at",
+          "CREATE UNIQUE INDEX IF NOT EXISTS alerts_uuid ON alerts (alert_uuid)"}},
     };
     return migrations;
 }

@@ -9,10 +9,11 @@
 #include <string>
 #include <vector>
 
+#include "common/result.hpp"
 #include "config/config.hpp"
 #include "registry/registry_snapshot.hpp"
 #include "registry/registry_values.hpp"
-#include "common/result.hpp"
+#include "rules/alert.hpp"
 
 namespace sql {
 class Connection;
@@ -58,6 +59,22 @@ struct SeenParameter {
     std::string factory_id;
     std::string name;
     int64_t minute;  // minutes since the epoch
+};
+
+struct AlertRow {
+    std::string alert_id;  // the UUID the events carry
+    std::string device_id;
+    std::string rule_id;
+    std::string severity;
+    std::string state;
+    std::string message;
+    std::string value_json;
+    int64_t started_ms = 0;
+    std::optional<int64_t> fired_ms;
+    std::optional<int64_t> resolved_ms;
+    std::string resolve_reason;
+    std::optional<int64_t> acknowledged_ms;
+    std::string acknowledged_by;
 };
 
 class RegistryStore {
@@ -114,6 +131,15 @@ class RegistryStore {
     // is). Returns "" or why not; `registered` counts the rows added.
     std::string auto_register_devices(const std::vector<std::pair<std::string, std::string>>& devices,
                                       size_t& registered);
+
+    // Alert history (the alerts table). record_alert inserts or updates by alert id, so a retried
+    // delivery is harmless; `permanent`: MySQL refused the row itself (retrying cannot help).
+    std::string record_alert(const rules::AlertEvent& event, bool& permanent);
+    // Newest first; active_only: pending and firing.
+    Result<std::vector<AlertRow>> list_alerts(const std::string& factory_id, bool active_only, size_t limit);
+    // `found` false: that factory has no such alert (an id of another factory is not found either).
+    std::string acknowledge_alert(const std::string& factory_id, const std::string& alert_id,
+                                  const std::string& by, bool& found);
 
   private:
     explicit RegistryStore(std::unique_ptr<sql::Connection> connection);

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <thread>
 
+#include "subscriber/mqtt_handshake.hpp"
 #include "util/clock.hpp"
 #include "util/thread_name.hpp"
 
@@ -129,55 +130,16 @@ void MqttSubscriber::run() {
 }
 
 std::string MqttSubscriber::handshake(mqtt_codec::Connack& connack) {
-    const auto& m = config_.mqtt;
-    const int64_t deadline = steady_clock_ms() + m.connect_timeout_ms;
-    if (std::string problem = transport_.connect(endpoint_, m.tls, m.connect_timeout_ms); !problem.empty()) {
-        return problem;
-    }
-    mqtt_codec::ConnectRequest request;
-    request.version = version_;
-    request.client_id = m.client_id;
-    request.clean_start = m.clean_session;
-    request.keepalive_s = static_cast<uint16_t>(std::clamp<int64_t>(m.keepalive_ms / 1000, 1, 65535));
-    if (version_ == mqtt_codec::version_5 && !m.clean_session) {
-        request.session_expiry_s = static_cast<uint32_t>(std::min<int64_t>(m.session_expiry_s, 0xffffffffLL));
-    }
-    if (!m.username.empty()) request.username = m.username;
-    request.password = m.password;
+    auto request = connect_request(config_.mqtt, version_, config_.mqtt.client_id);
     request.will_topic = status_topic();
     request.will_payload = "offline";
     out_.clear();
-    mqtt_codec::encode_connect(request, out_);
-    if (!flush_output()) return transport_.error();
-    keepalive_ms_ = request.keepalive_s * 1000LL;
-
-    in_begin_ = in_end_ = 0;
+    std::string problem = mqtt_handshake(transport_, endpoint_, config_.mqtt, request,
+                                         {in_, in_begin_, in_end_}, connack, keepalive_ms_);
     skip_bytes_ = 0;
-    while (true) {
-        Frame frame = mqtt_codec::read_frame({in_.data() + in_begin_, in_end_ - in_begin_});
-        if (frame.status == Frame::Status::malformed) return "malformed reply to CONNECT";
-        if (frame.status == Frame::Status::complete && frame.total_size() <= in_end_ - in_begin_) {
-            if (frame.type != PacketType::connack) return "the broker did not answer CONNECT with CONNACK";
-            std::string problem = mqtt_codec::decode_connack(
-                version_, {in_.data() + in_begin_ + frame.header_size, frame.remaining_size}, connack);
-            if (!problem.empty()) return problem;
-            in_begin_ += frame.total_size();
-            if (connack.reason != 0) {
-                return fmt::format("the broker refused the connection: {} (code {}){}{}",
-                                   mqtt_codec::connack_reason_text(version_, connack.reason), connack.reason,
-                                   connack.reason_string.empty() ? "" : ": ", connack.reason_string);
-            }
-            if (connack.server_keepalive_s > 0) keepalive_ms_ = connack.server_keepalive_s * 1000LL;
-            return "";
-        }
-        const int64_t left = deadline - steady_clock_ms();
-        if (left <= 0) return "no CONNACK within connect_timeout";
-        if (in_end_ == in_.size()) return "CONNACK too large";
-        ssize_t n = transport_.read_some(in_.data() + in_end_, in_.size() - in_end_, left);
-        if (n < 0) return transport_.error();
-        in_end_ += static_cast<size_t>(n);
-        received_ms_ = wall_clock_ms();
-    }
+    received_ms_ = wall_clock_ms();
+    last_sent_ms_ = steady_clock_ms();
+    return problem;
 }
 
 bool MqttSubscriber::flush_output() {

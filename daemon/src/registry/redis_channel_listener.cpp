@@ -1,4 +1,4 @@
-#include "registry/registry_notifications.hpp"
+#include "registry/redis_channel_listener.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -8,22 +8,26 @@
 
 namespace plantd {
 
-RegistryNotifications::RegistryNotifications(const RegistryConfig& config, std::string channel,
-                                             OnChange on_change)
-    : config_(config), channel_(std::move(channel)), on_change_(std::move(on_change)) {}
+RedisChannelListener::RedisChannelListener(const RegistryConfig& config, std::string channel,
+                                           std::string thread_name, Accept accept, OnMessage on_message)
+    : config_(config),
+      channel_(std::move(channel)),
+      thread_name_(std::move(thread_name)),
+      accept_(std::move(accept)),
+      on_change_(std::move(on_message)) {}
 
-RegistryNotifications::~RegistryNotifications() {
+RedisChannelListener::~RedisChannelListener() {
     stop();
 }
 
-void RegistryNotifications::start() {
+void RedisChannelListener::start() {
     thread_ = std::thread([this] {
-        name_this_thread("plantd-regnotify");
+        name_this_thread(thread_name_);
         run();
     });
 }
 
-void RegistryNotifications::stop() {
+void RedisChannelListener::stop() {
     {
         std::lock_guard lock(mutex_);
         stopping_ = true;
@@ -32,7 +36,7 @@ void RegistryNotifications::stop() {
     if (thread_.joinable()) thread_.join();
 }
 
-void RegistryNotifications::run() {
+void RedisChannelListener::run() {
     int64_t backoff_ms = 1'000;
     bool warned = false;
     while (!stopping()) {
@@ -48,10 +52,7 @@ void RegistryNotifications::run() {
             warned = false;
         }
         if (!warned) {
-            spdlog::warn(
-                "registry: no change notifications from Redis ({}); retrying, and reloads still "
-                "bring changes in",
-                problem);
+            spdlog::warn("redis: not listening on {} ({}); retrying", channel_, problem);
             warned = true;
         }
         std::unique_lock lock(mutex_);
@@ -60,7 +61,7 @@ void RegistryNotifications::run() {
     }
 }
 
-std::string RegistryNotifications::listen_once() {
+std::string RedisChannelListener::listen_once() {
     auto connected = RedisConnection::connect(config_, std::min<int64_t>(config_.connect_timeout_ms, 2'000));
     if (!connected) return connected.error();
     RedisConnection& redis = **connected;
@@ -74,15 +75,13 @@ std::string RegistryNotifications::listen_once() {
         const std::string& kind = message.elements[0].text;
         if (kind == "subscribe") {
             subscribed_ = true;
-            spdlog::info("registry: listening for changes on Redis {} channel {}", redis.endpoint(),
-                         channel_);
+            spdlog::info("redis: listening on {} channel {}", redis.endpoint(), channel_);
             on_change_("*");  // whatever changed while we were not listening
         } else if (kind == "message") {
-            const std::string& factory = message.elements[2].text;
-            // Anyone who can publish may send anything: only an identifier or "*" counts.
-            if (factory != "*" && !is_valid_identifier(factory)) continue;
+            const std::string& text = message.elements[2].text;
+            if (!accept_(text)) continue;
             received_.fetch_add(1);
-            on_change_(factory);
+            on_change_(text);
         }
     }
     return {};

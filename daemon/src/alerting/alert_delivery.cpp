@@ -1,0 +1,122 @@
+#include "alerting/alert_delivery.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <random>
+
+#include "util/clock.hpp"
+#include "util/thread_name.hpp"
+
+namespace plantd {
+
+namespace {
+constexpr int64_t retry_min_ms = 1'000;
+constexpr int64_t retry_max_ms = 30'000;
+}  // namespace
+
+AlertDelivery::AlertDelivery(std::unique_ptr<AlertSink> sink, size_t max_pending)
+    : sink_(std::move(sink)), max_pending_(max_pending) {}
+
+AlertDelivery::~AlertDelivery() {
+    stop(0);
+}
+
+void AlertDelivery::start() {
+    thread_ = std::thread([this] {
+        name_this_thread(fmt::format("plantd-alert-{}", sink_->name()).substr(0, 15));
+        try {
+            run();
+        } catch (const std::exception& e) {
+            spdlog::critical("alerts: delivery to {} failed: {}", sink_->name(), e.what());
+        }
+    });
+}
+
+void AlertDelivery::stop(int64_t drain_ms) {
+    {
+        std::lock_guard lock(mutex_);
+        if (stopping_) return;
+        stopping_ = true;
+        drain_deadline_ms_ = steady_clock_ms() + drain_ms;
+    }
+    wake_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    std::lock_guard lock(mutex_);
+    if (!queue_.empty()) {
+        spdlog::warn("alerts: {} alert events were not delivered to {} before the stop", queue_.size(),
+                     sink_->name());
+    }
+}
+
+void AlertDelivery::enqueue(const rules::AlertEvent& event) {
+    {
+        std::lock_guard lock(mutex_);
+        if (queue_.size() >= max_pending_) {
+            if (dropped_.fetch_add(1) % 1000 == 0)
+                spdlog::error("alerts: {} is {} events behind; dropping new ones (alert_max_pending)",
+                              sink_->name(), queue_.size());
+            return;
+        }
+        queue_.push_back(event);
+    }
+    wake_.notify_one();
+}
+
+size_t AlertDelivery::pending() const {
+    std::lock_guard lock(mutex_);
+    return queue_.size();
+}
+
+void AlertDelivery::run() {
+    std::mt19937 random{std::random_device{}()};
+    int64_t backoff = retry_min_ms;
+    while (true) {
+        rules::AlertEvent event;
+        {
+            std::unique_lock lock(mutex_);
+            wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+            if (queue_.empty() || (stopping_ && steady_clock_ms() >= drain_deadline_ms_)) return;
+            event = queue_.front();
+        }
+        std::string problem;
+        AlertSink::Outcome outcome;
+        try {
+            outcome = sink_->deliver(event, problem);
+        } catch (const std::exception& e) {
+            outcome = AlertSink::Outcome::retry;
+            problem = e.what();
+        }
+        if (outcome == AlertSink::Outcome::retry) {
+            failures_.fetch_add(1);
+            if (!failing_.exchange(true))
+                spdlog::warn("alerts: cannot deliver to {}: {}; retrying (ingestion goes on)", sink_->name(),
+                             problem);
+            std::uniform_real_distribution<double> jitter(0.5, 1.0);
+            const auto wait_ms = static_cast<int64_t>(static_cast<double>(backoff) * jitter(random));
+            backoff = std::min(backoff * 2, retry_max_ms);
+            std::unique_lock lock(mutex_);
+            if (stopping_) {
+                if (steady_clock_ms() >= drain_deadline_ms_) return;
+                wake_.wait_for(lock, std::chrono::milliseconds(
+                                         std::min(wait_ms, drain_deadline_ms_ - steady_clock_ms())));
+            } else {
+                wake_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] { return stopping_; });
+            }
+            continue;
+        }
+        if (failing_.exchange(false)) spdlog::info("alerts: delivering to {} again", sink_->name());
+        backoff = retry_min_ms;
+        if (outcome == AlertSink::Outcome::refused) {
+            refused_.fetch_add(1);
+            spdlog::error("alerts: {} refused alert {} ({} on {}/{}): {}", sink_->name(),
+                          event.alert.alert_id, rules::to_string(event.alert.state), event.alert.factory_id,
+                          event.alert.device_id, problem);
+        } else {
+            delivered_.fetch_add(1);
+        }
+        std::lock_guard lock(mutex_);
+        queue_.pop_front();
+    }
+}
+
+}  // namespace plantd

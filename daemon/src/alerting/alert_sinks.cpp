@@ -1,0 +1,90 @@
+#include "alerting/alert_sinks.hpp"
+
+#include <fmt/format.h>
+
+#include "alerting/alert_json.hpp"
+#include "writer/line_protocol.hpp"
+
+namespace plantd {
+
+std::string alert_topic(std::string_view topic_template, std::string_view factory_id,
+                        std::string_view device_id) {
+    std::string topic(topic_template);
+    for (auto [placeholder, value] : {std::pair{std::string_view("{factory_id}"), factory_id},
+                                      std::pair{std::string_view("{device_id}"), device_id}}) {
+        for (size_t at = topic.find(placeholder); at != std::string::npos;
+             at = topic.find(placeholder, at + value.size()))
+            topic.replace(at, placeholder.size(), value);
+    }
+    return topic;
+}
+
+std::string alert_line(std::string_view escaped_measurement, const rules::AlertEvent& event) {
+    const rules::ActiveAlert& a = event.alert;
+    // Identifiers need no escaping (letters, digits, _ . -); severity and state are fixed words.
+    std::string line = fmt::format(
+        "{},device_id={},factory_id={},rule={},severity={},state={} alert_id=", escaped_measurement,
+        a.device_id, a.factory_id, a.rule_id, rules::to_string(a.severity), rules::to_string(a.state));
+    append_quoted_string(line, a.alert_id);
+    line += ",message=";
+    append_quoted_string(line, a.message);
+    line += fmt::format(",acknowledged={}", a.acknowledged);
+    if (event.kind == rules::AlertEvent::Kind::acknowledgement) line += ",acknowledgement=true";
+    for (const auto& value : a.value) {
+        line += ',';
+        append_escaped_key(line, "value." + value.name);
+        line += '=';
+        append_float(line, value.value);
+    }
+    line += fmt::format(" {}", event.at_ms);
+    return line;
+}
+
+MqttAlertSink::MqttAlertSink(MqttPublisher& publisher, std::string topic_template)
+    : publisher_(publisher), topic_template_(std::move(topic_template)) {}
+
+AlertSink::Outcome MqttAlertSink::deliver(const rules::AlertEvent& event, std::string& problem) {
+    if (publisher_.publish(alert_topic(topic_template_, event.alert.factory_id, event.alert.device_id),
+                           alert_event_json(event)))
+        return Outcome::delivered;  // the publisher keeps it until the broker's PUBACK
+    problem = "the MQTT publisher's outbox is full (broker unreachable?)";
+    return Outcome::retry;
+}
+
+MysqlAlertSink::MysqlAlertSink(const RegistryConfig& config) : config_(config) {}
+
+AlertSink::Outcome MysqlAlertSink::deliver(const rules::AlertEvent& event, std::string& problem) {
+    if (!store_) {
+        auto connected = RegistryStore::connect(config_);
+        if (!connected) {
+            problem = connected.error();
+            return Outcome::retry;
+        }
+        store_ = std::move(*connected);
+    }
+    bool permanent = false;
+    problem = store_->record_alert(event, permanent);
+    if (problem.empty()) return Outcome::delivered;
+    if (permanent) return Outcome::refused;
+    store_.reset();  // connect again on the next try
+    return Outcome::retry;
+}
+
+InfluxAlertSink::InfluxAlertSink(const InfluxConfig& config, std::string measurement,
+                                 DestinationOf destination_of)
+    : client_(config), destination_of_(std::move(destination_of)) {
+    append_escaped_measurement(escaped_measurement_, measurement);
+}
+
+AlertSink::Outcome InfluxAlertSink::deliver(const rules::AlertEvent& event, std::string& problem) {
+    auto outcome =
+        client_.write(destination_of_(event.alert.factory_id), alert_line(escaped_measurement_, event));
+    if (outcome.status == WriteStatus::ok) return Outcome::delivered;
+    problem =
+        fmt::format("{} (HTTP {}): {}", to_string(outcome.status), outcome.http_status, outcome.message);
+    if (outcome.status == WriteStatus::bad_data || outcome.status == WriteStatus::too_large)
+        return Outcome::refused;
+    return Outcome::retry;
+}
+
+}  // namespace plantd

@@ -1,0 +1,59 @@
+#pragma once
+// The three destinations of alert events (SPEC section 6).
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "alerting/alert_delivery.hpp"
+#include "config/config.hpp"
+#include "registry/registry_store.hpp"
+#include "subscriber/mqtt_publisher.hpp"
+#include "writer/influx_client.hpp"
+
+namespace plantd {
+
+// MQTT, QoS 1, to factory/{factory_id}/alerts/{device_id} (alert_topic).
+class MqttAlertSink : public AlertSink {
+  public:
+    MqttAlertSink(MqttPublisher& publisher, std::string topic_template);
+    std::string_view name() const override { return "mqtt"; }
+    Outcome deliver(const rules::AlertEvent& event, std::string& problem) override;
+
+  private:
+    MqttPublisher& publisher_;
+    std::string topic_template_;
+};
+
+// The alerts table: history and acknowledgement.
+class MysqlAlertSink : public AlertSink {
+  public:
+    explicit MysqlAlertSink(const RegistryConfig& config);
+    std::string_view name() const override { return "mysql"; }
+    Outcome deliver(const rules::AlertEvent& event, std::string& problem) override;
+
+  private:
+    const RegistryConfig& config_;
+    std::unique_ptr<RegistryStore> store_;
+};
+
+// The `alerts` measurement in the factory's own database (or bucket).
+class InfluxAlertSink : public AlertSink {
+  public:
+    using DestinationOf = std::function<std::string(std::string_view factory_id)>;
+    InfluxAlertSink(const InfluxConfig& config, std::string measurement, DestinationOf destination_of);
+    std::string_view name() const override { return "influxdb"; }
+    Outcome deliver(const rules::AlertEvent& event, std::string& problem) override;
+
+  private:
+    InfluxClient client_;
+    std::string escaped_measurement_;
+    DestinationOf destination_of_;
+};
+
+// Fills {factory_id} and {device_id}.
+std::string alert_topic(std::string_view topic_template, std::string_view factory_id,
+                        std::string_view device_id);
+// One line of line protocol for an event (tags: device_id, factory_id, rule, severity, state).
+std::string alert_line(std::string_view escaped_measurement, const rules::AlertEvent& event);
+
+}  // namespace plantd

@@ -1,0 +1,42 @@
+#pragma once
+// The rule engine's state in Redis, so that a restart of plantd neither restarts a `for` from zero
+// nor fires an alert twice:
+//   {prefix}:rules:factories          set of factories with state
+//   {prefix}:rules:{F}:alerts          hash "device/rule" -> the active alert (JSON)
+//   {prefix}:rules:{F}:seen            hash device -> when it was last heard from (dead-man rules)
+// Writes are pipelined; a failed write keeps the changes for the next try (the caller's). Errors are
+// values naming the server; the connection is dropped after one and made again on the next call.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+#include "config/config.hpp"
+#include "registry/redis_connection.hpp"
+#include "rules/alert.hpp"
+
+namespace plantd {
+
+struct RuleState {
+    std::vector<rules::ActiveAlert> alerts;
+    std::vector<rules::DeviceSeen> seen;
+    size_t skipped = 0;  // entries that did not read back as valid
+};
+
+class AlertStateStore {
+  public:
+    explicit AlertStateStore(const RegistryConfig& config);
+
+    std::string save(const std::vector<rules::AlertChange>& alerts,
+                     const std::vector<rules::DeviceSeen>& seen);
+    Result<RuleState> load();
+
+  private:
+    std::string connect();
+    std::string key(std::string_view factory_id, std::string_view what) const;
+
+    const RegistryConfig& config_;
+    std::unique_ptr<RedisConnection> redis_;
+};
+
+}  // namespace plantd

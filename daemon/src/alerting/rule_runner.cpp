@@ -1,0 +1,260 @@
+#include "alerting/rule_runner.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "rules/rule_loader.hpp"
+#include "util/clock.hpp"
+#include "util/thread_name.hpp"
+
+namespace plantd {
+
+namespace {
+constexpr size_t take_at_most = 1024;
+constexpr int64_t wait_ms = 50;
+constexpr int64_t tick_interval_ms = 250;
+constexpr int64_t save_retry_ms = 1'000;
+}  // namespace
+
+RuleRunner::RuleRunner(const Config& config, RuleFeed& feed, std::vector<AlertDelivery*> destinations,
+                       Health& health)
+    : config_(config),
+      feed_(feed),
+      destinations_(std::move(destinations)),
+      health_(health),
+      engine_(rules::EngineOptions{config.rules.value_ttl_ms, config.rules.max_devices, {}}) {
+    if (!config.registry.redis_host.empty())
+        state_store_ = std::make_unique<AlertStateStore>(config.registry);
+}
+
+RuleRunner::~RuleRunner() {
+    stop();
+}
+
+std::string RuleRunner::load() {
+    auto files = rules::read_rule_directory(config_.rules.directory);
+    if (!files) return files.error();
+    auto set = rules::build_rule_set(*files);
+    if (!set) return set.error();
+    files_fingerprint_ = files->fingerprint();
+    counters_.rules_loaded = (*set)->size();
+    feed_.set_interest((*set)->interest());
+    const int64_t now = wall_clock_ms();
+    engine_.replace_rules(std::move(*set), now, events_);
+    spdlog::info("rules: {} rules from {} files in {}", counters_.rules_loaded.load(), files->files.size(),
+                 config_.rules.directory);
+    if (!state_store_) {
+        spdlog::warn(
+            "rules: no Redis ([registry] redis_host): pending timers and active alerts do not survive a "
+            "restart");
+        return {};
+    }
+    auto state = state_store_->load();
+    if (!state) {
+        health_.rules_state_failing = true;
+        spdlog::error("rules: cannot restore the state of the last run from Redis ({}); starting without it",
+                      state.error());
+        return {};
+    }
+    const size_t alerts = state->alerts.size();
+    if (state->skipped > 0)
+        spdlog::warn("rules: {} entries of the saved state were not valid and are ignored", state->skipped);
+    engine_.restore(std::move(state->alerts), std::move(state->seen), now, events_);
+    spdlog::info("rules: restored {} pending or firing alerts from Redis", alerts);
+    return {};
+}
+
+void RuleRunner::start() {
+    thread_ = std::thread([this] {
+        name_this_thread("plantd-rules");
+        while (!stopping_.load()) {
+            try {
+                run();
+            } catch (const std::exception& e) {
+                spdlog::critical("rules: runner failed: {}; starting it again", e.what());
+            }
+        }
+    });
+}
+
+void RuleRunner::stop() {
+    if (stopping_.exchange(true)) return;
+    if (thread_.joinable()) thread_.join();
+    // The workers have stopped: what the feed holds is the last.
+    try {
+        std::vector<RuleRecord> records;
+        while (feed_.take(records, take_at_most, 0) > 0) evaluate(records);
+        save_state(true);
+        hand_out();
+    } catch (const std::exception& e) {
+        spdlog::error("rules: final evaluation failed: {}", e.what());
+    }
+}
+
+void RuleRunner::acknowledge(std::string factory_id, std::string alert_id, std::string by) {
+    std::lock_guard lock(mutex_);
+    if (acks_.size() < 10'000) acks_.push_back({std::move(factory_id), std::move(alert_id), std::move(by)});
+}
+
+std::string RuleRunner::last_reload_error() const {
+    std::lock_guard lock(mutex_);
+    return reload_error_;
+}
+
+void RuleRunner::evaluate(std::vector<RuleRecord>& records) {
+    std::vector<rules::Sample> samples;
+    for (const RuleRecord& record : records) {
+        samples.clear();
+        for (const auto& [name, value] : record.samples) samples.push_back({name, value});
+        engine_.observe(rules::Observation{record.factory_id, record.device_id, record.arrived_ms,
+                                           record.sample_ms, samples},
+                        events_);
+    }
+    const auto& counters = engine_.counters();
+    counters_.evaluations = counters.evaluations;
+    counters_.unknown_conditions = counters.unknown_conditions;
+}
+
+void RuleRunner::run() {
+    std::vector<RuleRecord> records;
+    int64_t last_tick = 0;
+    int64_t last_watch = steady_clock_ms();
+    while (!stopping_.load()) {
+        if (feed_.take(records, take_at_most, wait_ms) > 0) evaluate(records);
+        health_.rules_behind = feed_.dropped() > 0 && feed_.size() > config_.rules.queue_max_records / 2;
+        const int64_t now = wall_clock_ms();
+        if (now - last_tick >= tick_interval_ms) {
+            last_tick = now;
+            engine_.tick(now, events_);
+        }
+        const bool watch_due = config_.rules.watch_interval_ms > 0 &&
+                               steady_clock_ms() - last_watch >= config_.rules.watch_interval_ms;
+        if (reload_requested_.exchange(false)) {
+            reload(true);
+        } else if (watch_due) {
+            last_watch = steady_clock_ms();
+            reload(false);
+        }
+        std::vector<std::array<std::string, 3>> acks;
+        {
+            std::lock_guard lock(mutex_);
+            acks.swap(acks_);
+        }
+        for (const auto& [factory, alert_id, by] : acks) {
+            if (engine_.acknowledge(factory, alert_id, by, now, events_) ==
+                rules::RuleEngine::AckResult::acknowledged)
+                counters_.acknowledgements.fetch_add(1);
+        }
+        save_state(now - last_seen_flush_ms_ >= config_.rules.seen_flush_interval_ms);
+        hand_out();
+    }
+}
+
+void RuleRunner::reload(bool forced) {
+    auto files = rules::read_rule_directory(config_.rules.directory);
+    std::string problem;
+    if (files) {
+        if (!forced && files->fingerprint() == files_fingerprint_) return;  // nothing changed
+        if (files->fingerprint() == files_fingerprint_ && !health_.rules_reload_failed) {
+            spdlog::info("rules: reload asked for; the rule files did not change");
+            return;
+        }
+        auto set = rules::build_rule_set(*files);
+        if (set) {
+            files_fingerprint_ = files->fingerprint();
+            counters_.rules_loaded = (*set)->size();
+            feed_.set_interest((*set)->interest());
+            const size_t events_before = events_.size();
+            engine_.replace_rules(std::move(*set), wall_clock_ms(), events_);
+            counters_.reloads.fetch_add(1);
+            health_.rules_reload_failed = false;
+            {
+                std::lock_guard lock(mutex_);
+                reload_error_.clear();
+            }
+            spdlog::info("rules: reloaded {} rules from {} files ({} alerts of removed rules resolved)",
+                         counters_.rules_loaded.load(), files->files.size(), events_.size() - events_before);
+            return;
+        }
+        problem = set.error();
+        files_fingerprint_ = files->fingerprint();  // reported once per change, not every watch
+    } else {
+        problem = files.error();
+    }
+    counters_.reload_failures.fetch_add(1);
+    health_.rules_reload_failed = true;
+    {
+        std::lock_guard lock(mutex_);
+        reload_error_ = problem;
+    }
+    spdlog::error("rules: reload failed; the previous rules keep running:\n{}", problem);
+}
+
+void RuleRunner::save_state(bool flush_seen) {
+    std::vector<rules::AlertChange> changes;
+    std::vector<rules::DeviceSeen> seen;
+    engine_.take_changes(changes, seen);
+    counters_.active_alerts = engine_.active_alerts();
+    if (!state_store_) return;
+    for (auto& change : changes) {
+        std::string key = change.factory_id + "/" + change.device_id + "/" + change.rule_id;
+        unsaved_alerts_[key] = std::move(change);
+    }
+    for (auto& device : seen) {
+        std::string key = device.factory_id + "/" + device.device_id;
+        unsaved_seen_[key] = std::move(device);
+    }
+    if (unsaved_alerts_.empty() && (!flush_seen || unsaved_seen_.empty())) return;
+    // While Redis is down, try once a second, not on every turn.
+    const int64_t now = steady_clock_ms();
+    if (health_.rules_state_failing && now - last_save_attempt_ms_ < save_retry_ms) return;
+    last_save_attempt_ms_ = now;
+    std::vector<rules::AlertChange> alerts;
+    for (auto& [key, change] : unsaved_alerts_) alerts.push_back(change);
+    std::vector<rules::DeviceSeen> devices;
+    if (flush_seen) {
+        for (auto& [key, device] : unsaved_seen_) devices.push_back(device);
+    }
+    std::string problem = state_store_->save(alerts, devices);
+    if (!problem.empty()) {
+        counters_.state_save_failures.fetch_add(1);
+        if (!health_.rules_state_failing.exchange(true))
+            spdlog::error(
+                "rules: cannot save alert state to Redis ({}); alerts go on, and a restart now could "
+                "restart `for` timers",
+                problem);
+        return;
+    }
+    if (health_.rules_state_failing.exchange(false)) spdlog::info("rules: alert state saved to Redis again");
+    unsaved_alerts_.clear();
+    if (flush_seen) {
+        unsaved_seen_.clear();
+        last_seen_flush_ms_ = wall_clock_ms();
+    }
+}
+
+void RuleRunner::hand_out() {
+    for (const auto& event : events_) {
+        if (event.kind == rules::AlertEvent::Kind::transition) {
+            switch (event.alert.state) {
+                case rules::AlertState::pending:
+                    counters_.events_pending.fetch_add(1);
+                    break;
+                case rules::AlertState::firing:
+                    counters_.events_firing.fetch_add(1);
+                    spdlog::info("alert: {} firing on {}/{} ({})", event.alert.rule_id,
+                                 event.alert.factory_id, event.alert.device_id, event.alert.alert_id);
+                    break;
+                case rules::AlertState::resolved:
+                    counters_.events_resolved.fetch_add(1);
+                    break;
+            }
+        }
+        for (AlertDelivery* destination : destinations_) destination->enqueue(event);
+    }
+    events_.clear();
+    bool failing = false;
+    for (AlertDelivery* destination : destinations_) failing |= destination->failing();
+    health_.alerts_failing = failing;
+}
+
+}  // namespace plantd

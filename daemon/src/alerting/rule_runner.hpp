@@ -1,0 +1,89 @@
+#pragma once
+// The rule stage: one thread owns the rule engine. It takes records from the RuleFeed, fires timers
+// four times a second, reloads the rule files (SIGHUP, or a change seen every watch_interval), applies
+// acknowledgements, saves the engine's state to Redis before the events go out, and hands every
+// event to the alert destinations. Nothing here ever waits on ingestion, nor ingestion on it.
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "alerting/alert_delivery.hpp"
+#include "alerting/alert_state_store.hpp"
+#include "alerting/rule_feed.hpp"
+#include "config/config.hpp"
+#include "control/health.hpp"
+#include "rules/rule_engine.hpp"
+
+namespace plantd {
+
+struct RuleRunnerCounters {
+    std::atomic<uint64_t> reloads{0};
+    std::atomic<uint64_t> reload_failures{0};
+    std::atomic<uint64_t> evaluations{0};
+    std::atomic<uint64_t> unknown_conditions{0};
+    std::atomic<uint64_t> state_save_failures{0};
+    std::atomic<uint64_t> acknowledgements{0};
+    std::atomic<uint64_t> events_pending{0};
+    std::atomic<uint64_t> events_firing{0};
+    std::atomic<uint64_t> events_resolved{0};
+    std::atomic<size_t> rules_loaded{0};
+    std::atomic<size_t> active_alerts{0};
+};
+
+class RuleRunner {
+  public:
+    RuleRunner(const Config& config, RuleFeed& feed, std::vector<AlertDelivery*> destinations,
+               Health& health);
+    ~RuleRunner();
+
+    // Before start(): loads the rules (an error names file, rule and key: plantd does not start) and
+    // restores the state a previous run left in Redis.
+    std::string load();
+    void start();
+    // After the workers stopped: evaluates what the feed still holds, saves the state, returns.
+    void stop();
+
+    void request_reload() { reload_requested_ = true; }
+    // From the acknowledgement listener (any thread).
+    void acknowledge(std::string factory_id, std::string alert_id, std::string by);
+
+    const RuleRunnerCounters& counters() const { return counters_; }
+    std::string last_reload_error() const;
+
+  private:
+    void run();
+    void evaluate(std::vector<RuleRecord>& records);
+    void reload(bool forced);
+    void save_state(bool flush_seen);
+    void hand_out();
+
+    const Config& config_;
+    RuleFeed& feed_;
+    std::vector<AlertDelivery*> destinations_;
+    Health& health_;
+    rules::RuleEngine engine_;
+    std::unique_ptr<AlertStateStore> state_store_;  // null without Redis
+    std::string files_fingerprint_;
+    std::vector<rules::AlertEvent> events_;
+    // Changes not saved yet (Redis down): the latest per key.
+    std::map<std::string, rules::AlertChange> unsaved_alerts_;
+    std::map<std::string, rules::DeviceSeen> unsaved_seen_;
+    int64_t last_seen_flush_ms_ = 0;
+    int64_t last_save_attempt_ms_ = 0;
+
+    std::atomic<bool> reload_requested_{false};
+    std::atomic<bool> stopping_{false};
+    mutable std::mutex mutex_;  // guards acks_ and reload_error_
+    std::vector<std::array<std::string, 3>> acks_;
+    std::string reload_error_;
+    RuleRunnerCounters counters_;
+    std::thread thread_;
+};
+
+}  // namespace plantd

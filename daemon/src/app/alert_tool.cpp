@@ -1,0 +1,70 @@
+#include "app/alert_tool.hpp"
+
+#include <fmt/format.h>
+
+#include "alerting/alert_acks.hpp"
+#include "registry/registry_store.hpp"
+#include "util/clock.hpp"
+
+namespace plantd {
+
+namespace {
+
+std::string time_or_dash(const std::optional<int64_t>& ms) {
+    return ms ? format_rfc3339_ms(*ms) : std::string("-");
+}
+
+}  // namespace
+
+int run_alert_command(const AlertCommand& c, const RegistryConfig& config, std::ostream& out,
+                      std::ostream& err) {
+    auto connected = RegistryStore::connect(config);
+    if (!connected) {
+        err << "plantd: " << connected.error() << "\n";
+        return 1;
+    }
+    RegistryStore& store = **connected;
+    if (c.verb == "alerts-list") {
+        auto rows = store.list_alerts(c.factory_id, !c.all, c.limit);
+        if (!rows) {
+            err << "plantd: " << rows.error() << "\n";
+            return 1;
+        }
+        out << fmt::format("{:<36}  {:<20} {:<20} {:<8} {:<8} {:<24} {:<24} {:<24} {}\n", "ALERT_ID",
+                           "DEVICE", "RULE", "SEVERITY", "STATE", "STARTED", "FIRED", "RESOLVED",
+                           "ACKNOWLEDGED");
+        for (const auto& row : *rows) {
+            out << fmt::format(
+                "{:<36}  {:<20} {:<20} {:<8} {:<8} {:<24} {:<24} {:<24} {}\n", row.alert_id, row.device_id,
+                row.rule_id, row.severity, row.state, format_rfc3339_ms(row.started_ms),
+                time_or_dash(row.fired_ms), time_or_dash(row.resolved_ms),
+                row.acknowledged_ms ? row.acknowledged_by + " " + format_rfc3339_ms(*row.acknowledged_ms)
+                                    : "-");
+            out << fmt::format("    {} {}{}\n", row.message, row.value_json,
+                               row.resolve_reason.empty() ? "" : " (" + row.resolve_reason + ")");
+        }
+        out << fmt::format("{} {}alerts of factory {}\n", rows->size(), c.all ? "" : "active ", c.factory_id);
+        return 0;
+    }
+    if (c.verb == "alerts-ack") {
+        bool found = false;
+        std::string problem = store.acknowledge_alert(c.factory_id, c.alert_id, c.by, found);
+        if (!problem.empty() || !found) {
+            err << "plantd: "
+                << (found ? problem : fmt::format("factory {} has no alert {}", c.factory_id, c.alert_id))
+                << "\n";
+            return 1;
+        }
+        out << fmt::format("acknowledged alert {} of factory {} as {}\n", c.alert_id, c.factory_id, c.by);
+        if (!config.redis_host.empty()) {
+            if (auto failed = publish_alert_ack(config, {c.factory_id, c.alert_id, c.by}); !failed.empty())
+                err << "plantd: warning: recorded, but running plantd instances were not told (" << failed
+                    << "); they publish the acknowledgement with the alert's next event\n";
+        }
+        return 0;
+    }
+    err << "plantd: unknown alerts command " << c.verb << "\n";
+    return 1;
+}
+
+}  // namespace plantd
