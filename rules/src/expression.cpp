@@ -40,7 +40,8 @@ Result<std::string> rewrite(std::string_view text, std::vector<Expression::Input
         return {};
     };
     auto skip_spaces = [&](size_t& i) {
-        while (i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r')) ++i;
+        while (i < text.size() && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r'))
+            ++i;
     };
     size_t i = 0;
     while (i < text.size()) {
@@ -95,8 +96,10 @@ Expression::Expression() : parser_(std::make_unique<Parser>()) {}
 Expression::~Expression() = default;
 
 Result<std::unique_ptr<Expression>> Expression::compile(std::string_view text) {
-    if (text.size() > max_length) return fail(fmt::format("expression longer than {} characters", max_length));
-    if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) return fail(std::string("empty expression"));
+    if (text.size() > max_length)
+        return fail(fmt::format("expression longer than {} characters", max_length));
+    if (text.find_first_not_of(" \t\r\n") == std::string_view::npos)
+        return fail(std::string("empty expression"));
     std::unique_ptr<Expression> expression(new Expression());
     expression->text_.assign(text);
     Parser& state = *expression->parser_;

@@ -30,9 +30,10 @@ bool parse_severity(std::string_view text, Severity& severity) {
 
 std::string RuleDefinition::fingerprint() const {
     // Lengths first, so that no two different definitions print alike.
-    std::string text = fmt::format("{}:{}|{}:{}|{}|{}:{}|{}:{}|{}|{}|{}|{}:{}|", id.size(), id, factory.size(),
-                                   factory, static_cast<int>(kind), when.size(), when, clear.size(), clear,
-                                   for_ms, after_ms, to_string(severity), message.size(), message);
+    std::string text =
+        fmt::format("{}:{}|{}:{}|{}|{}:{}|{}:{}|{}|{}|{}|{}:{}|", id.size(), id, factory.size(), factory,
+                    static_cast<int>(kind), when.size(), when, clear.size(), clear, for_ms, after_ms,
+                    to_string(severity), message.size(), message);
     for (const auto& glob : devices) text += fmt::format("{}:{}|", glob.size(), glob);
     return text;
 }

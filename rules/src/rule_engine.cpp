@@ -18,8 +18,8 @@ std::string random_alert_id() {
     static thread_local std::mt19937_64 random{std::random_device{}()};
     const uint64_t high = (random() & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // version 4
     const uint64_t low = (random() & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;   // variant 1
-    return fmt::format("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", high >> 32, (high >> 16) & 0xffff, high & 0xffff,
-                       low >> 48, low & 0xffffffffffffULL);
+    return fmt::format("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", high >> 32, (high >> 16) & 0xffff,
+                       high & 0xffff, low >> 48, low & 0xffffffffffffULL);
 }
 
 }  // namespace
@@ -88,7 +88,8 @@ RuleEngine::RuleEngine(EngineOptions options) : options_(std::move(options)) {
 
 RuleEngine::~RuleEngine() = default;
 
-RuleEngine::Device* RuleEngine::device_for(std::string_view factory_id, std::string_view device_id, bool create) {
+RuleEngine::Device* RuleEngine::device_for(std::string_view factory_id, std::string_view device_id,
+                                           bool create) {
     key_.assign(factory_id).push_back('/');
     key_.append(device_id);
     auto it = devices_.find(key_);
@@ -228,7 +229,8 @@ void RuleEngine::observe(const Observation& observation, std::vector<AlertEvent>
     }
 }
 
-void RuleEngine::evaluate(Device& device, const DeviceRule& entry, int64_t now_ms, std::vector<AlertEvent>& out) {
+void RuleEngine::evaluate(Device& device, const DeviceRule& entry, int64_t now_ms,
+                          std::vector<AlertEvent>& out) {
     const CompiledRule& rule = *entry.rule;
     AlertSlot* slot = device.alert(rule.definition.id);
     const bool firing = slot && slot->alert.state == AlertState::firing;
@@ -241,7 +243,8 @@ void RuleEngine::evaluate(Device& device, const DeviceRule& entry, int64_t now_m
     const auto& inputs = expression->inputs();
     if (first + inputs.size() > device.inputs.size()) return;  // more inputs than a device may keep
     bool touched = false;
-    for (size_t i = 0; i < inputs.size(); ++i) touched |= device.slots[device.inputs[first + i]].stamp == device.stamp;
+    for (size_t i = 0; i < inputs.size(); ++i)
+        touched |= device.slots[device.inputs[first + i]].stamp == device.stamp;
     if (!touched) return;  // nothing it reads changed
     values_.resize(inputs.size());
     for (size_t i = 0; i < inputs.size(); ++i) {
@@ -262,7 +265,8 @@ void RuleEngine::evaluate(Device& device, const DeviceRule& entry, int64_t now_m
     auto value_of_inputs = [&] {
         std::vector<MetricValue> value;
         for (size_t i = 0; i < inputs.size(); ++i) {
-            value.push_back({inputs[i].rate ? "rate(" + inputs[i].metric + ")" : inputs[i].metric, values_[i]});
+            value.push_back(
+                {inputs[i].rate ? "rate(" + inputs[i].metric + ")" : inputs[i].metric, values_[i]});
         }
         return value;
     };
@@ -335,7 +339,8 @@ void RuleEngine::resolve(Device& device, size_t slot_index, int64_t now_ms, std:
     out.back().reason = std::move(reason);
 }
 
-void RuleEngine::emit(const ActiveAlert& alert, AlertEvent::Kind kind, int64_t now_ms, std::vector<AlertEvent>& out) {
+void RuleEngine::emit(const ActiveAlert& alert, AlertEvent::Kind kind, int64_t now_ms,
+                      std::vector<AlertEvent>& out) {
     AlertEvent event;
     event.kind = kind;
     event.alert = alert;
@@ -363,7 +368,8 @@ void RuleEngine::tick(int64_t now_ms, std::vector<AlertEvent>& out) {
         const RuleDefinition& definition = entry->rule->definition;
         AlertSlot* slot = device.alert(timer.rule_id);
         if (timer.deadman) {
-            if (timer.schedule != device.deadman_schedule || slot || definition.kind != RuleKind::deadman) continue;
+            if (timer.schedule != device.deadman_schedule || slot || definition.kind != RuleKind::deadman)
+                continue;
             const int64_t due = device.last_seen_ms + definition.after_ms;
             if (due > now_ms) {
                 timer.due_ms = due;
@@ -397,13 +403,15 @@ void RuleEngine::collect_idle(int64_t now_ms) {
     for (auto it = devices_.begin(); it != devices_.end();) {
         const Device& device = *it->second;
         bool idle = device.alerts.empty() && !device.has_deadman;
-        for (const auto& slot : device.slots) idle &= slot.value_at_ms == never || now_ms - slot.value_at_ms > options_.value_ttl_ms;
+        for (const auto& slot : device.slots)
+            idle &= slot.value_at_ms == never || now_ms - slot.value_at_ms > options_.value_ttl_ms;
         it = idle ? devices_.erase(it) : std::next(it);
     }
 }
 
 RuleEngine::AckResult RuleEngine::acknowledge(std::string_view factory_id, std::string_view alert_id,
-                                              std::string_view by, int64_t now_ms, std::vector<AlertEvent>& out) {
+                                              std::string_view by, int64_t now_ms,
+                                              std::vector<AlertEvent>& out) {
     auto it = alert_index_.find(std::string(alert_id));
     if (it == alert_index_.end()) return AckResult::not_found;
     auto device_it = devices_.find(it->second.first);
@@ -436,7 +444,8 @@ void RuleEngine::restore(std::vector<ActiveAlert> alerts, std::vector<DeviceSeen
         if (!device || device->alert(alert.rule_id) || alert_index_.count(alert.alert_id)) continue;
         alert_index_[alert.alert_id] = {device->key, alert.rule_id};
         if (alert.state == AlertState::pending) {
-            timers_.push(Timer{alert.started_ms, device->key, alert.rule_id, static_cast<uint64_t>(alert.started_ms),
+            timers_.push(Timer{alert.started_ms, device->key, alert.rule_id,
+                               static_cast<uint64_t>(alert.started_ms),
                                false});  // re-armed with the rule's `for` when it is due
         }
         device->alerts.push_back(AlertSlot{std::move(alert), true});

@@ -2,12 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <toml++/toml.h>
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
-#include <toml++/toml.h>
 
 #include "common/identifiers.hpp"
 #include "common/units.hpp"
@@ -59,8 +59,9 @@ class RuleReader {
         if (!value) return std::nullopt;
         auto ms = parse_duration_ms(*value);
         if (!ms) {
-            error(key, fmt::format("\"{}\" is not a duration (e.g. \"500ms\", \"30s\", \"10m\", \"1h\")",
-                                   printable(*value)),
+            error(key,
+                  fmt::format("\"{}\" is not a duration (e.g. \"500ms\", \"30s\", \"10m\", \"1h\")",
+                              printable(*value)),
                   table_.get(key));
             return std::nullopt;
         }
@@ -74,8 +75,8 @@ class RuleReader {
     std::string name_;
 };
 
-const std::vector<std::string_view> known_keys{"id",    "factory", "devices",  "kind",    "when",
-                                               "clear", "for",     "after",    "severity", "message"};
+const std::vector<std::string_view> known_keys{"id",    "factory", "devices", "kind",     "when",
+                                               "clear", "for",     "after",   "severity", "message"};
 
 std::optional<RuleDefinition> read_rule(const toml::table& table, size_t index, const std::string& source,
                                         std::vector<std::string>& errors) {
@@ -86,8 +87,9 @@ std::optional<RuleDefinition> read_rule(const toml::table& table, size_t index, 
     reader.set_name(fmt::format("rule {}", index + 1));
     if (auto id = reader.text("id", 64)) {
         if (!is_valid_identifier(*id)) {
-            reader.error("id", fmt::format("\"{}\" is not a valid id (letters, digits, '_', '.', '-'; at most 64)",
-                                           printable(*id)),
+            reader.error("id",
+                         fmt::format("\"{}\" is not a valid id (letters, digits, '_', '.', '-'; at most 64)",
+                                     printable(*id)),
                          table.get("id"));
         } else {
             rule.id = *id;
@@ -98,13 +100,16 @@ std::optional<RuleDefinition> read_rule(const toml::table& table, size_t index, 
     }
     for (const auto& [key, node] : table) {
         if (std::find(known_keys.begin(), known_keys.end(), key.str()) == known_keys.end())
-            reader.error(key.str(), "is not a rule key (id, factory, devices, kind, when, clear, for, after, "
-                                    "severity, message)", &node);
+            reader.error(key.str(),
+                         "is not a rule key (id, factory, devices, kind, when, clear, for, after, "
+                         "severity, message)",
+                         &node);
     }
     rule.factory = std::string(every_factory);
     if (auto factory = reader.text("factory", 64)) {
         if (*factory != every_factory && !is_valid_identifier(*factory))
-            reader.error("factory", fmt::format("\"{}\" is neither a factory id nor \"*\"", printable(*factory)),
+            reader.error("factory",
+                         fmt::format("\"{}\" is neither a factory id nor \"*\"", printable(*factory)),
                          table.get("factory"));
         else
             rule.factory = *factory;
@@ -114,15 +119,17 @@ std::optional<RuleDefinition> read_rule(const toml::table& table, size_t index, 
             auto glob = node.value<std::string>();
             if (!node.is_string() || !glob || glob->empty() || glob->size() > max_glob_bytes ||
                 contains_control_character(*glob)) {
-                reader.error("devices",
-                             fmt::format("each entry must be a non-empty glob of at most {} bytes", max_glob_bytes),
-                             &node);
+                reader.error(
+                    "devices",
+                    fmt::format("each entry must be a non-empty glob of at most {} bytes", max_glob_bytes),
+                    &node);
                 return;
             }
             rule.devices.push_back(*glob);
         };
         if (const toml::array* list = devices->as_array()) {
-            if (list->empty()) reader.error("devices", "is empty (leave it out to match every device)", devices);
+            if (list->empty())
+                reader.error("devices", "is empty (leave it out to match every device)", devices);
             for (const auto& node : *list) add_glob(node);
         } else {
             add_glob(*devices);
@@ -136,12 +143,15 @@ std::optional<RuleDefinition> read_rule(const toml::table& table, size_t index, 
                      table.get("kind"));
     }
     if (rule.kind == RuleKind::threshold) {
-        if (auto when = reader.text("when", 4096)) rule.when = *when;
-        else if (!table.contains("when")) reader.error("when", "is missing (the condition that fires the alert)");
+        if (auto when = reader.text("when", 4096))
+            rule.when = *when;
+        else if (!table.contains("when"))
+            reader.error("when", "is missing (the condition that fires the alert)");
         if (auto clear = reader.text("clear", 4096)) rule.clear = *clear;
         if (auto for_ms = reader.duration("for")) rule.for_ms = *for_ms;
         if (table.contains("after"))
-            reader.error("after", "belongs to dead-man rules (kind = \"deadman\"); use `for`", table.get("after"));
+            reader.error("after", "belongs to dead-man rules (kind = \"deadman\"); use `for`",
+                         table.get("after"));
     } else {
         for (const char* key : {"when", "clear", "for"}) {
             if (table.contains(key))
@@ -158,7 +168,8 @@ std::optional<RuleDefinition> read_rule(const toml::table& table, size_t index, 
     if (auto severity = reader.text("severity", 32)) {
         if (!parse_severity(*severity, rule.severity))
             reader.error("severity",
-                         fmt::format("\"{}\" is not a severity (info, warning, major, critical)", printable(*severity)),
+                         fmt::format("\"{}\" is not a severity (info, warning, major, critical)",
+                                     printable(*severity)),
                          table.get("severity"));
     }
     rule.message = reader.text("message", max_message_bytes).value_or(rule.id);
@@ -170,7 +181,8 @@ std::optional<RuleDefinition> read_rule(const toml::table& table, size_t index, 
 
 std::string RuleFiles::fingerprint() const {
     std::string text;
-    for (const auto& [path, content] : files) text += fmt::format("{}:{}|{}:{}|", path.size(), path, content.size(), content);
+    for (const auto& [path, content] : files)
+        text += fmt::format("{}:{}|{}:{}|", path.size(), path, content.size(), content);
     return std::to_string(std::hash<std::string>{}(text)) + ":" + std::to_string(text.size());
 }
 
@@ -220,17 +232,20 @@ Result<std::vector<RuleDefinition>> parse_rule_file(std::string_view text, const
     if (const toml::node* node = document.get("rule")) {
         const toml::array* list = node->as_array();
         if (!list || !list->is_array_of_tables()) {
-            errors.push_back(fmt::format("{}: `rule`{}: write each rule as a [[rule]] table", source, where(*node)));
+            errors.push_back(
+                fmt::format("{}: `rule`{}: write each rule as a [[rule]] table", source, where(*node)));
         } else {
             for (size_t i = 0; i < list->size(); ++i) {
-                if (auto rule = read_rule(*list->get(i)->as_table(), i, source, errors)) rules.push_back(std::move(*rule));
+                if (auto rule = read_rule(*list->get(i)->as_table(), i, source, errors))
+                    rules.push_back(std::move(*rule));
             }
         }
     }
     if (!errors.empty()) {
         std::string joined;
         for (size_t i = 0; i < errors.size() && i < max_errors; ++i) joined += (i ? "\n" : "") + errors[i];
-        if (errors.size() > max_errors) joined += fmt::format("\n... and {} more", errors.size() - max_errors);
+        if (errors.size() > max_errors)
+            joined += fmt::format("\n... and {} more", errors.size() - max_errors);
         return fail(joined);
     }
     return rules;
@@ -248,7 +263,8 @@ Result<std::unique_ptr<RuleSet>> build_rule_set(const RuleFiles& files) {
         for (auto& rule : *rules) all.push_back(std::move(rule));
     }
     if (!errors.empty()) return fail(errors);
-    if (all.size() > max_rules) return fail(fmt::format("{} rules; at most {} are allowed", all.size(), max_rules));
+    if (all.size() > max_rules)
+        return fail(fmt::format("{} rules; at most {} are allowed", all.size(), max_rules));
     // One state per (factory, device, rule): an id is defined once per factory, and a "*" id is
     // defined nowhere else.
     std::map<std::pair<std::string, std::string>, const RuleDefinition*> seen;
@@ -264,9 +280,10 @@ Result<std::unique_ptr<RuleSet>> build_rule_set(const RuleFiles& files) {
             other = it->second;
         }
         if (other) {
-            return fail(fmt::format("{}: rule \"{}\": key `id`: already defined in {} (for factory \"{}\"); an id "
-                                    "is defined once per factory, and a \"*\" rule's id nowhere else",
-                                    rule.source, rule.id, other->source, other->factory));
+            return fail(
+                fmt::format("{}: rule \"{}\": key `id`: already defined in {} (for factory \"{}\"); an id "
+                            "is defined once per factory, and a \"*\" rule's id nowhere else",
+                            rule.source, rule.id, other->source, other->factory));
         }
         seen[{rule.factory, rule.id}] = &rule;
         if (rule.factory == every_factory) every[rule.id] = &rule;

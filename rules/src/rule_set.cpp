@@ -41,13 +41,15 @@ Result<std::unique_ptr<RuleSet>> RuleSet::build(std::vector<RuleDefinition> defi
             return {};
         };
         if (definition.kind == RuleKind::threshold) {
-            if (auto problem = compile(definition.when, "when", rule->when); !problem.empty()) return fail(problem);
+            if (auto problem = compile(definition.when, "when", rule->when); !problem.empty())
+                return fail(problem);
             if (auto problem = compile(definition.clear, "clear", rule->clear); !problem.empty())
                 return fail(problem);
         }
         rule->fingerprint = definition.fingerprint();
         const bool every = definition.factory == every_factory;
-        auto& metrics = every ? interest->every_factory_metrics_ : interest->metrics_by_factory_[definition.factory];
+        auto& metrics =
+            every ? interest->every_factory_metrics_ : interest->metrics_by_factory_[definition.factory];
         if (every) interest->every_factory_has_rules_ = true;
         for (const Expression* expression : {rule->when.get(), rule->clear.get()}) {
             if (!expression) continue;

@@ -8,8 +8,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "config/config.hpp"
 #include "common/units.hpp"
+#include "config/config.hpp"
 
 using namespace plantd;
 

@@ -34,7 +34,8 @@ struct Bench {
     int ids = 0;
 
     explicit Bench(const std::string& toml, int64_t value_ttl_ms = 600'000)
-        : engine(EngineOptions{value_ttl_ms, 1000, [this] { return std::string("a").append(std::to_string(++ids)); }}) {
+        : engine(EngineOptions{value_ttl_ms, 1000,
+                               [this] { return std::string("a").append(std::to_string(++ids)); }}) {
         engine.replace_rules(rules_from(toml), 0, events);
     }
     void send(int64_t at_ms, std::vector<Sample> samples, std::string_view device = "d1",
@@ -44,7 +45,8 @@ struct Bench {
     std::vector<std::string> states() const {
         std::vector<std::string> out;
         for (const auto& e : events) {
-            std::string text = std::string(to_string(e.alert.state)) + ":" + e.alert.device_id + ":" + e.alert.rule_id;
+            std::string text =
+                std::string(to_string(e.alert.state)) + ":" + e.alert.device_id + ":" + e.alert.rule_id;
             if (e.kind == AlertEvent::Kind::acknowledgement) text = "ack:" + text;
             out.push_back(text);
         }
@@ -64,16 +66,19 @@ TEST_CASE("rule files: every error names the file, the rule and the key") {
     CHECK(unknown.find("line 4") != std::string::npos);
     CHECK(load_error("[[rule]]\nid = \"hot\"\nwhen = \"t > 1\"\nfor = \"30x\"\n").find("key `for`") !=
           std::string::npos);
-    CHECK(load_error("[[rule]]\nid = \"hot\"\nwhen = \"t > 1\"\nseverity = \"loud\"\n").find("key `severity`") !=
-          std::string::npos);
+    CHECK(load_error("[[rule]]\nid = \"hot\"\nwhen = \"t > 1\"\nseverity = \"loud\"\n")
+              .find("key `severity`") != std::string::npos);
     // A typo in an expression is a load error, not a runtime surprise.
     auto typo = load_error("[[rule]]\nid = \"hot\"\nwhen = \"temperature >> 85\"\n");
     CHECK(typo.find("plant.toml: rule \"hot\": key `when`") != std::string::npos);
-    CHECK(load_error("[[rule]]\nid = \"hot\"\nwhen = \"temperature > \"\n").find("key `when`") != std::string::npos);
-    CHECK(load_error("[[rule]]\nid = \"hot\"\nwhen = \"sqrtt(t) > 1\"\n").find("key `when`") != std::string::npos);
+    CHECK(load_error("[[rule]]\nid = \"hot\"\nwhen = \"temperature > \"\n").find("key `when`") !=
+          std::string::npos);
+    CHECK(load_error("[[rule]]\nid = \"hot\"\nwhen = \"sqrtt(t) > 1\"\n").find("key `when`") !=
+          std::string::npos);
     CHECK(load_error("[[rule]]\nid = \"hot\"\nwhen = \"t > 1\"\nclear = \"t <\"\n").find("key `clear`") !=
           std::string::npos);
-    CHECK(load_error("[[rule]]\nid = \"hot\"\nwhen = \"rate(a, b) > 1\"\n").find("rate()") != std::string::npos);
+    CHECK(load_error("[[rule]]\nid = \"hot\"\nwhen = \"rate(a, b) > 1\"\n").find("rate()") !=
+          std::string::npos);
     CHECK(load_error("[[rule]]\nid = \"quiet\"\nkind = \"deadman\"\nafter = \"1m\"\nwhen = \"t > 1\"\n")
               .find("does not apply to a dead-man rule") != std::string::npos);
     CHECK(load_error("[[rule]]\nid = \"quiet\"\nkind = \"deadman\"\n").find("key `after`: is missing") !=
@@ -86,21 +91,24 @@ TEST_CASE("rule files: every error names the file, the rule and the key") {
     CHECK(load_error("rules = 3\n").find("key `rules`") != std::string::npos);
     CHECK(load_error("[[rule]]\nid = \"x\nwhen = 1\n").find("plant.toml (line 2") != std::string::npos);
     // Several errors at once, so a file is fixed in one pass.
-    auto both = load_error("[[rule]]\nid = \"a\"\nwhen = \"t >\"\nfor = \"x\"\n[[rule]]\nid = \"b\"\nseverity = 1\n");
+    auto both =
+        load_error("[[rule]]\nid = \"a\"\nwhen = \"t >\"\nfor = \"x\"\n[[rule]]\nid = \"b\"\nseverity = 1\n");
     CHECK(both.find("key `for`") != std::string::npos);
     CHECK(both.find("rule \"b\": key `when`: is missing") != std::string::npos);
 }
 
 TEST_CASE("rule files: one state per (factory, device, rule), so ids are defined once per factory") {
-    auto twice = load_error("[[rule]]\nid = \"hot\"\nfactory = \"f1\"\nwhen = \"t > 1\"\n"
-                            "[[rule]]\nid = \"hot\"\nfactory = \"f1\"\nwhen = \"t > 2\"\n");
+    auto twice = load_error(
+        "[[rule]]\nid = \"hot\"\nfactory = \"f1\"\nwhen = \"t > 1\"\n"
+        "[[rule]]\nid = \"hot\"\nfactory = \"f1\"\nwhen = \"t > 2\"\n");
     CHECK(twice.find("already defined") != std::string::npos);
     CHECK(load_error("[[rule]]\nid = \"hot\"\nfactory = \"*\"\nwhen = \"t > 1\"\n"
                      "[[rule]]\nid = \"hot\"\nfactory = \"f1\"\nwhen = \"t > 2\"\n")
               .find("already defined") != std::string::npos);
     // The same id for two factories is two rules.
-    auto set = rules_from("[[rule]]\nid = \"hot\"\nfactory = \"f1\"\nwhen = \"t > 1\"\n"
-                          "[[rule]]\nid = \"hot\"\nfactory = \"f2\"\nwhen = \"t > 2\"\n");
+    auto set = rules_from(
+        "[[rule]]\nid = \"hot\"\nfactory = \"f1\"\nwhen = \"t > 1\"\n"
+        "[[rule]]\nid = \"hot\"\nfactory = \"f2\"\nwhen = \"t > 2\"\n");
     CHECK(set->size() == 2);
     CHECK(set->find("f2", "hot")->definition.when == "t > 2");
     CHECK(set->find("f3", "hot") == nullptr);
@@ -181,7 +189,8 @@ message = "Press overheating"
     CHECK(plain.states() == Strings{"firing:d1:hot", "resolved:d1:hot"});
 }
 
-TEST_CASE("for: pending, then firing on the timer even when no record comes; cancelled when it stops holding") {
+TEST_CASE(
+    "for: pending, then firing on the timer even when no record comes; cancelled when it stops holding") {
     Bench b("[[rule]]\nid = \"hot\"\nwhen = \"t > 85\"\nfor = \"30s\"\n");
     b.send(1000, {{"t", 90}});
     b.engine.tick(30'999, b.events);
@@ -226,7 +235,7 @@ TEST_CASE("a metric the record lacks comes from the device's last value, while i
 TEST_CASE("rate(): change per second between the last two samples, on the records' timestamps") {
     Bench b("[[rule]]\nid = \"climb\"\nwhen = \"rate(t) > 2\"\nclear = \"rate(t) <= 0\"\n");
     b.send(1000, {{"t", 10}}, "d1", "f1", 0);
-    CHECK(b.events.empty());  // one sample: no rate yet
+    CHECK(b.events.empty());                      // one sample: no rate yet
     b.send(1001, {{"t", 14}}, "d1", "f1", 2000);  // 4 in 2 s (record time, not arrival time): not > 2
     CHECK(b.events.empty());
     b.send(1002, {{"t", 44}}, "d1", "f1", 12'000);  // 30 in 10 s
@@ -288,7 +297,9 @@ when = "t > 100"
 }
 
 TEST_CASE("reload: unchanged rules keep their state, removed rules resolve their alerts") {
-    const std::string both = "[[rule]]\nid = \"hot\"\nwhen = \"t > 85\"\n[[rule]]\nid = \"slow\"\nwhen = \"t > 10\"\nfor = \"1m\"\n";
+    const std::string both =
+        "[[rule]]\nid = \"hot\"\nwhen = \"t > 85\"\n[[rule]]\nid = \"slow\"\nwhen = \"t > 10\"\nfor = "
+        "\"1m\"\n";
     Bench b(both);
     b.send(1000, {{"t", 90}});
     CHECK(b.states() == Strings{"firing:d1:hot", "pending:d1:slow"});
@@ -298,7 +309,8 @@ TEST_CASE("reload: unchanged rules keep their state, removed rules resolve their
     b.send(3000, {{"t", 95}});
     CHECK(b.events.empty());  // no second alert
     // "slow" keeps its timer across the reload; "hot" is removed and resolves at once.
-    b.engine.replace_rules(rules_from("[[rule]]\nid = \"slow\"\nwhen = \"t > 10\"\nfor = \"1m\"\n"), 4000, b.events);
+    b.engine.replace_rules(rules_from("[[rule]]\nid = \"slow\"\nwhen = \"t > 10\"\nfor = \"1m\"\n"), 4000,
+                           b.events);
     CHECK(b.states() == Strings{"resolved:d1:hot"});
     CHECK(b.events[0].reason.find("rule removed") != std::string::npos);
     b.engine.tick(61'000, b.events);
@@ -306,14 +318,16 @@ TEST_CASE("reload: unchanged rules keep their state, removed rules resolve their
     CHECK(b.events[1].alert.started_ms == 1000);
     // A rule that no longer applies to the device resolves too.
     b.engine.replace_rules(
-        rules_from("[[rule]]\nid = \"slow\"\ndevices = [\"x*\"]\nwhen = \"t > 10\"\nfor = \"1m\"\n"), 70'000, b.events);
+        rules_from("[[rule]]\nid = \"slow\"\ndevices = [\"x*\"]\nwhen = \"t > 10\"\nfor = \"1m\"\n"), 70'000,
+        b.events);
     CHECK(b.states().back() == "resolved:d1:slow");
     CHECK(b.engine.active_alerts() == 0);
 }
 
 TEST_CASE("restore: a pending timer goes on where it was, a firing alert does not fire again") {
-    const std::string toml = "[[rule]]\nid = \"hot\"\nwhen = \"t > 85\"\nfor = \"10m\"\n"
-                             "[[rule]]\nid = \"silent\"\nkind = \"deadman\"\nafter = \"20m\"\n";
+    const std::string toml =
+        "[[rule]]\nid = \"hot\"\nwhen = \"t > 85\"\nfor = \"10m\"\n"
+        "[[rule]]\nid = \"silent\"\nkind = \"deadman\"\nafter = \"20m\"\n";
     std::vector<AlertChange> changes;
     std::vector<DeviceSeen> seen;
     {

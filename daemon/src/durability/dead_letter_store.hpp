@@ -9,10 +9,10 @@
 #include <string>
 #include <string_view>
 
+#include "common/result.hpp"
 #include "control/metrics.hpp"
 #include "decoding/reject_reason.hpp"
 #include "util/json_text.hpp"
-#include "common/result.hpp"
 
 namespace plantd {
 

@@ -8,8 +8,8 @@
 #include <string_view>
 #include <vector>
 
-#include "config/config.hpp"
 #include "common/result.hpp"
+#include "config/config.hpp"
 
 struct redisContext;
 

@@ -20,10 +20,10 @@
 #include <utility>
 #include <vector>
 
+#include "common/result.hpp"
 #include "config/config.hpp"
 #include "registry/redis_connection.hpp"
 #include "registry/registry_snapshot.hpp"
-#include "common/result.hpp"
 
 namespace plantd {
 

@@ -8,9 +8,9 @@
 #include <string>
 #include <string_view>
 
+#include "common/result.hpp"
 #include "config/broker_uri.hpp"
 #include "config/config.hpp"
-#include "common/result.hpp"
 
 typedef struct ssl_ctx_st SSL_CTX;
 typedef struct ssl_st SSL;

@@ -21,8 +21,8 @@ struct RuleDefinition {
     std::string factory;               // an identifier, or "*"
     std::vector<std::string> devices;  // globs on device_id; empty = every device
     RuleKind kind = RuleKind::threshold;
-    std::string when;   // threshold: fires while true
-    std::string clear;  // threshold: resolves once true (hysteresis); "" = when `when` is false
+    std::string when;      // threshold: fires while true
+    std::string clear;     // threshold: resolves once true (hysteresis); "" = when `when` is false
     int64_t for_ms = 0;    // threshold: `when` must hold this long before the alert fires
     int64_t after_ms = 0;  // deadman: silence this long fires
     Severity severity = Severity::warning;

@@ -105,10 +105,11 @@ class RuleEngine {
     void refresh(Device& device, int64_t now_ms, std::vector<AlertEvent>& out);
     void evaluate(Device& device, const DeviceRule& rule, int64_t now_ms, std::vector<AlertEvent>& out);
     void schedule_deadman(Device& device, const CompiledRule& rule);
-    void start_alert(Device& device, const CompiledRule& rule, std::vector<MetricValue> value, int64_t started_ms,
-                     int64_t now_ms, std::vector<AlertEvent>& out);
+    void start_alert(Device& device, const CompiledRule& rule, std::vector<MetricValue> value,
+                     int64_t started_ms, int64_t now_ms, std::vector<AlertEvent>& out);
     void fire(Device& device, AlertSlot& slot, int64_t now_ms, std::vector<AlertEvent>& out);
-    void resolve(Device& device, size_t slot_index, int64_t now_ms, std::string reason, std::vector<AlertEvent>& out);
+    void resolve(Device& device, size_t slot_index, int64_t now_ms, std::string reason,
+                 std::vector<AlertEvent>& out);
     void emit(const ActiveAlert& alert, AlertEvent::Kind kind, int64_t now_ms, std::vector<AlertEvent>& out);
     void mark_changed(const Device& device, std::string_view rule_id);
     void collect_idle(int64_t now_ms);
@@ -118,7 +119,8 @@ class RuleEngine {
     uint64_t generation_ = 1;
     uint64_t next_schedule_ = 1;
     std::unordered_map<std::string, std::unique_ptr<Device>> devices_;  // "factory/device"
-    std::unordered_map<std::string, std::pair<std::string, std::string>> alert_index_;  // id: device key, rule
+    std::unordered_map<std::string, std::pair<std::string, std::string>>
+        alert_index_;  // id: device key, rule
     std::priority_queue<Timer, std::vector<Timer>, std::greater<>> timers_;
     std::unordered_set<std::string> changed_alerts_;  // "factory/device\x1frule"
     std::vector<std::string> changed_seen_;           // device keys

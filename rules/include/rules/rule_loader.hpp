@@ -19,7 +19,7 @@ inline constexpr size_t max_rule_file_bytes = 4 * 1024 * 1024;
 // The rule files of a directory as they are on disk now (names and contents).
 struct RuleFiles {
     std::vector<std::pair<std::string, std::string>> files;  // path, text
-    std::string fingerprint() const;                        // equal = nothing changed
+    std::string fingerprint() const;                         // equal = nothing changed
 };
 
 Result<RuleFiles> read_rule_directory(const std::string& directory);

@@ -60,7 +60,7 @@ class RuleSet {
   private:
     std::vector<std::unique_ptr<CompiledRule>> rules_;
     std::unordered_map<std::string, std::vector<const CompiledRule*>, RuleInterest::Hash, std::equal_to<>>
-        by_factory_;                                 // a factory's own rules followed by the "*" rules
+        by_factory_;                                  // a factory's own rules followed by the "*" rules
     std::vector<const CompiledRule*> every_factory_;  // the "*" rules alone
     std::shared_ptr<RuleInterest> interest_;
 };
