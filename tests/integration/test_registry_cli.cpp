@@ -52,16 +52,19 @@ bool contains(const std::string& text, const std::string& part) {
 TEST_CASE("registry migrations: applied once, in order, idempotent, and required before use") {
     Registry r;
     CHECK(contains(r.refused("factory list"),
-                   "schema is at version 0, plantd needs 4: run `plantd registry migrate`"));
-    CHECK(contains(r.ok("registry migrate"), "applied registry migrations 1, 2, 3, 4"));
+                   "schema is at version 0, plantd needs 5: run `plantd registry migrate`"));
+    CHECK(contains(r.ok("registry migrate"), "applied registry migrations 1, 2, 3, 4, 5"));
     CHECK(contains(r.ok("registry migrate"), "already up to date"));
-    CHECK(contains(r.ok("registry status"), "schema version 4"));
-    CHECK(r.sql("SELECT version FROM schema_migrations ORDER BY version") == "1\n2\n3\n4\n");
+    CHECK(contains(r.ok("registry status"), "schema version 5"));
+    CHECK(r.sql("SELECT version FROM schema_migrations ORDER BY version") == "1\n2\n3\n4\n5\n");
     CHECK(r.sql("SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() ORDER BY "
                 "BINARY table_name") ==
           "alerts\ndevice_tags\ndevices\nfactories\nparameters\nschema_migrations\n");
     CHECK(r.sql("SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema = DATABASE() AND "
                 "index_name = 'devices_device_id'") == "1\n");
+    // Alerts are found by their public id (the UUID in MQTT and InfluxDB), and it is unique.
+    CHECK(r.sql("SELECT non_unique FROM information_schema.statistics WHERE table_schema = DATABASE() AND "
+                "index_name = 'alerts_uuid'") == "0\n");
     // Every table below factories is keyed by factory first.
     for (const char* table : {"devices", "device_tags", "parameters"}) {
         CAPTURE(table);
