@@ -403,3 +403,49 @@ TEST_CASE(
     CHECK(plantd->metric("plantd_alerts_active") >= 1);
     CHECK(plantd->terminate() == 0);
 }
+
+TEST_CASE("rules: a destination that is down is retried while the others deliver (MariaDB stopped)") {
+    RulesWorld world(overheat_rules);
+    struct Restart {
+        bool stopped = false;
+        ~Restart() {
+            if (stopped) stack_service("start-one", "mariadb");
+        }
+    } mariadb;
+    AlertListener listener(world.prefix);
+    auto plantd = world.start();
+    Publisher publisher(unique_name("pub"));
+    publisher.publish(world.topic("fa", "press-07"), reading("temperature", 20));  // registers the device
+    publisher.flush();
+    REQUIRE(eventually([&] { return plantd->metric("plantd_rule_records_total") >= 1; }, 20s));
+    // Registered within seconds (woken at once), not at the next full refresh of the registry.
+    REQUIRE(eventually([&] { return plantd->metric("plantd_registry_auto_registered_total") >= 1; }, 10s));
+    stack_service("stop-one", "mariadb");
+    mariadb.stopped = true;
+    publisher.publish(world.topic("fa", "press-07"), reading("temperature", 99));
+    publisher.flush();
+    auto alerts = listener.wait_for(1, 20s);  // MQTT does not wait for MySQL
+    REQUIRE(alerts.size() == 1);
+    CHECK(alerts[0].state == "firing");
+    REQUIRE(eventually(
+        [&] { return plantd->metric("plantd_alert_delivery_failures_total{destination=\"mysql\"}") >= 1; },
+        20s));
+    CHECK(plantd->metric("plantd_alert_delivery_pending{destination=\"mysql\"}") == 1);
+    CHECK(eventually(
+        [&] { return plantd->metric("plantd_alert_deliveries_total{destination=\"influxdb\"}") == 1; }, 10s));
+    stack_service("start-one", "mariadb");
+    mariadb.stopped = false;
+    CHECK(eventually(
+        [&] {
+            try {
+                return mysql_command(world.scratch.name(),
+                                     "SELECT CONCAT(alert_uuid, ' ', state) FROM alerts") ==
+                       alerts[0].alert_id + " firing\n";
+            } catch (...) {
+                return false;
+            }
+        },
+        60s));
+    CHECK(plantd->metric("plantd_alert_delivery_pending{destination=\"mysql\"}") == 0);
+    CHECK(plantd->terminate() == 0);
+}

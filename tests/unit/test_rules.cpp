@@ -402,3 +402,12 @@ TEST_CASE("changes for persistence: each (device, rule) once, with its current a
     b.engine.take_changes(changes, seen);
     CHECK(changes.empty());
 }
+
+TEST_CASE("the example rule file in config/rules/ loads") {
+    auto files = read_rule_directory(PLANTD_SOURCE_DIR "/config/rules");
+    REQUIRE(files.ok());
+    auto set = build_rule_set(*files);
+    REQUIRE_MESSAGE(set.ok(), (set.ok() ? "" : set.error()));
+    CHECK((*set)->size() == 4);
+    CHECK(read_rule_directory("/nonexistent/rules").error().find("/nonexistent/rules: not a directory") == 0);
+}

@@ -138,6 +138,9 @@ bool DeviceRegistry::request_auto_register(std::string_view factory_id, std::str
     if (registrations_.find(key) != registrations_.end()) return true;
     if (registrations_.size() >= config_.auto_register_backlog) return false;
     registrations_.insert(std::move(key));
+    // Woken now (the round itself runs at most once a second), not at the next full refresh.
+    work_ = true;
+    wake_.notify_all();
     return true;
 }
 
