@@ -325,10 +325,10 @@ std::optional<Accounting> accounting_of(const std::string& log) {
     if (at == std::string::npos) return std::nullopt;
     Accounting a;
     if (std::sscanf(log.c_str() + at,
-                    "accounting: messages received %ld = accepted %ld + rejected %ld; records accepted %ld = "
-                    "points written %ld + points rejected %ld + buffered %ld",
-                    &a.received, &a.accepted, &a.rejected, &a.records, &a.written, &a.points_rejected,
-                    &a.buffered) != 7) {
+                    "accounting: messages received %ld = accepted %ld + rejected %ld; records accepted %ld + "
+                    "recovered %ld = points written %ld + points rejected %ld + buffered %ld",
+                    &a.received, &a.accepted, &a.rejected, &a.records, &a.recovered, &a.written,
+                    &a.points_rejected, &a.buffered) != 8) {
         return std::nullopt;
     }
     return a;
@@ -344,6 +344,13 @@ void influx_command(const std::string& query) {
 std::string base_config(const std::string& instance, const std::string& topic_prefix,
                         const std::string& database, int control_port, const std::string& dead_letter_path,
                         const std::string& extra) {
+    // The write-ahead log and disk buffer beside the dead letters, unless the test sets them itself.
+    std::string durability;
+    if (extra.find("[durability]") == std::string::npos) {
+        const auto slash = dead_letter_path.rfind('/');
+        durability = fmt::format("[durability]\ndirectory = \"{}/state\"\n",
+                                 slash == std::string::npos ? "." : dead_letter_path.substr(0, slash));
+    }
     return fmt::format(R"(instance = "{0}"
 [mqtt]
 uri = "{1}"
@@ -366,10 +373,10 @@ listen = "127.0.0.1:{6}"
 [log]
 level = "info"
 reject_log_interval = "1s"
-{7}
+{8}{7}
 )",
                        instance, mqtt_uri(), topic_prefix, influx_url(), database, dead_letter_path,
-                       control_port, extra);
+                       control_port, extra, durability);
 }
 
 std::vector<std::string> read_lines(const std::string& path) {

@@ -108,7 +108,7 @@ double influx_count_seq(const std::string& database);
 // The "accounting: ..." line plantd logs when it stops; nullopt if the log has none.
 struct Accounting {
     long received = -1, accepted = -1, rejected = -1, records = -1, written = -1, points_rejected = -1,
-         buffered = -1;
+         buffered = -1, recovered = -1;  // recovered: points found in the disk buffer at start-up
 };
 std::optional<Accounting> accounting_of(const std::string& log);
 // A config for plantd against the test stack; `extra` is appended verbatim (more sections).

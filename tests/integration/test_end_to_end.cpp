@@ -344,14 +344,15 @@ TEST_CASE("SIGTERM in the middle of a stream loses nothing; a restart picks up t
 }
 
 TEST_CASE(
-    "SIGTERM while InfluxDB is unreachable and the queue is full: plantd exits in time, nothing "
-    "unaccounted") {
+    "durability memory: SIGTERM while InfluxDB is unreachable and the queue is full: plantd exits in time, "
+    "nothing unaccounted") {
     TempDir dir;
     const std::string prefix = unique_name("it");
     const int port = free_port();
     std::string config =
         base_config(unique_name("plantd-down"), prefix, "unused", port, dir.path() + "/dl.jsonl",
-                    "[shutdown]\ndrain_timeout = \"2s\"\n[ingest]\nqueue_max_messages = 100\n");
+                    "[shutdown]\ndrain_timeout = \"2s\"\n[ingest]\nqueue_max_messages = 100\n"
+                    "[durability]\nmode = \"memory\"\n");
     // Nothing listens on the InfluxDB port; a small writer queue and a small ingest queue fill up at
     // once, so the MQTT callback ends up waiting for space (holding the MQTT library's lock).
     const std::string dead_influx = fmt::format("http://127.0.0.1:{}", free_port());

@@ -14,8 +14,8 @@
 using namespace plantd::test;
 
 TEST_CASE(
-    "a full queue is not acknowledged: the broker keeps the rest, the keepalive holds, and the next run "
-    "takes exactly what the first did not") {
+    "durability memory: a full queue is not acknowledged: the broker keeps the rest, the keepalive holds, "
+    "and the next run takes exactly what the first did not") {
     TempDir dir;
     const std::string prefix = unique_name("it");
     const std::string instance = unique_name("plantd-held");  // one persistent session for both runs
@@ -23,7 +23,8 @@ TEST_CASE(
     const int port = free_port();
     const std::string config =
         base_config(instance, prefix, database, port, dir.path() + "/dl.jsonl",
-                    "[shutdown]\ndrain_timeout = \"1s\"\n[ingest]\nqueue_max_messages = 100\n");
+                    "[shutdown]\ndrain_timeout = \"1s\"\n[ingest]\nqueue_max_messages = 100\n"
+                    "[durability]\nmode = \"memory\"\n");
     // First run: nothing listens on the InfluxDB port, so the writer, then the queue, fill up.
     std::string first_config = config;
     first_config.replace(first_config.find(influx_url()), influx_url().size(),

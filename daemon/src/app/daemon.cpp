@@ -20,6 +20,8 @@
 #include "control/systemd_notify.hpp"
 #include "decoding/topic_template.hpp"
 #include "durability/dead_letter_store.hpp"
+#include "durability/disk_buffer.hpp"
+#include "durability/write_ahead_log.hpp"
 #include "pipeline/ingest_queue.hpp"
 #include "pipeline/worker.hpp"
 #include "registry/device_registry.hpp"
@@ -45,12 +47,12 @@ TopicRouter make_router(const MqttConfig& mqtt) {
 
 void log_accounting(const Metrics& metrics) {
     spdlog::info(
-        "accounting: messages received {} = accepted {} + rejected {}; records accepted {} = points written "
-        "{} + "
-        "points rejected {} + buffered {}",
+        "accounting: messages received {} = accepted {} + rejected {}; records accepted {} + recovered {} = "
+        "points written {} + points rejected {} + buffered {}",
         metrics.messages_received.load(), metrics.messages_accepted.load(),
         metrics.rejected_total(RejectScope::message), metrics.records_accepted.load(),
-        metrics.points_written(), metrics.rejected_total(RejectScope::point), metrics.points_buffered.load());
+        metrics.points_recovered.load(), metrics.points_written(), metrics.rejected_total(RejectScope::point),
+        metrics.points_buffered.load());
 }
 
 constexpr int64_t alert_drain_ms = 3'000;
@@ -150,6 +152,35 @@ int run_daemon(const Config& config) {
         return 1;
     }
 
+    // The write-ahead log (unless durability is "memory"): opened, and locked against a second plantd,
+    // before anything is received; what a previous run left is replayed once the workers run.
+    std::unique_ptr<WriteAheadLog> wal;
+    if (config.durability.mode != DurabilityMode::memory) {
+        auto opened = WriteAheadLog::open(config.durability, config.ingest.max_payload_bytes + 128 * 1024);
+        if (!opened) {
+            spdlog::critical("{}: {}", config.source, opened.error());
+            return 1;
+        }
+        wal = std::move(*opened);
+        health.wal_enabled = true;
+        metrics.add_gauge("plantd_wal_bytes", "Bytes in the write-ahead log.",
+                          [&] { return static_cast<double>(wal->bytes()); });
+        metrics.add_gauge("plantd_wal_segments", "Segment files of the write-ahead log.",
+                          [&] { return static_cast<double>(wal->segment_count()); });
+        metrics.add_gauge(
+            "plantd_wal_unresolved_messages",
+            "Messages in the write-ahead log not yet written, rejected or moved to the disk buffer.",
+            [&] { return static_cast<double>(wal->unresolved()); });
+        metrics.add_counter("plantd_wal_fsyncs_total", "fsyncs of the write-ahead log (mode \"power\").",
+                            [&] { return static_cast<double>(wal->fsyncs()); });
+        metrics.add_counter("plantd_wal_write_failures_total",
+                            "Failed writes to the write-ahead log (nothing was acknowledged meanwhile).",
+                            [&] { return static_cast<double>(wal->write_failures()); });
+        metrics.add_gauge("plantd_wal_ok",
+                          "1 while the write-ahead log can be written and is below wal_max_bytes.",
+                          [&] { return health.wal_failing || health.wal_full ? 0.0 : 1.0; });
+    }
+
     TopicRouter router = make_router(config.mqtt);
     const size_t shards = static_cast<size_t>(config.ingest.workers);
     IngestQueue queue(shards, config.ingest.queue_max_messages, config.ingest.queue_max_bytes);
@@ -182,7 +213,7 @@ int run_daemon(const Config& config) {
         }
         spdlog::info("control: http://{}/metrics, /health, /ready", config.control.listen);
     }
-    MqttSubscriber subscriber(config, router.subscription_filters(), queue, metrics, health);
+    MqttSubscriber subscriber(config, router.subscription_filters(), queue, metrics, health, wal.get());
     if (std::string error = subscriber.create(); !error.empty()) {
         spdlog::critical("{}: {}", config.source, error);
         return 1;
@@ -290,15 +321,31 @@ int run_daemon(const Config& config) {
     std::vector<std::unique_ptr<InfluxWriter>> writers;
     std::vector<std::unique_ptr<Worker>> workers;
     FactoryRateLimiter rate_limiter;
-    WorkerServices services{config,     router,         queue,         metrics,        **dead_letters,
-                            reject_log, registry.get(), &rate_limiter, rule_feed.get()};
+    WorkerServices services{config,     router,         queue,         metrics,         **dead_letters,
+                            reject_log, registry.get(), &rate_limiter, rule_feed.get(), wal.get()};
+    const bool disk_buffer = wal && config.durability.buffer_max_bytes > 0;
+    health.buffer_enabled = disk_buffer;
     for (size_t i = 0; i < shards; ++i) {
-        writers.push_back(
-            std::make_unique<InfluxWriter>(i, config.influxdb, metrics, health, **dead_letters, reject_log));
+        WriterDurability durability{wal.get(), std::nullopt, config.durability.buffer_full_policy};
+        if (disk_buffer) {
+            auto buffer = DiskBuffer::open(config.durability, i, shards);
+            if (!buffer) {
+                spdlog::critical("{}: {}", config.source, buffer.error());
+                return 1;
+            }
+            durability.buffer = std::move(*buffer);
+        }
+        writers.push_back(std::make_unique<InfluxWriter>(i, config.influxdb, metrics, health, **dead_letters,
+                                                         reject_log, std::move(durability)));
         workers.push_back(std::make_unique<Worker>(i, services, *writers.back()));
         metrics.add_gauge(fmt::format("plantd_writer_pending_batches{{writer=\"{}\"}}", i),
                           "Batches queued for a writer.",
                           [w = writers.back().get()] { return static_cast<double>(w->pending()); });
+        metrics.add_gauge(fmt::format("plantd_buffer_batches{{writer=\"{}\"}}", i),
+                          "Batches waiting in the disk buffer for InfluxDB.",
+                          [w = writers.back().get()] { return static_cast<double>(w->buffered_batches()); });
+        metrics.add_gauge(fmt::format("plantd_buffer_bytes{{writer=\"{}\"}}", i), "Bytes of the disk buffer.",
+                          [w = writers.back().get()] { return static_cast<double>(w->buffered_bytes()); });
         metrics.add_gauge(fmt::format("plantd_messages_held{{worker=\"{}\"}}", i),
                           "Messages held until the registry can say whether their devices exist.",
                           [w = workers.back().get()] { return static_cast<double>(w->held()); });
@@ -324,6 +371,7 @@ int run_daemon(const Config& config) {
         if (alert_publisher) alert_publisher->stop(alert_drain_ms);
         for (auto& writer : writers) writer->finish();
         for (auto& writer : writers) writer->join();
+        if (wal) wal->close();  // deletes what is resolved; anything else is replayed at the next start
         if (registry) registry->stop();
     };
     struct DrainOnExit {
@@ -341,6 +389,21 @@ int run_daemon(const Config& config) {
     if (ack_listener) ack_listener->start();
     for (auto& writer : writers) writer->start();
     for (auto& worker : workers) worker->start();
+    if (wal) {
+        // What the previous run had acknowledged but not finished goes through the pipeline first.
+        const auto recovery = wal->recover([&](RawMessage&& message) {
+            metrics.messages_received.fetch_add(1, std::memory_order_relaxed);
+            metrics.bytes_received.fetch_add(message.size_bytes(), std::memory_order_relaxed);
+            metrics.wal_replayed.fetch_add(1, std::memory_order_relaxed);
+            while (queue.push(message, std::chrono::milliseconds(100)) == IngestQueue::PushStatus::full) {
+            }
+        });
+        if (recovery.segments > 0)
+            spdlog::info(
+                "write-ahead log: replayed {} messages from {} segments left by the previous run "
+                "({} damaged bytes skipped, {} bytes of a cut-short last write)",
+                recovery.records, recovery.segments, recovery.corrupt_bytes, recovery.torn_bytes);
+    }
     subscriber.start();
     systemd::notify_ready();
     spdlog::info("plantd {} running: {} workers, InfluxDB {} ({})", config.instance, shards,
@@ -364,6 +427,9 @@ int run_daemon(const Config& config) {
                 spdlog::info("received SIGHUP: no [rules] directory configured, nothing to reload");
             }
         }
+        uint64_t on_disk = 0;
+        for (auto& writer : writers) on_disk += writer->buffered_batches();
+        health.buffer_in_use = on_disk > 0;
         if (watchdog_ms > 0) {
             bool progressing = true;
             for (auto& worker : workers) progressing &= worker->alive(steady_clock_ms(), watchdog_ms / 2);

@@ -78,6 +78,28 @@ struct DeadLetterConfig {
     uint64_t max_bytes = 256ull * 1024 * 1024;  // per file; one rotated file is kept besides
 };
 
+// How far an acknowledged message is safe, and where plantd keeps what it must not lose.
+enum class DurabilityMode {
+    memory,   // nothing on disk: a crash of plantd loses what it held
+    process,  // written to the log before acknowledged: safe against a crash of plantd
+    power,    // and fsync'd every fsync_interval: safe against power loss up to that interval
+};
+
+enum class BufferFullPolicy {
+    block,        // stop taking messages: the broker holds them
+    drop_oldest,  // dead-letter the oldest buffered batch (reason buffer_overflow) to make room
+};
+
+struct DurabilityConfig {
+    DurabilityMode mode = DurabilityMode::process;
+    std::string directory = "/var/lib/plantd";  // wal/ and buffer/ go below it
+    int64_t fsync_interval_ms = 1'000;
+    uint64_t segment_bytes = 16ull * 1024 * 1024;
+    uint64_t wal_max_bytes = 1ull * 1024 * 1024 * 1024;     // beyond it, plantd stops acknowledging
+    uint64_t buffer_max_bytes = 1ull * 1024 * 1024 * 1024;  // batches InfluxDB has not taken, on disk
+    BufferFullPolicy buffer_full_policy = BufferFullPolicy::block;
+};
+
 struct ControlConfig {
     std::string listen = "127.0.0.1:9102";  // "" disables the HTTP endpoint
 };
@@ -141,6 +163,7 @@ struct Config {
     IngestConfig ingest;
     InfluxConfig influxdb;
     DeadLetterConfig dead_letter;
+    DurabilityConfig durability;
     ControlConfig control;
     LogConfig log;
     ShutdownConfig shutdown;

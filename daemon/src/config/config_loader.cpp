@@ -195,8 +195,9 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
     Config config;
     config.source = source;
 
-    static const std::set<std::string> sections{"instance", "mqtt", "ingest",   "influxdb", "dead_letter",
-                                                "control",  "log",  "shutdown", "registry", "rules"};
+    static const std::set<std::string> sections{"instance",    "mqtt",    "ingest",    "influxdb",
+                                                "dead_letter", "control", "log",       "shutdown",
+                                                "registry",    "rules",   "durability"};
     for (const auto& [key, node] : root) {
         if (!sections.count(std::string(key.str()))) {
             errors.push_back(fmt::format("{}:{}: unknown section or key \"{}\"", source,
@@ -367,6 +368,40 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
         r.size("max_bytes", config.dead_letter.max_bytes, 4096, 1ull << 50);
         r.finish();
         if (config.dead_letter.path.empty()) r.error_at(r.last_node("path"), "path", "must not be empty");
+    }
+    {
+        auto& d = config.durability;
+        SectionReader r(subtable(root, "durability", source, errors), "durability", source, errors);
+        std::string mode = "process";
+        r.string("mode", mode);
+        if (mode == "memory")
+            d.mode = DurabilityMode::memory;
+        else if (mode == "process")
+            d.mode = DurabilityMode::process;
+        else if (mode == "power")
+            d.mode = DurabilityMode::power;
+        else
+            r.error_at(r.last_node("mode"), "mode",
+                       "expected \"memory\" (nothing on disk), \"process\" (safe against a crash of plantd) "
+                       "or \"power\" (also fsync'd every fsync_interval)");
+        r.string("directory", d.directory);
+        r.duration_ms("fsync_interval", d.fsync_interval_ms, 1, 3600'000);
+        r.size("segment_bytes", d.segment_bytes, 64 * 1024, 4ull << 30);
+        r.size("wal_max_bytes", d.wal_max_bytes, 1024 * 1024, 1ull << 50);
+        r.size("buffer_max_bytes", d.buffer_max_bytes, 0, 1ull << 50);
+        std::string policy = "block";
+        r.string("buffer_full_policy", policy);
+        if (policy == "block")
+            d.buffer_full_policy = BufferFullPolicy::block;
+        else if (policy == "drop_oldest")
+            d.buffer_full_policy = BufferFullPolicy::drop_oldest;
+        else
+            r.error_at(r.last_node("buffer_full_policy"), "buffer_full_policy",
+                       "expected \"block\" (stop taking messages; the broker holds them) or \"drop_oldest\"");
+        r.finish();
+        if (d.directory.empty()) r.error_at(r.last_node("directory"), "directory", "must not be empty");
+        if (d.wal_max_bytes < 2 * d.segment_bytes)
+            r.error_at(r.last_node("wal_max_bytes"), "wal_max_bytes", "must be at least twice segment_bytes");
     }
     {
         SectionReader r(subtable(root, "control", source, errors), "control", source, errors);

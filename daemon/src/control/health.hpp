@@ -26,6 +26,16 @@ class Health {
     std::atomic<bool> rules_behind{false};
     std::atomic<bool> rules_state_failing{false};
     std::atomic<bool> alerts_failing{false};
+    // Durability: the write-ahead log cannot be written (disk full, I/O error) or holds wal_max_bytes;
+    // the disk buffer holds buffer_max_bytes. Either way plantd stops taking messages (or, for the
+    // buffer with drop_oldest, drops the oldest batches).
+    std::atomic<bool> wal_failing{false};
+    std::atomic<bool> wal_full{false};
+    std::atomic<bool> buffer_full{false};
+    std::atomic<int> influx_failing_destinations{0};  // across writers; influx_failing = (> 0)
+    std::atomic<bool> wal_enabled{false};
+    std::atomic<bool> buffer_enabled{false};
+    std::atomic<bool> buffer_in_use{false};  // batches are on disk (InfluxDB down or behind)
 
     void set_influx_error(std::string error) {
         std::lock_guard lock(mutex_);
@@ -36,10 +46,13 @@ class Health {
         return influx_error_;
     }
     // Ready: receiving (subscribed) and able to write.
-    bool ready() const { return mqtt_subscribed && !influx_failing && !draining; }
+    bool ready() const {
+        return mqtt_subscribed && !influx_failing && !draining && !wal_failing && !wal_full;
+    }
     bool degraded() const {
         return !mqtt_connected || !mqtt_subscribed || influx_failing || registry_failing || redis_failing ||
-               rules_reload_failed || rules_behind || rules_state_failing || alerts_failing;
+               rules_reload_failed || rules_behind || rules_state_failing || alerts_failing || wal_failing ||
+               wal_full || buffer_full;
     }
 
   private:

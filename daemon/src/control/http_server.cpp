@@ -44,6 +44,17 @@ std::string ControlServer::health_json() const {
                        !health_.rules_enabled   ? "off"
                        : health_.alerts_failing ? "retrying"
                                                 : "ok");
+    // wal: "failing" = cannot write (disk full?), "full" = holds wal_max_bytes; either way nothing is
+    // acknowledged. buffer: "in_use" = batches wait on disk for InfluxDB, "full" = at buffer_max_bytes.
+    out += fmt::format(",\"wal\":\"{}\",\"buffer\":\"{}\"",
+                       !health_.wal_enabled  ? "off"
+                       : health_.wal_failing ? "failing"
+                       : health_.wal_full    ? "full"
+                                             : "ok",
+                       !health_.buffer_enabled ? "off"
+                       : health_.buffer_full   ? "full"
+                       : health_.buffer_in_use ? "in_use"
+                                               : "ok");
     out += fmt::format(",\"points_buffered\":{}}}", metrics_.points_buffered.load());
     return out;
 }

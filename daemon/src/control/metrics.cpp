@@ -120,6 +120,18 @@ std::string Metrics::render_prometheus() const {
             write_failures);
     counter("plantd_write_bytes_sent_total", "Request body bytes sent to InfluxDB (after compression).",
             write_bytes_sent);
+    counter("plantd_wal_replayed_messages_total",
+            "Messages replayed from the write-ahead log at start-up (also counted as received).",
+            wal_replayed);
+    counter("plantd_buffer_spilled_batches_total", "Batches moved to the disk buffer.",
+            buffer_spilled_batches);
+    counter("plantd_buffer_dropped_batches_total",
+            "Batches dropped from a full disk buffer (buffer_full_policy = drop_oldest; dead-lettered).",
+            buffer_dropped_batches);
+    counter("plantd_buffer_failures_total", "Failed writes or reads of the disk buffer.", buffer_failures);
+    counter("plantd_points_recovered_total",
+            "Points found in the disk buffer at start-up (written by an earlier run's pipeline).",
+            points_recovered);
     counter("plantd_backpressure_waits_total", "Times the MQTT receive thread waited for queue space.",
             backpressure_waits);
     counter("plantd_mqtt_connects_total", "Successful MQTT connects.", mqtt_connects);

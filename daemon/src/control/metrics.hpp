@@ -2,7 +2,7 @@
 // Counters for every message in and out, rendered as Prometheus text on GET /metrics.
 // Invariants the tests check after a drain:
 //   messages_received = messages_accepted + messages_rejected (by reason)
-//   records_accepted  = points_written + points_rejected (by reason) + points_buffered
+//   records_accepted + points_recovered = points_written + points_rejected (by reason) + points_buffered
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -68,6 +68,14 @@ class Metrics {
     std::atomic<uint64_t> registry_loads_from_redis{0};
     std::atomic<uint64_t> parameters_discovered{0};
     std::atomic<uint64_t> messages_held{0};  // times a message was held for a registry lookup
+    // Durability: messages replayed from the write-ahead log at start-up (they count as received
+    // too); batches moved to the disk buffer, dropped from it (policy drop_oldest) and found in it at
+    // start-up (their points count in points_recovered, beside records_accepted).
+    std::atomic<uint64_t> wal_replayed{0};
+    std::atomic<uint64_t> buffer_spilled_batches{0};
+    std::atomic<uint64_t> buffer_dropped_batches{0};
+    std::atomic<uint64_t> buffer_failures{0};
+    std::atomic<uint64_t> points_recovered{0};
     LatencyHistogram record_age_at_write;
 
     explicit Metrics(size_t max_factory_labels = 1000) : max_factory_labels_(max_factory_labels) {}

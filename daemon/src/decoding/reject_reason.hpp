@@ -22,6 +22,7 @@ enum class RejectReason : uint8_t {
     influx_rejected,
     shutdown_unwritten,
     registry_unavailable,
+    buffer_overflow,
     count_  // not a reason: the number of reasons
 };
 
@@ -29,9 +30,14 @@ inline constexpr size_t reject_reason_count = static_cast<size_t>(RejectReason::
 
 inline std::string_view to_string(RejectReason reason) {
     static constexpr std::array<std::string_view, reject_reason_count> names{
-        "malformed_json",    "bad_topic",       "unknown_factory",    "unknown_device",      "foreign_device",
-        "identity_mismatch", "oversize",        "bad_timestamp",      "rate_limited",        "invalid_field",
-        "invalid_record",    "influx_rejected", "shutdown_unwritten", "registry_unavailable"};
+        "malformed_json",     "bad_topic",
+        "unknown_factory",    "unknown_device",
+        "foreign_device",     "identity_mismatch",
+        "oversize",           "bad_timestamp",
+        "rate_limited",       "invalid_field",
+        "invalid_record",     "influx_rejected",
+        "shutdown_unwritten", "registry_unavailable",
+        "buffer_overflow"};
     return names[static_cast<size_t>(reason)];
 }
 

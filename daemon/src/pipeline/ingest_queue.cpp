@@ -50,6 +50,13 @@ IngestQueue::PushStatus IngestQueue::push(RawMessage& message, std::chrono::micr
     return PushStatus::pushed;
 }
 
+bool IngestQueue::has_room(size_t messages, size_t bytes) const {
+    const size_t queued = messages_.load(std::memory_order_relaxed);
+    if (queued + messages > max_messages_) return false;
+    // As in push(): a message larger than the whole byte budget still passes when the queue is empty.
+    return bytes_.load(std::memory_order_relaxed) + bytes <= max_bytes_ || (queued == 0 && messages == 1);
+}
+
 void IngestQueue::close() {
     closing_.store(true);
     while (in_flight_pushes_.load() > 0) std::this_thread::sleep_for(std::chrono::microseconds(100));

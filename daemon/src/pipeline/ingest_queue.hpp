@@ -27,6 +27,9 @@ class IngestQueue {
     // Takes the message (moving from it) if there is room within `max_wait`. Otherwise the caller
     // keeps it: `full` (try again; meanwhile the broker holds the backlog) or `closed`.
     PushStatus push(RawMessage& message, std::chrono::microseconds max_wait);
+    // Whether `messages` more messages of `bytes` in all would fit now. The receive thread is the
+    // only producer, so room it sees stays until it pushes (workers only make more).
+    bool has_room(size_t messages, size_t bytes) const;
     // Takes up to `max` messages of one shard, waiting at most `timeout` for the first. They still
     // count against the bound (and in size_messages()) until the worker calls done() for each.
     size_t pop_bulk(size_t shard, RawMessage* out, size_t max, std::chrono::microseconds timeout);

@@ -13,6 +13,9 @@ struct RawMessage {
     int64_t received_ms = 0;
     // > 0: the payload was too large to keep (about this many bytes) and `data` holds only the topic.
     size_t oversize_payload_bytes = 0;
+    // The write-ahead log segment that holds this message (0: none). Whoever resolves the message
+    // (written, rejected, or handed to the disk buffer) releases it there.
+    uint32_t wal_segment = 0;
 
     static RawMessage make(std::string_view topic, std::string_view payload, int64_t received_ms) {
         RawMessage message;

@@ -141,6 +141,14 @@ void Worker::retry_held(bool final) {
 }
 
 Worker::Outcome Worker::process_guarded(const RawMessage& message, bool retry) {
+    batched_ = false;
+    Outcome outcome = process_unreleased(message, retry);
+    // Resolved without a line in a batch (rejected): its log entry is done with.
+    if (outcome == Outcome::done && !batched_ && services_.wal) services_.wal->release(message.wal_segment);
+    return outcome;
+}
+
+Worker::Outcome Worker::process_unreleased(const RawMessage& message, bool retry) {
     try {
         return process(message, retry);
     } catch (const std::exception& e) {
@@ -270,6 +278,8 @@ Worker::Outcome Worker::process(const RawMessage& message, bool retry) {
         batch.line_time_ms.resize(lines_before);
         throw;
     }
+    batch.add_wal_ref(message.wal_segment);
+    batched_ = true;
     metrics.messages_accepted.fetch_add(1, std::memory_order_relaxed);
     metrics.records_accepted.fetch_add(decoded_.records.size(), std::memory_order_relaxed);
     metrics.points_buffered.fetch_add(static_cast<int64_t>(decoded_.records.size()),

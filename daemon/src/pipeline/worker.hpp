@@ -16,6 +16,7 @@
 #include "control/rate_limited_log.hpp"
 #include "decoding/payload_decoder.hpp"
 #include "durability/dead_letter_store.hpp"
+#include "durability/write_ahead_log.hpp"
 #include "pipeline/factory_rate_limiter.hpp"
 #include "pipeline/ingest_queue.hpp"
 #include "registry/device_registry.hpp"
@@ -34,6 +35,7 @@ struct WorkerServices {
     DeviceRegistry* registry = nullptr;          // null: no registry checks (every valid topic is accepted)
     FactoryRateLimiter* rate_limiter = nullptr;  // null: no per-factory rate limits
     RuleFeed* rules = nullptr;                   // null: no rules
+    WriteAheadLog* wal = nullptr;                // null: durability "memory"
 };
 
 // The InfluxDB database (v1) or bucket (v2) of a factory: "{factory_id}" in the name is replaced.
@@ -67,7 +69,9 @@ class Worker {
   private:
     void run();
     // process(), with the unforeseen (an exception) turned into a counted rejection.
+    // Also releases the message's write-ahead log entry when it ends up in no batch.
     Outcome process_guarded(const RawMessage& message, bool retry);
+    Outcome process_unreleased(const RawMessage& message, bool retry);
     void reject_message(const RawMessage& message, std::string_view factory, const Rejection& rejection);
     void dead_letter_partial(const RawMessage& message, std::string_view factory);
     // Drops the records whose factory or device the registry does not accept (as record rejections,
@@ -109,6 +113,8 @@ class Worker {
     std::atomic<size_t> held_count_{0};
     std::atomic<int64_t> heartbeat_ms_{0};
     std::atomic<bool> waiting_on_writer_{false};
+    bool batched_ =
+        false;  // the message being processed put lines into a batch (which then holds its log entry)
     std::unique_ptr<moodycamel::ProducerToken> rule_token_;  // this worker's order into the rule feed
     std::thread thread_;
 };

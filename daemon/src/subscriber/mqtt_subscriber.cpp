@@ -27,8 +27,13 @@ constexpr auto gather_pause = std::chrono::microseconds(1000);
 }  // namespace
 
 MqttSubscriber::MqttSubscriber(const Config& config, std::vector<std::string> filters, IngestQueue& queue,
-                               Metrics& metrics, Health& health)
-    : config_(config), filters_(std::move(filters)), queue_(queue), metrics_(metrics), health_(health) {
+                               Metrics& metrics, Health& health, WriteAheadLog* wal)
+    : config_(config),
+      filters_(std::move(filters)),
+      queue_(queue),
+      metrics_(metrics),
+      health_(health),
+      wal_(wal) {
     if (!config_.mqtt.shared_group.empty()) {
         for (auto& filter : filters_) filter = "$share/" + config_.mqtt.shared_group + "/" + filter;
     }
@@ -175,11 +180,13 @@ std::string MqttSubscriber::run_session() {
     last_received_ms_ = steady_clock_ms();
     last_read_bytes_ = 0;
     has_blocked_ = false;
+    drop_staged();  // what a failed log write kept from the last session was not acknowledged
 
     while (true) {
         const int64_t now = steady_clock_ms();
         if (stopping_.load()) {
             // Acknowledge what the queue took, say goodbye; everything else stays with the broker.
+            drop_staged();
             send_status("offline");
             mqtt_codec::encode_disconnect(version_, out_);
             flush_output();
@@ -190,21 +197,37 @@ std::string MqttSubscriber::run_session() {
             metrics_.mqtt_subscribe_failures.fetch_add(1);
             return "no SUBACK within 10 s";
         }
-        if (has_blocked_) {
+        if (wal_) wal_->tick();
+        // A write to the log failed (disk full): try again before anything else; meanwhile nothing
+        // is read or acknowledged, and the broker holds the messages.
+        bool log_blocked = false;
+        if (wal_ && !staged_.empty()) {
+            last_received_ms_ = now;
+            log_blocked = !commit_staged();
+            if (log_blocked) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        }
+        if (has_blocked_ && !log_blocked) {
             // The queue was full: retry, and keep the connection alive meanwhile (we are not reading,
             // so the broker's silence means nothing).
             last_received_ms_ = now;
-            auto status = queue_.push(blocked_, queue_wait);
-            if (status == IngestQueue::PushStatus::pushed) {
-                has_blocked_ = false;
-                taken(blocked_packet_id_, blocked_bytes_);
-            } else if (status == IngestQueue::PushStatus::closed) {
-                return "";
+            if (wal_) {
+                if (stage(blocked_, blocked_packet_id_, blocked_bytes_))
+                    has_blocked_ = false;
+                else
+                    std::this_thread::sleep_for(queue_wait);
+            } else {
+                auto status = queue_.push(blocked_, queue_wait);
+                if (status == IngestQueue::PushStatus::pushed) {
+                    has_blocked_ = false;
+                    taken(blocked_packet_id_, blocked_bytes_);
+                } else if (status == IngestQueue::PushStatus::closed) {
+                    return "";
+                }
             }
         }
         // Everything complete in the buffer, in order, until the queue is full.
         std::string problem;
-        while (!has_blocked_) {
+        while (!has_blocked_ && !log_blocked) {
             std::string_view available{in_.data() + in_begin_, in_end_ - in_begin_};
             Frame frame = mqtt_codec::read_frame(available);
             if (frame.status == Frame::Status::malformed) return "malformed packet from the broker";
@@ -238,12 +261,14 @@ std::string MqttSubscriber::run_session() {
             if (step == Step::drop) return problem;
             in_begin_ += frame.total_size();
         }
+        // The log holds them before they are acknowledged (the PUBACKs go out with flush_output).
+        if (wal_ && !log_blocked) log_blocked = !commit_staged();
         if (!flush_output()) return transport_.error();
         if (steady_clock_ms() - last_sent_ms_ >= keepalive_ms_ / 2) {
             mqtt_codec::encode_pingreq(out_);
             if (!flush_output()) return transport_.error();
         }
-        if (has_blocked_) continue;
+        if (has_blocked_ || log_blocked) continue;
         if (steady_clock_ms() - last_received_ms_ > keepalive_ms_ * 3 / 2 + 1'000) {
             return "no packet from the broker for 1.5 keepalive intervals";
         }
@@ -348,6 +373,15 @@ MqttSubscriber::Step MqttSubscriber::deliver(const mqtt_codec::Publish& publish,
     RawMessage raw = RawMessage::make(publish.topic, publish.payload.substr(0, keep), received_ms_);
     raw.oversize_payload_bytes = oversize_payload_bytes;
     const uint16_t ack_id = publish.qos == 1 ? publish.packet_id : 0;
+    if (wal_) {
+        if (stage(raw, ack_id, packet_size)) return Step::go_on;
+        blocked_ = std::move(raw);
+        blocked_packet_id_ = ack_id;
+        blocked_bytes_ = packet_size;
+        has_blocked_ = true;
+        metrics_.backpressure_waits.fetch_add(1, std::memory_order_relaxed);
+        return Step::blocked;
+    }
     auto status = queue_.push(raw, queue_wait);
     if (status == IngestQueue::PushStatus::pushed) {
         taken(ack_id, packet_size);
@@ -362,6 +396,56 @@ MqttSubscriber::Step MqttSubscriber::deliver(const mqtt_codec::Publish& publish,
     if (status == IngestQueue::PushStatus::full)
         metrics_.backpressure_waits.fetch_add(1, std::memory_order_relaxed);
     return Step::blocked;
+}
+
+bool MqttSubscriber::stage(RawMessage& raw, uint16_t ack_id, size_t packet_size) {
+    const bool log_full = wal_->full();
+    if (health_.wal_full.exchange(log_full) != log_full) {
+        if (log_full)
+            spdlog::error(
+                "write-ahead log: {} holds wal_max_bytes ({} bytes) of messages not yet written; "
+                "not taking more until it shrinks (the broker holds them)",
+                wal_->directory(), config_.durability.wal_max_bytes);
+        else
+            spdlog::info("write-ahead log: below wal_max_bytes again; taking messages");
+    }
+    if (log_full || !queue_.has_room(staged_.size() + 1, staged_bytes_ + raw.size_bytes())) return false;
+    wal_->stage(raw);
+    staged_bytes_ += raw.size_bytes();
+    staged_.push_back(Staged{std::move(raw), ack_id, packet_size});
+    return true;
+}
+
+void MqttSubscriber::drop_staged() {
+    // Not acknowledged: the broker delivers these again.
+    staged_.clear();
+    staged_bytes_ = 0;
+    if (wal_) wal_->drop_staged();
+}
+
+bool MqttSubscriber::commit_staged() {
+    if (staged_.empty()) return true;
+    std::string error;
+    if (!wal_->commit(error)) {
+        if (!health_.wal_failing.exchange(true))
+            spdlog::error("{}; not acknowledging anything until it works (the broker holds the messages)",
+                          error);
+        return false;
+    }
+    if (health_.wal_failing.exchange(false)) spdlog::info("write-ahead log: writing again");
+    const uint32_t segment = wal_->committed_segment();
+    for (auto& staged : staged_) {
+        staged.message.wal_segment = segment;
+        // There was room when it was staged, and only this thread pushes: only a closed queue refuses.
+        if (queue_.push(staged.message, queue_wait) == IngestQueue::PushStatus::pushed) {
+            taken(staged.ack_id, staged.packet_size);
+        } else {
+            wal_->release(segment);  // not acknowledged: the broker delivers it again
+        }
+    }
+    staged_.clear();
+    staged_bytes_ = 0;
+    return true;
 }
 
 }  // namespace plantd

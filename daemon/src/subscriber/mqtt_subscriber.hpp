@@ -3,8 +3,9 @@
 // of CPU per message (byte-wise reads, a syscall per PUBACK), five times plantd's whole budget; this
 // one reads the socket in 256 KiB chunks, hands every PUBLISH to the ingest queue and acknowledges a
 // whole chunk with one write. It also decides when a message is acknowledged: only once the queue
-// has taken it (later: once the write-ahead log holds it), so a stop or a lost connection never
-// acknowledges what plantd does not have; the broker redelivers it from the persistent session.
+// has taken it and (unless durability is "memory") the write-ahead log holds it, so a stop or a lost
+// connection never acknowledges what plantd does not have; the broker redelivers it from the persistent
+// session.
 //
 // The session thread owns every (re)connect with capped, jittered backoff (a failed first connect
 // included), resubscribes on every connect, keeps the keepalive even while the queue is full (the
@@ -21,6 +22,7 @@
 #include "config/config.hpp"
 #include "control/health.hpp"
 #include "control/metrics.hpp"
+#include "durability/write_ahead_log.hpp"
 #include "pipeline/ingest_queue.hpp"
 #include "subscriber/mqtt_codec.hpp"
 #include "subscriber/mqtt_transport.hpp"
@@ -29,8 +31,9 @@ namespace plantd {
 
 class MqttSubscriber {
   public:
+    // `wal`: null in durability mode "memory"; otherwise every message is in it before its PUBACK.
     MqttSubscriber(const Config& config, std::vector<std::string> filters, IngestQueue& queue,
-                   Metrics& metrics, Health& health);
+                   Metrics& metrics, Health& health, WriteAheadLog* wal = nullptr);
     ~MqttSubscriber();
 
     // Checks the broker address; returns an error naming the bad option, or "".
@@ -54,6 +57,12 @@ class MqttSubscriber {
     // oversize_payload_bytes > 0: only the topic is kept, and the worker rejects it as oversize.
     Step deliver(const mqtt_codec::Publish& publish, size_t packet_size, size_t oversize_payload_bytes = 0);
     void taken(uint16_t ack_id, size_t packet_size);
+    // With the log: takes the message into the log's staging if the queue and the log have room.
+    bool stage(RawMessage& raw, uint16_t ack_id, size_t packet_size);
+    // Writes the staged messages to the log, then hands them to the queue and acknowledges them.
+    // False: the log could not be written; they stay staged (not acknowledged) for another try.
+    bool commit_staged();
+    void drop_staged();
     bool flush_output();
     void send_status(std::string_view status);
     uint16_t next_packet_id();
@@ -64,6 +73,7 @@ class MqttSubscriber {
     IngestQueue& queue_;
     Metrics& metrics_;
     Health& health_;
+    WriteAheadLog* wal_;
     BrokerEndpoint endpoint_;
     int version_ = mqtt_codec::version_5;
     size_t max_packet_bytes_ = 0;
@@ -86,6 +96,13 @@ class MqttSubscriber {
     uint16_t blocked_packet_id_ = 0;
     size_t blocked_bytes_ = 0;
     bool has_blocked_ = false;
+    struct Staged {
+        RawMessage message;
+        uint16_t ack_id = 0;
+        size_t packet_size = 0;
+    };
+    std::vector<Staged> staged_;  // in the log's staging, not yet written there nor acknowledged
+    size_t staged_bytes_ = 0;
     bool subscribed_once_ = false;  // this session got its SUBACK
     std::mt19937 random_{std::random_device{}()};
 

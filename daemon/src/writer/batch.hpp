@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace plantd {
@@ -18,6 +19,17 @@ struct Batch {
     std::vector<int64_t> line_time_ms;   // each line's timestamp, for the latency histogram
     std::vector<std::string> factories;
     std::chrono::steady_clock::time_point opened{};
+    // The write-ahead log segments holding the messages these lines came from, with counts: released
+    // once the batch is resolved (written, dead-lettered, or moved to the disk buffer).
+    std::vector<std::pair<uint32_t, uint32_t>> wal_refs;
+
+    void add_wal_ref(uint32_t segment) {
+        if (segment == 0) return;
+        if (!wal_refs.empty() && wal_refs.back().first == segment)
+            ++wal_refs.back().second;
+        else
+            wal_refs.emplace_back(segment, 1);
+    }
 
     size_t lines() const { return line_ends.size(); }
     size_t line_begin(size_t i) const { return i == 0 ? 0 : line_ends[i - 1]; }
@@ -44,6 +56,7 @@ struct Batch {
         line_factory.clear();
         line_time_ms.clear();
         factories.clear();
+        wal_refs.clear();
         last_factory_ = 0;
     }
 

@@ -13,7 +13,7 @@ constexpr auto heartbeat_slice = std::chrono::milliseconds(500);
 }  // namespace
 
 InfluxWriter::InfluxWriter(size_t index, const InfluxConfig& config, Metrics& metrics, Health& health,
-                           DeadLetterStore& dead_letters, RateLimitedLog& log)
+                           DeadLetterStore& dead_letters, RateLimitedLog& log, WriterDurability durability)
     : index_(index),
       config_(config),
       metrics_(metrics),
@@ -21,6 +21,7 @@ InfluxWriter::InfluxWriter(size_t index, const InfluxConfig& config, Metrics& me
       dead_letters_(dead_letters),
       log_(log),
       client_(config),
+      durability_(std::move(durability)),
       random_(static_cast<unsigned>(std::random_device{}() + index)) {}
 
 InfluxWriter::~InfluxWriter() {
@@ -32,6 +33,23 @@ InfluxWriter::~InfluxWriter() {
 }
 
 void InfluxWriter::start() {
+    if (durability_.buffer) {
+        // What a previous run left on disk goes first, in its order.
+        std::lock_guard lock(mutex_);
+        uint64_t points = 0;
+        for (auto& entry : durability_.buffer->take_found()) {
+            points += entry.lines;
+            Destination& destination = destinations_[entry.destination];
+            destination.items.push_back(Item{Batch{}, std::move(entry)});
+            ++on_disk_;
+        }
+        if (points > 0) {
+            metrics_.points_recovered.fetch_add(points);
+            metrics_.points_buffered.fetch_add(static_cast<int64_t>(points));
+            spdlog::info("writer {}: {} points in {} batches from the disk buffer of an earlier run", index_,
+                         points, on_disk_);
+        }
+    }
     heartbeat_ms_ = steady_clock_ms();
     client_.set_progress_hook([this] { heartbeat_ms_.store(steady_clock_ms(), std::memory_order_relaxed); });
     thread_ = std::thread([this] {
@@ -42,9 +60,133 @@ void InfluxWriter::start() {
 
 void InfluxWriter::submit(Batch batch) {
     std::unique_lock lock(mutex_);
-    changed_.wait(lock, [&] { return queue_.size() < config_.max_pending_batches; });
-    queue_.push_back(std::move(batch));
+    while (true) {
+        Destination& destination = destinations_[batch.destination];
+        // To disk when its destination is failing, when memory is full, or when older batches of the
+        // destination are on disk already (the queue stays in order whatever the medium).
+        const bool behind_disk = !destination.items.empty() && destination.items.back().disk;
+        if (durability_.buffer && !past_deadline_locked() &&
+            (destination.failing || in_memory_ >= config_.max_pending_batches || behind_disk)) {
+            DiskBuffer::Entry entry;
+            if (spill_locked(batch, entry)) {
+                destination.items.push_back(Item{Batch{}, std::move(entry)});
+                ++on_disk_;
+                changed_.notify_all();
+                return;
+            }
+        }
+        if (in_memory_ < config_.max_pending_batches && !behind_disk) {
+            destination.items.push_back(Item{std::move(batch), std::nullopt});
+            ++in_memory_;
+            changed_.notify_all();
+            return;
+        }
+        if (behind_disk && past_deadline_locked()) {
+            // Draining: whatever cannot follow its destination's disk queue stays in the log.
+            leave_batch_locked(batch);
+            return;
+        }
+        // Backpressure: the disk buffer is full (policy "block") or absent, and memory is full.
+        changed_.wait_for(lock, heartbeat_slice);
+    }
+}
+
+bool InfluxWriter::spill_locked(Batch& batch, DiskBuffer::Entry& entry) {
+    while (true) {
+        std::string error;
+        const auto status = durability_.buffer->store(batch, entry, error);
+        if (status == DiskBuffer::StoreStatus::stored) {
+            if (buffer_failing_ || health_.buffer_full.exchange(false)) {
+                buffer_failing_ = false;
+                spdlog::info("writer {}: the disk buffer takes batches again", index_);
+            }
+            metrics_.buffer_spilled_batches.fetch_add(1, std::memory_order_relaxed);
+            release_wal(batch);  // the disk buffer holds it now
+            return true;
+        }
+        if (status == DiskBuffer::StoreStatus::failed) {
+            metrics_.buffer_failures.fetch_add(1, std::memory_order_relaxed);
+            if (!buffer_failing_) spdlog::error("writer {}: {}; keeping batches in memory", index_, error);
+            buffer_failing_ = true;
+            return false;
+        }
+        // No room: the policy decides.
+        if (durability_.policy == BufferFullPolicy::drop_oldest && drop_oldest_locked()) continue;
+        if (!health_.buffer_full.exchange(true))
+            spdlog::error("writer {}: the disk buffer holds its share of buffer_max_bytes ({} bytes); {}",
+                          index_, durability_.buffer->capacity(),
+                          durability_.policy == BufferFullPolicy::block
+                              ? "not taking more messages until InfluxDB takes some (the broker holds them)"
+                              : "and nothing can be dropped");
+        return false;
+    }
+}
+
+bool InfluxWriter::drop_oldest_locked() {
+    // The oldest batch on disk that is not being sent.
+    Destination* oldest = nullptr;
+    size_t oldest_at = 0;
+    for (auto& [name, destination] : destinations_) {
+        for (size_t i = destination.in_flight ? 1 : 0; i < destination.items.size(); ++i) {
+            const auto& disk = destination.items[i].disk;
+            if (!disk) continue;
+            if (!oldest || disk->sequence < oldest->items[oldest_at].disk->sequence) {
+                oldest = &destination;
+                oldest_at = i;
+            }
+            break;  // within a destination, later items are newer
+        }
+    }
+    if (!oldest) return false;
+    DiskBuffer::Entry entry = *oldest->items[oldest_at].disk;
+    oldest->items.erase(oldest->items.begin() + static_cast<std::ptrdiff_t>(oldest_at));
+    --on_disk_;
+    auto batch = durability_.buffer->load(entry);
+    durability_.buffer->remove(entry);
+    metrics_.buffer_dropped_batches.fetch_add(1, std::memory_order_relaxed);
+    log_.warn("buffer_overflow",
+              "writer {}: the disk buffer is full: dropped its oldest batch ({} points for {})", index_,
+              entry.lines, entry.destination);
+    if (batch) {
+        dead_letter_lines(*batch, 0, batch->lines(), RejectReason::buffer_overflow,
+                          "the disk buffer was full (buffer_full_policy = drop_oldest)");
+    } else {
+        // Unreadable: its points can only be counted, not kept.
+        metrics_.count_rejected(RejectScope::point, RejectReason::buffer_overflow, "_none", entry.lines);
+        metrics_.points_buffered.fetch_sub(static_cast<int64_t>(entry.lines), std::memory_order_relaxed);
+    }
+    return true;
+}
+
+void InfluxWriter::spill_destination_locked(Destination& destination) {
+    if (!durability_.buffer) return;
+    for (size_t i = destination.in_flight ? 1 : 0; i < destination.items.size(); ++i) {
+        Item& item = destination.items[i];
+        if (item.disk) continue;
+        DiskBuffer::Entry entry;
+        if (!spill_locked(item.batch, entry)) return;  // the rest stays in memory, in order
+        item.batch = Batch{};
+        item.disk = std::move(entry);
+        --in_memory_;
+        ++on_disk_;
+    }
     changed_.notify_all();
+}
+
+void InfluxWriter::release_wal(const Batch& batch) {
+    if (!durability_.wal) return;
+    for (const auto& [segment, count] : batch.wal_refs) durability_.wal->release(segment, count);
+}
+
+void InfluxWriter::leave_batch_locked(Batch& batch) {
+    if (durability_.wal && !batch.wal_refs.empty()) {
+        // Still in the write-ahead log (not released): the next start replays it.
+        log_.warn("left_in_wal", "writer {}: {} points stay in the write-ahead log for the next start",
+                  index_, batch.lines());
+        return;
+    }
+    dead_letter_lines(batch, 0, batch.lines(), RejectReason::shutdown_unwritten,
+                      "InfluxDB did not accept the batch before the shutdown drain timeout");
 }
 
 void InfluxWriter::set_deadline(std::chrono::steady_clock::time_point deadline) {
@@ -66,63 +208,199 @@ void InfluxWriter::join() {
 
 size_t InfluxWriter::pending() const {
     std::lock_guard lock(mutex_);
-    return queue_.size();
+    return in_memory_;
+}
+
+uint64_t InfluxWriter::buffered_batches() const {
+    std::lock_guard lock(mutex_);
+    return on_disk_;
+}
+
+uint64_t InfluxWriter::buffered_bytes() const {
+    std::lock_guard lock(mutex_);
+    return durability_.buffer ? durability_.buffer->bytes() : 0;
 }
 
 bool InfluxWriter::past_deadline() const {
     std::lock_guard lock(mutex_);
+    return past_deadline_locked();
+}
+
+bool InfluxWriter::past_deadline_locked() const {
     return has_deadline_ && std::chrono::steady_clock::now() >= deadline_;
 }
 
-void InfluxWriter::run() {
-    while (true) {
-        Batch batch;
-        {
-            std::unique_lock lock(mutex_);
-            while (!changed_.wait_for(lock, heartbeat_slice, [&] { return !queue_.empty() || finishing_; })) {
-                heartbeat_ms_.store(steady_clock_ms(), std::memory_order_relaxed);
-            }
-            heartbeat_ms_.store(steady_clock_ms(), std::memory_order_relaxed);
-            if (queue_.empty()) return;
-            batch = std::move(queue_.front());
-            queue_.pop_front();
-            changed_.notify_all();
+void InfluxWriter::set_failing_locked(Destination& destination, bool failing) {
+    if (destination.failing == failing) return;
+    destination.failing = failing;
+    const int now_failing =
+        health_.influx_failing_destinations.fetch_add(failing ? 1 : -1) + (failing ? 1 : -1);
+    health_.influx_failing.store(now_failing > 0);
+    if (now_failing == 0) health_.set_influx_error({});
+}
+
+InfluxWriter::Destination* InfluxWriter::next_due(std::chrono::steady_clock::time_point now,
+                                                  std::chrono::steady_clock::time_point& wait_until) {
+    // Round robin from the destination after the last one sent, so that none starves the others.
+    Destination* due = nullptr;
+    std::string due_name;
+    auto consider = [&](const std::string& name, Destination& destination) {
+        if (destination.items.empty() || destination.in_flight) return false;
+        if (destination.next_try > now) {
+            wait_until = std::min(wait_until, destination.next_try);
+            return false;
         }
+        due = &destination;
+        due_name = name;
+        return true;
+    };
+    for (auto it = destinations_.upper_bound(last_sent_); it != destinations_.end(); ++it)
+        if (consider(it->first, it->second)) break;
+    if (!due) {
+        for (auto it = destinations_.begin(); it != destinations_.end() && it->first <= last_sent_; ++it)
+            if (consider(it->first, it->second)) break;
+    }
+    if (due) last_sent_ = due_name;
+    return due;
+}
+
+void InfluxWriter::leave_locked() {
+    for (auto& [name, destination] : destinations_) {
+        spill_destination_locked(destination);
+        for (auto it = destination.items.begin(); it != destination.items.end();) {
+            if (it->disk) {
+                ++it;
+                continue;
+            }
+            leave_batch_locked(it->batch);
+            it = destination.items.erase(it);
+            --in_memory_;
+        }
+    }
+    changed_.notify_all();
+}
+
+void InfluxWriter::run() {
+    std::unique_lock lock(mutex_);
+    while (true) {
+        heartbeat_ms_.store(steady_clock_ms(), std::memory_order_relaxed);
+        const auto now = std::chrono::steady_clock::now();
+        if (past_deadline_locked()) {
+            // Draining and out of time: nothing more is sent; what is on disk stays for the next start.
+            leave_locked();
+            if (finishing_) return;
+            changed_.wait_for(lock, heartbeat_slice);
+            continue;
+        }
+        auto wait_until = now + heartbeat_slice;
+        if (Destination* destination = next_due(now, wait_until)) {
+            send_front(last_sent_, *destination, lock);
+            continue;
+        }
+        if (finishing_ && in_memory_ == 0 && on_disk_ == 0) return;
+        changed_.wait_until(lock, wait_until);
+    }
+}
+
+void InfluxWriter::send_front(const std::string& name, Destination& destination,
+                              std::unique_lock<std::mutex>& lock) {
+    destination.in_flight = true;
+    Item& front = destination.items.front();
+    std::optional<DiskBuffer::Entry> disk = front.disk;
+    Batch batch = disk ? Batch{} : std::move(front.batch);
+    lock.unlock();
+    Sent sent = Sent::resolved;
+    int64_t retry_after_ms = -1;
+    bool unreadable = false;
+    if (disk) {
+        auto loaded = durability_.buffer->load(*disk);
+        if (loaded) {
+            batch = std::move(*loaded);
+        } else {
+            unreadable = true;
+            metrics_.buffer_failures.fetch_add(1, std::memory_order_relaxed);
+            spdlog::error("writer {}: disk buffer: {}; set aside, its {} points cannot be sent", index_,
+                          loaded.error(), disk->lines);
+        }
+    }
+    if (!unreadable) {
         try {
-            deliver(batch);
+            sent = deliver(batch, retry_after_ms);
         } catch (const std::exception& e) {
             // Never expected (the client reports errors as values); keep the data accounted for.
             metrics_.internal_errors.fetch_add(1);
             spdlog::error("writer {}: unexpected exception: {}", index_, e.what());
             dead_letter_lines(batch, 0, batch.lines(), RejectReason::shutdown_unwritten, e.what());
+            sent = Sent::resolved;
         }
     }
+    lock.lock();
+    destination.in_flight = false;
+    if (sent == Sent::resolved) {
+        if (disk) {
+            if (unreadable) {
+                durability_.buffer->set_aside(*disk);
+                metrics_.count_rejected(RejectScope::point, RejectReason::shutdown_unwritten, "_none",
+                                        disk->lines);
+                metrics_.points_buffered.fetch_sub(static_cast<int64_t>(disk->lines),
+                                                   std::memory_order_relaxed);
+            } else {
+                durability_.buffer->remove(*disk);
+            }
+            --on_disk_;
+        } else {
+            release_wal(batch);
+            --in_memory_;
+        }
+        destination.items.pop_front();
+        destination.attempt = 0;
+        destination.next_try = {};
+        if (destination.failing) {
+            spdlog::info("writer {}: InfluxDB accepts writes to {} again", index_, name);
+            set_failing_locked(destination, false);
+        }
+    } else {
+        // Failed: this destination waits for its backoff while the others go on; its batches move to
+        // the disk buffer (this one first, it is the oldest).
+        if (!disk) destination.items.front().batch = std::move(batch);
+        set_failing_locked(destination, true);
+        destination.next_try = std::chrono::steady_clock::now() +
+                               std::chrono::milliseconds(backoff_ms(destination.attempt++, retry_after_ms));
+        spill_destination_locked(destination);
+    }
+    changed_.notify_all();
 }
 
-void InfluxWriter::deliver(Batch& batch) {
-    if (batch.lines() > 0) deliver_range(batch, 0, batch.lines());
+InfluxWriter::Sent InfluxWriter::deliver(Batch& batch, int64_t& retry_after_ms) {
+    if (batch.lines() == 0) return Sent::resolved;
+    // Without a disk buffer, a failing batch is retried in place (as the only way to keep it).
+    const bool defer = durability_.buffer.has_value();
+    return deliver_range(batch, 0, batch.lines(), defer, retry_after_ms) ? Sent::resolved : Sent::failed;
 }
 
-void InfluxWriter::deliver_range(Batch& batch, size_t first, size_t last) {
+bool InfluxWriter::deliver_range(Batch& batch, size_t first, size_t last, bool defer,
+                                 int64_t& retry_after_ms) {
     int attempt = 0;
     bool created_database = false;  // a 404 right after CREATE DATABASE backs off instead of looping
     while (true) {
         if (past_deadline()) {
+            if (defer) return false;  // the run loop keeps it (disk, log or dead letter)
             dead_letter_lines(batch, first, last, RejectReason::shutdown_unwritten,
                               "InfluxDB did not accept the batch before the shutdown drain timeout");
-            return;
+            return true;
         }
         heartbeat_ms_.store(steady_clock_ms(), std::memory_order_relaxed);
         metrics_.write_requests.fetch_add(1, std::memory_order_relaxed);
         WriteOutcome outcome = client_.write(batch.destination, batch.slice(first, last));
         metrics_.write_bytes_sent.fetch_add(outcome.bytes_sent, std::memory_order_relaxed);
         if (outcome.status == WriteStatus::ok) {
-            if (health_.influx_failing.exchange(false)) {
+            if (attempt > 0 && health_.influx_failing_destinations.load() == 0 &&
+                health_.influx_failing.exchange(false)) {
                 spdlog::info("writer {}: InfluxDB accepts writes again", index_);
                 health_.set_influx_error({});
             }
             account_written(batch, first, last);
-            return;
+            return true;
         }
         metrics_.write_failures.fetch_add(1, std::memory_order_relaxed);
         const size_t count = last - first;
@@ -134,13 +412,14 @@ void InfluxWriter::deliver_range(Batch& batch, size_t first, size_t last) {
                               outcome.message);
                     dead_letter_lines(batch, first, last, RejectReason::influx_rejected,
                                       fmt::format("HTTP {}: {}", outcome.http_status, outcome.message));
-                    return;
+                    return true;
                 }
                 // Halve until the bad lines are isolated. Points are idempotent (same series and
                 // time), so lines InfluxDB already stored from a partial write are simply stored again.
-                deliver_range(batch, first, first + count / 2);
-                deliver_range(batch, first + count / 2, last);
-                return;
+                // The halves retry in place: once part of a batch is resolved, it cannot be deferred.
+                deliver_range(batch, first, first + count / 2, false, retry_after_ms);
+                deliver_range(batch, first + count / 2, last, false, retry_after_ms);
+                return true;
             case WriteStatus::database_not_found:
                 if (config_.api == InfluxApi::v1 && config_.create_database && !created_database) {
                     created_database = true;
@@ -155,13 +434,19 @@ void InfluxWriter::deliver_range(Batch& batch, size_t first, size_t last) {
             default: {
                 std::string error = fmt::format("{} (HTTP {}): {}", to_string(outcome.status),
                                                 outcome.http_status, outcome.message);
-                if (!health_.influx_failing.exchange(true)) {
-                    spdlog::error("writer {}: InfluxDB write failed, keeping {} points and retrying: {}",
-                                  index_, count, error);
+                if (!health_.influx_failing.load()) {
+                    spdlog::error(
+                        "writer {}: InfluxDB write to {} failed, keeping {} points and retrying: {}", index_,
+                        batch.destination, count, error);
                 } else {
                     log_.warn("influx_retry", "writer {}: InfluxDB write still failing: {}", index_, error);
                 }
                 health_.set_influx_error(error);
+                if (defer) {
+                    retry_after_ms = outcome.retry_after_ms;
+                    return false;
+                }
+                health_.influx_failing.store(true);           // retrying in place: shown as failing meanwhile
                 back_off(attempt++, outcome.retry_after_ms);  // the deadline is checked at the loop's top
                 created_database = false;                     // one CREATE DATABASE per backoff step
             }
@@ -169,12 +454,17 @@ void InfluxWriter::deliver_range(Batch& batch, size_t first, size_t last) {
     }
 }
 
-bool InfluxWriter::back_off(int attempt, int64_t retry_after_ms) {
+int64_t InfluxWriter::backoff_ms(int attempt, int64_t retry_after_ms) {
     int64_t delay = config_.retry_initial_ms << std::min(attempt, 20);
     delay = std::min(delay, config_.retry_max_ms);
     std::uniform_real_distribution<double> jitter(0.5, 1.0);
     delay = static_cast<int64_t>(static_cast<double>(delay) * jitter(random_));
     if (retry_after_ms >= 0) delay = std::max(delay, std::min(retry_after_ms, config_.retry_max_ms * 4));
+    return delay;
+}
+
+bool InfluxWriter::back_off(int attempt, int64_t retry_after_ms) {
+    const int64_t delay = backoff_ms(attempt, retry_after_ms);
     std::unique_lock lock(mutex_);
     auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(delay);
     if (has_deadline_) until = std::min(until, deadline_);

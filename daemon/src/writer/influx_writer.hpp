@@ -1,13 +1,21 @@
 #pragma once
-// One writer thread: sends batches to InfluxDB in the order it receives them (so a shard keeps
-// per-device order) and applies the response policy of NOTES.md: bad lines are found by splitting
-// and dead-lettered while the rest is written; 413 splits; 429/503 honour Retry-After; 401/403,
-// 5xx and network errors keep the data and retry with capped exponential backoff and jitter.
+// One writer thread: sends batches to InfluxDB and applies the response policy of NOTES.md: bad lines
+// are found by splitting and dead-lettered while the rest is written; 413 splits; 429/503 honour
+// Retry-After; 401/403, 5xx and network errors keep the data and retry with capped exponential
+// backoff and jitter.
+//
+// Batches queue per destination (database or bucket), each queue strictly in order, so per-device
+// order holds. A destination that fails backs off on its own while the others go on. With a disk
+// buffer, its batches (and any batch beyond max_pending_batches in memory) move to disk, which frees
+// their write-ahead log entries and memory; when the buffer is full the policy decides: wait (the
+// broker holds the messages) or drop the oldest buffered batch (dead-lettered as buffer_overflow).
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -16,38 +24,80 @@
 #include "control/metrics.hpp"
 #include "control/rate_limited_log.hpp"
 #include "durability/dead_letter_store.hpp"
+#include "durability/disk_buffer.hpp"
+#include "durability/write_ahead_log.hpp"
 #include "writer/batch.hpp"
 #include "writer/influx_client.hpp"
 
 namespace plantd {
 
+struct WriterDurability {
+    WriteAheadLog* wal = nullptr;      // null: durability "memory"
+    std::optional<DiskBuffer> buffer;  // none: no disk buffer (memory, or buffer_max_bytes = 0)
+    BufferFullPolicy policy = BufferFullPolicy::block;
+};
+
 class InfluxWriter {
   public:
     InfluxWriter(size_t index, const InfluxConfig& config, Metrics& metrics, Health& health,
-                 DeadLetterStore& dead_letters, RateLimitedLog& log);
+                 DeadLetterStore& dead_letters, RateLimitedLog& log, WriterDurability durability = {});
     ~InfluxWriter();
 
+    // Takes up what the disk buffer of a previous run holds (sent before anything new) and starts.
     void start();
-    // Queues a batch; waits while max_pending_batches are already queued (backpressure).
+    // Queues a batch; waits while max_pending_batches are in memory and the disk buffer cannot take
+    // it (backpressure).
     void submit(Batch batch);
-    // From now on, retries stop at `deadline` and what is left is dead-lettered (shutdown_unwritten).
-    // Set when the drain starts, so that workers blocked on a full writer queue get free too.
+    // From now on, retries stop at `deadline`; what is left goes to the disk buffer, else stays in the
+    // write-ahead log for the next start, else (durability "memory") is dead-lettered.
     void set_deadline(std::chrono::steady_clock::time_point deadline);
-    // No more batches will come: the thread ends once its queue is empty.
+    // No more batches will come: the thread ends once everything is written or the deadline passed.
     void finish();
     void join();
 
-    size_t pending() const;
+    size_t pending() const;  // batches in memory
+    uint64_t buffered_batches() const;
+    uint64_t buffered_bytes() const;
     // Steady-clock ms of the writer's last sign of life (a loop turn, a request, a backoff slice).
     int64_t heartbeat_ms() const { return heartbeat_ms_.load(std::memory_order_relaxed); }
 
   private:
+    struct Item {
+        Batch batch;                            // in memory (empty while on disk)
+        std::optional<DiskBuffer::Entry> disk;  // on disk
+    };
+    struct Destination {
+        std::deque<Item> items;  // oldest first; the front may be in flight
+        bool in_flight = false;
+        bool failing = false;
+        int attempt = 0;
+        std::chrono::steady_clock::time_point next_try{};
+    };
+    enum class Sent { resolved, failed };
+
     void run();
-    void deliver(Batch& batch);
-    void deliver_range(Batch& batch, size_t first, size_t last);
+    // The next destination due, or null; sets `wait_until` to when one will be.
+    Destination* next_due(std::chrono::steady_clock::time_point now,
+                          std::chrono::steady_clock::time_point& wait_until);
+    void send_front(const std::string& name, Destination& destination, std::unique_lock<std::mutex>& lock);
+    // One try at the whole batch (splits on bad data are resolved inside, retrying in place).
+    Sent deliver(Batch& batch, int64_t& retry_after_ms);
+    bool deliver_range(Batch& batch, size_t first, size_t last, bool defer, int64_t& retry_after_ms);
+    // With mutex_ held: moves a batch to the disk buffer (dropping the oldest if so configured).
+    bool spill_locked(Batch& batch, DiskBuffer::Entry& entry);
+    bool drop_oldest_locked();
+    // With mutex_ held: every in-memory item of `destination` not in flight goes to disk.
+    void spill_destination_locked(Destination& destination);
+    // The drain deadline passed: what is in memory is kept on disk, in the log, or dead-lettered.
+    void leave_locked();
+    void leave_batch_locked(Batch& batch);
+    void release_wal(const Batch& batch);
+    void set_failing_locked(Destination& destination, bool failing);
     // Sleeps for the backoff; returns false when the drain deadline has passed.
     bool back_off(int attempt, int64_t retry_after_ms);
+    int64_t backoff_ms(int attempt, int64_t retry_after_ms);
     bool past_deadline() const;
+    bool past_deadline_locked() const;
     void account_written(const Batch& batch, size_t first, size_t last);
     void dead_letter_lines(const Batch& batch, size_t first, size_t last, RejectReason reason,
                            std::string_view detail);
@@ -59,11 +109,16 @@ class InfluxWriter {
     DeadLetterStore& dead_letters_;
     RateLimitedLog& log_;
     InfluxClient client_;
+    WriterDurability durability_;
     std::mt19937 random_;
 
     mutable std::mutex mutex_;
     std::condition_variable changed_;
-    std::deque<Batch> queue_;
+    std::map<std::string, Destination, std::less<>> destinations_;
+    std::string last_sent_;  // round robin between destinations
+    size_t in_memory_ = 0;   // items in memory across destinations
+    uint64_t on_disk_ = 0;   // items on disk
+    bool buffer_failing_ = false;
     bool finishing_ = false;
     bool has_deadline_ = false;
     std::chrono::steady_clock::time_point deadline_{};

@@ -1,0 +1,122 @@
+#include "durability/batch_file.hpp"
+
+#include <zlib.h>
+
+#include <fmt/format.h>
+
+namespace plantd {
+
+namespace {
+
+constexpr std::string_view batch_magic = "PLNTBUF1";
+
+void put32(std::string& out, uint32_t v) {
+    for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+void put64(std::string& out, uint64_t v) {
+    for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+void put_string(std::string& out, std::string_view s) {
+    put32(out, static_cast<uint32_t>(s.size()));
+    out.append(s);
+}
+
+uint32_t crc_of(std::string_view bytes) {
+    uLong crc = crc32(0L, Z_NULL, 0);
+    while (!bytes.empty()) {
+        const auto part = static_cast<uInt>(std::min<size_t>(bytes.size(), 1u << 30));
+        crc = crc32(crc, reinterpret_cast<const Bytef*>(bytes.data()), part);
+        bytes.remove_prefix(part);
+    }
+    return static_cast<uint32_t>(crc);
+}
+
+// Reads forward through a byte range; any read past its end turns `ok` false.
+struct Cursor {
+    std::string_view rest;
+    bool ok = true;
+
+    uint64_t get(size_t bytes) {
+        if (!ok || rest.size() < bytes) {
+            ok = false;
+            return 0;
+        }
+        uint64_t v = 0;
+        for (size_t i = bytes; i-- > 0;) v = (v << 8) | static_cast<uint8_t>(rest[i]);
+        rest.remove_prefix(bytes);
+        return v;
+    }
+    std::string_view take(size_t bytes) {
+        if (!ok || rest.size() < bytes) {
+            ok = false;
+            return {};
+        }
+        std::string_view out = rest.substr(0, bytes);
+        rest.remove_prefix(bytes);
+        return out;
+    }
+    std::string_view string() { return take(get(4)); }
+};
+
+}  // namespace
+
+std::string encode_batch(const Batch& batch) {
+    std::string payload;
+    payload.reserve(batch.body.size() + batch.lines() * 16 + 256);
+    put_string(payload, batch.destination);
+    put32(payload, static_cast<uint32_t>(batch.factories.size()));
+    for (const auto& factory : batch.factories) put_string(payload, factory);
+    put32(payload, static_cast<uint32_t>(batch.lines()));
+    for (size_t i = 0; i < batch.lines(); ++i) {
+        put32(payload, batch.line_ends[i]);
+        put32(payload, batch.line_factory[i]);
+        put64(payload, static_cast<uint64_t>(batch.line_time_ms[i]));
+    }
+    put_string(payload, batch.body);
+    std::string out(batch_magic);
+    put32(out, crc_of(payload));
+    put32(out, static_cast<uint32_t>(payload.size()));
+    out += payload;
+    return out;
+}
+
+Result<Batch> decode_batch(std::string_view bytes) {
+    if (bytes.substr(0, batch_magic.size()) != batch_magic)
+        return fail(std::string("not a plantd batch file"));
+    Cursor header{bytes.substr(batch_magic.size())};
+    const auto crc = static_cast<uint32_t>(header.get(4));
+    const auto size = header.get(4);
+    if (!header.ok || header.rest.size() != size)
+        return fail(
+            fmt::format("cut short or too long ({} bytes; the header says {})", header.rest.size(), size));
+    if (crc_of(header.rest) != crc) return fail(std::string("checksum mismatch"));
+    Cursor in{header.rest};
+    Batch batch;
+    batch.destination = std::string(in.string());
+    const uint64_t factories = in.get(4);
+    if (factories > in.rest.size() / 4) return fail(std::string("bad factory count"));
+    for (uint64_t i = 0; i < factories && in.ok; ++i) batch.factories.emplace_back(in.string());
+    const uint64_t lines = in.get(4);
+    if (lines > in.rest.size() / 16) return fail(std::string("bad line count"));
+    batch.line_ends.reserve(lines);
+    for (uint64_t i = 0; i < lines && in.ok; ++i) {
+        batch.line_ends.push_back(static_cast<uint32_t>(in.get(4)));
+        batch.line_factory.push_back(static_cast<uint32_t>(in.get(4)));
+        batch.line_time_ms.push_back(static_cast<int64_t>(in.get(8)));
+    }
+    batch.body = std::string(in.string());
+    if (!in.ok || !in.rest.empty()) return fail(std::string("fields do not add up to the file's size"));
+    uint32_t previous = 0;
+    for (size_t i = 0; i < batch.lines(); ++i) {
+        if (batch.line_ends[i] <= previous || batch.line_ends[i] > batch.body.size() ||
+            batch.line_factory[i] >= batch.factories.size())
+            return fail(fmt::format("line {} is out of bounds", i));
+        previous = batch.line_ends[i];
+    }
+    if (previous != batch.body.size()) return fail(std::string("the body does not end with the last line"));
+    return batch;
+}
+
+}  // namespace plantd

@@ -1,0 +1,16 @@
+#pragma once
+// The disk buffer's file format: one batch per file, "PLNTBUF1", CRC-32 and size of the rest, then
+// destination, factories, per line (end offset, factory index, time) and the line-protocol body.
+// decode_batch() checks every size and index, so a damaged file is an error, never a crash.
+#include <string>
+#include <string_view>
+
+#include "common/result.hpp"
+#include "writer/batch.hpp"
+
+namespace plantd {
+
+std::string encode_batch(const Batch& batch);
+Result<Batch> decode_batch(std::string_view bytes);
+
+}  // namespace plantd

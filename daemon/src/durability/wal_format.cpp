@@ -1,0 +1,150 @@
+#include "durability/wal_format.hpp"
+
+#include <cstring>
+
+#include <zlib.h>
+
+namespace plantd::wal {
+
+namespace {
+
+constexpr uint32_t record_magic = 0x4C415750;  // "PWAL" read as little-endian bytes
+
+void put32(std::string& out, uint32_t v) {
+    char b[4];
+    for (int i = 0; i < 4; ++i) b[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+    out.append(b, 4);
+}
+
+void put64(std::string& out, uint64_t v) {
+    char b[8];
+    for (int i = 0; i < 8; ++i) b[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+    out.append(b, 8);
+}
+
+uint32_t get32(const char* p) {
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+    return v;
+}
+
+uint64_t get64(const char* p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+    return v;
+}
+
+uint32_t checksum(const char* data, size_t size) {
+    // zlib's crc32 takes uInt lengths: feed it in slices.
+    uLong crc = crc32(0L, Z_NULL, 0);
+    while (size > 0) {
+        const auto part = static_cast<uInt>(std::min<size_t>(size, 1u << 30));
+        crc = crc32(crc, reinterpret_cast<const Bytef*>(data), part);
+        data += part;
+        size -= part;
+    }
+    return static_cast<uint32_t>(crc);
+}
+
+}  // namespace
+
+size_t record_bytes(const RawMessage& message) {
+    return record_header_bytes + record_fixed_body_bytes + message.data.size();
+}
+
+void append_record(std::string& out, const RawMessage& message) {
+    const size_t header_at = out.size();
+    put32(out, record_magic);
+    put32(out, static_cast<uint32_t>(record_fixed_body_bytes + message.data.size()));
+    put32(out, 0);  // checksum, filled in below
+    put32(out, 0);  // flags (none yet)
+    const size_t body_at = out.size();
+    put64(out, static_cast<uint64_t>(message.received_ms));
+    put64(out, static_cast<uint64_t>(message.oversize_payload_bytes));
+    put32(out, message.topic_size);
+    out.append(message.data);
+    const uint32_t crc = checksum(out.data() + body_at, out.size() - body_at);
+    for (int i = 0; i < 4; ++i) out[header_at + 8 + i] = static_cast<char>((crc >> (8 * i)) & 0xff);
+}
+
+SegmentReader::SegmentReader(std::string_view bytes, size_t max_body_bytes)
+    : bytes_(bytes), max_body_bytes_(max_body_bytes) {
+    has_magic_ = bytes_.substr(0, segment_magic.size()) == segment_magic;
+    if (has_magic_) {
+        offset_ = segment_magic.size();
+    } else {
+        // Not a segment we wrote (or its first bytes are damaged): look for records anyway.
+        resync();
+    }
+}
+
+void SegmentReader::resync() {
+    const size_t from = offset_;
+    size_t at = offset_ + 1;
+    if (from == 0 && !has_magic_) at = 0;
+    for (; at + 4 <= bytes_.size(); ++at) {
+        if (get32(bytes_.data() + at) == record_magic) break;
+    }
+    if (at + 4 > bytes_.size()) at = bytes_.size();
+    corrupt_bytes_ += at - from;
+    offset_ = at;
+}
+
+SegmentReader::Status SegmentReader::next(RawMessage& out) {
+    while (offset_ < bytes_.size()) {
+        const size_t left = bytes_.size() - offset_;
+        const char* p = bytes_.data() + offset_;
+        if (left < record_header_bytes) {
+            // A header cut short: torn if it could be the start of a record, else damage.
+            if (std::memcmp(p, "PWAL", std::min<size_t>(left, 4)) == 0) {
+                torn_bytes_ += left;
+                offset_ = bytes_.size();
+                return Status::torn;
+            }
+            corrupt_bytes_ += left;
+            offset_ = bytes_.size();
+            return Status::end;
+        }
+        const uint32_t magic = get32(p);
+        const uint32_t body_size = get32(p + 4);
+        const uint32_t crc = get32(p + 8);
+        if (magic != record_magic || body_size < record_fixed_body_bytes || body_size > max_body_bytes_) {
+            resync();
+            continue;
+        }
+        if (left - record_header_bytes < body_size) {
+            // Cut short at the end: the crash came during this write. Unless another record follows
+            // (then the size was damaged, not the write cut short).
+            const std::string_view rest = bytes_.substr(offset_ + 4);
+            if (rest.find("PWAL") == std::string_view::npos) {
+                torn_bytes_ += left;
+                offset_ = bytes_.size();
+                return Status::torn;
+            }
+            resync();
+            continue;
+        }
+        const char* body = p + record_header_bytes;
+        if (checksum(body, body_size) != crc) {
+            resync();
+            continue;
+        }
+        const auto received_ms = static_cast<int64_t>(get64(body));
+        const uint64_t oversize = get64(body + 8);
+        const uint32_t topic_size = get32(body + 16);
+        const size_t data_size = body_size - record_fixed_body_bytes;
+        if (topic_size > data_size) {
+            resync();
+            continue;
+        }
+        out.data.assign(body + record_fixed_body_bytes, data_size);
+        out.topic_size = topic_size;
+        out.received_ms = received_ms;
+        out.oversize_payload_bytes = static_cast<size_t>(oversize);
+        offset_ += record_header_bytes + body_size;
+        return Status::record;
+    }
+    return Status::end;
+}
+
+}  // namespace plantd::wal

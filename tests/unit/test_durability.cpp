@@ -1,0 +1,335 @@
+// The write-ahead log's format and segments, the disk buffer's batch files: round trips, damage,
+// a crash cut short, a full file system, and the lock against a second plantd.
+#include <doctest/doctest.h>
+
+#include <sys/resource.h>
+#include <unistd.h>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "config/config.hpp"
+#include "durability/batch_file.hpp"
+#include "durability/disk_buffer.hpp"
+#include "durability/wal_format.hpp"
+#include "durability/write_ahead_log.hpp"
+
+using namespace plantd;
+
+namespace {
+
+struct ScratchDirectory {
+    std::string path;
+    ScratchDirectory() {
+        std::string pattern = (std::filesystem::temp_directory_path() / "plantd-unit-XXXXXX").string();
+        path = ::mkdtemp(pattern.data());
+    }
+    ~ScratchDirectory() {
+        std::error_code ec;
+        std::filesystem::remove_all(path, ec);
+    }
+};
+
+RawMessage message(int i, size_t payload_bytes = 0) {
+    std::string payload = R"({"metrics":{"seq":)" + std::to_string(i) + "}}";
+    payload.append(payload_bytes, ' ');
+    return RawMessage::make("f/factory/f1/device/d" + std::to_string(i % 3) + "/telemetry", payload,
+                            1'700'000'000'000 + i);
+}
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream content;
+    content << in.rdbuf();
+    return std::move(content).str();
+}
+
+std::vector<RawMessage> read_all(std::string_view bytes, size_t* corrupt = nullptr, size_t* torn = nullptr) {
+    wal::SegmentReader reader(bytes, 1 << 20);
+    std::vector<RawMessage> out;
+    RawMessage m;
+    while (reader.next(m) == wal::SegmentReader::Status::record) out.push_back(m);
+    if (corrupt) *corrupt = reader.corrupt_bytes();
+    if (torn) *torn = reader.torn_bytes();
+    return out;
+}
+
+DurabilityConfig durability_in(const std::string& directory) {
+    DurabilityConfig config;
+    config.directory = directory;
+    config.segment_bytes = 64 * 1024;
+    config.wal_max_bytes = 1024 * 1024;
+    return config;
+}
+
+std::vector<std::string> segment_files(const std::string& directory) {
+    std::vector<std::string> out;
+    for (const auto& entry : std::filesystem::directory_iterator(directory + "/wal"))
+        if (entry.path().extension() == ".wal") out.push_back(entry.path().filename().string());
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("wal format: records round-trip with topic, payload, time and oversize marker") {
+    std::string segment(wal::segment_magic);
+    RawMessage big = message(7);
+    big.oversize_payload_bytes = 123456;
+    for (int i = 0; i < 5; ++i) wal::append_record(segment, message(i));
+    wal::append_record(segment, big);
+    CHECK(segment.size() ==
+          wal::segment_magic.size() + 5 * wal::record_bytes(message(0)) + wal::record_bytes(big));
+    size_t corrupt = 1, torn = 1;
+    auto records = read_all(segment, &corrupt, &torn);
+    REQUIRE(records.size() == 6);
+    CHECK(corrupt == 0);
+    CHECK(torn == 0);
+    for (int i = 0; i < 5; ++i) {
+        CHECK(records[i].topic() == message(i).topic());
+        CHECK(records[i].payload() == message(i).payload());
+        CHECK(records[i].received_ms == 1'700'000'000'000 + i);
+        CHECK(records[i].oversize_payload_bytes == 0);
+    }
+    CHECK(records[5].oversize_payload_bytes == 123456);
+}
+
+TEST_CASE("wal format: a write cut short is torn, damage in the middle costs only the damaged record") {
+    std::string segment(wal::segment_magic);
+    for (int i = 0; i < 4; ++i) wal::append_record(segment, message(i));
+    const size_t one = wal::record_bytes(message(0));
+
+    // A crash in the middle of the last write.
+    for (size_t cut : {size_t{1}, size_t{10}, one - 1}) {
+        size_t corrupt = 0, torn = 0;
+        auto records = read_all(std::string_view(segment).substr(0, segment.size() - cut), &corrupt, &torn);
+        CHECK(records.size() == 3);
+        CHECK(torn == one - cut);
+        CHECK(corrupt == 0);
+    }
+    // A flipped payload byte in record 1: its checksum fails; records 0, 2, 3 survive.
+    std::string damaged = segment;
+    damaged[wal::segment_magic.size() + one + one - 3] ^= 0x5a;
+    size_t corrupt = 0;
+    auto records = read_all(damaged, &corrupt);
+    REQUIRE(records.size() == 3);
+    CHECK(records[0].received_ms == 1'700'000'000'000);
+    CHECK(records[1].received_ms == 1'700'000'000'002);
+    CHECK(corrupt == one);
+    // A header claiming a huge body is damage too, not a reason to read past the end.
+    damaged = segment;
+    damaged[wal::segment_magic.size() + 7] = '\x7f';
+    records = read_all(damaged, &corrupt);
+    CHECK(records.size() == 3);
+    // Garbage without any record, and an empty file.
+    CHECK(read_all("garbage that is not a segment at all").empty());
+    CHECK(read_all("").empty());
+}
+
+TEST_CASE("write-ahead log: segments are deleted once every message in them is resolved") {
+    ScratchDirectory scratch;
+    auto log = WriteAheadLog::open(durability_in(scratch.path), 1 << 20);
+    REQUIRE(log.ok());
+    auto& wal = **log;
+    std::vector<uint32_t> segments;
+    std::string error;
+    for (int i = 0; i < 300; ++i) {  // ~300 × 1 KiB: several 64 KiB segments
+        wal.stage(message(i, 1000));
+        REQUIRE(wal.commit(error));
+        segments.push_back(wal.committed_segment());
+    }
+    CHECK(segments.front() != segments.back());
+    CHECK(wal.unresolved() == 300);
+    CHECK(segment_files(scratch.path).size() >= 4);
+    for (int i = 0; i < 300; ++i) wal.release(segments[i]);
+    CHECK(wal.unresolved() == 0);
+    // Every closed segment is gone; the open one stays until close().
+    CHECK(segment_files(scratch.path).size() == 1);
+    wal.close();
+    CHECK(segment_files(scratch.path).empty());
+}
+
+TEST_CASE(
+    "write-ahead log: what was not resolved is replayed by the next start, and the lock keeps out a second "
+    "plantd") {
+    ScratchDirectory scratch;
+    const auto config = durability_in(scratch.path);
+    {
+        auto log = WriteAheadLog::open(config, 1 << 20);
+        REQUIRE(log.ok());
+        std::string error;
+        for (int i = 0; i < 10; ++i) (*log)->stage(message(i));
+        REQUIRE((*log)->commit(error));
+        auto second = WriteAheadLog::open(config, 1 << 20);
+        REQUIRE_FALSE(second.ok());
+        CHECK(second.error().find("in use by another plantd") != std::string::npos);
+        for (int i = 0; i < 4; ++i) (*log)->release((*log)->committed_segment());
+        // No close(): a crash.
+    }
+    auto log = WriteAheadLog::open(config, 1 << 20);
+    REQUIRE(log.ok());
+    std::vector<RawMessage> replayed;
+    auto recovery = (*log)->recover([&](RawMessage&& m) { replayed.push_back(std::move(m)); });
+    // The whole segment comes back (points are idempotent): order and content as written.
+    REQUIRE(replayed.size() == 10);
+    CHECK(recovery.records == 10);
+    CHECK(recovery.segments == 1);
+    for (int i = 0; i < 10; ++i) CHECK(replayed[i].payload() == message(i).payload());
+    const uint32_t old_segment = replayed[0].wal_segment;
+    CHECK(old_segment != 0);
+    CHECK(segment_files(scratch.path).size() == 2);  // the old one and the new open one
+    for (auto& m : replayed) (*log)->release(m.wal_segment);
+    CHECK(segment_files(scratch.path).size() == 1);
+    (*log)->close();
+    CHECK(segment_files(scratch.path).empty());
+}
+
+TEST_CASE("write-ahead log: a full file system fails the commit, cuts back, and a later commit succeeds") {
+    ScratchDirectory scratch;
+    auto log = WriteAheadLog::open(durability_in(scratch.path), 1 << 20);
+    REQUIRE(log.ok());
+    auto& wal = **log;
+    std::string error;
+    wal.stage(message(0));
+    REQUIRE(wal.commit(error));
+    const auto files = segment_files(scratch.path);
+    REQUIRE(files.size() == 1);
+    const std::string path = scratch.path + "/wal/" + files[0];
+    const auto good_size = std::filesystem::file_size(path);
+
+    // RLIMIT_FSIZE stands in for a full disk: writes beyond it fail (EFBIG; SIGXFSZ ignored).
+    auto previous_handler = std::signal(SIGXFSZ, SIG_IGN);
+    rlimit saved{};
+    ::getrlimit(RLIMIT_FSIZE, &saved);
+    rlimit limited = saved;
+    limited.rlim_cur = good_size + 100;
+    REQUIRE(::setrlimit(RLIMIT_FSIZE, &limited) == 0);
+    wal.stage(message(1, 500));
+    wal.stage(message(2, 500));
+    const bool committed = wal.commit(error);
+    ::setrlimit(RLIMIT_FSIZE, &saved);
+    std::signal(SIGXFSZ, previous_handler);
+    CHECK_FALSE(committed);
+    CHECK(error.find("cannot write") != std::string::npos);
+    CHECK(wal.write_failures() == 1);
+    CHECK(std::filesystem::file_size(path) == good_size);  // no half record left behind
+    CHECK(wal.has_staged());
+
+    REQUIRE(wal.commit(error));  // room again: the same records go in
+    size_t corrupt = 1, torn = 1;
+    auto records = read_all(read_file(path), &corrupt, &torn);
+    REQUIRE(records.size() == 3);
+    CHECK(records[2].payload() == message(2, 500).payload());
+    CHECK(corrupt == 0);
+    CHECK(torn == 0);
+}
+
+TEST_CASE("batch files: round trip, and damage is an error that names the problem") {
+    Batch batch;
+    batch.destination = "plant_a";
+    batch.body = "telemetry,factory_id=fa,device_id=d1 t=1 1000\n";
+    batch.end_line("fa", 1000);
+    batch.body += "telemetry,factory_id=fb,device_id=d2 t=2 2000\n";
+    batch.end_line("fb", 2000);
+    const std::string bytes = encode_batch(batch);
+    auto decoded = decode_batch(bytes);
+    REQUIRE(decoded.ok());
+    CHECK(decoded->destination == "plant_a");
+    CHECK(decoded->body == batch.body);
+    CHECK(decoded->lines() == 2);
+    CHECK(decoded->factory_of(1) == "fb");
+    CHECK(decoded->line_time_ms[1] == 2000);
+    CHECK(decoded->line(0) == batch.line(0));
+
+    std::string damaged = bytes;
+    damaged[bytes.size() - 5] ^= 1;
+    CHECK(decode_batch(damaged).error() == "checksum mismatch");
+    CHECK_FALSE(decode_batch(bytes.substr(0, bytes.size() - 1)).ok());
+    CHECK_FALSE(decode_batch("PLNTBUF1").ok());
+    CHECK(decode_batch("nonsense").error() == "not a plantd batch file");
+}
+
+TEST_CASE("disk buffer: stores in order, respects its share, and a new start finds the files again") {
+    ScratchDirectory scratch;
+    auto config = durability_in(scratch.path);
+    Batch batch;
+    batch.destination = "plant";
+    for (int i = 0; i < 100; ++i) {
+        batch.body +=
+            "telemetry,factory_id=fa,device_id=d1 seq=" + std::to_string(i) + " " + std::to_string(i) + "\n";
+        batch.end_line("fa", i);
+    }
+    const uint64_t one = encode_batch(batch).size();
+    config.buffer_max_bytes = 2 * (3 * one + 10);  // two writers: each may hold three
+    {
+        auto buffer = DiskBuffer::open(config, 1, 2);
+        REQUIRE(buffer.ok());
+        std::string error;
+        DiskBuffer::Entry entries[4];
+        for (int i = 0; i < 3; ++i)
+            REQUIRE(buffer->store(batch, entries[i], error) == DiskBuffer::StoreStatus::stored);
+        CHECK(buffer->store(batch, entries[3], error) == DiskBuffer::StoreStatus::no_room);
+        CHECK(buffer->bytes() == 3 * one);
+        buffer->remove(entries[0]);
+        CHECK(buffer->bytes() == 2 * one);
+        auto loaded = buffer->load(entries[1]);
+        REQUIRE(loaded.ok());
+        CHECK(loaded->body == batch.body);
+        // A crash while writing leaves a temporary file: the next start removes it.
+        std::ofstream(scratch.path + "/buffer/.1-000000000099.batch.tmp") << "half";
+    }
+    auto other_writer = DiskBuffer::open(config, 0, 2);
+    REQUIRE(other_writer.ok());
+    CHECK(other_writer->take_found().empty());
+    auto buffer = DiskBuffer::open(config, 1, 2);
+    REQUIRE(buffer.ok());
+    auto found = buffer->take_found();
+    REQUIRE(found.size() == 2);
+    CHECK(found[0].sequence < found[1].sequence);
+    CHECK(found[0].lines == 100);
+    CHECK(found[0].destination == "plant");
+    CHECK(buffer->bytes() == 2 * one);
+    CHECK_FALSE(std::filesystem::exists(scratch.path + "/buffer/.1-000000000099.batch.tmp"));
+    // With one writer fewer, writer 0 of 1 takes over what writer 1 of 2 left.
+    auto single = DiskBuffer::open(config, 0, 1);
+    REQUIRE(single.ok());
+    CHECK(single->take_found().size() == 2);
+}
+
+TEST_CASE("[durability] config: modes, policy, and errors that name the key") {
+    auto config = load_config_text(
+        "[durability]\nmode = \"power\"\nfsync_interval = \"200ms\"\nbuffer_full_policy = \"drop_oldest\"\n"
+        "directory = \"/tmp/x\"\n",
+        "t.toml");
+    REQUIRE(config.ok());
+    CHECK(config->durability.mode == DurabilityMode::power);
+    CHECK(config->durability.fsync_interval_ms == 200);
+    CHECK(config->durability.buffer_full_policy == BufferFullPolicy::drop_oldest);
+    CHECK(load_config_text("", "t.toml")->durability.mode == DurabilityMode::process);
+    auto bad = load_config_text("[durability]\nmode = \"disk\"\n", "t.toml");
+    REQUIRE_FALSE(bad.ok());
+    CHECK(bad.error().find("[durability] mode") != std::string::npos);
+    bad = load_config_text("[durability]\nbuffer_full_policy = \"drop_newest\"\n", "t.toml");
+    REQUIRE_FALSE(bad.ok());
+    CHECK(bad.error().find("buffer_full_policy") != std::string::npos);
+    bad = load_config_text("[durability]\nsegment_bytes = \"64MiB\"\nwal_max_bytes = \"100MiB\"\n", "t.toml");
+    REQUIRE_FALSE(bad.ok());
+    CHECK(bad.error().find("at least twice segment_bytes") != std::string::npos);
+}
+
+TEST_CASE("the fuzz corpus files (written by an independent encoder) read as documented") {
+    const std::string corpus = std::string(PLANTD_SOURCE_DIR) + "/tests/fuzz/corpus/wal/";
+    auto records = read_all(read_file(corpus + "segment.wal"));
+    REQUIRE(records.size() == 3);
+    CHECK(records[2].topic() == "plant/factory/f1/device/d2/telemetry");
+    CHECK(records[2].payload() == R"({"metrics":{"t":2}})");
+    size_t torn = 0;
+    CHECK(read_all(read_file(corpus + "torn.wal"), nullptr, &torn).size() == 2);
+    CHECK(torn > 0);
+    auto batch = decode_batch(read_file(corpus + "batch.batch"));
+    REQUIRE(batch.ok());
+    CHECK(batch->lines() == 2);
+    CHECK(batch->factory_of(1) == "f2");
+}
