@@ -235,6 +235,7 @@ void RuleEngine::evaluate(Device& device, const DeviceRule& entry, int64_t now_m
     AlertSlot* slot = device.alert(rule.definition.id);
     const bool firing = slot && slot->alert.state == AlertState::firing;
     Expression* expression = rule.when.get();
+    if (!expression) return;  // a threshold rule always has one (RuleSet::build checks)
     uint32_t first = entry.first_input;
     if (firing && rule.clear) {
         expression = rule.clear.get();

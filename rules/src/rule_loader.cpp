@@ -143,11 +143,22 @@ std::optional<RuleDefinition> read_rule(const toml::table& table, size_t index, 
                      table.get("kind"));
     }
     if (rule.kind == RuleKind::threshold) {
-        if (auto when = reader.text("when", 4096))
+        auto blank = [](const std::string& text) {
+            return text.find_first_not_of(" \t\r\n") == std::string::npos;
+        };
+        if (auto when = reader.text("when", 4096)) {
+            if (blank(*when))
+                reader.error("when", "is empty (the condition that fires the alert)", table.get("when"));
             rule.when = *when;
-        else if (!table.contains("when"))
+        } else if (!table.contains("when")) {
             reader.error("when", "is missing (the condition that fires the alert)");
-        if (auto clear = reader.text("clear", 4096)) rule.clear = *clear;
+        }
+        if (auto clear = reader.text("clear", 4096)) {
+            if (blank(*clear))
+                reader.error("clear", "is empty (leave it out to clear when `when` no longer holds)",
+                             table.get("clear"));
+            rule.clear = *clear;
+        }
         if (auto for_ms = reader.duration("for")) rule.for_ms = *for_ms;
         if (table.contains("after"))
             reader.error("after", "belongs to dead-man rules (kind = \"deadman\"); use `for`",

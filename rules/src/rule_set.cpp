@@ -45,6 +45,9 @@ Result<std::unique_ptr<RuleSet>> RuleSet::build(std::vector<RuleDefinition> defi
                 return fail(problem);
             if (auto problem = compile(definition.clear, "clear", rule->clear); !problem.empty())
                 return fail(problem);
+            if (!rule->when)  // the loader refuses this; rules built another way must not either
+                return fail(
+                    fmt::format("{}: rule \"{}\": key `when`: is empty", definition.source, definition.id));
         }
         rule->fingerprint = definition.fingerprint();
         const bool every = definition.factory == every_factory;

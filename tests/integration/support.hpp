@@ -49,6 +49,7 @@ class PlantdProcess {
     int terminate(std::chrono::seconds timeout = std::chrono::seconds(60));
     std::string log() const;
     bool running() const { return pid_ > 0; }
+    int pid() const { return pid_; }
     void send_signal(int signal) const;
 
   private:

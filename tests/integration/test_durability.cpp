@@ -8,6 +8,8 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 #include <thread>
 
 #include <fmt/format.h>
@@ -132,16 +134,16 @@ TEST_CASE("kill -9 again and again while messages flow: every message lands in I
     const int port = free_port();
     const std::string config = base_config(instance, prefix, database, port, dir.path() + "/dl.jsonl");
     const long total = 40'000;
-    std::atomic<long> published{0};
-    std::thread publishing([&] {
-        Publisher publisher(unique_name("itest-pub"));
-        for (long i = 0; i < total; ++i) {
-            publisher.publish(fmt::format("{}/factory/f1/device/d{}/telemetry", prefix, i % 20),
-                              payload_of(i));
-            published = i + 1;
-        }
-        publisher.flush();
-    });
+    std::thread publishing;
+    auto start_publishing = [&] {
+        publishing = std::thread([&] {
+            Publisher publisher(unique_name("itest-pub"));
+            for (long i = 0; i < total; ++i)
+                publisher.publish(fmt::format("{}/factory/f1/device/d{}/telemetry", prefix, i % 20),
+                                  payload_of(i));
+            publisher.flush();
+        });
+    };
     struct Join {
         std::thread& t;
         ~Join() {
@@ -152,6 +154,7 @@ TEST_CASE("kill -9 again and again while messages flow: every message lands in I
     for (int run = 0; run < 4; ++run) {
         PlantdProcess plantd(dir.path(), config, port, fmt::format("run{}.log", run));
         REQUIRE(eventually([&] { return plantd.metric("plantd_mqtt_subscribed") == 1; }, 30s));
+        if (run == 0) start_publishing();  // the session exists now: the broker keeps what it misses
         const double received_before = plantd.metric("plantd_messages_received_total");
         // Killed while it takes messages, at a different point each time.
         CHECK(eventually(
@@ -262,5 +265,163 @@ TEST_CASE("the log's disk fills up: plantd stops acknowledging, the broker holds
     CHECK(a->received == total);
     CHECK(a->written == total);
     CHECK(plantd.log().find("not acknowledging anything until it works") != std::string::npos);
+    influx_command("DROP DATABASE \"" + database + "\"");
+}
+
+TEST_CASE("InfluxDB stopped in the middle of a run: messages keep being taken, and all land exactly once") {
+    TempDir dir;
+    const std::string prefix = unique_name("it");
+    const std::string database = unique_name("itest_outage");
+    const int port = free_port();
+    PlantdProcess plantd(
+        dir.path(),
+        base_config(unique_name("plantd-outage"), prefix, database, port, dir.path() + "/dl.jsonl"), port);
+    REQUIRE(eventually([&] { return plantd.metric("plantd_mqtt_subscribed") == 1; }, 30s));
+    struct Restart {
+        bool stopped = false;
+        ~Restart() {
+            if (stopped) stack_service("start-one", "influxdb");
+        }
+    } influxdb;
+    const long total = 20'000;
+    Publisher publisher(unique_name("itest-pub"));
+    auto publish = [&](long from, long to) {
+        for (long i = from; i < to; ++i)
+            publisher.publish(fmt::format("{}/factory/f1/device/d{}/telemetry", prefix, i % 10),
+                              payload_of(i));
+        publisher.flush();
+    };
+    publish(0, total / 2);
+    REQUIRE(eventually([&] { return count_and_sum(database).first > 0; }, 30s));
+    stack_service("stop-one", "influxdb");
+    influxdb.stopped = true;
+    const double before = plantd.metric("plantd_messages_received_total");
+    publish(total / 2, total);
+    // Taken while InfluxDB is down (not left at the broker), kept on disk.
+    CHECK(eventually([&] { return plantd.metric("plantd_messages_received_total") == total; }, 30s));
+    CHECK(plantd.metric("plantd_messages_received_total") > before);
+    CHECK(plantd.metric("plantd_influxdb_ok") == 0);
+    CHECK(eventually([&] { return plantd.metric("plantd_buffer_spilled_batches_total") >= 1; }, 10s));
+    std::this_thread::sleep_for(5s);  // retries with backoff meanwhile
+    stack_service("start-one", "influxdb");
+    influxdb.stopped = false;
+    CHECK(eventually([&] { return count_and_sum(database).first == total; }, 90s));
+    CHECK(count_and_sum(database).second == double(total) * (total - 1) / 2);
+    CHECK(eventually([&] { return plantd.metric("plantd_influxdb_ok") == 1; }, 10s));
+    CHECK(plantd.terminate() == 0);
+    CHECK(read_lines(dir.path() + "/dl.jsonl").empty());
+    auto a = accounting_of(plantd.log());
+    REQUIRE(a);
+    CHECK(a->received == total);
+    CHECK(a->written == total);
+    CHECK(a->buffered == 0);
+    influx_command("DROP DATABASE \"" + database + "\"");
+}
+
+TEST_CASE(
+    "mosquitto restarted in the middle of a run: plantd reconnects, resubscribes, and nothing is lost") {
+    TempDir dir;
+    const std::string prefix = unique_name("it");
+    const std::string database = unique_name("itest_broker");
+    const int port = free_port();
+    PlantdProcess plantd(
+        dir.path(),
+        base_config(unique_name("plantd-broker"), prefix, database, port, dir.path() + "/dl.jsonl"), port);
+    REQUIRE(eventually([&] { return plantd.metric("plantd_mqtt_subscribed") == 1; }, 30s));
+    const long total = 20'000;
+    {
+        Publisher publisher(unique_name("itest-pub"));
+        for (long i = 0; i < total / 2; ++i)
+            publisher.publish(fmt::format("{}/factory/f1/device/d{}/telemetry", prefix, i % 10),
+                              payload_of(i));
+        publisher.flush();
+    }
+    // While plantd works through the first half, the broker goes down (it saves its sessions) and up.
+    stack_service("restart-one", "mosquitto");
+    REQUIRE(eventually(
+        [&] {
+            return plantd.metric("plantd_mqtt_subscribed") == 1 &&
+                   plantd.metric("plantd_mqtt_connects_total") >= 2;
+        },
+        40s));
+    {
+        Publisher publisher(unique_name("itest-pub"));
+        for (long i = total / 2; i < total; ++i)
+            publisher.publish(fmt::format("{}/factory/f1/device/d{}/telemetry", prefix, i % 10),
+                              payload_of(i));
+        publisher.flush();
+    }
+    CHECK(eventually([&] { return count_and_sum(database).first == total; }, 60s));
+    CHECK(count_and_sum(database).second == double(total) * (total - 1) / 2);
+    CHECK(plantd.metric("plantd_mqtt_connection_losses_total") >= 1);
+    CHECK(plantd.terminate() == 0);
+    CHECK(read_lines(dir.path() + "/dl.jsonl").empty());
+    influx_command("DROP DATABASE \"" + database + "\"");
+}
+
+TEST_CASE(
+    "a full disk buffer with drop_oldest: the oldest batches are dead-lettered, counted, and the rest kept") {
+    TempDir dir;
+    const std::string prefix = unique_name("it");
+    const std::string instance = unique_name("plantd-drop");
+    const std::string database = unique_name("itest_drop");
+    const int port = free_port();
+    const std::string config =
+        base_config(instance, prefix, database, port, dir.path() + "/dl.jsonl",
+                    fmt::format("[shutdown]\ndrain_timeout = \"1s\"\n[durability]\ndirectory = \"{}/state\"\n"
+                                "buffer_max_bytes = \"48KiB\"\nbuffer_full_policy = \"drop_oldest\"\n",
+                                dir.path()));
+    std::string first_config = dead_influx_config(config);
+    first_config.replace(first_config.find("batch_max_lines = 1000"), 22, "batch_max_lines = 25");
+    const int total = 2000;
+    long dropped_points = 0;
+    {
+        PlantdProcess first(dir.path(), first_config, port, "first.log");
+        REQUIRE(eventually([&] { return first.metric("plantd_mqtt_subscribed") == 1; }, 30s));
+        Publisher publisher(unique_name("itest-pub"));
+        for (int i = 0; i < total; ++i)
+            publisher.publish(fmt::format("{}/factory/f1/device/d{}/telemetry", prefix, i % 4),
+                              payload_of(i));
+        publisher.flush();
+        REQUIRE(eventually([&] { return first.metric("plantd_messages_received_total") == total; }, 30s));
+        CHECK(eventually([&] { return first.metric("plantd_buffer_dropped_batches_total") >= 1; }, 30s));
+        CHECK(eventually([&] { return health_of(port).find("\"buffer\":\"in_use\"") != std::string::npos; },
+                         5s));
+        CHECK(first.terminate() == 0);
+        auto a = accounting_of(first.log());
+        REQUIRE(a);
+        CHECK(a->received == total);
+        dropped_points = a->points_rejected;
+        CHECK(dropped_points > 0);
+        CHECK(a->buffered + a->points_rejected == total);
+    }
+    // Every dropped point is a dead letter with its reason; per device, the dropped are the oldest.
+    std::map<int, long> newest_dropped;
+    std::set<long> dropped;
+    for (const auto& line : read_lines(dir.path() + "/dl.jsonl")) {
+        CHECK(line.find("\"reason\":\"buffer_overflow\"") != std::string::npos);
+        auto at = line.find("seq=");
+        REQUIRE(at != std::string::npos);
+        const long seq = std::strtol(line.c_str() + at + 4, nullptr, 10);
+        dropped.insert(seq);
+        newest_dropped[static_cast<int>(seq % 4)] = std::max(newest_dropped[static_cast<int>(seq % 4)], seq);
+    }
+    CHECK(static_cast<long>(dropped.size()) == dropped_points);
+    PlantdProcess second(dir.path(), config, port, "second.log");
+    CHECK(eventually([&] { return count_and_sum(database).first == double(total - dropped_points); }, 60s));
+    CHECK(second.terminate() == 0);
+    auto rows = influx_select(database, "SELECT seq, device_id FROM telemetry");
+    std::set<long> written;
+    size_t older_than_dropped = 0;
+    for (const auto& row : rows) {
+        const long seq = static_cast<long>(std::get<double>(row.columns.at("seq")));
+        written.insert(seq);
+        CHECK(dropped.count(seq) == 0);
+        older_than_dropped += seq < newest_dropped[static_cast<int>(seq % 4)];
+    }
+    CHECK(written.size() + dropped.size() == static_cast<size_t>(total));
+    // The oldest batch not being sent at that moment is dropped: only a batch in flight (25 lines per
+    // writer) can be older than a dropped one.
+    CHECK(older_than_dropped <= 2 * 25);
     influx_command("DROP DATABASE \"" + database + "\"");
 }

@@ -161,8 +161,13 @@ TEST_CASE("registry through Redis: notifications, lookups, negative caching, and
     publisher.publish(device_topic(w.prefix, "fa", "d1"), payload(400));
     publisher.publish(device_topic(w.prefix, "fb", "db1"), payload(401));
     publisher.flush();
-    REQUIRE(eventually([&] { return plantd.metric("plantd_points_written_total{factory_id=\"fa\"}") == 9; },
-                       std::chrono::seconds(15)));
+    // Each factory's destination has its own queue in the writer: wait for both.
+    REQUIRE(eventually(
+        [&] {
+            return plantd.metric("plantd_points_written_total{factory_id=\"fa\"}") == 9 &&
+                   plantd.metric("plantd_points_written_total{factory_id=\"fb\"}") == 1;
+        },
+        std::chrono::seconds(15)));
     m = plantd.metrics();
     CHECK(m["plantd_registry_lookups_total{source=\"mysql\",result=\"found\"}"] == 1);
     CHECK(m["plantd_messages_held_total"] >= 1);

@@ -64,6 +64,12 @@ TEST_CASE("rule files: every error names the file, the rule and the key") {
     auto unknown = load_error("[[rule]]\nid = \"hot\"\nwhen = \"t > 1\"\nthreshold = 3\n");
     CHECK(unknown.find("plant.toml: rule \"hot\": key `threshold`") != std::string::npos);
     CHECK(unknown.find("line 4") != std::string::npos);
+    // Found by fuzz_rules: an empty `when` loaded, and evaluating it crashed (corpus: crash-empty-when.toml).
+    CHECK(load_error("[[rule]]\nid = \"x\"\nwhen = \"\"\n").find("rule \"x\": key `when`") !=
+          std::string::npos);
+    CHECK(load_error("[[rule]]\nid = \"x\"\nwhen = \"  \"\n").find("is empty") != std::string::npos);
+    CHECK(load_error("[[rule]]\nid = \"x\"\nwhen = \"t > 1\"\nclear = \"\"\n").find("key `clear`") !=
+          std::string::npos);
     CHECK(load_error("[[rule]]\nid = \"hot\"\nwhen = \"t > 1\"\nfor = \"30x\"\n").find("key `for`") !=
           std::string::npos);
     CHECK(load_error("[[rule]]\nid = \"hot\"\nwhen = \"t > 1\"\nseverity = \"loud\"\n")

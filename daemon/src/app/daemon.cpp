@@ -389,13 +389,25 @@ int run_daemon(const Config& config) {
     if (ack_listener) ack_listener->start();
     for (auto& writer : writers) writer->start();
     for (auto& worker : workers) worker->start();
+    bool stop_requested = false;
     if (wal) {
-        // What the previous run had acknowledged but not finished goes through the pipeline first.
+        // What the previous run had acknowledged but not finished goes through the pipeline first. A
+        // stop request is honoured meanwhile (the workers may wait for the registry): what is not
+        // replayed yet stays in the log.
+        const timespec no_wait{0, 0};
         const auto recovery = wal->recover([&](RawMessage&& message) {
-            metrics.messages_received.fetch_add(1, std::memory_order_relaxed);
-            metrics.bytes_received.fetch_add(message.size_bytes(), std::memory_order_relaxed);
-            metrics.wal_replayed.fetch_add(1, std::memory_order_relaxed);
-            while (queue.push(message, std::chrono::milliseconds(100)) == IngestQueue::PushStatus::full) {
+            while (!stop_requested) {
+                if (queue.push(message, std::chrono::milliseconds(100)) != IngestQueue::PushStatus::full) {
+                    metrics.messages_received.fetch_add(1, std::memory_order_relaxed);
+                    metrics.bytes_received.fetch_add(message.size_bytes(), std::memory_order_relaxed);
+                    metrics.wal_replayed.fetch_add(1, std::memory_order_relaxed);
+                    return;
+                }
+                const int signal = sigtimedwait(&signals, nullptr, &no_wait);
+                if (signal == SIGTERM || signal == SIGINT) {
+                    spdlog::info("received a stop request while replaying the write-ahead log");
+                    stop_requested = true;
+                }
             }
         });
         if (recovery.segments > 0)
@@ -404,7 +416,7 @@ int run_daemon(const Config& config) {
                 "({} damaged bytes skipped, {} bytes of a cut-short last write)",
                 recovery.records, recovery.segments, recovery.corrupt_bytes, recovery.torn_bytes);
     }
-    subscriber.start();
+    if (!stop_requested) subscriber.start();
     systemd::notify_ready();
     spdlog::info("plantd {} running: {} workers, InfluxDB {} ({})", config.instance, shards,
                  config.influxdb.url, config.influxdb.api == InfluxApi::v1 ? "v1" : "v2");
@@ -413,7 +425,7 @@ int run_daemon(const Config& config) {
     const auto watchdog = systemd::watchdog_interval();
     const int64_t watchdog_ms = std::chrono::duration_cast<std::chrono::milliseconds>(watchdog).count();
     const timespec tick{0, 250'000'000};
-    while (true) {
+    while (!stop_requested) {
         int signal = sigtimedwait(&signals, nullptr, &tick);
         if (signal == SIGTERM || signal == SIGINT) {
             spdlog::info("received {}: draining", signal == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -432,7 +444,10 @@ int run_daemon(const Config& config) {
         health.buffer_in_use = on_disk > 0;
         if (watchdog_ms > 0) {
             bool progressing = true;
-            for (auto& worker : workers) progressing &= worker->alive(steady_clock_ms(), watchdog_ms / 2);
+            const int64_t now = steady_clock_ms();
+            for (auto& worker : workers) progressing &= worker->alive(now, watchdog_ms / 2);
+            for (auto& writer : writers) progressing &= now - writer->heartbeat_ms() < watchdog_ms / 2;
+            progressing &= subscriber.alive(now, watchdog_ms / 2);
             if (progressing) systemd::notify_watchdog();
         }
     }

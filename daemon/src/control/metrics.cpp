@@ -151,7 +151,7 @@ std::string Metrics::render_prometheus() const {
                    "# TYPE plantd_points_buffered gauge\nplantd_points_buffered {}\n",
                    points_buffered.load());
 
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
     out +=
         "# HELP plantd_points_written_total Points InfluxDB acknowledged, by factory.\n"
         "# TYPE plantd_points_written_total counter\n";
@@ -168,9 +168,13 @@ std::string Metrics::render_prometheus() const {
                        "plantd_rejected_total{{scope=\"{}\",reason=\"{}\",factory_id=\"{}\"}} {}\n",
                        to_string(scope), to_string(reason), factory, n);
     }
+    // The gauges are read without the lock: a gauge may take a lock of its own (a writer's) whose holder
+    // counts something here (count_rejected) meanwhile; reading under this lock would deadlock.
+    const auto gauges = gauges_;
+    lock.unlock();
     // HELP and TYPE name the family (no labels), once, before its first sample.
     std::set<std::string_view> described;
-    for (const auto& gauge : gauges_) {
+    for (const auto& gauge : gauges) {
         const std::string_view family = std::string_view(gauge.name).substr(0, gauge.name.find('{'));
         if (described.insert(family).second) {
             fmt::format_to(std::back_inserter(out), "# HELP {0} {1}\n# TYPE {0} {2}\n", family, gauge.help,

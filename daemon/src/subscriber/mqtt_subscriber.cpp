@@ -57,6 +57,7 @@ std::string MqttSubscriber::create() {
 }
 
 void MqttSubscriber::start() {
+    heartbeat_ms_.store(steady_clock_ms(), std::memory_order_relaxed);
     thread_ = std::thread([this] {
         name_this_thread("plantd-mqtt");
         try {
@@ -86,8 +87,24 @@ void MqttSubscriber::stop() {
 }
 
 bool MqttSubscriber::wait_before_retry(int64_t ms) {
+    // In slices, so that the watchdog sees a session thread that is alive while it backs off.
+    const int64_t until = steady_clock_ms() + ms;
     std::unique_lock lock(mutex_);
-    return !wake_.wait_for(lock, std::chrono::milliseconds(ms), [&] { return stopping_.load(); });
+    while (true) {
+        heartbeat_ms_.store(steady_clock_ms(), std::memory_order_relaxed);
+        const int64_t left = until - steady_clock_ms();
+        if (left <= 0) return true;
+        if (wake_.wait_for(lock, std::chrono::milliseconds(std::min<int64_t>(left, 500)),
+                           [&] { return stopping_.load(); }))
+            return false;
+    }
+}
+
+bool MqttSubscriber::alive(int64_t now_ms, int64_t max_age_ms) const {
+    if (now_ms - heartbeat_ms_.load(std::memory_order_relaxed) < max_age_ms) return true;
+    // A connect in progress has its own deadline (connect_timeout), which may be longer.
+    const int64_t connecting = connecting_since_ms_.load(std::memory_order_relaxed);
+    return connecting > 0 && now_ms - connecting < config_.mqtt.connect_timeout_ms + 2'000;
 }
 
 uint16_t MqttSubscriber::next_packet_id() {
@@ -162,7 +179,10 @@ void MqttSubscriber::send_status(std::string_view status) {
 
 std::string MqttSubscriber::run_session() {
     mqtt_codec::Connack connack;
-    if (std::string problem = handshake(connack); !problem.empty()) return problem;
+    connecting_since_ms_.store(steady_clock_ms(), std::memory_order_relaxed);
+    std::string handshake_problem = handshake(connack);
+    connecting_since_ms_.store(0, std::memory_order_relaxed);
+    if (!handshake_problem.empty()) return handshake_problem;
     metrics_.mqtt_connects.fetch_add(1);
     health_.mqtt_connected = true;
     spdlog::info("mqtt: connected to {} as {} (MQTT {}, session {})", config_.mqtt.uri,
@@ -184,6 +204,7 @@ std::string MqttSubscriber::run_session() {
 
     while (true) {
         const int64_t now = steady_clock_ms();
+        heartbeat_ms_.store(now, std::memory_order_relaxed);
         if (stopping_.load()) {
             // Acknowledge what the queue took, say goodbye; everything else stays with the broker.
             drop_staged();

@@ -44,6 +44,10 @@ class MqttSubscriber {
     // keeps the persistent session and everything not acknowledged) and returns.
     void stop();
 
+    // The session thread turned its loop within `max_age_ms` (or is within a connect's own deadline):
+    // the watchdog's view of the receiving side.
+    bool alive(int64_t now_ms, int64_t max_age_ms) const;
+
     std::string status_topic() const { return "plantd/" + config_.instance + "/status"; }
 
   private:
@@ -109,6 +113,8 @@ class MqttSubscriber {
     std::mutex mutex_;
     std::condition_variable wake_;
     std::atomic<bool> stopping_{false};
+    std::atomic<int64_t> heartbeat_ms_{0};
+    std::atomic<int64_t> connecting_since_ms_{0};
     std::thread thread_;
 };
 
