@@ -123,6 +123,9 @@ TEST_CASE("wal format: a write cut short is torn, damage in the middle costs onl
     damaged[wal::segment_magic.size() + 7] = '\x7f';
     records = read_all(damaged, &corrupt);
     CHECK(records.size() == 3);
+    // Found by fuzz_wal: a record magic at offset 0 (no segment magic) with a bad size looped forever.
+    CHECK(read_all(std::string("PWAL\x02\xff_p\x01\x02\x03\x04\x05\x06\x07\x08\x09", 17)).empty());
+    CHECK(read_all(std::string("PWALPWALPWALPWALPWAL")).empty());
     // Garbage without any record, and an empty file.
     CHECK(read_all("garbage that is not a segment at all").empty());
     CHECK(read_all("").empty());

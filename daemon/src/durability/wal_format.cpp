@@ -72,16 +72,19 @@ SegmentReader::SegmentReader(std::string_view bytes, size_t max_body_bytes)
     has_magic_ = bytes_.substr(0, segment_magic.size()) == segment_magic;
     if (has_magic_) {
         offset_ = segment_magic.size();
-    } else {
+    } else if (bytes_.size() < 4 || get32(bytes_.data()) != record_magic) {
         // Not a segment we wrote (or its first bytes are damaged): look for records anyway.
         resync();
     }
+    // The last record magic: a record cut short before it was damaged, not torn (found once here, so
+    // that damage costs linear time).
+    last_magic_ = bytes_.rfind("PWAL");
 }
 
 void SegmentReader::resync() {
+    // Always forward: from the byte after the current offset to the next record magic.
     const size_t from = offset_;
     size_t at = offset_ + 1;
-    if (from == 0 && !has_magic_) at = 0;
     for (; at + 4 <= bytes_.size(); ++at) {
         if (get32(bytes_.data() + at) == record_magic) break;
     }
@@ -115,8 +118,7 @@ SegmentReader::Status SegmentReader::next(RawMessage& out) {
         if (left - record_header_bytes < body_size) {
             // Cut short at the end: the crash came during this write. Unless another record follows
             // (then the size was damaged, not the write cut short).
-            const std::string_view rest = bytes_.substr(offset_ + 4);
-            if (rest.find("PWAL") == std::string_view::npos) {
+            if (last_magic_ == std::string_view::npos || last_magic_ <= offset_) {
                 torn_bytes_ += left;
                 offset_ = bytes_.size();
                 return Status::torn;

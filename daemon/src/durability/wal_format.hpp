@@ -48,6 +48,7 @@ class SegmentReader {
     size_t offset_ = 0;
     size_t corrupt_bytes_ = 0;
     size_t torn_bytes_ = 0;
+    size_t last_magic_ = std::string_view::npos;
     bool has_magic_ = false;
 };
 

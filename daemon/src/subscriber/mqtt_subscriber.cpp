@@ -232,6 +232,7 @@ std::string MqttSubscriber::run_session() {
             // so the broker's silence means nothing).
             last_received_ms_ = now;
             if (wal_) {
+                refresh_wal_full();
                 if (stage(blocked_, blocked_packet_id_, blocked_bytes_))
                     has_blocked_ = false;
                 else
@@ -419,7 +420,7 @@ MqttSubscriber::Step MqttSubscriber::deliver(const mqtt_codec::Publish& publish,
     return Step::blocked;
 }
 
-bool MqttSubscriber::stage(RawMessage& raw, uint16_t ack_id, size_t packet_size) {
+void MqttSubscriber::refresh_wal_full() {
     const bool log_full = wal_->full();
     if (health_.wal_full.exchange(log_full) != log_full) {
         if (log_full)
@@ -430,7 +431,12 @@ bool MqttSubscriber::stage(RawMessage& raw, uint16_t ack_id, size_t packet_size)
         else
             spdlog::info("write-ahead log: below wal_max_bytes again; taking messages");
     }
-    if (log_full || !queue_.has_room(staged_.size() + 1, staged_bytes_ + raw.size_bytes())) return false;
+    wal_full_ = log_full;
+}
+
+bool MqttSubscriber::stage(RawMessage& raw, uint16_t ack_id, size_t packet_size) {
+    // wal_full_ is refreshed after every commit and while blocked: not a lock per message.
+    if (wal_full_ || !queue_.has_room(staged_.size() + 1, staged_bytes_ + raw.size_bytes())) return false;
     wal_->stage(raw);
     staged_bytes_ += raw.size_bytes();
     staged_.push_back(Staged{std::move(raw), ack_id, packet_size});
@@ -466,6 +472,7 @@ bool MqttSubscriber::commit_staged() {
     }
     staged_.clear();
     staged_bytes_ = 0;
+    refresh_wal_full();
     return true;
 }
 

@@ -67,6 +67,7 @@ class MqttSubscriber {
     // False: the log could not be written; they stay staged (not acknowledged) for another try.
     bool commit_staged();
     void drop_staged();
+    void refresh_wal_full();
     bool flush_output();
     void send_status(std::string_view status);
     uint16_t next_packet_id();
@@ -107,6 +108,7 @@ class MqttSubscriber {
     };
     std::vector<Staged> staged_;  // in the log's staging, not yet written there nor acknowledged
     size_t staged_bytes_ = 0;
+    bool wal_full_ = false;         // the log held wal_max_bytes at the last look
     bool subscribed_once_ = false;  // this session got its SUBACK
     std::mt19937 random_{std::random_device{}()};
 
