@@ -1,8 +1,8 @@
 #include "durability/batch_file.hpp"
 
-#include <zlib.h>
-
 #include <fmt/format.h>
+
+#include "durability/file_io.hpp"
 
 namespace plantd {
 
@@ -10,27 +10,9 @@ namespace {
 
 constexpr std::string_view batch_magic = "PLNTBUF1";
 
-void put32(std::string& out, uint32_t v) {
-    for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-
-void put64(std::string& out, uint64_t v) {
-    for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-
 void put_string(std::string& out, std::string_view s) {
-    put32(out, static_cast<uint32_t>(s.size()));
+    file_io::put_le32(out, static_cast<uint32_t>(s.size()));
     out.append(s);
-}
-
-uint32_t crc_of(std::string_view bytes) {
-    uLong crc = crc32(0L, Z_NULL, 0);
-    while (!bytes.empty()) {
-        const auto part = static_cast<uInt>(std::min<size_t>(bytes.size(), 1u << 30));
-        crc = crc32(crc, reinterpret_cast<const Bytef*>(bytes.data()), part);
-        bytes.remove_prefix(part);
-    }
-    return static_cast<uint32_t>(crc);
 }
 
 // Reads forward through a byte range; any read past its end turns `ok` false.
@@ -66,18 +48,18 @@ std::string encode_batch(const Batch& batch) {
     std::string payload;
     payload.reserve(batch.body.size() + batch.lines() * 16 + 256);
     put_string(payload, batch.destination);
-    put32(payload, static_cast<uint32_t>(batch.factories.size()));
+    file_io::put_le32(payload, static_cast<uint32_t>(batch.factories.size()));
     for (const auto& factory : batch.factories) put_string(payload, factory);
-    put32(payload, static_cast<uint32_t>(batch.lines()));
+    file_io::put_le32(payload, static_cast<uint32_t>(batch.lines()));
     for (size_t i = 0; i < batch.lines(); ++i) {
-        put32(payload, batch.line_ends[i]);
-        put32(payload, batch.line_factory[i]);
-        put64(payload, static_cast<uint64_t>(batch.line_time_ms[i]));
+        file_io::put_le32(payload, batch.line_ends[i]);
+        file_io::put_le32(payload, batch.line_factory[i]);
+        file_io::put_le64(payload, static_cast<uint64_t>(batch.line_time_ms[i]));
     }
     put_string(payload, batch.body);
     std::string out(batch_magic);
-    put32(out, crc_of(payload));
-    put32(out, static_cast<uint32_t>(payload.size()));
+    file_io::put_le32(out, file_io::crc32_of(payload));
+    file_io::put_le32(out, static_cast<uint32_t>(payload.size()));
     out += payload;
     return out;
 }
@@ -91,7 +73,7 @@ Result<Batch> decode_batch(std::string_view bytes) {
     if (!header.ok || header.rest.size() != size)
         return fail(
             fmt::format("cut short or too long ({} bytes; the header says {})", header.rest.size(), size));
-    if (crc_of(header.rest) != crc) return fail(std::string("checksum mismatch"));
+    if (file_io::crc32_of(header.rest) != crc) return fail(std::string("checksum mismatch"));
     Cursor in{header.rest};
     Batch batch;
     batch.destination = std::string(in.string());

@@ -13,17 +13,11 @@
 #include <spdlog/spdlog.h>
 
 #include "durability/batch_file.hpp"
+#include "durability/file_io.hpp"
 
 namespace plantd {
 
 namespace {
-
-std::string read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream content;
-    content << in.rdbuf();
-    return std::move(content).str();
-}
 
 // "{writer}-{sequence}.batch" → (writer, sequence); false for any other name.
 bool parse_name(const std::string& name, size_t& writer, uint64_t& sequence) {
@@ -41,13 +35,6 @@ bool parse_name(const std::string& name, size_t& writer, uint64_t& sequence) {
     writer = std::stoull(w);
     sequence = std::stoull(s);
     return true;
-}
-
-void sync_directory(const std::string& directory) {
-    int fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return;
-    ::fsync(fd);
-    ::close(fd);
 }
 
 }  // namespace
@@ -79,7 +66,7 @@ Result<DiskBuffer> DiskBuffer::open(const DurabilityConfig& config, size_t write
     for (const auto& [key, name] : mine) {
         Entry entry;
         entry.path = directory + "/" + name;
-        const std::string bytes = read_file(entry.path);
+        const std::string bytes = file_io::read_file(entry.path);
         auto batch = decode_batch(bytes);
         if (!batch) {
             spdlog::error("disk buffer: {}: {}; moved aside as {}.damaged", entry.path, batch.error(),
@@ -137,7 +124,7 @@ DiskBuffer::StoreStatus DiskBuffer::store(const Batch& batch, Entry& entry, std:
         ::unlink(temporary.c_str());
         return StoreStatus::failed;
     }
-    if (power_safe_) sync_directory(directory_);
+    if (power_safe_) file_io::sync_directory(directory_);
     entry.destination = batch.destination;
     entry.bytes = bytes.size();
     entry.lines = batch.lines();
@@ -146,7 +133,7 @@ DiskBuffer::StoreStatus DiskBuffer::store(const Batch& batch, Entry& entry, std:
 }
 
 Result<Batch> DiskBuffer::load(const Entry& entry) const {
-    auto batch = decode_batch(read_file(entry.path));
+    auto batch = decode_batch(file_io::read_file(entry.path));
     if (!batch) return fail(fmt::format("{}: {}", entry.path, batch.error()));
     return batch;
 }

@@ -2,7 +2,7 @@
 
 #include <cstring>
 
-#include <zlib.h>
+#include "durability/file_io.hpp"
 
 namespace plantd::wal {
 
@@ -10,41 +10,10 @@ namespace {
 
 constexpr uint32_t record_magic = 0x4C415750;  // "PWAL" read as little-endian bytes
 
-void put32(std::string& out, uint32_t v) {
-    char b[4];
-    for (int i = 0; i < 4; ++i) b[i] = static_cast<char>((v >> (8 * i)) & 0xff);
-    out.append(b, 4);
-}
-
-void put64(std::string& out, uint64_t v) {
-    char b[8];
-    for (int i = 0; i < 8; ++i) b[i] = static_cast<char>((v >> (8 * i)) & 0xff);
-    out.append(b, 8);
-}
-
-uint32_t get32(const char* p) {
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(p[i]);
-    return v;
-}
-
-uint64_t get64(const char* p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(p[i]);
-    return v;
-}
-
-uint32_t checksum(const char* data, size_t size) {
-    // zlib's crc32 takes uInt lengths: feed it in slices.
-    uLong crc = crc32(0L, Z_NULL, 0);
-    while (size > 0) {
-        const auto part = static_cast<uInt>(std::min<size_t>(size, 1u << 30));
-        crc = crc32(crc, reinterpret_cast<const Bytef*>(data), part);
-        data += part;
-        size -= part;
-    }
-    return static_cast<uint32_t>(crc);
-}
+using file_io::get_le32;
+using file_io::get_le64;
+using file_io::put_le32;
+using file_io::put_le64;
 
 }  // namespace
 
@@ -54,16 +23,16 @@ size_t record_bytes(const RawMessage& message) {
 
 void append_record(std::string& out, const RawMessage& message) {
     const size_t header_at = out.size();
-    put32(out, record_magic);
-    put32(out, static_cast<uint32_t>(record_fixed_body_bytes + message.data.size()));
-    put32(out, 0);  // checksum, filled in below
-    put32(out, 0);  // flags (none yet)
+    put_le32(out, record_magic);
+    put_le32(out, static_cast<uint32_t>(record_fixed_body_bytes + message.data.size()));
+    put_le32(out, 0);  // checksum, filled in below
+    put_le32(out, 0);  // flags (none yet)
     const size_t body_at = out.size();
-    put64(out, static_cast<uint64_t>(message.received_ms));
-    put64(out, static_cast<uint64_t>(message.oversize_payload_bytes));
-    put32(out, message.topic_size);
+    put_le64(out, static_cast<uint64_t>(message.received_ms));
+    put_le64(out, static_cast<uint64_t>(message.oversize_payload_bytes));
+    put_le32(out, message.topic_size);
     out.append(message.data);
-    const uint32_t crc = checksum(out.data() + body_at, out.size() - body_at);
+    const uint32_t crc = file_io::crc32_of(std::string_view(out).substr(body_at));
     for (int i = 0; i < 4; ++i) out[header_at + 8 + i] = static_cast<char>((crc >> (8 * i)) & 0xff);
 }
 
@@ -72,7 +41,7 @@ SegmentReader::SegmentReader(std::string_view bytes, size_t max_body_bytes)
     has_magic_ = bytes_.substr(0, segment_magic.size()) == segment_magic;
     if (has_magic_) {
         offset_ = segment_magic.size();
-    } else if (bytes_.size() < 4 || get32(bytes_.data()) != record_magic) {
+    } else if (bytes_.size() < 4 || get_le32(bytes_.data()) != record_magic) {
         // Not a segment we wrote (or its first bytes are damaged): look for records anyway.
         resync();
     }
@@ -86,7 +55,7 @@ void SegmentReader::resync() {
     const size_t from = offset_;
     size_t at = offset_ + 1;
     for (; at + 4 <= bytes_.size(); ++at) {
-        if (get32(bytes_.data() + at) == record_magic) break;
+        if (get_le32(bytes_.data() + at) == record_magic) break;
     }
     if (at + 4 > bytes_.size()) at = bytes_.size();
     corrupt_bytes_ += at - from;
@@ -108,9 +77,9 @@ SegmentReader::Status SegmentReader::next(RawMessage& out) {
             offset_ = bytes_.size();
             return Status::end;
         }
-        const uint32_t magic = get32(p);
-        const uint32_t body_size = get32(p + 4);
-        const uint32_t crc = get32(p + 8);
+        const uint32_t magic = get_le32(p);
+        const uint32_t body_size = get_le32(p + 4);
+        const uint32_t crc = get_le32(p + 8);
         if (magic != record_magic || body_size < record_fixed_body_bytes || body_size > max_body_bytes_) {
             resync();
             continue;
@@ -127,13 +96,13 @@ SegmentReader::Status SegmentReader::next(RawMessage& out) {
             continue;
         }
         const char* body = p + record_header_bytes;
-        if (checksum(body, body_size) != crc) {
+        if (file_io::crc32_of(std::string_view(body, body_size)) != crc) {
             resync();
             continue;
         }
-        const auto received_ms = static_cast<int64_t>(get64(body));
-        const uint64_t oversize = get64(body + 8);
-        const uint32_t topic_size = get32(body + 16);
+        const auto received_ms = static_cast<int64_t>(get_le64(body));
+        const uint64_t oversize = get_le64(body + 8);
+        const uint32_t topic_size = get_le32(body + 16);
         const size_t data_size = body_size - record_fixed_body_bytes;
         if (topic_size > data_size) {
             resync();

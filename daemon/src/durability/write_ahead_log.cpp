@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "durability/file_io.hpp"
 #include "durability/wal_format.hpp"
 #include "util/clock.hpp"
 
@@ -26,14 +27,6 @@ constexpr std::string_view segment_suffix = ".wal";
 
 std::string errno_text(int error) {
     return std::strerror(error);
-}
-
-// Fsyncs a directory, so that a created or deleted file survives a power loss.
-void sync_directory(const std::string& directory) {
-    int fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return;
-    ::fsync(fd);
-    ::close(fd);
 }
 
 }  // namespace
@@ -116,7 +109,7 @@ bool WriteAheadLog::open_segment(std::string& error) {
     }
     if (config_.mode == DurabilityMode::power) {
         ::fdatasync(fd);
-        sync_directory(directory_);
+        file_io::sync_directory(directory_);
     }
     fd_ = fd;
     current_ = id;
@@ -161,13 +154,7 @@ WriteAheadLog::Recovery WriteAheadLog::recover(const std::function<void(RawMessa
     Recovery recovery;
     for (uint32_t id : recovered_) {
         const std::string path = path_of(id);
-        std::string bytes;
-        {
-            std::ifstream in(path, std::ios::binary);
-            std::ostringstream content;
-            content << in.rdbuf();
-            bytes = std::move(content).str();
-        }
+        const std::string bytes = file_io::read_file(path);
         wal::SegmentReader reader(bytes, max_record_bytes_);
         std::vector<RawMessage> records;
         RawMessage message;
@@ -320,7 +307,7 @@ void WriteAheadLog::close() {
         }
     }
     for (const auto& path : retired) ::unlink(path.c_str());
-    if (config_.mode == DurabilityMode::power) sync_directory(directory_);
+    if (config_.mode == DurabilityMode::power) file_io::sync_directory(directory_);
     if (kept > 0)
         spdlog::warn("write-ahead log: {} messages not yet written stay in {} for the next start", kept,
                      directory_);
