@@ -24,6 +24,7 @@ struct Options {
     int factories = 10;
     int first_factory = 0;  // factory ids are f{first_factory} .. f{first_factory + factories - 1}
     int devices = 100;      // per factory
+    int first_device = 0;   // device ids are d{first_device} .. d{first_device + devices - 1}
     int metrics = 6;
     double rate = 0;  // messages per second in total; 0 = as fast as possible
     double duration_s = 10;
@@ -69,6 +70,10 @@ int main(int argc, char** argv) {
     app.add_option("--first-factory", o.first_factory, "number of the first factory id (f000 is 0)")
         ->capture_default_str()
         ->check(CLI::Range(0, 999));
+    app.add_option("--first-device", o.first_device,
+                   "number of the first device id in each factory (d00000 is 0)")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 10'000'000));
     app.add_option("--devices", o.devices, "devices per factory")
         ->capture_default_str()
         ->check(CLI::Range(1, 1000000));
@@ -148,7 +153,7 @@ int main(int argc, char** argv) {
                         std::this_thread::sleep_until(due);
                     }
                     int factory = o.first_factory + static_cast<int>(device / o.devices);
-                    int local = static_cast<int>(device % o.devices);
+                    int local = o.first_device + static_cast<int>(device % o.devices);
                     std::string topic =
                         fmt::format("{}{}factory/f{:03}/device/d{:05}/telemetry", o.topic_prefix,
                                     o.topic_prefix.empty() ? "" : "/", factory, local);

@@ -66,8 +66,7 @@ AlertSink::Outcome MysqlAlertSink::deliver(const rules::AlertEvent& event, std::
     problem = store_->record_alert(event, permanent);
     if (problem.empty()) return Outcome::delivered;
     if (permanent) return Outcome::refused;
-    store_.reset();  // connect again on the next try
-    return Outcome::retry;
+    return Outcome::retry;  // the store opens a new connection itself if this one was lost
 }
 
 InfluxAlertSink::InfluxAlertSink(const InfluxConfig& config, std::string measurement,

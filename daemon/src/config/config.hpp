@@ -125,6 +125,7 @@ struct RegistryConfig {
     std::optional<std::string> mysql_password;
     std::string mysql_database = "plantd";
     int64_t connect_timeout_ms = 5'000;
+    int64_t lock_wait_timeout_ms = 5'000;  // innodb_lock_wait_timeout of plantd's sessions (then retried)
     // Redis (optional, redis_host empty = none): a shared cache of the registry in front of MySQL
     // (known devices keep flowing from it while MySQL is down, also across a restart), negative
     // entries of unknown devices, and change notifications by pub/sub.

@@ -101,6 +101,11 @@ std::string Metrics::render_prometheus() const {
     counter("plantd_registry_lookup_failures_total",
             "Device lookups that could reach neither Redis nor MySQL (retried; the records are held).",
             registry_lookup_failures);
+    counter("plantd_registry_mysql_retries_total",
+            "Registry transactions run again because MySQL reported a deadlock or a lock wait timeout.",
+            registry_mysql_retries);
+    counter("plantd_registry_mysql_reconnects_total",
+            "Registry connections to MySQL opened again after one was lost.", registry_mysql_reconnects);
     counter("plantd_registry_redis_errors_total", "Redis commands of the registry cache that failed.",
             registry_redis_errors);
     counter("plantd_registry_notifications_total", "Registry change notifications received from Redis.",

@@ -52,6 +52,8 @@ class Metrics {
     std::atomic<uint64_t> dead_letter_write_errors{0};
     std::atomic<uint64_t> registry_loads{0};
     std::atomic<uint64_t> registry_load_failures{0};
+    std::atomic<uint64_t> registry_mysql_retries{0};     // deadlocks and lock wait timeouts run again
+    std::atomic<uint64_t> registry_mysql_reconnects{0};  // connections opened again after one was lost
     std::atomic<uint64_t> registry_auto_registered{0};
     // Where each record's device was found (the cache hit ratio): the in-process snapshot, the
     // in-process negative cache, or a lookup through Redis and then MySQL.

@@ -249,7 +249,13 @@ Worker::Outcome Worker::process(const RawMessage& message, bool retry) {
             case RegistryOutcome::accepted:
                 break;
         }
-        apply_parameters(*registry_factory, match.factory_id);
+        // A new parameter's type comes from MySQL first (several plantd instances agree on it):
+        // until then the message waits, like one whose device is being looked up.
+        if (!parameters_decided(*registry_factory, match.factory_id)) {
+            if (hold(message, match) == RegistryOutcome::held) return Outcome::held;
+            return Outcome::done;
+        }
+        apply_parameters(match.factory_id);
         if (decoded_.records.empty()) {
             reject_message(message, match.factory_id, decoded_.record_rejections.front());
             return Outcome::done;
@@ -439,7 +445,8 @@ Worker::RegistryOutcome Worker::hold(const RawMessage& message, const TopicMatch
             Rejection{RejectReason::registry_unavailable,
                       final_pass_ ? std::string("the registry had not answered for its devices by "
                                                 "shutdown (lookups pending, or MySQL unreachable)")
-                                  : fmt::format("the registry could not check its devices yet, and "
+                                  : fmt::format("the registry could not check its devices (or type its "
+                                                "new parameters) yet, and "
                                                 "{} messages are held already (hold_max_messages)",
                                                 held_.size())});
         return RegistryOutcome::rejected;
@@ -454,28 +461,46 @@ Worker::RegistryOutcome Worker::hold(const RawMessage& message, const TopicMatch
     return RegistryOutcome::held;
 }
 
-void Worker::apply_parameters(const RegistryFactory& factory, std::string_view factory_id) {
+bool Worker::parameters_decided(const RegistryFactory& factory, std::string_view factory_id) {
     const int64_t minute = wall_clock_ms() / 60'000;
+    field_answers_.clear();
+    bool decided = true;
+    for (const Record& record : decoded_.records) {
+        for (uint32_t i = 0; i < record.field_count; ++i) {
+            const Field& field = decoded_.fields[record.first_field + i];
+            if (auto known = factory.parameters.find(field.name); known != factory.parameters.end()) {
+                known->second.mark_seen(minute);
+                field_answers_.push_back(ParameterAnswer{ParameterAnswer::State::typed, known->second.type});
+            } else {
+                ParameterAnswer answer = services_.registry->discover_parameter(factory_id, field.name,
+                                                                                field.kind, record.device_id);
+                // The last pass before shutdown holds nothing: the type chosen here is written.
+                if (answer.state == ParameterAnswer::State::pending && final_pass_)
+                    answer.state = ParameterAnswer::State::typed;
+                decided = decided && answer.state != ParameterAnswer::State::pending;
+                field_answers_.push_back(answer);
+            }
+        }
+    }
+    return decided;
+}
+
+void Worker::apply_parameters(std::string_view factory_id) {
     size_t kept = 0;
+    size_t answer = 0;  // field_answers_ follows the fields, record by record
     for (size_t r = 0; r < decoded_.records.size(); ++r) {
         Record record = decoded_.records[r];
         uint32_t written = 0;
         std::string first_problem;
         for (uint32_t i = 0; i < record.field_count; ++i) {
             Field& field = decoded_.fields[record.first_field + i];
-            std::optional<ParameterType> type;
-            if (auto known = factory.parameters.find(field.name); known != factory.parameters.end()) {
-                type = known->second.type;
-                known->second.mark_seen(minute);
-            } else {
-                type = services_.registry->discover_parameter(factory_id, field.name, field.kind,
-                                                              record.device_id);
-            }
+            const ParameterAnswer& type = field_answers_[answer++];
             std::string problem =
-                type ? fit_field(field, *type)
-                     : fmt::format(
-                           "parameter {} is new, and factory {} has max_parameters_per_factory already",
-                           printable(field.name), factory_id);
+                type.state == ParameterAnswer::State::typed
+                    ? fit_field(field, type.type)
+                    : fmt::format(
+                          "parameter {} is new, and factory {} has max_parameters_per_factory already",
+                          printable(field.name), factory_id);
             if (!problem.empty()) {
                 problem = fmt::format("device {}: {}", record.device_id, problem);
                 if (first_problem.empty()) first_problem = problem;

@@ -80,9 +80,12 @@ class Worker {
     RegistryOutcome apply_registry(const RegistrySnapshot& snapshot, const RawMessage& message,
                                    const TopicMatch& match);
     RegistryOutcome hold(const RawMessage& message, const TopicMatch& match);
-    // Gives each field the type of its parameter (discovering new ones); fields that do not fit are
-    // rejected, and records left without fields too.
-    void apply_parameters(const RegistryFactory& factory, std::string_view factory_id);
+    // Looks up (or discovers) the parameter of every field into field_answers_; false when one of
+    // them waits for MySQL to decide its type.
+    bool parameters_decided(const RegistryFactory& factory, std::string_view factory_id);
+    // Fits every field to its answer; fields that do not fit are rejected one by one, and records
+    // left without fields too.
+    void apply_parameters(std::string_view factory_id);
     // Tries the held messages again when the registry has news (or once a second); `final`: the last
     // try before shutdown, after which nothing is held.
     void retry_held(bool final);
@@ -98,7 +101,8 @@ class Worker {
     std::string escaped_measurement_;
     bool per_factory_destination_;
     std::vector<Batch> open_batches_;
-    std::vector<const ExtraTags*> record_tags_;  // per decoded record, from the registry
+    std::vector<const ExtraTags*> record_tags_;   // per decoded record, from the registry
+    std::vector<ParameterAnswer> field_answers_;  // per decoded field, from the registry
     std::string default_destination_;
     // Messages waiting for registry lookups, in arrival order, and their devices ("factory/device"):
     // a later message of a held device waits behind it (per-device order).

@@ -106,7 +106,7 @@ void DeviceRegistry::on_change(const std::string& factory_id) {
 
 size_t DeviceRegistry::pending_lookups() const {
     std::lock_guard lock(mutex_);
-    return lookups_.size();
+    return lookups_.size() + discovered_.size();
 }
 
 bool DeviceRegistry::notifications_subscribed() const {
@@ -144,26 +144,35 @@ bool DeviceRegistry::request_auto_register(std::string_view factory_id, std::str
     return true;
 }
 
-std::optional<ParameterType> DeviceRegistry::discover_parameter(std::string_view factory_id,
-                                                                std::string_view name, FieldKind kind,
-                                                                std::string_view device_id) {
+ParameterAnswer DeviceRegistry::discover_parameter(std::string_view factory_id, std::string_view name,
+                                                   FieldKind kind, std::string_view device_id) {
     std::string key = key_of(factory_id, name);  // factory ids have no '/': the key is unambiguous
     const auto current = snapshot();
     const RegistryFactory* factory = current ? current->factory(factory_id) : nullptr;
+    // MySQL decides while it answers; the snapshot's factory (or a Redis copy) is what we have otherwise.
+    const bool mysql_decides =
+        !health_.registry_failing.load(std::memory_order_relaxed) && !(current && current->from_cache);
+    auto answer = [&](ParameterType type) {
+        return mysql_decides ? ParameterAnswer{ParameterAnswer::State::pending, type}
+                             : ParameterAnswer{ParameterAnswer::State::typed, type};
+    };
     std::lock_guard lock(mutex_);
-    if (auto known = discovered_types_.find(key); known != discovered_types_.end()) return known->second;
+    if (auto known = discovered_types_.find(key); known != discovered_types_.end())
+        return answer(known->second);
     auto count = discovered_per_factory_.find(factory_id);
     const size_t pending = count == discovered_per_factory_.end() ? 0 : count->second;
     const size_t recorded = factory ? factory->parameters.size() : 0;
     if (recorded + pending >= config_.max_parameters_per_factory || discovered_.size() >= max_discovered)
-        return std::nullopt;
+        return ParameterAnswer{ParameterAnswer::State::full};
     const ParameterType type =
         type_in_destination(current.get(), factory_id, factory, name).value_or(discovered_type(kind));
     discovered_.push_back(
         DiscoveredParameter{std::string(factory_id), std::string(name), type, std::string(device_id)});
     discovered_types_.emplace(std::move(key), type);
     ++discovered_per_factory_[std::string(factory_id)];
-    return type;
+    work_ = true;  // recorded in this turn, not at the next refresh
+    wake_.notify_all();
+    return answer(type);
 }
 
 std::optional<ParameterType> DeviceRegistry::type_in_destination(const RegistrySnapshot* snapshot,
@@ -180,13 +189,28 @@ std::optional<ParameterType> DeviceRegistry::type_in_destination(const RegistryS
                 return parameter->second.type;
         }
     }
-    for (const auto& pending : discovered_) {
-        if (pending.name == name && pending.factory_id != factory_id &&
-            destination_of_(pending.factory_id, snapshot ? snapshot->factory(pending.factory_id) : nullptr) ==
-                mine)
-            return pending.type;
+    // Discovered and not in the snapshot yet (waiting to be recorded, or recorded and not reloaded).
+    for (const auto& [key, type] : discovered_types_) {
+        const std::string_view other_factory = std::string_view(key).substr(0, key.find('/'));
+        if (std::string_view(key).substr(other_factory.size() + 1) == name && other_factory != factory_id &&
+            destination_of_(other_factory, snapshot ? snapshot->factory(other_factory) : nullptr) == mine)
+            return type;
     }
     return std::nullopt;
+}
+
+void DeviceRegistry::forget_discovered(const RegistrySnapshot& snapshot,
+                                       const std::set<std::string, std::less<>>* only) {
+    // An entry answers until its parameter is in the snapshot: one discovered while the round that
+    // just ran was under way is not recorded yet, and must not be discovered (and counted) again.
+    std::erase_if(discovered_types_, [&](const auto& entry) {
+        const std::string_view key = entry.first;
+        const std::string_view factory_id = key.substr(0, key.find('/'));
+        if (only && only->find(factory_id) == only->end()) return false;
+        const RegistryFactory* factory = snapshot.factory(factory_id);
+        if (!factory) return !only;  // a factory that is gone (after a full load)
+        return factory->parameters.find(key.substr(factory_id.size() + 1)) != factory->parameters.end();
+    });
 }
 
 void DeviceRegistry::run() {
@@ -219,14 +243,17 @@ void DeviceRegistry::turn() {
         changed.swap(changed_);
         work_ = false;
     }
+    turn_failed_ = false;
     const bool mysql = connect_mysql();
     if (!snapshot()) {
         if (mysql) load_full();
         if (!snapshot() && cache_) load_from_redis();
     } else if (mysql) {
+        // Every step checks store_ again: a step that lost the connection drops it for the rest of
+        // the turn (the next turn connects again).
         const int64_t now = steady_clock_ms();
-        if (now - last_registration_round_ms_ >= retry_ms) register_devices(changed);
-        if (now - last_parameter_round_ms_ >= retry_ms) record_parameters(changed);
+        if (store_ && now - last_registration_round_ms_ >= retry_ms) register_devices(changed);
+        if (store_ && now - last_parameter_round_ms_ >= retry_ms) record_parameters(changed);
         // "*": notifications (re)subscribed, perhaps to a Redis that restarted empty: reload (changes
         // may have been missed meanwhile) unless the snapshot is seconds old, and write it all again.
         const bool everything = changed.count("*") > 0;
@@ -238,7 +265,7 @@ void DeviceRegistry::turn() {
             if (everything) write_to_redis(*snapshot(), nullptr);
             if (!changed.empty()) reload_factories(changed);
         }
-        if (!store_) {  // failed half way: try these factories again
+        if (!store_ || turn_failed_) {  // failed half way: try these factories again
             std::lock_guard lock(mutex_);
             changed_.insert(changed.begin(), changed.end());
         }
@@ -247,6 +274,7 @@ void DeviceRegistry::turn() {
         changed_.insert(changed.begin(), changed.end());
     }
     answer_lookups();
+    count_store();
 }
 
 bool DeviceRegistry::connect_mysql() {
@@ -260,11 +288,30 @@ bool DeviceRegistry::connect_mysql() {
         return false;
     }
     store_ = std::move(*connected);
+    counted_retries_ = counted_reconnects_ = 0;
+    if (connected_before_) metrics_.registry_mysql_reconnects.fetch_add(1);
+    connected_before_ = true;
     return true;
+}
+
+void DeviceRegistry::drop_if_lost() {
+    if (!store_ || store_->connected()) return;
+    count_store();
+    store_.reset();  // no statement of it is alive: they live only inside its calls
+    next_connect_ms_ = steady_clock_ms() + retry_ms;
+}
+
+void DeviceRegistry::count_store() {
+    if (!store_) return;
+    metrics_.registry_mysql_retries.fetch_add(store_->transient_retries() - counted_retries_);
+    metrics_.registry_mysql_reconnects.fetch_add(store_->reconnects() - counted_reconnects_);
+    counted_retries_ = store_->transient_retries();
+    counted_reconnects_ = store_->reconnects();
 }
 
 void DeviceRegistry::mysql_failed(const std::string& what, const std::string& error) {
     metrics_.registry_load_failures.fetch_add(1);
+    turn_failed_ = true;
     next_full_load_ms_ = 0;
     if (!health_.registry_failing.exchange(true)) {
         spdlog::error("registry: MySQL: {}: {}; {}", what, error,
@@ -296,7 +343,7 @@ void DeviceRegistry::touch_seen(const std::vector<SeenParameter>& seen) {
     if (seen.empty() || !store_) return;
     if (auto problem = store_->touch_parameters(seen); !problem.empty()) {
         mysql_failed("updating parameters' last_seen", problem);
-        store_.reset();
+        drop_if_lost();
     }
 }
 
@@ -313,7 +360,7 @@ void DeviceRegistry::load_full() {
     auto loaded = store_->load_snapshot(skipped_tags);
     if (!loaded) {
         mysql_failed("cannot load", loaded.error());
-        store_.reset();
+        drop_if_lost();
         return;
     }
     (*loaded)->loaded_ms = steady_clock_ms();
@@ -326,7 +373,7 @@ void DeviceRegistry::load_full() {
     metrics_.registry_loads.fetch_add(1);
     {
         std::lock_guard lock(mutex_);
-        discovered_types_.clear();  // every recorded parameter is in the snapshot now
+        forget_discovered(*next, nullptr);
     }
     const bool was_cache = health_.registry_from_cache.exchange(false);
     if (health_.registry_failing.exchange(false) || !previous || was_cache)
@@ -364,6 +411,7 @@ void DeviceRegistry::load_from_redis() {
 
 void DeviceRegistry::reload_factories(const std::set<std::string, std::less<>>& factories) {
     const auto current = snapshot();
+    if (!store_ || !current) return;
     StringMap<std::shared_ptr<const RegistryFactory>> replaced;
     std::vector<SeenParameter> seen;
     bool recount = false;
@@ -373,7 +421,7 @@ void DeviceRegistry::reload_factories(const std::set<std::string, std::less<>>& 
         auto loaded = store_->load_factories(factory_id, skipped_tags);
         if (!loaded) {
             mysql_failed(fmt::format("cannot reload factory {}", factory_id), loaded.error());
-            store_.reset();
+            drop_if_lost();
             return;
         }
         const RegistryFactory* before = current->factory(factory_id);
@@ -390,12 +438,7 @@ void DeviceRegistry::reload_factories(const std::set<std::string, std::less<>>& 
     publish(std::move(replaced), recount);
     {
         std::lock_guard lock(mutex_);
-        for (const std::string& factory_id : factories) {
-            const std::string prefix = factory_id + "/";
-            std::erase_if(discovered_types_, [&](const auto& entry) {
-                return std::string_view(entry.first).starts_with(prefix);
-            });
-        }
+        forget_discovered(*snapshot(), &factories);
     }
     touch_seen(seen);
     write_to_redis(*snapshot(), &factories);
@@ -428,6 +471,7 @@ void DeviceRegistry::write_to_redis(const RegistrySnapshot& snapshot,
 }
 
 void DeviceRegistry::register_devices(std::set<std::string, std::less<>>& changed) {
+    if (!store_) return;
     std::vector<std::string> keys;
     {
         std::lock_guard lock(mutex_);
@@ -442,7 +486,7 @@ void DeviceRegistry::register_devices(std::set<std::string, std::less<>>& change
     if (std::string problem = store_->auto_register_devices(batch, registered); !problem.empty()) {
         // Counted and shown on /health, but never a reason to stop refreshing; tried again next round.
         mysql_failed(fmt::format("auto-registering {} devices", batch.size()), problem);
-        store_.reset();
+        drop_if_lost();
         return;
     }
     metrics_.registry_auto_registered.fetch_add(registered);
@@ -468,6 +512,7 @@ void DeviceRegistry::announce(const std::set<std::string, std::less<>>& factorie
 }
 
 void DeviceRegistry::record_parameters(std::set<std::string, std::less<>>& changed) {
+    if (!store_) return;
     std::vector<DiscoveredParameter> batch;
     {
         std::lock_guard lock(mutex_);
@@ -478,7 +523,7 @@ void DeviceRegistry::record_parameters(std::set<std::string, std::less<>>& chang
     size_t recorded = 0;
     if (std::string problem = store_->record_parameters(batch, recorded); !problem.empty()) {
         mysql_failed(fmt::format("recording {} parameters", batch.size()), problem);
-        store_.reset();
+        drop_if_lost();
         return;
     }
     metrics_.parameters_discovered.fetch_add(recorded);
@@ -554,7 +599,7 @@ void DeviceRegistry::answer_lookups() {
         if (!rows) {
             if (store_) {
                 mysql_failed("looking devices up", rows.error());
-                store_.reset();
+                drop_if_lost();
             }
             metrics_.registry_lookup_failures.fetch_add(device_ids.size());
             for (const auto& device_id : device_ids) failed.push_back(key_of(factory_id, device_id));

@@ -44,6 +44,16 @@ enum class LookupAnswer {
     overflow,  // too many lookups waiting: the message cannot be checked (rejected, dead-lettered)
 };
 
+// What the registry says of a parameter (metric name) the snapshot does not hold yet.
+struct ParameterAnswer {
+    enum class State {
+        typed,    // write the field as `type`
+        pending,  // MySQL decides its type first (another plantd may have recorded it): hold the message
+        full,     // the factory has max_parameters_per_factory already
+    } state = State::typed;
+    ParameterType type = ParameterType::float_number;
+};
+
 class DeviceRegistry {
   public:
     DeviceRegistry(const RegistryConfig& config, Metrics& metrics, Health& health);
@@ -66,11 +76,12 @@ class DeviceRegistry {
     // (the record is then rejected). This bounds the queue and, with one registration round a
     // second, the rate at which an auto_register factory's registry can grow; not its final size.
     bool request_auto_register(std::string_view factory_id, std::string_view device_id);
-    // A parameter (metric name) the snapshot does not know yet: the type it gets (the first record to
-    // name it decides, until it is recorded), or nullopt when the factory has
-    // max_parameters_per_factory already.
-    std::optional<ParameterType> discover_parameter(std::string_view factory_id, std::string_view name,
-                                                    FieldKind kind, std::string_view device_id);
+    // A parameter (metric name) the snapshot does not know yet. While MySQL is reachable its type is
+    // the one MySQL records first (INSERT IGNORE: with several plantd instances one wins, and every
+    // instance then writes that type), so the message waits (pending) until the parameter is in the
+    // snapshot; while MySQL is unreachable the first record to name it decides here.
+    ParameterAnswer discover_parameter(std::string_view factory_id, std::string_view name, FieldKind kind,
+                                       std::string_view device_id);
 
     // Where a factory's points go (its InfluxDB database or bucket). Parameters share a type across
     // every factory writing to one database: InfluxDB types a field per measurement, not per factory.
@@ -80,6 +91,7 @@ class DeviceRegistry {
 
     // How long the last successful load from MySQL took (ms; -1 before the first).
     int64_t last_load_ms() const { return last_load_ms_.load(); }
+    // Device lookups and parameters waiting for MySQL (messages may be held for them).
     size_t pending_lookups() const;
     bool notifications_subscribed() const;
 
@@ -112,6 +124,13 @@ class DeviceRegistry {
                       std::vector<SeenParameter>& out) const;
     void touch_seen(const std::vector<SeenParameter>& seen);
     void mysql_failed(const std::string& what, const std::string& error);
+    // After a failed store operation: the connection is kept unless it was lost.
+    void drop_if_lost();
+    // Drops the discovered_types_ entries whose parameters the snapshot holds now (of `only`'s
+    // factories, or of all). With mutex_ held.
+    void forget_discovered(const RegistrySnapshot& snapshot, const std::set<std::string, std::less<>>* only);
+    // Adds the store's retry and reconnect counts to the metrics.
+    void count_store();
     void redis_failed(const std::string& what, const std::string& error);
     void redis_ok();
     void on_change(const std::string& factory_id);
@@ -138,6 +157,9 @@ class DeviceRegistry {
     int64_t last_registration_round_ms_ = 0;
     int64_t last_parameter_round_ms_ = 0;
     int64_t next_connect_ms_ = 0;
+    bool turn_failed_ = false;  // a MySQL operation failed in this turn
+    bool connected_before_ = false;
+    uint64_t counted_retries_ = 0, counted_reconnects_ = 0;
 
     mutable std::mutex mutex_;
     std::condition_variable wake_;
@@ -147,7 +169,7 @@ class DeviceRegistry {
     StringMap<Lookup> lookups_;                         // "factory/device"
     StringMap<int64_t> negative_;                       // "factory/device" -> unknown until (steady ms)
     std::vector<DiscoveredParameter> discovered_;       // waiting to be recorded
-    StringMap<ParameterType> discovered_types_;         // "factory/name" of discovered_
+    StringMap<ParameterType> discovered_types_;         // "factory/name": discovered, not in the snapshot yet
     StringMap<size_t> discovered_per_factory_;
     std::set<std::string, std::less<>> changed_;  // factories to reload ("*": all)
     std::thread thread_;

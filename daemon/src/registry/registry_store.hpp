@@ -3,6 +3,10 @@
 // factories and devices. Every statement is prepared, with values bound as parameters, and every
 // query below the factories table filters by factory_id. Errors are values: "" or what went wrong,
 // naming the factory or device; the connector's exceptions never leave this class.
+// Every MySQL error is survivable: a deadlock or lock wait timeout (1213, 1205) rolls the transaction
+// back and runs it again, a bounded number of times with backoff, as the server asks; a lost
+// connection is dropped (no statement outlives it) and a new one is opened before the next statement,
+// and an operation that may safely run twice is run again on it.
 #include <map>
 #include <memory>
 #include <optional>
@@ -141,11 +145,37 @@ class RegistryStore {
     std::string acknowledge_alert(const std::string& factory_id, const std::string& alert_id,
                                   const std::string& by, bool& found);
 
-  private:
-    explicit RegistryStore(std::unique_ptr<sql::Connection> connection);
-    std::string require_migrated();
+    // False after the connection was lost and could not be opened again (the next call tries).
+    bool connected() const { return connection_ != nullptr; }
+    // Transactions run again after a deadlock or lock wait timeout, and connections opened again
+    // after one was lost, since this store was created.
+    uint64_t transient_retries() const { return transient_retries_; }
+    uint64_t reconnects() const { return reconnects_; }
 
+    // At most this many runs of one operation (the first and the retries).
+    static constexpr int max_attempts = 5;
+
+  private:
+    enum class Retry {
+        transient_only,         // may have taken effect before a lost connection: never run twice
+        after_lost_connection,  // safe to run twice (reads, INSERT IGNORE, upserts, idempotent UPDATEs)
+    };
+
+    RegistryStore(const RegistryConfig& config, std::unique_ptr<sql::Connection> connection);
+    static std::unique_ptr<sql::Connection> open(const RegistryConfig& config);  // throws sql::SQLException
+    // Runs `body` (which uses connection_), retrying as the class comment says; rethrows the last
+    // error. Defined in the .cpp, the only place that calls it.
+    template <class Body>
+    auto with_retries(Retry retry, Body&& body) -> decltype(body());
+    void roll_back();
+    std::string require_migrated();
+    template <class Bind>
+    std::string update_factory(const std::string& factory_id, const std::string& sql, Bind bind);
+
+    RegistryConfig config_;
     std::unique_ptr<sql::Connection> connection_;
+    uint64_t transient_retries_ = 0;
+    uint64_t reconnects_ = 0;
 };
 
 }  // namespace plantd
