@@ -141,62 +141,74 @@ TEST_CASE("registry: a deadlock while auto-registering is retried, and the regis
     registry.stop();
 }
 
-TEST_CASE("registry store: a lock wait timeout is retried until the other writer lets go") {
-    ScratchMysqlDatabase scratch("plantd_itest_lockwait");
-    RegistryConfig config = registry_on(scratch.name());
-    config.lock_wait_timeout_ms = 1'000;
-    prepare(config, UnknownDevicePolicy::reject);
-    auto store = connected_store(config);
-    REQUIRE(store->add_parameter("fa", "temp", ParameterType::float_number, std::nullopt) == "");
+namespace {
 
-    OtherWriter other(scratch.name());
-    other.execute("START TRANSACTION");
-    other.number("SELECT COUNT(*) FROM parameters WHERE factory_id = 'fa' AND name = 'temp' FOR UPDATE");
+// Factory fa with parameter temp, whose row the other writer holds locked (FOR UPDATE) while the
+// store's writer thread moves temp's last_seen forward (a transaction that must wait for it).
+struct LockedParameter {
+    ScratchMysqlDatabase scratch;
+    std::unique_ptr<RegistryStore> store;
     const int64_t minute = minutes_now() + 5;
     std::string problem = "not run";
-    std::jthread writer([&] { problem = store->touch_parameters({SeenParameter{"fa", "temp", minute}}); });
+    std::jthread writer;
+    // Last, so destroyed first: a test that fails half way lets go of the lock before the join.
+    std::unique_ptr<OtherWriter> other;
+
+    LockedParameter(std::string_view name, int64_t lock_wait_timeout_ms) : scratch(name) {
+        RegistryConfig config = registry_on(scratch.name());
+        config.lock_wait_timeout_ms = lock_wait_timeout_ms;
+        prepare(config, UnknownDevicePolicy::reject);
+        store = connected_store(config);
+        REQUIRE(store->add_parameter("fa", "temp", ParameterType::float_number, std::nullopt) == "");
+        other = std::make_unique<OtherWriter>(scratch.name());
+        other->execute("START TRANSACTION");
+        other->number("SELECT COUNT(*) FROM parameters WHERE factory_id = 'fa' AND name = 'temp' FOR UPDATE");
+        writer = std::jthread([this] {
+            problem = store->touch_parameters({SeenParameter{"fa", "temp", minute}});
+        });
+    }
+    // Lets go of the lock and waits for the writer.
+    void release() {
+        other->execute("COMMIT");
+        writer.join();
+    }
+    bool written() const {
+        return mysql_command(scratch.name(), "SELECT UNIX_TIMESTAMP(last_seen) DIV 60 FROM parameters") ==
+               fmt::format("{}\n", minute);
+    }
+};
+
+}  // namespace
+
+TEST_CASE("registry store: a lock wait timeout is retried until the other writer lets go") {
+    LockedParameter locked("plantd_itest_lockwait", 1'000);
     std::this_thread::sleep_for(2'500ms);  // two lock wait timeouts of 1 s
-    other.execute("COMMIT");
-    writer.join();
-    CHECK(problem == "");
-    CHECK(store->transient_retries() >= 2);
-    CHECK(store->reconnects() == 0);
-    CHECK(mysql_command(scratch.name(), "SELECT UNIX_TIMESTAMP(last_seen) DIV 60 FROM parameters") ==
-          fmt::format("{}\n", minute));
+    locked.release();
+    CHECK(locked.problem == "");
+    CHECK(locked.store->transient_retries() >= 2);
+    CHECK(locked.store->reconnects() == 0);
+    CHECK(locked.written());
 }
 
 TEST_CASE("registry store: a connection killed mid-transaction is replaced before the next statement") {
-    ScratchMysqlDatabase scratch("plantd_itest_killed");
-    RegistryConfig config = registry_on(scratch.name());
-    config.lock_wait_timeout_ms = 30'000;
-    prepare(config, UnknownDevicePolicy::reject);
-    auto store = connected_store(config);
-    REQUIRE(store->add_parameter("fa", "temp", ParameterType::float_number, std::nullopt) == "");
-
-    OtherWriter other(scratch.name());
-    other.execute("START TRANSACTION");
-    other.number("SELECT COUNT(*) FROM parameters WHERE factory_id = 'fa' AND name = 'temp' FOR UPDATE");
-    const int64_t minute = minutes_now() + 7;
-    std::string problem = "not run";
-    std::jthread writer([&] { problem = store->touch_parameters({SeenParameter{"fa", "temp", minute}}); });
+    LockedParameter locked("plantd_itest_killed", 30'000);
+    const std::string database = locked.scratch.name();
     int64_t victim = 0;
     REQUIRE(
-        eventually([&] { return (victim = other.running(scratch.name(), "UPDATE parameters")) > 0; }, 20s));
-    other.execute(fmt::format("KILL CONNECTION {}", victim));
+        eventually([&] { return (victim = locked.other->running(database, "UPDATE parameters")) > 0; }, 20s));
+    locked.other->execute(fmt::format("KILL CONNECTION {}", victim));
     // The store opens a new connection and runs the transaction again; it waits for the lock anew.
     REQUIRE(eventually(
         [&] {
-            const int64_t waiting = other.running(scratch.name(), "UPDATE parameters");
+            const int64_t waiting = locked.other->running(database, "UPDATE parameters");
             return waiting > 0 && waiting != victim;
         },
         20s));
-    other.execute("COMMIT");
-    writer.join();
-    CHECK(problem == "");
-    CHECK(store->reconnects() == 1);
-    CHECK(store->connected());
-    CHECK(mysql_command(scratch.name(), "SELECT UNIX_TIMESTAMP(last_seen) DIV 60 FROM parameters") ==
-          fmt::format("{}\n", minute));
+    locked.release();
+    CHECK(locked.problem == "");
+    CHECK(locked.store->reconnects() == 1);
+    CHECK(locked.store->connected());
+    CHECK(locked.written());
 }
 
 TEST_CASE("registry store: a restarted server and an unreachable one") {

@@ -118,6 +118,15 @@ TEST_CASE("three instances on one shared subscription auto-register the same dev
     CHECK(eventually([&] { return influx_count_seq(influx_db) == total; }, 120s));
     CHECK(influx_count_seq(influx_db) == total);
     // Each device registered once, by whichever instance won; each instance took a share.
+    const bool registered = eventually(
+        [&] {
+            return mysql_command(scratch.name(), "SELECT COUNT(*), SUM(auto_registered) FROM devices") ==
+                   "10\t10\n";
+        },
+        10s);
+    if (!registered) {
+        for (auto& instance : instances) MESSAGE(instance->process->log());
+    }
     CHECK(mysql_command(scratch.name(), "SELECT COUNT(*), SUM(auto_registered) FROM devices") == "10\t10\n");
     CHECK(mysql_command(scratch.name(), "SELECT name, value_type FROM parameters ORDER BY name") ==
           "seq\tfloat\ntemp\tfloat\n");
@@ -130,6 +139,10 @@ TEST_CASE("three instances on one shared subscription auto-register the same dev
         },
         30s));
     for (auto& instance : instances) {
+        MESSAGE("instance: mysql retries "
+                << instance->process->metric("plantd_registry_mysql_retries_total") << ", registry failures "
+                << instance->process->metric("plantd_registry_load_failures_total") << ", auto-registered "
+                << instance->process->metric("plantd_registry_auto_registered_total"));
         CHECK(instance->process->running());
         CHECK(instance->process->terminate() == 0);
         const auto dead = instance->dead_letters();
