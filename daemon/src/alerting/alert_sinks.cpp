@@ -54,19 +54,19 @@ AlertSink::Outcome MqttAlertSink::deliver(const rules::AlertEvent& event, std::s
 MysqlAlertSink::MysqlAlertSink(const RegistryConfig& config) : config_(config) {}
 
 AlertSink::Outcome MysqlAlertSink::deliver(const rules::AlertEvent& event, std::string& problem) {
-    if (!store_) {
-        auto connected = RegistryStore::connect(config_);
+    if (!table_) {
+        auto connected = AlertTable::connect(config_);
         if (!connected) {
             problem = connected.error();
             return Outcome::retry;
         }
-        store_ = std::move(*connected);
+        table_ = std::move(*connected);
     }
     bool permanent = false;
-    problem = store_->record_alert(event, permanent);
+    problem = table_->record(event, permanent);
     if (problem.empty()) return Outcome::delivered;
     if (permanent) return Outcome::refused;
-    return Outcome::retry;  // the store opens a new connection itself if this one was lost
+    return Outcome::retry;  // the table opens a new connection itself if this one was lost
 }
 
 InfluxAlertSink::InfluxAlertSink(const InfluxConfig& config, std::string measurement,

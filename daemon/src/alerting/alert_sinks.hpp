@@ -5,8 +5,8 @@
 #include <string>
 
 #include "alerting/alert_delivery.hpp"
+#include "alerting/alert_table.hpp"
 #include "config/config.hpp"
-#include "registry/registry_store.hpp"
 #include "subscriber/mqtt_publisher.hpp"
 #include "writer/influx_client.hpp"
 
@@ -33,7 +33,7 @@ class MysqlAlertSink : public AlertSink {
 
   private:
     const RegistryConfig& config_;
-    std::unique_ptr<RegistryStore> store_;
+    std::unique_ptr<AlertTable> table_;
 };
 
 // The `alerts` measurement in the factory's own database (or bucket).

@@ -3,7 +3,7 @@
 #include <fmt/format.h>
 
 #include "alerting/alert_acks.hpp"
-#include "registry/registry_store.hpp"
+#include "alerting/alert_table.hpp"
 #include "util/clock.hpp"
 
 namespace plantd {
@@ -18,14 +18,14 @@ std::string time_or_dash(const std::optional<int64_t>& ms) {
 
 int run_alert_command(const AlertCommand& c, const RegistryConfig& config, std::ostream& out,
                       std::ostream& err) {
-    auto connected = RegistryStore::connect(config);
+    auto connected = AlertTable::connect(config);
     if (!connected) {
         err << "plantd: " << connected.error() << "\n";
         return 1;
     }
-    RegistryStore& store = **connected;
+    AlertTable& table = **connected;
     if (c.verb == "alerts-list") {
-        auto rows = store.list_alerts(c.factory_id, !c.all, c.limit);
+        auto rows = table.list(c.factory_id, !c.all, c.limit);
         if (!rows) {
             err << "plantd: " << rows.error() << "\n";
             return 1;
@@ -48,7 +48,7 @@ int run_alert_command(const AlertCommand& c, const RegistryConfig& config, std::
     }
     if (c.verb == "alerts-ack") {
         bool found = false;
-        std::string problem = store.acknowledge_alert(c.factory_id, c.alert_id, c.by, found);
+        std::string problem = table.acknowledge(c.factory_id, c.alert_id, c.by, found);
         if (!problem.empty() || !found) {
             err << "plantd: "
                 << (found ? problem : fmt::format("factory {} has no alert {}", c.factory_id, c.alert_id))

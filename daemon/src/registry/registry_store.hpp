@@ -2,11 +2,8 @@
 // The registry in MySQL/MariaDB (MySQL Connector/C++): schema migrations and the operator's view of
 // factories and devices. Every statement is prepared, with values bound as parameters, and every
 // query below the factories table filters by factory_id. Errors are values: "" or what went wrong,
-// naming the factory or device; the connector's exceptions never leave this class.
-// Every MySQL error is survivable: a deadlock or lock wait timeout (1213, 1205) rolls the transaction
-// back and runs it again, a bounded number of times with backoff, as the server asks; a lost
-// connection is dropped (no statement outlives it) and a new one is opened before the next statement,
-// and an operation that may safely run twice is run again on it.
+// naming the factory or device; the connector's exceptions never leave this class. MySQL errors are
+// handled by MysqlSession (mysql_session.hpp): retried, or reconnected, or returned as values.
 #include <map>
 #include <memory>
 #include <optional>
@@ -15,13 +12,9 @@
 
 #include "common/result.hpp"
 #include "config/config.hpp"
+#include "registry/mysql_session.hpp"
 #include "registry/registry_snapshot.hpp"
 #include "registry/registry_values.hpp"
-#include "rules/alert.hpp"
-
-namespace sql {
-class Connection;
-}
 
 namespace plantd {
 
@@ -63,22 +56,6 @@ struct SeenParameter {
     std::string factory_id;
     std::string name;
     int64_t minute;  // minutes since the epoch
-};
-
-struct AlertRow {
-    std::string alert_id;  // the UUID the events carry
-    std::string device_id;
-    std::string rule_id;
-    std::string severity;
-    std::string state;
-    std::string message;
-    std::string value_json;
-    int64_t started_ms = 0;
-    std::optional<int64_t> fired_ms;
-    std::optional<int64_t> resolved_ms;
-    std::string resolve_reason;
-    std::optional<int64_t> acknowledged_ms;
-    std::string acknowledged_by;
 };
 
 class RegistryStore {
@@ -136,46 +113,20 @@ class RegistryStore {
     std::string auto_register_devices(const std::vector<std::pair<std::string, std::string>>& devices,
                                       size_t& registered);
 
-    // Alert history (the alerts table). record_alert inserts or updates by alert id, so a retried
-    // delivery is harmless; `permanent`: MySQL refused the row itself (retrying cannot help).
-    std::string record_alert(const rules::AlertEvent& event, bool& permanent);
-    // Newest first; active_only: pending and firing.
-    Result<std::vector<AlertRow>> list_alerts(const std::string& factory_id, bool active_only, size_t limit);
-    // `found` false: that factory has no such alert (an id of another factory is not found either).
-    std::string acknowledge_alert(const std::string& factory_id, const std::string& alert_id,
-                                  const std::string& by, bool& found);
-
     // False after the connection was lost and could not be opened again (the next call tries).
-    bool connected() const { return connection_ != nullptr; }
+    bool connected() const { return session_->connected(); }
     // Transactions run again after a deadlock or lock wait timeout, and connections opened again
     // after one was lost, since this store was created.
-    uint64_t transient_retries() const { return transient_retries_; }
-    uint64_t reconnects() const { return reconnects_; }
-
-    // At most this many runs of one operation (the first and the retries).
-    static constexpr int max_attempts = 5;
+    uint64_t transient_retries() const { return session_->transient_retries(); }
+    uint64_t reconnects() const { return session_->reconnects(); }
 
   private:
-    enum class Retry {
-        transient_only,         // may have taken effect before a lost connection: never run twice
-        after_lost_connection,  // safe to run twice (reads, INSERT IGNORE, upserts, idempotent UPDATEs)
-    };
-
-    RegistryStore(const RegistryConfig& config, std::unique_ptr<sql::Connection> connection);
-    static std::unique_ptr<sql::Connection> open(const RegistryConfig& config);  // throws sql::SQLException
-    // Runs `body` (which uses connection_), retrying as the class comment says; rethrows the last
-    // error. Defined in the .cpp, the only place that calls it.
-    template <class Body>
-    auto with_retries(Retry retry, Body&& body) -> decltype(body());
-    void roll_back();
+    explicit RegistryStore(std::unique_ptr<MysqlSession> session);
     std::string require_migrated();
     template <class Bind>
     std::string update_factory(const std::string& factory_id, const std::string& sql, Bind bind);
 
-    RegistryConfig config_;
-    std::unique_ptr<sql::Connection> connection_;
-    uint64_t transient_retries_ = 0;
-    uint64_t reconnects_ = 0;
+    std::unique_ptr<MysqlSession> session_;
 };
 
 }  // namespace plantd
