@@ -1,5 +1,7 @@
 #include "registry/device_registry.hpp"
 
+#include "registry/device_registry_keys.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -12,22 +14,9 @@
 
 namespace plantd {
 
+using namespace registry_detail;
+
 namespace {
-
-constexpr size_t lookups_per_turn = 2048;
-constexpr int64_t retry_ms = 1'000;         // a failed lookup, a MySQL connect, a round
-constexpr size_t max_discovered = 100'000;  // parameters waiting to be recorded, all factories
-
-std::string key_of(std::string_view a, std::string_view b) {
-    std::string key;
-    key.reserve(a.size() + 1 + b.size());
-    key.append(a).append(1, '/').append(b);
-    return key;
-}
-
-size_t negative_capacity(const RegistryConfig& config) {
-    return std::max<size_t>(config.lookup_backlog * 10, 100'000);
-}
 
 bool same_device_ids(const RegistryFactory* a, const RegistryFactory* b) {
     if (!a || !b) return a == b;
@@ -37,18 +26,6 @@ bool same_device_ids(const RegistryFactory* a, const RegistryFactory* b) {
 }
 
 }  // namespace
-
-ParameterType DeviceRegistry::discovered_type(FieldKind kind) {
-    switch (kind) {
-        case FieldKind::boolean:
-            return ParameterType::boolean;
-        case FieldKind::string:
-            return ParameterType::string;
-        case FieldKind::number:
-            break;
-    }
-    return ParameterType::float_number;
-}
 
 DeviceRegistry::DeviceRegistry(const RegistryConfig& config, Metrics& metrics, Health& health)
     : config_(config), metrics_(metrics), health_(health) {
@@ -113,25 +90,6 @@ bool DeviceRegistry::notifications_subscribed() const {
     return notifications_ && notifications_->subscribed();
 }
 
-LookupAnswer DeviceRegistry::unknown_device(std::string_view factory_id, std::string_view device_id) {
-    std::string key = key_of(factory_id, device_id);
-    const int64_t now = steady_clock_ms();
-    std::lock_guard lock(mutex_);
-    if (auto negative = negative_.find(key); negative != negative_.end()) {
-        if (negative->second > now) {
-            metrics_.registry_negative_hits.fetch_add(1, std::memory_order_relaxed);
-            return LookupAnswer::unknown;
-        }
-        negative_.erase(negative);
-    }
-    if (lookups_.count(key) > 0) return LookupAnswer::pending;
-    if (lookups_.size() >= config_.lookup_backlog) return LookupAnswer::overflow;
-    lookups_.emplace(std::move(key), Lookup{std::string(factory_id), std::string(device_id), 0});
-    work_ = true;
-    wake_.notify_all();
-    return LookupAnswer::pending;
-}
-
 bool DeviceRegistry::request_auto_register(std::string_view factory_id, std::string_view device_id) {
     std::string key = key_of(factory_id, device_id);
     std::lock_guard lock(mutex_);
@@ -142,75 +100,6 @@ bool DeviceRegistry::request_auto_register(std::string_view factory_id, std::str
     work_ = true;
     wake_.notify_all();
     return true;
-}
-
-ParameterAnswer DeviceRegistry::discover_parameter(std::string_view factory_id, std::string_view name,
-                                                   FieldKind kind, std::string_view device_id) {
-    std::string key = key_of(factory_id, name);  // factory ids have no '/': the key is unambiguous
-    const auto current = snapshot();
-    const RegistryFactory* factory = current ? current->factory(factory_id) : nullptr;
-    // MySQL decides while it answers; the snapshot's factory (or a Redis copy) is what we have otherwise.
-    const bool mysql_decides =
-        !health_.registry_failing.load(std::memory_order_relaxed) && !(current && current->from_cache);
-    auto answer = [&](ParameterType type) {
-        return mysql_decides ? ParameterAnswer{ParameterAnswer::State::pending, type}
-                             : ParameterAnswer{ParameterAnswer::State::typed, type};
-    };
-    std::lock_guard lock(mutex_);
-    if (auto known = discovered_types_.find(key); known != discovered_types_.end())
-        return answer(known->second);
-    auto count = discovered_per_factory_.find(factory_id);
-    const size_t pending = count == discovered_per_factory_.end() ? 0 : count->second;
-    const size_t recorded = factory ? factory->parameters.size() : 0;
-    if (recorded + pending >= config_.max_parameters_per_factory || discovered_.size() >= max_discovered)
-        return ParameterAnswer{ParameterAnswer::State::full};
-    const ParameterType type =
-        type_in_destination(current.get(), factory_id, factory, name).value_or(discovered_type(kind));
-    discovered_.push_back(
-        DiscoveredParameter{std::string(factory_id), std::string(name), type, std::string(device_id)});
-    discovered_types_.emplace(std::move(key), type);
-    ++discovered_per_factory_[std::string(factory_id)];
-    work_ = true;  // recorded in this turn, not at the next refresh
-    wake_.notify_all();
-    return answer(type);
-}
-
-std::optional<ParameterType> DeviceRegistry::type_in_destination(const RegistrySnapshot* snapshot,
-                                                                 std::string_view factory_id,
-                                                                 const RegistryFactory* factory,
-                                                                 std::string_view name) const {
-    if (!destination_of_) return std::nullopt;
-    const std::string mine = destination_of_(factory_id, factory);
-    if (snapshot) {
-        for (const auto& [id, other] : snapshot->factories) {
-            if (id == factory_id) continue;
-            auto parameter = other->parameters.find(name);
-            if (parameter != other->parameters.end() && destination_of_(id, other.get()) == mine)
-                return parameter->second.type;
-        }
-    }
-    // Discovered and not in the snapshot yet (waiting to be recorded, or recorded and not reloaded).
-    for (const auto& [key, type] : discovered_types_) {
-        const std::string_view other_factory = std::string_view(key).substr(0, key.find('/'));
-        if (std::string_view(key).substr(other_factory.size() + 1) == name && other_factory != factory_id &&
-            destination_of_(other_factory, snapshot ? snapshot->factory(other_factory) : nullptr) == mine)
-            return type;
-    }
-    return std::nullopt;
-}
-
-void DeviceRegistry::forget_discovered(const RegistrySnapshot& snapshot,
-                                       const std::set<std::string, std::less<>>* only) {
-    // An entry answers until its parameter is in the snapshot: one discovered while the round that
-    // just ran was under way is not recorded yet, and must not be discovered (and counted) again.
-    std::erase_if(discovered_types_, [&](const auto& entry) {
-        const std::string_view key = entry.first;
-        const std::string_view factory_id = key.substr(0, key.find('/'));
-        if (only && only->find(factory_id) == only->end()) return false;
-        const RegistryFactory* factory = snapshot.factory(factory_id);
-        if (!factory) return !only;  // a factory that is gone (after a full load)
-        return factory->parameters.find(key.substr(factory_id.size() + 1)) != factory->parameters.end();
-    });
 }
 
 void DeviceRegistry::run() {
@@ -509,152 +398,6 @@ void DeviceRegistry::announce(const std::set<std::string, std::less<>>& factorie
             return;
         }
     }
-}
-
-void DeviceRegistry::record_parameters(std::set<std::string, std::less<>>& changed) {
-    if (!store_) return;
-    std::vector<DiscoveredParameter> batch;
-    {
-        std::lock_guard lock(mutex_);
-        batch = discovered_;
-    }
-    if (batch.empty()) return;
-    last_parameter_round_ms_ = steady_clock_ms();
-    size_t recorded = 0;
-    if (std::string problem = store_->record_parameters(batch, recorded); !problem.empty()) {
-        mysql_failed(fmt::format("recording {} parameters", batch.size()), problem);
-        drop_if_lost();
-        return;
-    }
-    metrics_.parameters_discovered.fetch_add(recorded);
-    std::set<std::string, std::less<>> factories;
-    {
-        std::lock_guard lock(mutex_);
-        // Recorded: they leave the queue (discovered_types_ keeps answering until the reload).
-        discovered_.erase(discovered_.begin(),
-                          discovered_.begin() + static_cast<std::ptrdiff_t>(batch.size()));
-        for (const auto& parameter : batch) {
-            factories.insert(parameter.factory_id);
-            auto count = discovered_per_factory_.find(parameter.factory_id);
-            if (count != discovered_per_factory_.end() && --count->second == 0)
-                discovered_per_factory_.erase(count);
-        }
-    }
-    announce(factories, changed);
-}
-
-void DeviceRegistry::answer_lookups() {
-    const int64_t now = steady_clock_ms();
-    std::vector<Lookup> batch;
-    bool more = false;
-    {
-        std::lock_guard lock(mutex_);
-        for (const auto& [key, lookup] : lookups_) {
-            if (lookup.next_try_ms > now) continue;
-            if (batch.size() >= lookups_per_turn) {
-                more = true;  // a flood: take the next batch right away, not after a pause
-                break;
-            }
-            batch.push_back(lookup);
-        }
-        if (more) work_ = true;
-    }
-    if (batch.empty()) return;
-    const auto current = snapshot();
-    StringMap<std::vector<std::pair<std::string, RegistryDevice>>> found;  // by factory
-    std::vector<std::string> unknown, failed, answered;
-    // Redis first, for the whole batch in one round trip; what it does not know goes to MySQL.
-    std::vector<const Lookup*> for_mysql;
-    std::vector<RegistryCache::DeviceKey> keys;
-    for (const Lookup& lookup : batch) keys.emplace_back(lookup.factory_id, lookup.device_id);
-    std::optional<std::vector<CachedLookup>> cached;
-    if (cache_) {
-        auto answers = cache_->lookup(keys, wall_clock_ms());
-        if (answers)
-            cached = std::move(*answers);
-        else
-            redis_failed("looking devices up", answers.error());
-    }
-    for (size_t i = 0; i < batch.size(); ++i) {
-        const Lookup& lookup = batch[i];
-        const auto outcome = cached ? (*cached)[i].outcome : CachedLookup::Outcome::miss;
-        if (outcome == CachedLookup::Outcome::found) {
-            metrics_.registry_redis_found.fetch_add(1);
-            found[lookup.factory_id].emplace_back(lookup.device_id, std::move((*cached)[i].device));
-            answered.push_back(key_of(lookup.factory_id, lookup.device_id));
-        } else if (outcome == CachedLookup::Outcome::unknown) {
-            metrics_.registry_redis_unknown.fetch_add(1);
-            unknown.push_back(key_of(lookup.factory_id, lookup.device_id));
-        } else {
-            for_mysql.push_back(&lookup);
-        }
-    }
-    // MySQL, a few statements per factory.
-    StringMap<std::vector<std::string>> by_factory;
-    for (const Lookup* lookup : for_mysql) by_factory[lookup->factory_id].push_back(lookup->device_id);
-    std::vector<RegistryCache::DeviceKey> remember;
-    for (auto& [factory_id, device_ids] : by_factory) {
-        auto rows = store_ ? store_->find_devices(factory_id, device_ids)
-                           : Result<StringMap<RegistryDevice>>(fail(std::string("not connected")));
-        if (!rows) {
-            if (store_) {
-                mysql_failed("looking devices up", rows.error());
-                drop_if_lost();
-            }
-            metrics_.registry_lookup_failures.fetch_add(device_ids.size());
-            for (const auto& device_id : device_ids) failed.push_back(key_of(factory_id, device_id));
-            continue;
-        }
-        for (const auto& device_id : device_ids) {
-            auto row = rows->find(device_id);
-            if (row != rows->end()) {
-                metrics_.registry_mysql_found.fetch_add(1);
-                found[factory_id].emplace_back(device_id, std::move(row->second));
-                answered.push_back(key_of(factory_id, device_id));
-            } else {
-                metrics_.registry_mysql_unknown.fetch_add(1);
-                unknown.push_back(key_of(factory_id, device_id));
-                remember.emplace_back(factory_id, device_id);
-            }
-        }
-    }
-    if (cache_ && !remember.empty()) {
-        if (auto problem = cache_->store_unknown(remember, wall_clock_ms() + config_.negative_ttl_ms);
-            !problem.empty())
-            redis_failed("remembering unknown devices", problem);
-    }
-    // Devices found extend their factories (a factory the snapshot does not have is left out: its
-    // records are rejected before any device lookup, and its next reload brings everything).
-    StringMap<std::shared_ptr<const RegistryFactory>> extended;
-    for (auto& [factory_id, devices] : found) {
-        const RegistryFactory* before = current ? current->factory(factory_id) : nullptr;
-        if (!before) continue;
-        auto after = std::make_shared<RegistryFactory>(*before);
-        for (auto& [device_id, device] : devices)
-            after->devices.insert_or_assign(device_id, std::move(device));
-        extended.emplace(factory_id, std::move(after));
-    }
-    if (!extended.empty()) {
-        std::set<std::string, std::less<>> factories;
-        for (const auto& [factory_id, factory] : extended) factories.insert(factory_id);
-        publish(std::move(extended), true);
-        write_to_redis(*snapshot(), &factories);
-    }
-    {
-        std::lock_guard lock(mutex_);
-        for (const auto& key : answered) lookups_.erase(key);
-        if (negative_.size() + unknown.size() > negative_capacity(config_))
-            std::erase_if(negative_, [&](const auto& entry) { return entry.second <= now; });
-        for (const auto& key : unknown) {
-            lookups_.erase(key);
-            if (negative_.size() < negative_capacity(config_)) negative_[key] = now + config_.negative_ttl_ms;
-        }
-        for (const auto& key : failed) {
-            auto lookup = lookups_.find(key);
-            if (lookup != lookups_.end()) lookup->second.next_try_ms = now + retry_ms;
-        }
-    }
-    generation_.fetch_add(1, std::memory_order_release);
 }
 
 }  // namespace plantd

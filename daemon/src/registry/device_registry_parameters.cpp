@@ -1,0 +1,129 @@
+// DeviceRegistry: parameters (metric names) discovered on the ingest path, their types, and the
+// rounds that record them in MySQL.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "registry/device_registry.hpp"
+#include "registry/device_registry_keys.hpp"
+#include "registry/registry_cache.hpp"
+#include "util/clock.hpp"
+
+namespace plantd {
+
+using namespace registry_detail;
+
+ParameterType DeviceRegistry::discovered_type(FieldKind kind) {
+    switch (kind) {
+        case FieldKind::boolean:
+            return ParameterType::boolean;
+        case FieldKind::string:
+            return ParameterType::string;
+        case FieldKind::number:
+            break;
+    }
+    return ParameterType::float_number;
+}
+
+ParameterAnswer DeviceRegistry::discover_parameter(std::string_view factory_id, std::string_view name,
+                                                   FieldKind kind, std::string_view device_id) {
+    std::string key = key_of(factory_id, name);  // factory ids have no '/': the key is unambiguous
+    const auto current = snapshot();
+    const RegistryFactory* factory = current ? current->factory(factory_id) : nullptr;
+    // MySQL decides while it answers; the snapshot's factory (or a Redis copy) is what we have otherwise.
+    const bool mysql_decides =
+        !health_.registry_failing.load(std::memory_order_relaxed) && !(current && current->from_cache);
+    auto answer = [&](ParameterType type) {
+        return mysql_decides ? ParameterAnswer{ParameterAnswer::State::pending, type}
+                             : ParameterAnswer{ParameterAnswer::State::typed, type};
+    };
+    std::lock_guard lock(mutex_);
+    if (auto known = discovered_types_.find(key); known != discovered_types_.end())
+        return answer(known->second);
+    auto count = discovered_per_factory_.find(factory_id);
+    const size_t pending = count == discovered_per_factory_.end() ? 0 : count->second;
+    const size_t recorded = factory ? factory->parameters.size() : 0;
+    if (recorded + pending >= config_.max_parameters_per_factory || discovered_.size() >= max_discovered)
+        return ParameterAnswer{ParameterAnswer::State::full};
+    const ParameterType type =
+        type_in_destination(current.get(), factory_id, factory, name).value_or(discovered_type(kind));
+    discovered_.push_back(
+        DiscoveredParameter{std::string(factory_id), std::string(name), type, std::string(device_id)});
+    discovered_types_.emplace(std::move(key), type);
+    ++discovered_per_factory_[std::string(factory_id)];
+    work_ = true;  // recorded in this turn, not at the next refresh
+    wake_.notify_all();
+    return answer(type);
+}
+
+std::optional<ParameterType> DeviceRegistry::type_in_destination(const RegistrySnapshot* snapshot,
+                                                                 std::string_view factory_id,
+                                                                 const RegistryFactory* factory,
+                                                                 std::string_view name) const {
+    if (!destination_of_) return std::nullopt;
+    const std::string mine = destination_of_(factory_id, factory);
+    if (snapshot) {
+        for (const auto& [id, other] : snapshot->factories) {
+            if (id == factory_id) continue;
+            auto parameter = other->parameters.find(name);
+            if (parameter != other->parameters.end() && destination_of_(id, other.get()) == mine)
+                return parameter->second.type;
+        }
+    }
+    // Discovered and not in the snapshot yet (waiting to be recorded, or recorded and not reloaded).
+    for (const auto& [key, type] : discovered_types_) {
+        const std::string_view other_factory = std::string_view(key).substr(0, key.find('/'));
+        if (std::string_view(key).substr(other_factory.size() + 1) == name && other_factory != factory_id &&
+            destination_of_(other_factory, snapshot ? snapshot->factory(other_factory) : nullptr) == mine)
+            return type;
+    }
+    return std::nullopt;
+}
+
+void DeviceRegistry::forget_discovered(const RegistrySnapshot& snapshot,
+                                       const std::set<std::string, std::less<>>* only) {
+    // An entry answers until its parameter is in the snapshot: one discovered while the round that
+    // just ran was under way is not recorded yet, and must not be discovered (and counted) again.
+    std::erase_if(discovered_types_, [&](const auto& entry) {
+        const std::string_view key = entry.first;
+        const std::string_view factory_id = key.substr(0, key.find('/'));
+        if (only && only->find(factory_id) == only->end()) return false;
+        const RegistryFactory* factory = snapshot.factory(factory_id);
+        if (!factory) return !only;  // a factory that is gone (after a full load)
+        return factory->parameters.find(key.substr(factory_id.size() + 1)) != factory->parameters.end();
+    });
+}
+
+void DeviceRegistry::record_parameters(std::set<std::string, std::less<>>& changed) {
+    if (!store_) return;
+    std::vector<DiscoveredParameter> batch;
+    {
+        std::lock_guard lock(mutex_);
+        batch = discovered_;
+    }
+    if (batch.empty()) return;
+    last_parameter_round_ms_ = steady_clock_ms();
+    size_t recorded = 0;
+    if (std::string problem = store_->record_parameters(batch, recorded); !problem.empty()) {
+        mysql_failed(fmt::format("recording {} parameters", batch.size()), problem);
+        drop_if_lost();
+        return;
+    }
+    metrics_.parameters_discovered.fetch_add(recorded);
+    std::set<std::string, std::less<>> factories;
+    {
+        std::lock_guard lock(mutex_);
+        // Recorded: they leave the queue (discovered_types_ keeps answering until the reload).
+        discovered_.erase(discovered_.begin(),
+                          discovered_.begin() + static_cast<std::ptrdiff_t>(batch.size()));
+        for (const auto& parameter : batch) {
+            factories.insert(parameter.factory_id);
+            auto count = discovered_per_factory_.find(parameter.factory_id);
+            if (count != discovered_per_factory_.end() && --count->second == 0)
+                discovered_per_factory_.erase(count);
+        }
+    }
+    announce(factories, changed);
+}
+
+}  // namespace plantd
