@@ -439,7 +439,7 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
         r.secret("mysql_password", g.mysql_password);
         r.string("mysql_database", g.mysql_database);
         r.duration_ms("connect_timeout", g.connect_timeout_ms, 1000, 600'000);
-        r.duration_ms("lock_wait_timeout", g.lock_wait_timeout_ms, 1000, 3600'000);
+        r.duration_ms("lock_wait_timeout", g.lock_wait_timeout_ms, 1000, 300'000);
         r.string("redis_host", g.redis_host);
         r.integer("redis_port", g.redis_port, 1, 65535);
         r.integer("redis_db", g.redis_db, 0, 1000);

@@ -83,7 +83,9 @@ void DeviceRegistry::on_change(const std::string& factory_id) {
 
 size_t DeviceRegistry::pending_lookups() const {
     std::lock_guard lock(mutex_);
-    return lookups_.size() + discovered_.size();
+    size_t waiting = lookups_.size();
+    for (const auto& [key, discovered] : discovered_types_) waiting += discovered.settled ? 0 : 1;
+    return waiting;
 }
 
 bool DeviceRegistry::notifications_subscribed() const {

@@ -169,7 +169,12 @@ class DeviceRegistry {
     StringMap<Lookup> lookups_;                         // "factory/device"
     StringMap<int64_t> negative_;                       // "factory/device" -> unknown until (steady ms)
     std::vector<DiscoveredParameter> discovered_;       // waiting to be recorded
-    StringMap<ParameterType> discovered_types_;         // "factory/name": discovered, not in the snapshot yet
+    struct DiscoveredType {
+        ParameterType type;
+        bool recorded = false;  // its round went through MySQL
+        bool settled = false;   // recorded and still not in the snapshot: this type is final
+    };
+    StringMap<DiscoveredType> discovered_types_;  // "factory/name": discovered, not in the snapshot yet
     StringMap<size_t> discovered_per_factory_;
     std::set<std::string, std::less<>> changed_;  // factories to reload ("*": all)
     std::thread thread_;

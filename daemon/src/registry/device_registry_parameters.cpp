@@ -37,9 +37,17 @@ ParameterAnswer DeviceRegistry::discover_parameter(std::string_view factory_id, 
         return mysql_decides ? ParameterAnswer{ParameterAnswer::State::pending, type}
                              : ParameterAnswer{ParameterAnswer::State::typed, type};
     };
+    // The caller's view may be older than the snapshot now in place.
+    if (factory) {
+        if (auto known = factory->parameters.find(name); known != factory->parameters.end())
+            return ParameterAnswer{ParameterAnswer::State::typed, known->second.type};
+    }
     std::lock_guard lock(mutex_);
-    if (auto known = discovered_types_.find(key); known != discovered_types_.end())
-        return answer(known->second);
+    if (auto known = discovered_types_.find(key); known != discovered_types_.end()) {
+        if (known->second.settled) return ParameterAnswer{ParameterAnswer::State::typed, known->second.type};
+        return answer(known->second.type);
+    }
+    if (discovered_types_.size() >= max_discovered) return ParameterAnswer{ParameterAnswer::State::full};
     auto count = discovered_per_factory_.find(factory_id);
     const size_t pending = count == discovered_per_factory_.end() ? 0 : count->second;
     const size_t recorded = factory ? factory->parameters.size() : 0;
@@ -49,7 +57,7 @@ ParameterAnswer DeviceRegistry::discover_parameter(std::string_view factory_id, 
         type_in_destination(current.get(), factory_id, factory, name).value_or(discovered_type(kind));
     discovered_.push_back(
         DiscoveredParameter{std::string(factory_id), std::string(name), type, std::string(device_id)});
-    discovered_types_.emplace(std::move(key), type);
+    discovered_types_.emplace(std::move(key), DiscoveredType{type});
     ++discovered_per_factory_[std::string(factory_id)];
     work_ = true;  // recorded in this turn, not at the next refresh
     wake_.notify_all();
@@ -71,11 +79,11 @@ std::optional<ParameterType> DeviceRegistry::type_in_destination(const RegistryS
         }
     }
     // Discovered and not in the snapshot yet (waiting to be recorded, or recorded and not reloaded).
-    for (const auto& [key, type] : discovered_types_) {
+    for (const auto& [key, discovered] : discovered_types_) {
         const std::string_view other_factory = std::string_view(key).substr(0, key.find('/'));
         if (std::string_view(key).substr(other_factory.size() + 1) == name && other_factory != factory_id &&
             destination_of_(other_factory, snapshot ? snapshot->factory(other_factory) : nullptr) == mine)
-            return type;
+            return discovered.type;
     }
     return std::nullopt;
 }
@@ -84,14 +92,24 @@ void DeviceRegistry::forget_discovered(const RegistrySnapshot& snapshot,
                                        const std::set<std::string, std::less<>>* only) {
     // An entry answers until its parameter is in the snapshot: one discovered while the round that
     // just ran was under way is not recorded yet, and must not be discovered (and counted) again.
-    std::erase_if(discovered_types_, [&](const auto& entry) {
-        const std::string_view key = entry.first;
+    // One that was recorded and is still not there never will be (MySQL took the name as another
+    // row's, e.g. "temp " as "temp", whose collation ignores trailing spaces): the type chosen here
+    // settles it, so that its messages are not held for ever.
+    for (auto entry = discovered_types_.begin(); entry != discovered_types_.end();) {
+        const std::string_view key = entry->first;
         const std::string_view factory_id = key.substr(0, key.find('/'));
-        if (only && only->find(factory_id) == only->end()) return false;
-        const RegistryFactory* factory = snapshot.factory(factory_id);
-        if (!factory) return !only;  // a factory that is gone (after a full load)
-        return factory->parameters.find(key.substr(factory_id.size() + 1)) != factory->parameters.end();
-    });
+        bool forget = false;
+        if (!only || only->find(factory_id) != only->end()) {
+            const RegistryFactory* factory = snapshot.factory(factory_id);
+            if (!factory)
+                forget = !only;  // a factory that is gone (after a full load)
+            else if (factory->parameters.find(key.substr(factory_id.size() + 1)) != factory->parameters.end())
+                forget = true;
+            else if (entry->second.recorded)
+                entry->second.settled = true;
+        }
+        entry = forget ? discovered_types_.erase(entry) : std::next(entry);
+    }
 }
 
 void DeviceRegistry::record_parameters(std::set<std::string, std::less<>>& changed) {
@@ -118,6 +136,9 @@ void DeviceRegistry::record_parameters(std::set<std::string, std::less<>>& chang
                           discovered_.begin() + static_cast<std::ptrdiff_t>(batch.size()));
         for (const auto& parameter : batch) {
             factories.insert(parameter.factory_id);
+            if (auto entry = discovered_types_.find(key_of(parameter.factory_id, parameter.name));
+                entry != discovered_types_.end())
+                entry->second.recorded = true;
             auto count = discovered_per_factory_.find(parameter.factory_id);
             if (count != discovered_per_factory_.end() && --count->second == 0)
                 discovered_per_factory_.erase(count);

@@ -81,7 +81,9 @@ std::unique_ptr<sql::Connection> MysqlSession::open(const RegistryConfig& config
     options["schema"] = config.mysql_database;
     const int timeout_s = static_cast<int>(std::max<int64_t>(1, config.connect_timeout_ms / 1000));
     options["OPT_CONNECT_TIMEOUT"] = timeout_s;
-    options["OPT_READ_TIMEOUT"] = timeout_s * 6;
+    const int lock_wait_s = static_cast<int>(std::max<int64_t>(1, config.lock_wait_timeout_ms / 1000));
+    // A statement waiting for a lock is not a dead connection: reads wait longer than any lock wait.
+    options["OPT_READ_TIMEOUT"] = std::max(timeout_s * 6, lock_wait_s + 5);
     options["OPT_WRITE_TIMEOUT"] = timeout_s * 6;
     options["OPT_CHARSET_NAME"] = "utf8mb4";
     options["OPT_RECONNECT"] = false;     // a silent reconnect would lose a transaction's state
@@ -90,8 +92,7 @@ std::unique_ptr<sql::Connection> MysqlSession::open(const RegistryConfig& config
     // A lock held by another writer makes a statement wait this long, not the server's 50 s, and
     // the wait is then retried like a deadlock.
     std::unique_ptr<sql::Statement> session(connection->createStatement());
-    session->execute(fmt::format("SET SESSION innodb_lock_wait_timeout = {}",
-                                 std::max<int64_t>(1, config.lock_wait_timeout_ms / 1000)));
+    session->execute(fmt::format("SET SESSION innodb_lock_wait_timeout = {}", lock_wait_s));
     return connection;
 }
 
@@ -136,18 +137,21 @@ void MysqlSession::pause_before_retry(int attempt) {
         std::chrono::milliseconds(base_ms + std::uniform_int_distribution<int>(0, base_ms)(random)));
 }
 
+int MysqlSession::read_schema_version(sql::Connection& connection) {
+    std::unique_ptr<sql::Statement> statement(connection.createStatement());
+    std::unique_ptr<sql::ResultSet> exists(
+        statement->executeQuery("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = "
+                                "DATABASE() AND table_name = 'schema_migrations'"));
+    if (!exists->next() || exists->getInt(1) == 0) return 0;
+    std::unique_ptr<sql::ResultSet> rows(
+        statement->executeQuery("SELECT MAX(version) FROM schema_migrations"));
+    return rows->next() ? rows->getInt(1) : 0;
+}
+
 Result<int> MysqlSession::schema_version() {
     try {
-        return run(Retry::after_lost_connection, [&]() -> Result<int> {
-            std::unique_ptr<sql::Statement> statement(connection_->createStatement());
-            std::unique_ptr<sql::ResultSet> exists(statement->executeQuery(
-                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND "
-                "table_name = 'schema_migrations'"));
-            if (!exists->next() || exists->getInt(1) == 0) return 0;
-            std::unique_ptr<sql::ResultSet> rows(
-                statement->executeQuery("SELECT MAX(version) FROM schema_migrations"));
-            return rows->next() ? rows->getInt(1) : 0;
-        });
+        return run(Retry::after_lost_connection,
+                   [&]() -> Result<int> { return read_schema_version(*connection_); });
     } catch (const sql::SQLException& e) {
         return fail(describe(e));
     }

@@ -74,6 +74,9 @@ class MysqlSession {
 
     // The highest applied registry migration; 0 for an empty database.
     Result<int> schema_version();
+    // The same on a connection already in use (inside run()'s body: a nested run could replace the
+    // connection under the caller's statements). Throws sql::SQLException.
+    static int read_schema_version(sql::Connection& connection);
     // "" or why the schema is not at the version this plantd needs.
     std::string require_migrated();
 

@@ -71,16 +71,16 @@ Result<std::vector<int>> RegistryStore::migrate() {
                 " version INT NOT NULL PRIMARY KEY,"
                 " description VARCHAR(200) NOT NULL,"
                 " applied_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)) ENGINE=InnoDB");
-            auto current = schema_version();
-            if (!current) return fail(current.error());
-            if (*current > registry_migrations().back().version) {
+            const int current = MysqlSession::read_schema_version(session_->connection());
+
+            if (current > registry_migrations().back().version) {
                 return fail(
                     fmt::format("the registry schema is at version {}, newer than this plantd knows ({}): "
                                 "upgrade plantd",
-                                *current, registry_migrations().back().version));
+                                current, registry_migrations().back().version));
             }
             for (const Migration& migration : registry_migrations()) {
-                if (migration.version <= *current) continue;
+                if (migration.version <= current) continue;
                 for (size_t i = 0; i < migration.statements.size(); ++i) {
                     try {
                         statement->execute(std::string(migration.statements[i]));
