@@ -1,5 +1,5 @@
-// plantd-loadgen: publishes SPEC telemetry for F factories x D devices over MQTT, flat out or at a
-// target rate, QoS 0 or 1, over several connections. Each record carries "ts" = its publish time
+// plantd-loadgen: publishes telemetry as CONTRACT §2 describes for F factories x D devices over MQTT, flat
+// out or at a target rate, QoS 0 or 1, over several connections. Each record carries "ts" = its publish time
 // (ms, strictly increasing per device) and a per-device "seq", so that end-to-end latency and completeness
 // can be measured.
 #include <CLI/CLI.hpp>
@@ -63,7 +63,7 @@ std::string payload_for(const Options& o, long long seq, int64_t ts) {
 
 int main(int argc, char** argv) {
     Options o;
-    CLI::App app{"plantd-loadgen: SPEC telemetry publisher"};
+    CLI::App app{"plantd-loadgen: publishes telemetry as docs/CONTRACT.md §2 describes"};
     app.add_option("--uri", o.uri)->capture_default_str();
     app.add_option("--topic-prefix", o.topic_prefix, "prepended to factory/...: \"x\" gives x/factory/...");
     app.add_option("--factories", o.factories)->capture_default_str()->check(CLI::Range(1, 100000));

@@ -8,10 +8,10 @@
 #include <vector>
 
 #include "control/metrics.hpp"
+#include "core/batch.hpp"
 #include "decoding/payload_decoder.hpp"
 #include "pipeline/ingest_queue.hpp"
 #include "registry/registry_snapshot.hpp"
-#include "writer/batch.hpp"
 #include "writer/gzip.hpp"
 #include "writer/line_protocol.hpp"
 

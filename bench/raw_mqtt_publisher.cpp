@@ -10,7 +10,7 @@
 #include <cstring>
 #include <stdexcept>
 
-#include "subscriber/mqtt_codec.hpp"
+#include "mqtt/mqtt_codec.hpp"
 
 namespace plantd::bench {
 

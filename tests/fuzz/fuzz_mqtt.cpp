@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "subscriber/mqtt_codec.hpp"
+#include "mqtt/mqtt_codec.hpp"
 
 using namespace plantd::mqtt_codec;
 

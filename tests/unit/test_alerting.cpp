@@ -29,7 +29,7 @@ rules::ActiveAlert sample_alert() {
 
 }  // namespace
 
-TEST_CASE("alert events: the SPEC's JSON, valid whatever the message holds") {
+TEST_CASE("alert events: the contract's JSON, valid whatever the message holds") {
     rules::AlertEvent event;
     event.alert = sample_alert();
     event.at_ms = 1'763'719'260'000;

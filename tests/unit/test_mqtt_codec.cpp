@@ -4,7 +4,7 @@
 #include <string>
 
 #include "config/broker_uri.hpp"
-#include "subscriber/mqtt_codec.hpp"
+#include "mqtt/mqtt_codec.hpp"
 
 using namespace plantd;
 using namespace plantd::mqtt_codec;

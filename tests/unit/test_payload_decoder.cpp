@@ -1,4 +1,4 @@
-// Every decoding rule of SPEC section 2, each with inputs that must fail.
+// Every decoding rule of CONTRACT §2, each with inputs that must fail.
 #include <doctest/doctest.h>
 
 #include <string>

@@ -1,4 +1,4 @@
-// The rule engine with simulated time: every semantic of SPEC section 6, no sleeps.
+// The rule engine with simulated time: every semantic of CONTRACT §6, no sleeps.
 #include <doctest/doctest.h>
 
 #include <algorithm>

@@ -1,5 +1,5 @@
 #pragma once
-// Validation of the identifiers and names that SPEC section 2 fixes.
+// Validation of the identifiers and names that CONTRACT §2 fixes.
 #include <string>
 #include <string_view>
 

@@ -1,5 +1,5 @@
 #pragma once
-// Alerts as JSON: the event published to MQTT (SPEC section 6), and an active alert as kept in Redis
+// Alerts as JSON: the event published to MQTT (CONTRACT §6), and an active alert as kept in Redis
 // (read back with every field checked: Redis is shared, and a restart must not trust garbage).
 #include <optional>
 #include <string>
@@ -10,8 +10,8 @@
 namespace plantd {
 
 // {"alert_id", "factory_id", "device_id", "rule", "severity", "state", "value", "message",
-//  "started_at", "at", ...}: the SPEC's fields, then fired_at, resolved_at, reason, acknowledged,
-//  acknowledged_by, acknowledged_at and "event" ("transition" or "acknowledgement").
+//  "started_at", "at", ...}: the contract's fields (CONTRACT §6), then fired_at, resolved_at, reason,
+//  acknowledged, acknowledged_by, acknowledged_at and "event" ("transition" or "acknowledgement").
 std::string alert_event_json(const rules::AlertEvent& event);
 
 // The value object alone ({"temperature": 88.2}), as the alerts table keeps it.

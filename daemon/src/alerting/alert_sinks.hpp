@@ -1,5 +1,5 @@
 #pragma once
-// The three destinations of alert events (SPEC section 6).
+// The three destinations of alert events (CONTRACT §6).
 #include <functional>
 #include <memory>
 #include <string>
@@ -7,7 +7,7 @@
 #include "alerting/alert_delivery.hpp"
 #include "alerting/alert_table.hpp"
 #include "config/config.hpp"
-#include "subscriber/mqtt_publisher.hpp"
+#include "mqtt/mqtt_publisher.hpp"
 #include "writer/influx_client.hpp"
 
 namespace plantd {

@@ -6,20 +6,6 @@
 
 namespace plantd {
 
-std::string_view to_string(RejectScope scope) {
-    switch (scope) {
-        case RejectScope::message:
-            return "message";
-        case RejectScope::record:
-            return "record";
-        case RejectScope::field:
-            return "field";
-        case RejectScope::point:
-            return "point";
-    }
-    return "unknown";
-}
-
 std::string Metrics::factory_label(std::string_view factory) {
     if (factory.empty()) return std::string(no_factory_label);
     if (known_factories_.count(factory)) return std::string(factory);

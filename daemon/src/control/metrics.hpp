@@ -15,14 +15,9 @@
 #include <vector>
 
 #include "control/latency_histogram.hpp"
-#include "decoding/reject_reason.hpp"
+#include "core/reject_reason.hpp"
 
 namespace plantd {
-
-// What a rejection dropped: a whole message, one record of it, one field, or a line InfluxDB refused.
-enum class RejectScope : uint8_t { message, record, field, point };
-
-std::string_view to_string(RejectScope scope);
 
 // Label used for factories that could not be read from a topic.
 inline constexpr std::string_view no_factory_label = "_none";

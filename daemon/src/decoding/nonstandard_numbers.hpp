@@ -1,6 +1,6 @@
 #pragma once
 // Gateways written in Python or JavaScript emit NaN, Infinity and numbers beyond double or 64-bit
-// range. Strict JSON parsers reject the whole document for them; SPEC section 2 wants only the
+// range. Strict JSON parsers reject the whole document for them; CONTRACT §2 wants only the
 // field rejected. This rare-path rewrite replaces each such token (outside strings) with a string
 // sentinel that the decoder recognises and rejects field by field.
 #include <optional>

@@ -311,7 +311,7 @@ void PayloadDecoder::flatten_metrics(Object object, std::string& prefix, int dep
             }
             continue;
         }
-        if (type == element_type::NULL_VALUE) continue;  // SPEC: null is skipped
+        if (type == element_type::NULL_VALUE) continue;  // CONTRACT §2: null is skipped
         if (!is_valid_metric_name(name)) {
             reject_field("invalid metric name (1-128 bytes, no control characters, not starting with '_')");
             continue;

@@ -1,5 +1,5 @@
 #pragma once
-// Decodes one MQTT payload into records as SPEC section 2 fixes. One decoder per worker thread:
+// Decodes one MQTT payload into records as CONTRACT §2 fixes. One decoder per worker thread:
 // it owns a reusable simdjson parser and a padded input buffer.
 #include <cstdint>
 #include <optional>

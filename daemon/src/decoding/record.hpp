@@ -6,7 +6,7 @@
 #include <string_view>
 #include <vector>
 
-#include "decoding/reject_reason.hpp"
+#include "core/reject_reason.hpp"
 #include "decoding/topic_template.hpp"
 
 namespace plantd {

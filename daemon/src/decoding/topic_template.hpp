@@ -1,6 +1,6 @@
 #pragma once
 // Topic templates such as "factory/{factory_id}/device/{device_id}/telemetry": each placeholder is a
-// whole topic level. The factory a record belongs to always comes from the topic (SPEC section 1).
+// whole topic level. The factory a record belongs to always comes from the topic (CONTRACT §1).
 #include <optional>
 #include <string>
 #include <string_view>

@@ -6,7 +6,7 @@
 #include <string_view>
 
 #include "common/result.hpp"
-#include "writer/batch.hpp"
+#include "core/batch.hpp"
 
 namespace plantd {
 

@@ -11,7 +11,7 @@
 
 #include "common/result.hpp"
 #include "control/metrics.hpp"
-#include "decoding/reject_reason.hpp"
+#include "core/reject_reason.hpp"
 #include "util/json_text.hpp"
 
 namespace plantd {

@@ -10,7 +10,7 @@
 
 #include "common/result.hpp"
 #include "config/config.hpp"
-#include "writer/batch.hpp"
+#include "core/batch.hpp"
 
 namespace plantd {
 

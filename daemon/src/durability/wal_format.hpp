@@ -10,7 +10,7 @@
 #include <string>
 #include <string_view>
 
-#include "pipeline/raw_message.hpp"
+#include "core/raw_message.hpp"
 
 namespace plantd::wal {
 

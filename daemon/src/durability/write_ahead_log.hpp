@@ -21,7 +21,7 @@
 #include "common/result.hpp"
 #include "config/config.hpp"
 #include "control/metrics.hpp"
-#include "pipeline/raw_message.hpp"
+#include "core/raw_message.hpp"
 
 namespace plantd {
 

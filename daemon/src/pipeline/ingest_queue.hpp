@@ -12,7 +12,7 @@
 
 #include <concurrentqueue/blockingconcurrentqueue.h>
 
-#include "pipeline/raw_message.hpp"
+#include "core/raw_message.hpp"
 
 namespace plantd {
 

@@ -14,13 +14,13 @@
 #include "config/config.hpp"
 #include "control/metrics.hpp"
 #include "control/rate_limited_log.hpp"
+#include "core/batch.hpp"
 #include "decoding/payload_decoder.hpp"
 #include "durability/dead_letter_store.hpp"
 #include "durability/write_ahead_log.hpp"
 #include "pipeline/factory_rate_limiter.hpp"
 #include "pipeline/ingest_queue.hpp"
 #include "registry/device_registry.hpp"
-#include "writer/batch.hpp"
 #include "writer/influx_writer.hpp"
 
 namespace plantd {

@@ -95,7 +95,7 @@ class DeviceRegistry {
     size_t pending_lookups() const;
     bool notifications_subscribed() const;
 
-    // The type a field of this kind gets when it names a new parameter (SPEC: numbers are floats
+    // The type a field of this kind gets when it names a new parameter (CONTRACT §5: numbers are floats
     // unless the registry says integer).
     static ParameterType discovered_type(FieldKind kind);
 

@@ -13,8 +13,8 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "core/extra_tags.hpp"
 #include "registry/registry_values.hpp"
-#include "writer/line_protocol.hpp"
 
 namespace plantd {
 

@@ -83,7 +83,7 @@ std::string check_parameter_name(std::string_view name) {
     if (is_valid_metric_name(name) && is_line_protocol_safe_key(name) &&
         simdjson::validate_utf8(name.data(), name.size()))
         return {};
-    return fmt::format("parameter \"{}\" is not a valid metric name (see SPEC section 2; at most 128 bytes)",
+    return fmt::format("parameter \"{}\" is not a valid metric name (docs/CONTRACT.md §2: at most 128 bytes)",
                        printable(name));
 }
 

@@ -15,7 +15,7 @@ std::string_view to_string(UnknownDevicePolicy policy);
 std::optional<UnknownDevicePolicy> parse_unknown_device_policy(std::string_view text);
 
 // The InfluxDB field type of a parameter (a metric name of a factory). JSON numbers are floats
-// unless the registry says integer (SPEC section 5).
+// unless the registry says integer (CONTRACT §5).
 enum class ParameterType : uint8_t { float_number, integer, boolean, string };
 
 std::string_view to_string(ParameterType type);

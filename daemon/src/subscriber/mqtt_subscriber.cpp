@@ -6,7 +6,7 @@
 #include <cstring>
 #include <thread>
 
-#include "subscriber/mqtt_handshake.hpp"
+#include "mqtt/mqtt_handshake.hpp"
 #include "util/clock.hpp"
 #include "util/thread_name.hpp"
 

@@ -23,9 +23,9 @@
 #include "control/health.hpp"
 #include "control/metrics.hpp"
 #include "durability/write_ahead_log.hpp"
+#include "mqtt/mqtt_codec.hpp"
+#include "mqtt/mqtt_transport.hpp"
 #include "pipeline/ingest_queue.hpp"
-#include "subscriber/mqtt_codec.hpp"
-#include "subscriber/mqtt_transport.hpp"
 
 namespace plantd {
 

@@ -1,6 +1,6 @@
 #pragma once
 // One HTTP connection to InfluxDB (libcurl, keep-alive, gzip). Knows the v1 and v2 write APIs and
-// classifies every response the way NOTES.md lists; the retry policy lives in InfluxWriter.
+// classifies every response (README, "What InfluxDB answers"); the retry policy lives in InfluxWriter.
 #include <cstdint>
 #include <functional>
 #include <string>

@@ -1,7 +1,7 @@
 #pragma once
-// One writer thread: sends batches to InfluxDB and applies the response policy of NOTES.md: bad lines
-// are found by splitting and dead-lettered while the rest is written; 413 splits; 429/503 honour
-// Retry-After; 401/403, 5xx and network errors keep the data and retry with capped exponential
+// One writer thread: sends batches to InfluxDB and applies the response policy (README, "What InfluxDB
+// answers"): bad lines are found by splitting and dead-lettered while the rest is written; 413 splits;
+// 429/503 honour Retry-After; 401/403, 5xx and network errors keep the data and retry with capped exponential
 // backoff and jitter.
 //
 // Batches queue per destination (database or bucket), each queue strictly in order, so per-device
@@ -23,10 +23,10 @@
 #include "control/health.hpp"
 #include "control/metrics.hpp"
 #include "control/rate_limited_log.hpp"
+#include "core/batch.hpp"
 #include "durability/dead_letter_store.hpp"
 #include "durability/disk_buffer.hpp"
 #include "durability/write_ahead_log.hpp"
-#include "writer/batch.hpp"
 #include "writer/influx_client.hpp"
 
 namespace plantd {

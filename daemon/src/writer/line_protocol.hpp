@@ -1,10 +1,11 @@
 #pragma once
-// InfluxDB line protocol: escaping and encoding of records (SPEC section 5).
+// InfluxDB line protocol: escaping and encoding of records (CONTRACT §5).
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "core/extra_tags.hpp"
 #include "decoding/record.hpp"
 
 namespace plantd {
@@ -17,9 +18,6 @@ void append_escaped_key(std::string& out, std::string_view key);
 void append_quoted_string(std::string& out, std::string_view value);
 // Shortest text that reads back as the same double; always a float in line protocol (no 'i').
 void append_float(std::string& out, double value);
-
-// Tags beyond factory_id and device_id (from the registry), already sorted by key.
-using ExtraTags = std::vector<std::pair<std::string, std::string>>;
 
 // Appends one line "measurement,tags fields timestamp\n" (timestamp in milliseconds).
 // Numbers are floats; with precision=ms the server stores the exact millisecond.

@@ -1,5 +1,5 @@
 #pragma once
-// A rule as written in a rule file (SPEC section 6), checked but not compiled.
+// A rule as written in a rule file (CONTRACT §6), checked but not compiled.
 #include <cstdint>
 #include <string>
 #include <string_view>

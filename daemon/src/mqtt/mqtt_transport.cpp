@@ -1,4 +1,4 @@
-#include "subscriber/mqtt_transport.hpp"
+#include "mqtt/mqtt_transport.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

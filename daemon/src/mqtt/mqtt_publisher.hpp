@@ -17,7 +17,7 @@
 
 #include "config/broker_uri.hpp"
 #include "config/config.hpp"
-#include "subscriber/mqtt_transport.hpp"
+#include "mqtt/mqtt_transport.hpp"
 
 namespace plantd {
 

@@ -1,6 +1,6 @@
 #pragma once
-// Why a message, record or field was rejected. Stable names: they are /metrics labels and appear in
-// dead letters, so operators can alert on them.
+// Why a message, record or field was rejected, and what the rejection dropped. Stable names: they are
+// /metrics labels and appear in dead letters, so operators can alert on them.
 #include <array>
 #include <cstdint>
 #include <string_view>
@@ -39,6 +39,23 @@ inline std::string_view to_string(RejectReason reason) {
         "shutdown_unwritten", "registry_unavailable",
         "buffer_overflow"};
     return names[static_cast<size_t>(reason)];
+}
+
+// What a rejection dropped: a whole message, one record of it, one field, or a line InfluxDB refused.
+enum class RejectScope : uint8_t { message, record, field, point };
+
+inline std::string_view to_string(RejectScope scope) {
+    switch (scope) {
+        case RejectScope::message:
+            return "message";
+        case RejectScope::record:
+            return "record";
+        case RejectScope::field:
+            return "field";
+        case RejectScope::point:
+            return "point";
+    }
+    return "unknown";
 }
 
 }  // namespace plantd

@@ -1,4 +1,4 @@
-#include "subscriber/mqtt_codec.hpp"
+#include "mqtt/mqtt_codec.hpp"
 
 namespace plantd::mqtt_codec {
 

@@ -1,12 +1,12 @@
-#include "subscriber/mqtt_publisher.hpp"
+#include "mqtt/mqtt_publisher.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cstring>
 
-#include "subscriber/mqtt_codec.hpp"
-#include "subscriber/mqtt_handshake.hpp"
+#include "mqtt/mqtt_codec.hpp"
+#include "mqtt/mqtt_handshake.hpp"
 #include "util/clock.hpp"
 #include "util/thread_name.hpp"
 

@@ -1,4 +1,4 @@
-#include "subscriber/mqtt_handshake.hpp"
+#include "mqtt/mqtt_handshake.hpp"
 
 #include <fmt/format.h>
 

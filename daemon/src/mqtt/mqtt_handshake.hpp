@@ -8,8 +8,8 @@
 
 #include "config/broker_uri.hpp"
 #include "config/config.hpp"
-#include "subscriber/mqtt_codec.hpp"
-#include "subscriber/mqtt_transport.hpp"
+#include "mqtt/mqtt_codec.hpp"
+#include "mqtt/mqtt_transport.hpp"
 
 namespace plantd {
 

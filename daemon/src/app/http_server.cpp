@@ -1,4 +1,4 @@
-#include "control/http_server.hpp"
+#include "app/http_server.hpp"
 
 #include <fmt/format.h>
 #include <httplib.h>
