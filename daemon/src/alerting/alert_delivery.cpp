@@ -2,8 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include <random>
-
+#include "util/backoff.hpp"
 #include "util/clock.hpp"
 #include "util/thread_name.hpp"
 
@@ -68,8 +67,7 @@ size_t AlertDelivery::pending() const {
 }
 
 void AlertDelivery::run() {
-    std::mt19937 random{std::random_device{}()};
-    int64_t backoff = retry_min_ms;
+    Backoff backoff(retry_min_ms, retry_max_ms);
     while (true) {
         rules::AlertEvent event;
         {
@@ -91,9 +89,7 @@ void AlertDelivery::run() {
             if (!failing_.exchange(true))
                 spdlog::warn("alerts: cannot deliver to {}: {}; retrying (ingestion goes on)", sink_->name(),
                              problem);
-            std::uniform_real_distribution<double> jitter(0.5, 1.0);
-            const auto wait_ms = static_cast<int64_t>(static_cast<double>(backoff) * jitter(random));
-            backoff = std::min(backoff * 2, retry_max_ms);
+            const int64_t wait_ms = backoff.next_ms();
             std::unique_lock lock(mutex_);
             if (stopping_) {
                 if (steady_clock_ms() >= drain_deadline_ms_) return;
@@ -105,7 +101,7 @@ void AlertDelivery::run() {
             continue;
         }
         if (failing_.exchange(false)) spdlog::info("alerts: delivering to {} again", sink_->name());
-        backoff = retry_min_ms;
+        backoff.reset();
         if (outcome == AlertSink::Outcome::refused) {
             refused_.fetch_add(1);
             spdlog::error("alerts: {} refused alert {} ({} on {}/{}): {}", sink_->name(),

@@ -7,6 +7,7 @@
 
 #include "mqtt/mqtt_codec.hpp"
 #include "mqtt/mqtt_handshake.hpp"
+#include "util/backoff.hpp"
 #include "util/clock.hpp"
 #include "util/thread_name.hpp"
 
@@ -78,7 +79,7 @@ size_t MqttPublisher::pending() const {
 }
 
 void MqttPublisher::run() {
-    int64_t backoff = config_.mqtt.reconnect_min_ms;
+    Backoff backoff(config_.mqtt.reconnect_min_ms, config_.mqtt.reconnect_max_ms);
     while (true) {
         {
             std::lock_guard lock(mutex_);
@@ -104,11 +105,8 @@ void MqttPublisher::run() {
         } else {
             spdlog::warn("alerts: cannot connect to {} as {}: {}", config_.mqtt.uri, client_id_, why);
         }
-        if (was_connected && steady_clock_ms() - started >= config_.mqtt.reconnect_max_ms)
-            backoff = config_.mqtt.reconnect_min_ms;
-        std::uniform_real_distribution<double> jitter(0.5, 1.0);
-        const auto wait_ms = static_cast<int64_t>(static_cast<double>(backoff) * jitter(random_));
-        backoff = std::min(backoff * 2, config_.mqtt.reconnect_max_ms);
+        if (was_connected && steady_clock_ms() - started >= config_.mqtt.reconnect_max_ms) backoff.reset();
+        const int64_t wait_ms = backoff.next_ms();
         std::unique_lock lock(mutex_);
         wake_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] { return stopping_.load(); });
         if (stopping_.load() && (outbox_.empty() || steady_clock_ms() >= drain_deadline_ms_)) return;

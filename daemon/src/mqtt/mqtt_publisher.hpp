@@ -58,7 +58,6 @@ class MqttPublisher {
     size_t in_begin_ = 0;
     size_t in_end_ = 0;
     uint16_t packet_id_ = 0;
-    std::mt19937 random_{std::random_device{}()};
 
     mutable std::mutex mutex_;
     std::condition_variable wake_;

@@ -16,6 +16,7 @@
 
 #include "common/result.hpp"
 #include "config/config.hpp"
+#include "util/backoff.hpp"
 
 namespace plantd {
 
@@ -92,6 +93,7 @@ class MysqlSession {
     std::unique_ptr<sql::Connection> connection_;
     uint64_t transient_retries_ = 0;
     uint64_t reconnects_ = 0;
+    Backoff retry_backoff_;
 };
 
 template <class Body>

@@ -1,5 +1,7 @@
 #include "registry/redis_channel_listener.hpp"
 
+#include "util/backoff.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include "common/identifiers.hpp"
@@ -37,7 +39,7 @@ void RedisChannelListener::stop() {
 }
 
 void RedisChannelListener::run() {
-    int64_t backoff_ms = 1'000;
+    Backoff backoff(2'000, 30'000);  // waits of 1-2 s at first, 15-30 s at most
     bool warned = false;
     while (!stopping()) {
         std::string problem;
@@ -48,7 +50,7 @@ void RedisChannelListener::run() {
         }
         if (stopping()) return;
         if (subscribed_.exchange(false)) {
-            backoff_ms = 1'000;
+            backoff.reset();
             warned = false;
         }
         if (!warned) {
@@ -56,8 +58,7 @@ void RedisChannelListener::run() {
             warned = true;
         }
         std::unique_lock lock(mutex_);
-        wake_.wait_for(lock, std::chrono::milliseconds(backoff_ms), [&] { return stopping(); });
-        backoff_ms = std::min<int64_t>(backoff_ms * 2, 30'000);
+        wake_.wait_for(lock, std::chrono::milliseconds(backoff.next_ms()), [&] { return stopping(); });
     }
 }
 

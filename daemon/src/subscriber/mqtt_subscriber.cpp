@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "mqtt/mqtt_handshake.hpp"
+#include "util/backoff.hpp"
 #include "util/clock.hpp"
 #include "util/thread_name.hpp"
 
@@ -113,7 +114,7 @@ uint16_t MqttSubscriber::next_packet_id() {
 }
 
 void MqttSubscriber::run() {
-    int64_t backoff = config_.mqtt.reconnect_min_ms;
+    Backoff backoff(config_.mqtt.reconnect_min_ms, config_.mqtt.reconnect_max_ms);
     while (!stopping_.load()) {
         const uint64_t connects_before = metrics_.mqtt_connects.load();
         const int64_t started = steady_clock_ms();
@@ -141,13 +142,8 @@ void MqttSubscriber::run() {
         // Back off from the minimum again only after a session that worked (subscribed, and up for
         // at least reconnect_max): a broker that accepts and then drops us (refused subscription,
         // another client taking our id) must not be hammered several times a second.
-        if (subscribed_once_ && steady_clock_ms() - started >= config_.mqtt.reconnect_max_ms) {
-            backoff = config_.mqtt.reconnect_min_ms;
-        }
-        std::uniform_real_distribution<double> jitter(0.5, 1.0);
-        const auto wait_ms = static_cast<int64_t>(static_cast<double>(backoff) * jitter(random_));
-        backoff = std::min(backoff * 2, config_.mqtt.reconnect_max_ms);
-        if (!wait_before_retry(wait_ms)) break;
+        if (subscribed_once_ && steady_clock_ms() - started >= config_.mqtt.reconnect_max_ms) backoff.reset();
+        if (!wait_before_retry(backoff.next_ms())) break;
     }
 }
 

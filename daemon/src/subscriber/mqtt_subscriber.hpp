@@ -110,7 +110,6 @@ class MqttSubscriber {
     size_t staged_bytes_ = 0;
     bool wal_full_ = false;         // the log held wal_max_bytes at the last look
     bool subscribed_once_ = false;  // this session got its SUBACK
-    std::mt19937 random_{std::random_device{}()};
 
     std::mutex mutex_;
     std::condition_variable wake_;

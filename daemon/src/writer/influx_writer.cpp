@@ -22,7 +22,7 @@ InfluxWriter::InfluxWriter(size_t index, const InfluxConfig& config, Metrics& me
       log_(log),
       client_(config),
       durability_(std::move(durability)),
-      random_(static_cast<unsigned>(std::random_device{}() + index)) {}
+      backoff_(config.retry_initial_ms, config.retry_max_ms) {}
 
 InfluxWriter::~InfluxWriter() {
     if (thread_.joinable()) {
@@ -455,10 +455,7 @@ bool InfluxWriter::deliver_range(Batch& batch, size_t first, size_t last, bool d
 }
 
 int64_t InfluxWriter::backoff_ms(int attempt, int64_t retry_after_ms) {
-    int64_t delay = config_.retry_initial_ms << std::min(attempt, 20);
-    delay = std::min(delay, config_.retry_max_ms);
-    std::uniform_real_distribution<double> jitter(0.5, 1.0);
-    delay = static_cast<int64_t>(static_cast<double>(delay) * jitter(random_));
+    int64_t delay = backoff_.wait_ms(attempt);
     if (retry_after_ms >= 0) delay = std::max(delay, std::min(retry_after_ms, config_.retry_max_ms * 4));
     return delay;
 }

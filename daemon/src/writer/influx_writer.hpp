@@ -27,6 +27,7 @@
 #include "durability/dead_letter_store.hpp"
 #include "durability/disk_buffer.hpp"
 #include "durability/write_ahead_log.hpp"
+#include "util/backoff.hpp"
 #include "writer/influx_client.hpp"
 
 namespace plantd {
@@ -110,7 +111,7 @@ class InfluxWriter {
     RateLimitedLog& log_;
     InfluxClient client_;
     WriterDurability durability_;
-    std::mt19937 random_;
+    Backoff backoff_;  // retry_initial .. retry_max
 
     mutable std::mutex mutex_;
     std::condition_variable changed_;
