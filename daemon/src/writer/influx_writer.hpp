@@ -63,6 +63,9 @@ class InfluxWriter {
     int64_t heartbeat_ms() const { return heartbeat_ms_.load(std::memory_order_relaxed); }
 
   private:
+    // Waits are cut into slices of this, so that the watchdog sees a writer that is alive.
+    static constexpr auto heartbeat_slice = std::chrono::milliseconds(500);
+
     struct Item {
         Batch batch;                            // in memory (empty while on disk)
         std::optional<DiskBuffer::Entry> disk;  // on disk

@@ -1,0 +1,63 @@
+#include "config/section_reader.hpp"
+
+#include <cstdlib>
+#include <fstream>
+
+namespace plantd {
+
+void SectionReader::secret(std::string_view key, std::optional<std::string>& out) {
+    const std::string env_key = std::string(key) + "_env";
+    const std::string file_key = std::string(key) + "_file";
+    const auto* literal = find(key);
+    const auto* env = find(env_key);
+    const auto* file = find(file_key);
+    int given = (literal != nullptr) + (env != nullptr) + (file != nullptr);
+    if (given > 1) {
+        return error_at(literal ? literal : env, key,
+                        fmt::format("give only one of {}, {} and {}", key, env_key, file_key));
+    }
+    if (literal) {
+        if (auto value = literal->value<std::string>())
+            out = *value;
+        else
+            error_at(literal, key, "expected a string");
+    } else if (env) {
+        auto name = env->value<std::string>();
+        if (!name) return error_at(env, env_key, "expected the name of an environment variable");
+        const char* value = std::getenv(name->c_str());
+        if (!value) return error_at(env, env_key, fmt::format("environment variable {} is not set", *name));
+        out = value;
+    } else if (file) {
+        auto path = file->value<std::string>();
+        if (!path) return error_at(file, file_key, "expected a file path");
+        std::ifstream in(*path);
+        if (!in) return error_at(file, file_key, fmt::format("cannot read {}", *path));
+        std::string line;
+        std::getline(in, line);
+        while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+        out = line;
+    }
+}
+
+void SectionReader::finish() {
+    if (!table_) return;
+    for (const auto& [key, node] : *table_) {
+        if (!seen_.count(std::string(key.str()))) {
+            error_at(&node, key.str(),
+                     "unknown key (misspelt? see the configuration reference in README.md)");
+        }
+    }
+}
+
+const toml::table* subtable(const toml::table& root, std::string_view name, const std::string& source,
+                            std::vector<std::string>& errors) {
+    const toml::node* node = root.get(name);
+    if (!node) return nullptr;
+    if (!node->is_table()) {
+        errors.push_back(fmt::format("{}:{}: [{}] must be a table", source, node->source().begin.line, name));
+        return nullptr;
+    }
+    return node->as_table();
+}
+
+}  // namespace plantd
