@@ -488,4 +488,8 @@ std::optional<int64_t> PayloadDecoder::read_timestamp(Element value, std::string
     return ms;
 }
 
+std::unique_ptr<PayloadFormat> make_json_format(DecoderLimits limits) {
+    return std::make_unique<PayloadDecoder>(limits);
+}
+
 }  // namespace plantd

@@ -8,26 +8,18 @@
 
 #include <simdjson.h>
 
+#include "decoding/payload_format.hpp"
 #include "decoding/record.hpp"
 
 namespace plantd {
 
-struct DecoderLimits {
-    size_t max_payload_bytes = 256 * 1024;
-    int64_t max_future_skew_ms = 5 * 60 * 1000;
-    size_t max_string_bytes = 1024;
-    int max_depth = 4;
-};
-
-class PayloadDecoder {
+class PayloadDecoder final : public PayloadFormat {
   public:
     explicit PayloadDecoder(DecoderLimits limits);
 
-    // Fills `out` with the accepted records (and the records and fields dropped on the way).
-    // Returns the rejection of the whole message, or nullopt when at least one record was accepted.
-    // `received_ms` stamps records without "ts"; `now_ms` bounds future timestamps.
+    // See PayloadFormat::decode; records without "ts" get `received_ms`.
     std::optional<Rejection> decode(const TopicMatch& topic, std::string_view payload, int64_t received_ms,
-                                    int64_t now_ms, DecodedMessage& out);
+                                    int64_t now_ms, DecodedMessage& out) override;
 
   private:
     using Element = simdjson::dom::element;

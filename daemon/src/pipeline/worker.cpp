@@ -33,8 +33,9 @@ Worker::Worker(size_t shard, WorkerServices services, InfluxWriter& writer)
     : shard_(shard),
       services_(services),
       writer_(writer),
-      decoder_(DecoderLimits{.max_payload_bytes = services.config.ingest.max_payload_bytes,
-                             .max_future_skew_ms = services.config.ingest.max_future_skew_ms}) {
+      format_(
+          make_json_format(DecoderLimits{.max_payload_bytes = services.config.ingest.max_payload_bytes,
+                                         .max_future_skew_ms = services.config.ingest.max_future_skew_ms})) {
     append_escaped_measurement(escaped_measurement_, services_.config.influxdb.measurement);
     if (services_.rules) rule_token_ = services_.rules->make_token();
     const auto& influx = services_.config.influxdb;
@@ -232,7 +233,7 @@ Worker::Outcome Worker::process(const RawMessage& message, bool retry) {
     }
 
     const std::string_view payload = message.payload();
-    auto rejection = decoder_.decode(match, payload, message.received_ms, wall_clock_ms(), decoded_);
+    auto rejection = format_->decode(match, payload, message.received_ms, wall_clock_ms(), decoded_);
     if (rejection) {
         reject_message(message, match.factory_id, *rejection);
         return Outcome::done;

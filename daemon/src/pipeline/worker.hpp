@@ -15,7 +15,7 @@
 #include "control/metrics.hpp"
 #include "control/rate_limited_log.hpp"
 #include "core/batch.hpp"
-#include "decoding/payload_decoder.hpp"
+#include "decoding/payload_format.hpp"
 #include "durability/dead_letter_store.hpp"
 #include "durability/write_ahead_log.hpp"
 #include "pipeline/factory_rate_limiter.hpp"
@@ -96,7 +96,7 @@ class Worker {
     size_t shard_;
     WorkerServices services_;
     InfluxWriter& writer_;
-    PayloadDecoder decoder_;
+    std::unique_ptr<PayloadFormat> format_;  // the payload's wire format (JSON)
     DecodedMessage decoded_;
     std::string escaped_measurement_;
     bool per_factory_destination_;

@@ -1,0 +1,34 @@
+#pragma once
+// What turns one MQTT payload into records: the seam between the worker and the wire formats. JSON
+// (PayloadDecoder, CONTRACT §2) is the format today; others (Sparkplug B's protobuf) implement the
+// same interface, so the worker never knows which format it decodes. One instance per worker thread.
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string_view>
+
+#include "decoding/record.hpp"
+
+namespace plantd {
+
+struct DecoderLimits {
+    size_t max_payload_bytes = 256 * 1024;
+    int64_t max_future_skew_ms = 5 * 60 * 1000;
+    size_t max_string_bytes = 1024;
+    int max_depth = 4;
+};
+
+class PayloadFormat {
+  public:
+    virtual ~PayloadFormat() = default;
+    // Fills `out` with the accepted records (and the records and fields dropped on the way).
+    // Returns the rejection of the whole message, or nullopt when at least one record was accepted.
+    // `received_ms` stamps records without a timestamp; `now_ms` bounds future timestamps.
+    virtual std::optional<Rejection> decode(const TopicMatch& topic, std::string_view payload,
+                                            int64_t received_ms, int64_t now_ms, DecodedMessage& out) = 0;
+};
+
+// The JSON format of CONTRACT §2.
+std::unique_ptr<PayloadFormat> make_json_format(DecoderLimits limits);
+
+}  // namespace plantd
