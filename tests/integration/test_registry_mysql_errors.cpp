@@ -176,7 +176,8 @@ TEST_CASE("registry: MySQL lost in the middle of a round with parameters waiting
 
 TEST_CASE("registry: a new parameter MySQL cannot record under its own name is settled, not held for ever") {
     ScratchMysqlDatabase scratch("plantd_itest_settled");
-    const RegistryConfig config = registry_on(scratch.name());
+    RegistryConfig config = registry_on(scratch.name());
+    config.max_parameters_per_factory = 3;
     prepare(config, UnknownDevicePolicy::reject);
     REQUIRE(connected_store(config)->add_parameter("fa", "temp", ParameterType::boolean, std::nullopt) == "");
     Metrics metrics;
@@ -197,6 +198,17 @@ TEST_CASE("registry: a new parameter MySQL cannot record under its own name is s
     CHECK(registry.discover_parameter("fa", "temp ", FieldKind::number, "d1").type ==
           ParameterType::float_number);
     CHECK(registry.pending_lookups() == 0);
+    // A settled name is a field of its own, and counts against max_parameters_per_factory (3 here:
+    // "temp", "temp " and "temp  "), so such names cannot grow without bound.
+    registry.discover_parameter("fa", "temp  ", FieldKind::number, "d1");
+    CHECK(eventually(
+        [&] {
+            return registry.discover_parameter("fa", "temp  ", FieldKind::number, "d1").state ==
+                   ParameterAnswer::State::typed;
+        },
+        20s));
+    CHECK(registry.discover_parameter("fa", "temp   ", FieldKind::number, "d1").state ==
+          ParameterAnswer::State::full);
     registry.stop();
 }
 

@@ -175,7 +175,8 @@ class DeviceRegistry {
         bool settled = false;   // recorded and still not in the snapshot: this type is final
     };
     StringMap<DiscoveredType> discovered_types_;  // "factory/name": discovered, not in the snapshot yet
-    StringMap<size_t> discovered_per_factory_;
+    StringMap<size_t> discovered_per_factory_;    // in discovered_
+    StringMap<size_t> settled_per_factory_;       // settled entries of discovered_types_
     std::set<std::string, std::less<>> changed_;  // factories to reload ("*": all)
     std::thread thread_;
 };

@@ -47,11 +47,14 @@ ParameterAnswer DeviceRegistry::discover_parameter(std::string_view factory_id, 
         if (known->second.settled) return ParameterAnswer{ParameterAnswer::State::typed, known->second.type};
         return answer(known->second.type);
     }
-    if (discovered_types_.size() >= max_discovered) return ParameterAnswer{ParameterAnswer::State::full};
+    // Settled names count against the factory's limit too: each is a field of its own in InfluxDB.
     auto count = discovered_per_factory_.find(factory_id);
     const size_t pending = count == discovered_per_factory_.end() ? 0 : count->second;
+    auto settled = settled_per_factory_.find(factory_id);
+    const size_t kept = settled == settled_per_factory_.end() ? 0 : settled->second;
     const size_t recorded = factory ? factory->parameters.size() : 0;
-    if (recorded + pending >= config_.max_parameters_per_factory || discovered_.size() >= max_discovered)
+    if (recorded + pending + kept >= config_.max_parameters_per_factory ||
+        discovered_.size() >= max_discovered)
         return ParameterAnswer{ParameterAnswer::State::full};
     const ParameterType type =
         type_in_destination(current.get(), factory_id, factory, name).value_or(discovered_type(kind));
@@ -105,8 +108,15 @@ void DeviceRegistry::forget_discovered(const RegistrySnapshot& snapshot,
                 forget = !only;  // a factory that is gone (after a full load)
             else if (factory->parameters.find(key.substr(factory_id.size() + 1)) != factory->parameters.end())
                 forget = true;
-            else if (entry->second.recorded)
+            else if (entry->second.recorded && !entry->second.settled) {
                 entry->second.settled = true;
+                ++settled_per_factory_[std::string(factory_id)];
+            }
+        }
+        if (forget && entry->second.settled) {
+            auto settled = settled_per_factory_.find(factory_id);
+            if (settled != settled_per_factory_.end() && --settled->second == 0)
+                settled_per_factory_.erase(settled);
         }
         entry = forget ? discovered_types_.erase(entry) : std::next(entry);
     }

@@ -12,13 +12,22 @@
 
 namespace plantd {
 
-std::string RegistryStore::add_parameter(const std::string& factory_id, const std::string& name,
-                                         ParameterType type, const std::optional<std::string>& unit) {
+namespace {
+
+// An operator's parameter command: "" or what is wrong with its factory, name or unit.
+std::string check_parameter_request(const std::string& factory_id, const std::string& name,
+                                    const std::optional<std::string>& unit) {
     if (auto problem = check_identifier("factory_id", factory_id); !problem.empty()) return problem;
     if (auto problem = check_parameter_name(name); !problem.empty()) return problem;
-    if (unit) {
-        if (auto problem = check_unit(*unit); !problem.empty()) return problem;
-    }
+    if (unit) return check_unit(*unit);
+    return {};
+}
+
+}  // namespace
+
+std::string RegistryStore::add_parameter(const std::string& factory_id, const std::string& name,
+                                         ParameterType type, const std::optional<std::string>& unit) {
+    if (auto problem = check_parameter_request(factory_id, name, unit); !problem.empty()) return problem;
     if (auto problem = require_migrated(); !problem.empty()) return problem;
     try {
         return session_->run(MysqlSession::Retry::transient_only, [&]() -> std::string {
@@ -49,11 +58,7 @@ std::string RegistryStore::add_parameter(const std::string& factory_id, const st
 
 std::string RegistryStore::set_parameter_unit(const std::string& factory_id, const std::string& name,
                                               const std::optional<std::string>& unit) {
-    if (auto problem = check_identifier("factory_id", factory_id); !problem.empty()) return problem;
-    if (auto problem = check_parameter_name(name); !problem.empty()) return problem;
-    if (unit) {
-        if (auto problem = check_unit(*unit); !problem.empty()) return problem;
-    }
+    if (auto problem = check_parameter_request(factory_id, name, unit); !problem.empty()) return problem;
     if (auto problem = require_migrated(); !problem.empty()) return problem;
     try {
         return session_->run(MysqlSession::Retry::after_lost_connection, [&]() -> std::string {
