@@ -48,7 +48,7 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
 
     {
         SectionReader top(&root, "top level", source, errors);
-        if (const auto* node = root.get("instance")) {
+        if (const auto* node = top.find("instance")) {
             if (auto name = node->value<std::string>(); name && is_valid_identifier(*name)) {
                 config.instance = *name;
             } else {
