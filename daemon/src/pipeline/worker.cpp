@@ -29,7 +29,7 @@ std::string destination_for(const InfluxConfig& config, std::string_view factory
     return name;
 }
 
-Worker::Worker(size_t shard, WorkerServices services, InfluxWriter& writer)
+Worker::Worker(size_t shard, WorkerServices services, BatchSink& writer)
     : shard_(shard),
       services_(services),
       writer_(writer),

@@ -15,13 +15,13 @@
 #include "control/metrics.hpp"
 #include "control/rate_limited_log.hpp"
 #include "core/batch.hpp"
+#include "core/batch_sink.hpp"
 #include "decoding/payload_format.hpp"
 #include "durability/dead_letter_store.hpp"
 #include "durability/write_ahead_log.hpp"
 #include "pipeline/factory_rate_limiter.hpp"
 #include "pipeline/ingest_queue.hpp"
-#include "registry/device_registry.hpp"
-#include "writer/influx_writer.hpp"
+#include "registry/admission.hpp"
 
 namespace plantd {
 
@@ -32,7 +32,7 @@ struct WorkerServices {
     Metrics& metrics;
     DeadLetterStore& dead_letters;
     RateLimitedLog& log;
-    DeviceRegistry* registry = nullptr;          // null: no registry checks (every valid topic is accepted)
+    Admission* registry = nullptr;               // null: no registry checks (every valid topic is accepted)
     FactoryRateLimiter* rate_limiter = nullptr;  // null: no per-factory rate limits
     RuleFeed* rules = nullptr;                   // null: no rules
     WriteAheadLog* wal = nullptr;                // null: durability "memory"
@@ -43,7 +43,7 @@ std::string destination_for(const InfluxConfig& config, std::string_view factory
 
 class Worker {
   public:
-    Worker(size_t shard, WorkerServices services, InfluxWriter& writer);
+    Worker(size_t shard, WorkerServices services, BatchSink& writer);
     ~Worker();
 
     void start();
@@ -95,7 +95,7 @@ class Worker {
 
     size_t shard_;
     WorkerServices services_;
-    InfluxWriter& writer_;
+    BatchSink& writer_;
     std::unique_ptr<PayloadFormat> format_;  // the payload's wire format (JSON)
     DecodedMessage decoded_;
     std::string escaped_measurement_;

@@ -29,6 +29,7 @@
 #include "control/health.hpp"
 #include "control/metrics.hpp"
 #include "decoding/record.hpp"
+#include "registry/admission.hpp"
 #include "registry/registry_snapshot.hpp"
 #include "registry/registry_store.hpp"
 
@@ -37,24 +38,7 @@ namespace plantd {
 class RegistryCache;
 class RedisChannelListener;
 
-// What the registry says of a device that the snapshot does not hold.
-enum class LookupAnswer {
-    unknown,   // looked up recently and not there: reject
-    pending,   // being looked up (or the registry is unreachable): hold the message and try again
-    overflow,  // too many lookups waiting: the message cannot be checked (rejected, dead-lettered)
-};
-
-// What the registry says of a parameter (metric name) the snapshot does not hold yet.
-struct ParameterAnswer {
-    enum class State {
-        typed,    // write the field as `type`
-        pending,  // MySQL decides its type first (another plantd may have recorded it): hold the message
-        full,     // the factory has max_parameters_per_factory already
-    } state = State::typed;
-    ParameterType type = ParameterType::float_number;
-};
-
-class DeviceRegistry {
+class DeviceRegistry final : public Admission {
   public:
     DeviceRegistry(const RegistryConfig& config, Metrics& metrics, Health& health);
     ~DeviceRegistry();
@@ -62,26 +46,26 @@ class DeviceRegistry {
     void start();
     void stop();
     // The current snapshot; nullptr until the first load succeeded.
-    std::shared_ptr<const RegistrySnapshot> snapshot() const { return snapshot_.load(); }
+    std::shared_ptr<const RegistrySnapshot> snapshot() const override { return snapshot_.load(); }
     // A snapshot exists (cheaper to ask than snapshot(): no reference count).
-    bool ready() const { return ready_.load(std::memory_order_acquire); }
+    bool ready() const override { return ready_.load(std::memory_order_acquire); }
     // Increases whenever lookups are answered or a new snapshot is in place: held messages are then
     // worth another try.
-    uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+    uint64_t generation() const override { return generation_.load(std::memory_order_acquire); }
 
     // A record's device is not in the snapshot of its factory (unknown there, or registered under
     // another factory): what to do with the record.
-    LookupAnswer unknown_device(std::string_view factory_id, std::string_view device_id);
+    LookupAnswer unknown_device(std::string_view factory_id, std::string_view device_id) override;
     // Queues a device of an auto_register factory for registration; false when the backlog is full
     // (the record is then rejected). This bounds the queue and, with one registration round a
     // second, the rate at which an auto_register factory's registry can grow; not its final size.
-    bool request_auto_register(std::string_view factory_id, std::string_view device_id);
+    bool request_auto_register(std::string_view factory_id, std::string_view device_id) override;
     // A parameter (metric name) the snapshot does not know yet. While MySQL is reachable its type is
     // the one MySQL records first (INSERT IGNORE: with several plantd instances one wins, and every
     // instance then writes that type), so the message waits (pending) until the parameter is in the
     // snapshot; while MySQL is unreachable the first record to name it decides here.
     ParameterAnswer discover_parameter(std::string_view factory_id, std::string_view name, FieldKind kind,
-                                       std::string_view device_id);
+                                       std::string_view device_id) override;
 
     // Where a factory's points go (its InfluxDB database or bucket). Parameters share a type across
     // every factory writing to one database: InfluxDB types a field per measurement, not per factory.
@@ -92,7 +76,7 @@ class DeviceRegistry {
     // How long the last successful load from MySQL took (ms; -1 before the first).
     int64_t last_load_ms() const { return last_load_ms_.load(); }
     // Device lookups and parameters waiting for MySQL (messages may be held for them).
-    size_t pending_lookups() const;
+    size_t pending_lookups() const override;
     bool notifications_subscribed() const;
 
     // The type a field of this kind gets when it names a new parameter (CONTRACT §5: numbers are floats

@@ -24,6 +24,7 @@
 #include "control/metrics.hpp"
 #include "control/rate_limited_log.hpp"
 #include "core/batch.hpp"
+#include "core/batch_sink.hpp"
 #include "durability/dead_letter_store.hpp"
 #include "durability/disk_buffer.hpp"
 #include "durability/write_ahead_log.hpp"
@@ -38,7 +39,7 @@ struct WriterDurability {
     BufferFullPolicy policy = BufferFullPolicy::block;
 };
 
-class InfluxWriter {
+class InfluxWriter final : public BatchSink {
   public:
     InfluxWriter(size_t index, const InfluxConfig& config, Metrics& metrics, Health& health,
                  DeadLetterStore& dead_letters, RateLimitedLog& log, WriterDurability durability = {});
@@ -48,7 +49,7 @@ class InfluxWriter {
     void start();
     // Queues a batch; waits while max_pending_batches are in memory and the disk buffer cannot take
     // it (backpressure).
-    void submit(Batch batch);
+    void submit(Batch batch) override;
     // From now on, retries stop at `deadline`; what is left goes to the disk buffer, else stays in the
     // write-ahead log for the next start, else (durability "memory") is dead-lettered.
     void set_deadline(std::chrono::steady_clock::time_point deadline);
@@ -60,7 +61,7 @@ class InfluxWriter {
     uint64_t buffered_batches() const;
     uint64_t buffered_bytes() const;
     // Steady-clock ms of the writer's last sign of life (a loop turn, a request, a backoff slice).
-    int64_t heartbeat_ms() const { return heartbeat_ms_.load(std::memory_order_relaxed); }
+    int64_t heartbeat_ms() const override { return heartbeat_ms_.load(std::memory_order_relaxed); }
 
   private:
     // Waits are cut into slices of this, so that the watchdog sees a writer that is alive.

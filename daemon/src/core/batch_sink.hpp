@@ -1,0 +1,19 @@
+#pragma once
+// Where a worker hands its full batches: the InfluxDB writer, or a test's fake.
+#include <cstdint>
+
+#include "core/batch.hpp"
+
+namespace plantd {
+
+class BatchSink {
+  public:
+    virtual ~BatchSink() = default;
+    // Takes the batch; may block while the sink is full (backpressure).
+    virtual void submit(Batch batch) = 0;
+    // Steady-clock ms of the sink's last sign of life (a worker blocked in submit is alive while
+    // the sink is).
+    virtual int64_t heartbeat_ms() const = 0;
+};
+
+}  // namespace plantd
