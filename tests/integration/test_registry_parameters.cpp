@@ -77,6 +77,12 @@ TEST_CASE("parameters: discovered once with their type, declared types win, mism
         }
         // fb writes to the same database, and InfluxDB types a field per measurement: fb's new
         // parameters take the types fa has there (count is an integer; mode, a string, refuses 1).
+        // fa's records go first: fa and fb are on different workers, and which of two factories
+        // names a new parameter first is otherwise a race (the first one's type wins for both).
+        publisher.flush();
+        REQUIRE(
+            eventually([&] { return plantd.metric("plantd_points_written_total{factory_id=\"fa\"}") == 50; },
+                       std::chrono::seconds(30)));
         publisher.publish(fb, fmt::format(R"({{"ts": {}, "metrics": {{"count": 3, "mode": 1}}}})", ts));
         // Metric names full of SQL, line-protocol and topic metacharacters, and unicode: recorded and
         // written byte for byte (prepared statements, escaping), never interpreted.
