@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "control/metrics.hpp"
+#include "control/accounting.hpp"
 #include "core/batch.hpp"
 #include "decoding/payload_decoder.hpp"
 #include "pipeline/ingest_queue.hpp"

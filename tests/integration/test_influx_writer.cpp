@@ -4,8 +4,8 @@
 #include <fmt/format.h>
 #include <simdjson.h>
 
+#include "control/accounting.hpp"
 #include "control/health.hpp"
-#include "control/metrics.hpp"
 #include "control/rate_limited_log.hpp"
 #include "durability/dead_letter_store.hpp"
 #include "support.hpp"
@@ -25,7 +25,8 @@ void add_line(Batch& batch, const std::string& line, const std::string& factory)
 struct WriterFixture {
     TempDir dir;
     InfluxConfig config;
-    Metrics metrics;
+    plantd::Accounting metrics;
+    WriterStats stats;
     Health health;
     RateLimitedLog log{std::chrono::milliseconds(1000)};
     std::unique_ptr<DeadLetterStore> dead_letters;
@@ -35,7 +36,7 @@ struct WriterFixture {
         config.database = std::move(database);
         config.retry_initial_ms = 10;
         config.retry_max_ms = 100;
-        auto store = DeadLetterStore::open(dir.path() + "/dl.jsonl", 1 << 20, metrics);
+        auto store = DeadLetterStore::open(dir.path() + "/dl.jsonl", 1 << 20);
         REQUIRE(store.ok());
         dead_letters = std::move(*store);
     }
@@ -46,7 +47,7 @@ struct WriterFixture {
 TEST_CASE(
     "lines InfluxDB refuses (a field type conflict) are dead-lettered; the rest of the batch is written") {
     WriterFixture f(influx_url(), unique_name("itest_writer"));
-    auto& [dir, config, metrics, health, log, dead_letters] = f;
+    auto& [dir, config, metrics, stats, health, log, dead_letters] = f;
 
     // "level" becomes an integer field first; a float for it later is a type conflict (HTTP 400).
     InfluxClient client(config);
@@ -67,7 +68,7 @@ TEST_CASE(
     REQUIRE(batch.lines() == 102);
     metrics.points_buffered = 102;
 
-    InfluxWriter writer(0, config, metrics, health, *dead_letters, log);
+    InfluxWriter writer(0, config, metrics, stats, health, *dead_letters, log);
     writer.start();
     writer.submit(std::move(batch));
     writer.set_deadline(std::chrono::steady_clock::now() + std::chrono::seconds(30));
@@ -98,7 +99,7 @@ TEST_CASE(
 
 TEST_CASE("an unreachable InfluxDB keeps the batch until the drain deadline, then dead-letters it") {
     WriterFixture f(fmt::format("http://127.0.0.1:{}", free_port()), "unreachable");  // nothing listens there
-    auto& [dir, config, metrics, health, log, dead_letters] = f;
+    auto& [dir, config, metrics, stats, health, log, dead_letters] = f;
     config.retry_max_ms = 50;
     config.request_timeout_ms = 500;
     Batch batch;
@@ -107,10 +108,10 @@ TEST_CASE("an unreachable InfluxDB keeps the batch until the drain deadline, the
         add_line(batch, fmt::format("telemetry,device_id=d,factory_id=fa v={} {}", i, i), "fa");
     metrics.points_buffered = 5;
 
-    InfluxWriter writer(0, config, metrics, health, *dead_letters, log);
+    InfluxWriter writer(0, config, metrics, stats, health, *dead_letters, log);
     writer.start();
     writer.submit(std::move(batch));
-    REQUIRE(eventually([&] { return metrics.write_failures.load() >= 3; }, std::chrono::seconds(10)));
+    REQUIRE(eventually([&] { return stats.write_failures.load() >= 3; }, std::chrono::seconds(10)));
     CHECK(health.influx_failing.load());
     CHECK(metrics.points_buffered.load() == 5);  // kept, not dropped, while retrying
     writer.set_deadline(std::chrono::steady_clock::now() + std::chrono::milliseconds(200));

@@ -14,7 +14,6 @@
 #include <fmt/format.h>
 
 #include "control/health.hpp"
-#include "control/metrics.hpp"
 #include "registry/device_registry.hpp"
 #include "registry/registry_store.hpp"
 #include "support.hpp"
@@ -100,9 +99,8 @@ TEST_CASE("registry: a deadlock while auto-registering is retried, and the regis
     ScratchMysqlDatabase scratch("plantd_itest_deadlock");
     const RegistryConfig config = registry_on(scratch.name());
     prepare(config, UnknownDevicePolicy::auto_register);
-    Metrics metrics;
     Health health;
-    DeviceRegistry registry(config, metrics, health);
+    DeviceRegistry registry(config, health);
     registry.start();
     REQUIRE(eventually([&] { return registry.ready(); }, 20s));
 
@@ -133,7 +131,7 @@ TEST_CASE("registry: a deadlock while auto-registering is retried, and the regis
             return factory && factory->devices.count("dx") == 1 && factory->parameters.count("temp") == 1;
         },
         20s));
-    CHECK(metrics.registry_mysql_retries.load() >= 1);
+    CHECK(registry.counters().mysql_retries.load() >= 1);
     CHECK(mysql_command(scratch.name(), "SELECT COUNT(*) FROM devices WHERE device_id = 'dx'") == "1\n");
     CHECK(mysql_command(scratch.name(), "SELECT value_type FROM parameters WHERE name = 'temp'") ==
           "float\n");
@@ -149,9 +147,8 @@ TEST_CASE("registry: MySQL lost in the middle of a round with parameters waiting
     prepare(registry_on(scratch.name()), UnknownDevicePolicy::auto_register);
     TcpProxy proxy(mysql_endpoint().port);
     const RegistryConfig config = registry_on(scratch.name(), proxy.port());
-    Metrics metrics;
     Health health;
-    DeviceRegistry registry(config, metrics, health);
+    DeviceRegistry registry(config, health);
     registry.start();
     REQUIRE(eventually([&] { return registry.ready(); }, 20s));
     proxy.set_enabled(false);  // every connection cut, new ones refused
@@ -160,7 +157,7 @@ TEST_CASE("registry: MySQL lost in the middle of a round with parameters waiting
     // The round fails, the connection is dropped, and the rest of the round is skipped (the previous
     // code went on through the dropped store and crashed).
     CHECK(eventually([&] { return health.registry_failing.load(); }, 20s));
-    CHECK(eventually([&] { return metrics.registry_load_failures.load() >= 2; }, 20s));
+    CHECK(eventually([&] { return registry.counters().load_failures.load() >= 2; }, 20s));
     proxy.set_enabled(true);
     REQUIRE(eventually(
         [&] {
@@ -170,7 +167,7 @@ TEST_CASE("registry: MySQL lost in the middle of a round with parameters waiting
         },
         30s));
     CHECK_FALSE(health.registry_failing.load());
-    CHECK(metrics.registry_mysql_reconnects.load() >= 1);
+    CHECK(registry.counters().mysql_reconnects.load() >= 1);
     registry.stop();
 }
 
@@ -180,9 +177,8 @@ TEST_CASE("registry: a new parameter MySQL cannot record under its own name is s
     config.max_parameters_per_factory = 3;
     prepare(config, UnknownDevicePolicy::reject);
     REQUIRE(connected_store(config)->add_parameter("fa", "temp", ParameterType::boolean, std::nullopt) == "");
-    Metrics metrics;
     Health health;
-    DeviceRegistry registry(config, metrics, health);
+    DeviceRegistry registry(config, health);
     registry.start();
     REQUIRE(eventually([&] { return registry.ready(); }, 20s));
     // "temp " is another metric name, but the column's collation ignores trailing spaces: MySQL keeps

@@ -9,7 +9,8 @@
 #include <simdjson.h>
 #include <thread>
 
-#include "control/metrics.hpp"
+#include "control/accounting.hpp"
+#include "control/latency_histogram.hpp"
 #include "decoding/nonstandard_numbers.hpp"
 #include "durability/dead_letter_store.hpp"
 #include "pipeline/ingest_queue.hpp"
@@ -65,7 +66,7 @@ TEST_CASE("dead letters are one JSON object per line; binary payloads go to base
 }
 
 TEST_CASE("metrics count by scope, reason and factory, with bounded factory labels") {
-    Metrics metrics(2);
+    Accounting metrics(2);
     metrics.count_rejected(RejectScope::message, RejectReason::malformed_json, "f1");
     metrics.count_rejected(RejectScope::message, RejectReason::malformed_json, "f2", 2);
     metrics.count_rejected(RejectScope::message, RejectReason::malformed_json, "f3");  // over the label bound
@@ -73,7 +74,9 @@ TEST_CASE("metrics count by scope, reason and factory, with bounded factory labe
     CHECK(metrics.rejected(RejectScope::message, RejectReason::malformed_json) == 4);
     CHECK(metrics.rejected_total(RejectScope::message) == 4);
     CHECK(metrics.rejected_total(RejectScope::field) == 1);
-    std::string text = metrics.render_prometheus();
+    MetricsRegistry registry;
+    metrics.register_metrics(registry);
+    std::string text = registry.render_prometheus();
     CHECK(
         text.find("plantd_rejected_total{scope=\"message\",reason=\"malformed_json\",factory_id=\"f2\"} 2") !=
         std::string::npos);

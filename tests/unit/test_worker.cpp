@@ -14,7 +14,7 @@
 #include <thread>
 
 #include "config/config.hpp"
-#include "control/metrics.hpp"
+#include "control/accounting.hpp"
 #include "control/rate_limited_log.hpp"
 #include "durability/dead_letter_store.hpp"
 #include "pipeline/ingest_queue.hpp"
@@ -81,6 +81,8 @@ class FakeAdmission final : public Admission {
         return parameter_;
     }
     size_t pending_lookups() const override { return 0; }
+    void count_memory_hits(uint64_t n) override { memory_hits += n; }
+    uint64_t memory_hits = 0;
 
   private:
     mutable std::mutex mutex_;
@@ -108,7 +110,7 @@ struct Bench {
     Config config;
     TopicRouter router;
     IngestQueue queue{1, 1000, 1 << 20};
-    Metrics metrics;
+    Accounting metrics;
     RateLimitedLog log{1s};
     std::unique_ptr<DeadLetterStore> dead_letters;
     FakeSink sink;
@@ -120,11 +122,11 @@ struct Bench {
     }
     explicit Bench(Admission* admission)
         : dir(make_dir()), config(*load_config_text("", "test.toml")), router(router_of(config)) {
-        dead_letters = std::move(*DeadLetterStore::open(dir + "/dl.jsonl", 1 << 20, metrics));
+        dead_letters = std::move(*DeadLetterStore::open(dir + "/dl.jsonl", 1 << 20));
         WorkerServices services{.config = config,
                                 .router = router,
                                 .queue = queue,
-                                .metrics = metrics,
+                                .accounting = metrics,
                                 .dead_letters = *dead_letters,
                                 .log = log,
                                 .registry = admission};

@@ -11,7 +11,9 @@
 #include <string>
 #include <thread>
 
+#include "control/metrics_registry.hpp"
 #include "rules/alert.hpp"
+#include "util/service.hpp"
 
 namespace plantd {
 
@@ -24,14 +26,16 @@ class AlertSink {
     virtual Outcome deliver(const rules::AlertEvent& event, std::string& problem) = 0;
 };
 
-class AlertDelivery {
+class AlertDelivery final : public Service {
   public:
     AlertDelivery(std::unique_ptr<AlertSink> sink, size_t max_pending);
     ~AlertDelivery();
 
-    void start();
+    void start() override;
     // Goes on delivering for up to `drain_ms`; what is left is counted as lost (logged).
     void stop(int64_t drain_ms);
+    // Alerts get at most a few seconds of a stop (alert_drain_ms), and never more than the deadline.
+    void stop(Deadline deadline) override { stop(drain_ms_until(deadline)); }
     void enqueue(const rules::AlertEvent& event);
 
     std::string_view name() const { return sink_->name(); }
@@ -41,6 +45,8 @@ class AlertDelivery {
     uint64_t failures() const { return failures_.load(); }
     uint64_t refused() const { return refused_.load(); }
     uint64_t dropped() const { return dropped_.load(); }
+    // Its gauge and counters, labelled with its destination.
+    void register_metrics(MetricsRegistry& registry) const;
 
   private:
     void run();

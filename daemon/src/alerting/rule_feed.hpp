@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "control/metrics_registry.hpp"
 #include "decoding/record.hpp"
 #include "rules/rule_set.hpp"
 
@@ -40,6 +41,7 @@ class RuleFeed {
     size_t size() const { return size_.load(std::memory_order_relaxed); }
     uint64_t offered() const { return offered_.load(std::memory_order_relaxed); }
     uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
+    void register_metrics(MetricsRegistry& registry) const;
 
   private:
     size_t max_records_;

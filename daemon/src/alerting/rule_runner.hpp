@@ -18,7 +18,9 @@
 #include "alerting/rule_feed.hpp"
 #include "config/config.hpp"
 #include "control/health.hpp"
+#include "control/metrics_registry.hpp"
 #include "rules/rule_engine.hpp"
+#include "util/service.hpp"
 
 namespace plantd {
 
@@ -36,7 +38,7 @@ struct RuleRunnerCounters {
     std::atomic<size_t> active_alerts{0};
 };
 
-class RuleRunner {
+class RuleRunner final : public Service {
   public:
     RuleRunner(const Config& config, RuleFeed& feed, std::vector<AlertDelivery*> destinations,
                Health& health);
@@ -45,15 +47,17 @@ class RuleRunner {
     // Before start(): loads the rules (an error names file, rule and key: plantd does not start) and
     // restores the state a previous run left in Redis.
     std::string load();
-    void start();
+    void start() override;
     // After the workers stopped: evaluates what the feed still holds, saves the state, returns.
     void stop();
+    void stop(Deadline) override { stop(); }
 
     void request_reload() { reload_requested_ = true; }
     // From the acknowledgement listener (any thread).
     void acknowledge(std::string factory_id, std::string alert_id, std::string by);
 
     const RuleRunnerCounters& counters() const { return counters_; }
+    void register_metrics(MetricsRegistry& registry) const;
     std::string last_reload_error() const;
 
   private:

@@ -8,7 +8,12 @@
 
 namespace plantd {
 
-ControlServer::ControlServer(Metrics& metrics, Health& health) : metrics_(metrics), health_(health) {}
+ControlServer::ControlServer(MetricsRegistry& metrics, const Accounting& accounting, Health& health)
+    : metrics_(metrics), accounting_(accounting), health_(health) {
+    metrics_.add_counter("plantd_internal_errors_total",
+                         "Exceptions caught at a thread or callback boundary.",
+                         [this] { return static_cast<double>(internal_errors_.load()); });
+}
 
 ControlServer::~ControlServer() {
     stop();
@@ -55,7 +60,7 @@ std::string ControlServer::health_json() const {
                        : health_.buffer_full   ? "full"
                        : health_.buffer_in_use ? "in_use"
                                                : "ok");
-    out += fmt::format(",\"points_buffered\":{}}}", metrics_.points_buffered.load());
+    out += fmt::format(",\"points_buffered\":{}}}", accounting_.points_buffered.load());
     return out;
 }
 
@@ -78,7 +83,7 @@ std::string ControlServer::start(const std::string& listen) {
     });
     server_->set_exception_handler(
         [this](const httplib::Request&, httplib::Response& response, std::exception_ptr) {
-            metrics_.internal_errors.fetch_add(1);
+            internal_errors_.fetch_add(1);
             response.status = 500;
         });
     if (port == 0) {

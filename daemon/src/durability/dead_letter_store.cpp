@@ -81,8 +81,7 @@ std::string DeadLetterStore::to_json(const DeadLetter& letter) {
     return out;
 }
 
-Result<std::unique_ptr<DeadLetterStore>> DeadLetterStore::open(const std::string& path, uint64_t max_bytes,
-                                                               Metrics& metrics) {
+Result<std::unique_ptr<DeadLetterStore>> DeadLetterStore::open(const std::string& path, uint64_t max_bytes) {
     std::error_code ec;
     auto parent = std::filesystem::path(path).parent_path();
     if (!parent.empty()) std::filesystem::create_directories(parent, ec);
@@ -93,7 +92,7 @@ Result<std::unique_ptr<DeadLetterStore>> DeadLetterStore::open(const std::string
     if (fd < 0) return fail(fmt::format("dead-letter store {}: cannot open: {}", path, std::strerror(errno)));
     struct stat st {};
     uint64_t size = ::fstat(fd, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
-    return std::unique_ptr<DeadLetterStore>(new DeadLetterStore(path, max_bytes, fd, size, metrics));
+    return std::unique_ptr<DeadLetterStore>(new DeadLetterStore(path, max_bytes, fd, size));
 }
 
 DeadLetterStore::~DeadLetterStore() {
@@ -125,15 +124,22 @@ bool DeadLetterStore::append(const DeadLetter& letter) {
         ssize_t n = ::write(fd_, line.data() + done, line.size() - done);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
-            metrics_.dead_letter_write_errors.fetch_add(1, std::memory_order_relaxed);
+            write_errors_.fetch_add(1, std::memory_order_relaxed);
             spdlog::error("dead-letter store {}: write failed: {}", path_, std::strerror(errno));
             return false;
         }
         done += static_cast<size_t>(n);
     }
     size_ += line.size();
-    metrics_.dead_letters_written.fetch_add(1, std::memory_order_relaxed);
+    written_.fetch_add(1, std::memory_order_relaxed);
     return true;
+}
+
+void DeadLetterStore::register_metrics(MetricsRegistry& registry) const {
+    registry.add_counter("plantd_dead_letters_written_total", "Entries written to the dead-letter store.",
+                         [this] { return static_cast<double>(written()); });
+    registry.add_counter("plantd_dead_letter_write_errors_total", "Dead letters that could not be written.",
+                         [this] { return static_cast<double>(write_errors()); });
 }
 
 }  // namespace plantd

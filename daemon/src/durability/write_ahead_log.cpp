@@ -330,4 +330,26 @@ uint64_t WriteAheadLog::unresolved() const {
     return n;
 }
 
+void WriteAheadLog::register_metrics(MetricsRegistry& registry, const Health& health) const {
+    registry.add_gauge("plantd_wal_bytes", "Bytes in the write-ahead log.",
+                       [this] { return static_cast<double>(bytes()); });
+    registry.add_gauge("plantd_wal_segments", "Segment files of the write-ahead log.",
+                       [this] { return static_cast<double>(segment_count()); });
+    registry.add_gauge(
+        "plantd_wal_unresolved_messages",
+        "Messages in the write-ahead log not yet written, rejected or moved to the disk buffer.",
+        [this] { return static_cast<double>(unresolved()); });
+    registry.add_counter("plantd_wal_fsyncs_total", "fsyncs of the write-ahead log (mode \"power\").",
+                         [this] { return static_cast<double>(fsyncs()); });
+    registry.add_counter("plantd_wal_write_failures_total",
+                         "Failed writes to the write-ahead log (nothing was acknowledged meanwhile).",
+                         [this] { return static_cast<double>(write_failures()); });
+    registry.add_gauge("plantd_wal_ok",
+                       "1 while the write-ahead log can be written and is below wal_max_bytes.",
+                       [&health] { return health.wal_failing || health.wal_full ? 0.0 : 1.0; });
+    registry.add_counter("plantd_wal_replayed_messages_total",
+                         "Messages replayed from the write-ahead log at start-up (also counted as received).",
+                         [this] { return static_cast<double>(replayed_.load()); });
+}
+
 }  // namespace plantd

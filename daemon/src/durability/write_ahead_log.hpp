@@ -20,12 +20,14 @@
 
 #include "common/result.hpp"
 #include "config/config.hpp"
-#include "control/metrics.hpp"
+#include "control/health.hpp"
+#include "control/metrics_registry.hpp"
 #include "core/raw_message.hpp"
+#include "util/service.hpp"
 
 namespace plantd {
 
-class WriteAheadLog {
+class WriteAheadLog final : public Service {
   public:
     // Opens (creating) `{directory}/wal`, locks it against a second plantd, and opens a new segment
     // after whatever segments are already there (they wait for recover()).
@@ -63,6 +65,9 @@ class WriteAheadLog {
     void release(uint32_t segment, uint32_t count = 1);
     // A clean stop: closes the open segment and deletes every segment that holds nothing unresolved.
     void close();
+    // As a service: open already; stopping closes it, after everything that resolves its entries.
+    void start() override {}
+    void stop(Deadline) override { close(); }
 
     uint64_t bytes() const;
     uint64_t segment_count() const;
@@ -70,6 +75,10 @@ class WriteAheadLog {
     uint64_t fsyncs() const { return fsyncs_; }
     uint64_t write_failures() const { return write_failures_; }
     const std::string& directory() const { return directory_; }
+    // A message recover() replayed was taken by the pipeline.
+    void count_replayed() { replayed_.fetch_add(1, std::memory_order_relaxed); }
+    // Its gauges and counters; `health` says whether it can be written and has room.
+    void register_metrics(MetricsRegistry& registry, const Health& health) const;
 
   private:
     struct Segment {
@@ -109,6 +118,7 @@ class WriteAheadLog {
     uint64_t total_bytes_ = 0;
     std::atomic<uint64_t> fsyncs_{0};
     std::atomic<uint64_t> write_failures_{0};
+    std::atomic<uint64_t> replayed_{0};
 };
 
 }  // namespace plantd

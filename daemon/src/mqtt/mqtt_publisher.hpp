@@ -3,40 +3,41 @@
 // "{client_id}-alerts"), so that alerts still leave while a full ingest queue holds the subscribing
 // session back. QoS 1, at most `window` messages in flight; every message stays in the outbox until
 // the broker's PUBACK, and what was in flight when a connection is lost is sent again on the next
-// (at least once: consumers tell repeats by alert_id and state). Reconnects with capped, jittered
-// backoff. publish() never waits: a full outbox refuses the message.
+// (at least once: consumers tell repeats by alert_id and state). The session (mqtt/mqtt_session)
+// reconnects with capped, jittered backoff. publish() never waits: a full outbox refuses it.
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <mutex>
-#include <random>
 #include <string>
-#include <thread>
-#include <vector>
 
-#include "config/broker_uri.hpp"
 #include "config/config.hpp"
-#include "mqtt/mqtt_transport.hpp"
+#include "control/metrics_registry.hpp"
+#include "mqtt/mqtt_session.hpp"
+#include "util/service.hpp"
 
 namespace plantd {
 
-class MqttPublisher {
+class MqttPublisher final : public Service, private MqttSessionClient {
   public:
     MqttPublisher(const Config& config, std::string client_id, size_t max_pending);
-    ~MqttPublisher();
+    ~MqttPublisher() override;
 
     std::string create();  // checks the broker address: "" or the problem
-    void start();
+    void start() override;
     // Keeps delivering for up to `drain_ms`, then disconnects; what is left is counted as lost.
     void stop(int64_t drain_ms);
+    // Alerts get at most a few seconds of a stop (alert_drain_ms), and never more than the deadline.
+    void stop(Deadline deadline) override { stop(drain_ms_until(deadline)); }
 
     bool publish(std::string topic, std::string payload);
     size_t pending() const;
-    bool connected() const { return connected_.load(); }
+    bool connected() const { return session_.connected(); }
     uint64_t acknowledged() const { return acknowledged_.load(); }
     uint64_t refused_by_broker() const { return refused_.load(); }
-    uint64_t connection_losses() const { return losses_.load(); }
+    uint64_t connection_losses() const { return session_.connection_losses(); }
+
+    void register_metrics(MetricsRegistry& registry) const;
 
   private:
     struct Message {
@@ -44,32 +45,26 @@ class MqttPublisher {
         std::string payload;
         uint16_t packet_id = 0;
     };
-    void run();
-    std::string run_session();
+    mqtt_codec::ConnectRequest connect_request() override;
+    std::string connected(MqttSession& session, const mqtt_codec::Connack& connack) override;
+    bool finished() override;
+    bool turn(MqttSession& session, std::string& problem) override;
+    PacketStep packet(MqttSession& session, const mqtt_codec::Frame& frame, std::string_view body,
+                      std::string& problem) override;
+    bool disconnected(bool was_connected) override;
     bool handle_puback(uint16_t packet_id, uint8_t reason);
 
     const Config& config_;
     std::string client_id_;
     size_t max_pending_;
-    BrokerEndpoint endpoint_;
-    int version_ = 5;
-    MqttTransport transport_;
-    std::vector<char> in_;
-    size_t in_begin_ = 0;
-    size_t in_end_ = 0;
-    uint16_t packet_id_ = 0;
 
     mutable std::mutex mutex_;
-    std::condition_variable wake_;
     std::deque<Message> outbox_;  // the first `in_flight_` were sent and wait for their PUBACK
     size_t in_flight_ = 0;
     int64_t drain_deadline_ms_ = 0;
-    std::atomic<bool> stopping_{false};
-    std::atomic<bool> connected_{false};
     std::atomic<uint64_t> acknowledged_{0};
     std::atomic<uint64_t> refused_{0};
-    std::atomic<uint64_t> losses_{0};
-    std::thread thread_;
+    MqttSession session_;  // last: its thread stops before the outbox goes
 };
 
 }  // namespace plantd

@@ -72,4 +72,12 @@ void IngestQueue::done(const RawMessage& message) {
     bytes_.fetch_sub(message.size_bytes(), std::memory_order_relaxed);
 }
 
+void IngestQueue::register_metrics(MetricsRegistry& registry) const {
+    registry.add_gauge("plantd_queue_messages",
+                       "Messages received and not yet decoded (queued or in a worker's hands).",
+                       [this] { return static_cast<double>(size_messages()); });
+    registry.add_gauge("plantd_queue_bytes", "Bytes waiting in the ingest queue.",
+                       [this] { return static_cast<double>(size_bytes()); });
+}
+
 }  // namespace plantd

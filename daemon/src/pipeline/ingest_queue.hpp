@@ -12,11 +12,13 @@
 
 #include <concurrentqueue/blockingconcurrentqueue.h>
 
+#include "control/metrics_registry.hpp"
 #include "core/raw_message.hpp"
+#include "util/service.hpp"
 
 namespace plantd {
 
-class IngestQueue {
+class IngestQueue final : public Service {
   public:
     IngestQueue(size_t shards, size_t max_messages, size_t max_bytes);
 
@@ -38,10 +40,14 @@ class IngestQueue {
     // After close(), push() refuses (returns `closed`, the caller keeps the message) and pop_bulk()
     // drains what is left. close() returns once no push() is under way any more.
     void close();
+    // As a service: nothing to start; stopping closes it (after the subscriber, before the workers).
+    void start() override {}
+    void stop(Deadline) override { close(); }
     bool closed() const { return closed_.load(); }
     // Messages received and not yet decoded: queued or in a worker's hands.
     size_t size_messages() const { return messages_.load(std::memory_order_relaxed); }
     size_t size_bytes() const { return bytes_.load(std::memory_order_relaxed); }
+    void register_metrics(MetricsRegistry& registry) const;
 
   private:
     using Queue = moodycamel::BlockingConcurrentQueue<RawMessage>;

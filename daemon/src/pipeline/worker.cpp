@@ -98,7 +98,7 @@ void Worker::run() {
             if (outcome == Outcome::held) {
                 held_.push_back(std::move(messages[i]));  // the hold has its own bound
                 held_count_.store(held_.size(), std::memory_order_relaxed);
-                services_.metrics.messages_held.fetch_add(1, std::memory_order_relaxed);
+                holds_.fetch_add(1, std::memory_order_relaxed);
             }
             messages[i] = RawMessage{};  // release the payload now
             // Only now may the hand-off wait (backpressure): the message is fully accounted for.
@@ -154,7 +154,7 @@ Worker::Outcome Worker::process_unreleased(const RawMessage& message, bool retry
         return process(message, retry);
     } catch (const std::exception& e) {
         // Decoding reports errors as values; this only guards against the unforeseen.
-        services_.metrics.internal_errors.fetch_add(1);
+        internal_errors_.fetch_add(1);
         spdlog::error("worker {}: unexpected exception: {}", shard_, e.what());
         reject_message(message, "",
                        Rejection{RejectReason::malformed_json,
@@ -263,7 +263,7 @@ Worker::Outcome Worker::process(const RawMessage& message, bool retry) {
         }
     }
 
-    auto& metrics = services_.metrics;
+    auto& accounting = services_.accounting;
     Batch& batch =
         batch_for(match.factory_id,
                   registry_factory ? std::string_view(registry_factory->destination) : std::string_view{});
@@ -287,10 +287,10 @@ Worker::Outcome Worker::process(const RawMessage& message, bool retry) {
     }
     batch.add_wal_ref(message.wal_segment);
     batched_ = true;
-    metrics.messages_accepted.fetch_add(1, std::memory_order_relaxed);
-    metrics.records_accepted.fetch_add(decoded_.records.size(), std::memory_order_relaxed);
-    metrics.points_buffered.fetch_add(static_cast<int64_t>(decoded_.records.size()),
-                                      std::memory_order_relaxed);
+    accounting.messages_accepted.fetch_add(1, std::memory_order_relaxed);
+    accounting.records_accepted.fetch_add(decoded_.records.size(), std::memory_order_relaxed);
+    accounting.points_buffered.fetch_add(static_cast<int64_t>(decoded_.records.size()),
+                                         std::memory_order_relaxed);
     if (services_.rules)
         services_.rules->offer(match.factory_id, decoded_, message.received_ms, *rule_token_);
     if (!decoded_.record_rejections.empty() || !decoded_.field_rejections.empty()) {
@@ -366,7 +366,7 @@ void Worker::flush_all() {
 }
 
 void Worker::reject_message(const RawMessage& message, std::string_view factory, const Rejection& rejection) {
-    services_.metrics.count_rejected(RejectScope::message, rejection.reason, factory);
+    services_.accounting.count_rejected(RejectScope::message, rejection.reason, factory);
     const std::string_view topic = message.topic();
     services_.log.warn(std::string(to_string(rejection.reason)), "rejected message on {}: {}: {}",
                        printable(topic), to_string(rejection.reason), rejection.detail);
@@ -382,7 +382,7 @@ void Worker::reject_message(const RawMessage& message, std::string_view factory,
 }
 
 void Worker::dead_letter_partial(const RawMessage& message, std::string_view factory) {
-    auto& metrics = services_.metrics;
+    auto& accounting = services_.accounting;
     std::string detail;
     size_t listed = 0;
     auto describe = [&](const Rejection& r) {
@@ -392,11 +392,11 @@ void Worker::dead_letter_partial(const RawMessage& message, std::string_view fac
         }
     };
     for (const auto& r : decoded_.record_rejections) {
-        metrics.count_rejected(RejectScope::record, r.reason, factory);
+        accounting.count_rejected(RejectScope::record, r.reason, factory);
         describe(r);
     }
     for (const auto& r : decoded_.field_rejections) {
-        metrics.count_rejected(RejectScope::field, r.reason, factory);
+        accounting.count_rejected(RejectScope::field, r.reason, factory);
         describe(r);
     }
     if (listed > 20) fmt::format_to(std::back_inserter(detail), " (and {} more)", listed - 20);
@@ -413,6 +413,19 @@ void Worker::dead_letter_partial(const RawMessage& message, std::string_view fac
                       .payload = message.payload(),
                       .time_ms = message.received_ms};
     services_.dead_letters.append(letter);
+}
+
+void Worker::register_metrics(MetricsRegistry& registry) const {
+    registry.add_gauge(fmt::format("plantd_messages_held{{worker=\"{}\"}}", shard_),
+                       "Messages held until the registry can say whether their devices exist.",
+                       [this] { return static_cast<double>(held()); });
+    // One series for all workers: each adds its own.
+    registry.add_counter("plantd_messages_held_total",
+                         "Times a message was held until the registry could say whether its devices exist.",
+                         [this] { return static_cast<double>(holds_.load()); });
+    registry.add_counter("plantd_internal_errors_total",
+                         "Exceptions caught at a thread or callback boundary.",
+                         [this] { return static_cast<double>(internal_errors_.load()); });
 }
 
 }  // namespace plantd

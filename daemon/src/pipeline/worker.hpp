@@ -12,7 +12,8 @@
 
 #include "alerting/rule_feed.hpp"
 #include "config/config.hpp"
-#include "control/metrics.hpp"
+#include "control/accounting.hpp"
+#include "control/metrics_registry.hpp"
 #include "control/rate_limited_log.hpp"
 #include "core/batch.hpp"
 #include "core/batch_sink.hpp"
@@ -22,6 +23,7 @@
 #include "pipeline/factory_rate_limiter.hpp"
 #include "pipeline/ingest_queue.hpp"
 #include "registry/admission.hpp"
+#include "util/service.hpp"
 
 namespace plantd {
 
@@ -29,7 +31,7 @@ struct WorkerServices {
     const Config& config;
     const TopicRouter& router;
     IngestQueue& queue;
-    Metrics& metrics;
+    Accounting& accounting;
     DeadLetterStore& dead_letters;
     RateLimitedLog& log;
     Admission* registry = nullptr;               // null: no registry checks (every valid topic is accepted)
@@ -41,19 +43,21 @@ struct WorkerServices {
 // The InfluxDB database (v1) or bucket (v2) of a factory: "{factory_id}" in the name is replaced.
 std::string destination_for(const InfluxConfig& config, std::string_view factory_id);
 
-class Worker {
+class Worker final : public Service {
   public:
     Worker(size_t shard, WorkerServices services, BatchSink& writer);
     ~Worker();
 
-    void start();
+    void start() override;
+    // A worker stops when its queue is closed and drained (the queue stops before it): nothing to ask.
+    void stop(Deadline) override {}
     // Returns once the queue is closed and drained and every batch was handed to the writer.
-    void join();
+    void join() override;
     // Steady-clock milliseconds of the last loop turn (the watchdog checks progress with it).
     int64_t heartbeat_ms() const { return heartbeat_ms_.load(std::memory_order_relaxed); }
     // Alive: the loop turned within `max_age_ms`, or it waits on a writer that is itself alive
     // (backpressure while InfluxDB is down is not a hang).
-    bool alive(int64_t now_ms, int64_t max_age_ms) const;
+    bool alive(int64_t now_ms, int64_t max_age_ms) const override;
 
     enum class Outcome { done, held };
     // Decodes one message into the open batches; never waits. `held`: its devices are being looked
@@ -61,6 +65,8 @@ class Worker {
     Outcome process(const RawMessage& message, bool retry = false);
     // Messages held for a registry lookup now.
     size_t held() const { return held_count_.load(std::memory_order_relaxed); }
+    // Its gauge and counters, labelled with its shard where they are its own.
+    void register_metrics(MetricsRegistry& registry) const;
     // Hands batches that reached batch_max_lines or batch_max_bytes to the writer (may wait).
     void flush_full();
     // Hands every open batch to the writer.
@@ -115,6 +121,8 @@ class Worker {
     int64_t last_retry_ms_ = 0;
     bool final_pass_ = false;
     std::atomic<size_t> held_count_{0};
+    std::atomic<uint64_t> holds_{0};  // times a message was held
+    std::atomic<uint64_t> internal_errors_{0};
     std::atomic<int64_t> heartbeat_ms_{0};
     std::atomic<bool> waiting_on_writer_{false};
     bool batched_ =

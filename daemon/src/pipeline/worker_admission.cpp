@@ -139,7 +139,7 @@ Worker::RegistryOutcome Worker::apply_registry(const RegistrySnapshot& snapshot,
         ++kept;
     }
     if (look_up) return hold(message, match);
-    services_.metrics.registry_memory_hits.fetch_add(found, std::memory_order_relaxed);
+    services_.registry->count_memory_hits(found);
     if (kept == 0) {
         // Nothing left (always so on a device topic, whose records share one device): the message.
         reject_message(message, match.factory_id, *first_rejection);

@@ -48,6 +48,8 @@ class Admission {
                                                FieldKind kind, std::string_view device_id) = 0;
     // Device lookups and parameters waiting for MySQL (messages may be held for them).
     virtual size_t pending_lookups() const = 0;
+    // `n` records' devices were found in the snapshot (for the cache hit ratio).
+    virtual void count_memory_hits(uint64_t n) = 0;
 };
 
 }  // namespace plantd

@@ -27,8 +27,8 @@ bool same_device_ids(const RegistryFactory* a, const RegistryFactory* b) {
 
 }  // namespace
 
-DeviceRegistry::DeviceRegistry(const RegistryConfig& config, Metrics& metrics, Health& health)
-    : config_(config), metrics_(metrics), health_(health) {
+DeviceRegistry::DeviceRegistry(const RegistryConfig& config, Health& health)
+    : config_(config), health_(health) {
     health_.registry_enabled = true;
     if (!config_.redis_host.empty()) {
         cache_ = std::make_unique<RegistryCache>(config_);
@@ -69,7 +69,7 @@ void DeviceRegistry::stop() {
 }
 
 void DeviceRegistry::on_change(const std::string& factory_id) {
-    if (factory_id != "*") metrics_.registry_notifications.fetch_add(1);
+    if (factory_id != "*") counters_.notifications.fetch_add(1);
     std::lock_guard lock(mutex_);
     changed_.insert(factory_id);
     // What was unknown in this factory may exist now.
@@ -110,8 +110,8 @@ void DeviceRegistry::run() {
             turn();
         } catch (const std::exception& e) {
             // Allocation failures only (MySQL and Redis errors are values): keep going.
-            metrics_.internal_errors.fetch_add(1);
-            metrics_.registry_load_failures.fetch_add(1);
+            counters_.internal_errors.fetch_add(1);
+            counters_.load_failures.fetch_add(1);
             health_.registry_failing = true;
             spdlog::error("registry: refresh failed: {}", e.what());
         }
@@ -180,7 +180,7 @@ bool DeviceRegistry::connect_mysql() {
     }
     store_ = std::move(*connected);
     counted_retries_ = counted_reconnects_ = 0;
-    if (connected_before_) metrics_.registry_mysql_reconnects.fetch_add(1);
+    if (connected_before_) counters_.mysql_reconnects.fetch_add(1);
     connected_before_ = true;
     return true;
 }
@@ -194,14 +194,14 @@ void DeviceRegistry::drop_if_lost() {
 
 void DeviceRegistry::count_store() {
     if (!store_) return;
-    metrics_.registry_mysql_retries.fetch_add(store_->transient_retries() - counted_retries_);
-    metrics_.registry_mysql_reconnects.fetch_add(store_->reconnects() - counted_reconnects_);
+    counters_.mysql_retries.fetch_add(store_->transient_retries() - counted_retries_);
+    counters_.mysql_reconnects.fetch_add(store_->reconnects() - counted_reconnects_);
     counted_retries_ = store_->transient_retries();
     counted_reconnects_ = store_->reconnects();
 }
 
 void DeviceRegistry::mysql_failed(const std::string& what, const std::string& error) {
-    metrics_.registry_load_failures.fetch_add(1);
+    counters_.load_failures.fetch_add(1);
     turn_failed_ = true;
     next_full_load_ms_ = 0;
     if (!health_.registry_failing.exchange(true)) {
@@ -213,7 +213,7 @@ void DeviceRegistry::mysql_failed(const std::string& what, const std::string& er
 }
 
 void DeviceRegistry::redis_failed(const std::string& what, const std::string& error) {
-    metrics_.registry_redis_errors.fetch_add(1);
+    counters_.redis_errors.fetch_add(1);
     if (!health_.redis_failing.exchange(true))
         spdlog::warn("registry: Redis: {}: {}; running on MySQL and the in-process snapshot", what, error);
 }
@@ -261,7 +261,7 @@ void DeviceRegistry::load_full() {
     std::shared_ptr<const RegistrySnapshot> next = std::move(*loaded);
     snapshot_.store(next);
     generation_.fetch_add(1, std::memory_order_release);
-    metrics_.registry_loads.fetch_add(1);
+    counters_.loads.fetch_add(1);
     {
         std::lock_guard lock(mutex_);
         forget_discovered(*next, nullptr);
@@ -297,7 +297,7 @@ void DeviceRegistry::load_from_redis() {
     snapshot_.store(std::shared_ptr<const RegistrySnapshot>(std::move(next)));
     generation_.fetch_add(1, std::memory_order_release);
     health_.registry_from_cache = true;
-    metrics_.registry_loads_from_redis.fetch_add(1);
+    counters_.loads_from_redis.fetch_add(1);
 }
 
 void DeviceRegistry::reload_factories(const std::set<std::string, std::less<>>& factories) {
@@ -323,7 +323,7 @@ void DeviceRegistry::reload_factories(const std::set<std::string, std::less<>>& 
                                    : std::shared_ptr<const RegistryFactory>(std::move(found->second));
         recount = recount || !same_device_ids(before, after.get());
         replaced.emplace(factory_id, std::move(after));
-        metrics_.registry_factory_reloads.fetch_add(1);
+        counters_.factory_reloads.fetch_add(1);
     }
     health_.registry_failing = false;
     publish(std::move(replaced), recount);
@@ -380,7 +380,7 @@ void DeviceRegistry::register_devices(std::set<std::string, std::less<>>& change
         drop_if_lost();
         return;
     }
-    metrics_.registry_auto_registered.fetch_add(registered);
+    counters_.auto_registered.fetch_add(registered);
     {
         std::lock_guard lock(mutex_);
         for (const auto& key : keys) registrations_.erase(key);

@@ -27,24 +27,30 @@
 
 #include "config/config.hpp"
 #include "control/health.hpp"
-#include "control/metrics.hpp"
+#include "control/metrics_registry.hpp"
 #include "decoding/record.hpp"
 #include "registry/admission.hpp"
+#include "registry/registry_counters.hpp"
 #include "registry/registry_snapshot.hpp"
 #include "registry/registry_store.hpp"
+#include "util/service.hpp"
 
 namespace plantd {
 
 class RegistryCache;
 class RedisChannelListener;
 
-class DeviceRegistry final : public Admission {
+class DeviceRegistry final : public Admission, public Service {
   public:
-    DeviceRegistry(const RegistryConfig& config, Metrics& metrics, Health& health);
+    DeviceRegistry(const RegistryConfig& config, Health& health);
     ~DeviceRegistry();
 
-    void start();
+    void start() override;
     void stop();
+    void stop(Deadline) override { stop(); }
+    // Its counters and gauges (snapshot, lookups, MySQL and Redis state) under their Prometheus names.
+    void register_metrics(MetricsRegistry& registry) const;
+    const RegistryCounters& counters() const { return counters_; }
     // The current snapshot; nullptr until the first load succeeded.
     std::shared_ptr<const RegistrySnapshot> snapshot() const override { return snapshot_.load(); }
     // A snapshot exists (cheaper to ask than snapshot(): no reference count).
@@ -77,6 +83,9 @@ class DeviceRegistry final : public Admission {
     int64_t last_load_ms() const { return last_load_ms_.load(); }
     // Device lookups and parameters waiting for MySQL (messages may be held for them).
     size_t pending_lookups() const override;
+    void count_memory_hits(uint64_t n) override {
+        counters_.memory_hits.fetch_add(n, std::memory_order_relaxed);
+    }
     bool notifications_subscribed() const;
 
     // The type a field of this kind gets when it names a new parameter (CONTRACT §5: numbers are floats
@@ -113,7 +122,7 @@ class DeviceRegistry final : public Admission {
     // Drops the discovered_types_ entries whose parameters the snapshot holds now (of `only`'s
     // factories, or of all). With mutex_ held.
     void forget_discovered(const RegistrySnapshot& snapshot, const std::set<std::string, std::less<>>* only);
-    // Adds the store's retry and reconnect counts to the metrics.
+    // Adds the store's retry and reconnect counts to the counters.
     void count_store();
     void redis_failed(const std::string& what, const std::string& error);
     void redis_ok();
@@ -127,7 +136,7 @@ class DeviceRegistry final : public Admission {
                                                      std::string_view name) const;
 
     const RegistryConfig& config_;
-    Metrics& metrics_;
+    mutable RegistryCounters counters_;
     DestinationOf destination_of_;
     Health& health_;
     std::unique_ptr<RegistryStore> store_;

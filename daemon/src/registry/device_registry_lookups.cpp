@@ -19,7 +19,7 @@ LookupAnswer DeviceRegistry::unknown_device(std::string_view factory_id, std::st
     std::lock_guard lock(mutex_);
     if (auto negative = negative_.find(key); negative != negative_.end()) {
         if (negative->second > now) {
-            metrics_.registry_negative_hits.fetch_add(1, std::memory_order_relaxed);
+            counters_.negative_hits.fetch_add(1, std::memory_order_relaxed);
             return LookupAnswer::unknown;
         }
         negative_.erase(negative);
@@ -68,11 +68,11 @@ void DeviceRegistry::answer_lookups() {
         const Lookup& lookup = batch[i];
         const auto outcome = cached ? (*cached)[i].outcome : CachedLookup::Outcome::miss;
         if (outcome == CachedLookup::Outcome::found) {
-            metrics_.registry_redis_found.fetch_add(1);
+            counters_.redis_found.fetch_add(1);
             found[lookup.factory_id].emplace_back(lookup.device_id, std::move((*cached)[i].device));
             answered.push_back(key_of(lookup.factory_id, lookup.device_id));
         } else if (outcome == CachedLookup::Outcome::unknown) {
-            metrics_.registry_redis_unknown.fetch_add(1);
+            counters_.redis_unknown.fetch_add(1);
             unknown.push_back(key_of(lookup.factory_id, lookup.device_id));
         } else {
             for_mysql.push_back(&lookup);
@@ -90,18 +90,18 @@ void DeviceRegistry::answer_lookups() {
                 mysql_failed("looking devices up", rows.error());
                 drop_if_lost();
             }
-            metrics_.registry_lookup_failures.fetch_add(device_ids.size());
+            counters_.lookup_failures.fetch_add(device_ids.size());
             for (const auto& device_id : device_ids) failed.push_back(key_of(factory_id, device_id));
             continue;
         }
         for (const auto& device_id : device_ids) {
             auto row = rows->find(device_id);
             if (row != rows->end()) {
-                metrics_.registry_mysql_found.fetch_add(1);
+                counters_.mysql_found.fetch_add(1);
                 found[factory_id].emplace_back(device_id, std::move(row->second));
                 answered.push_back(key_of(factory_id, device_id));
             } else {
-                metrics_.registry_mysql_unknown.fetch_add(1);
+                counters_.mysql_unknown.fetch_add(1);
                 unknown.push_back(key_of(factory_id, device_id));
                 remember.emplace_back(factory_id, device_id);
             }

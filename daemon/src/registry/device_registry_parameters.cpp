@@ -137,7 +137,7 @@ void DeviceRegistry::record_parameters(std::set<std::string, std::less<>>& chang
         drop_if_lost();
         return;
     }
-    metrics_.parameters_discovered.fetch_add(recorded);
+    counters_.parameters_discovered.fetch_add(recorded);
     std::set<std::string, std::less<>> factories;
     {
         std::lock_guard lock(mutex_);

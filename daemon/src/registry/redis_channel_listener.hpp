@@ -12,11 +12,11 @@
 #include <thread>
 
 #include "config/config.hpp"
-#include "control/metrics.hpp"
+#include "util/service.hpp"
 
 namespace plantd {
 
-class RedisChannelListener {
+class RedisChannelListener final : public Service {
   public:
     using OnMessage = std::function<void(const std::string& message)>;
     using Accept = std::function<bool(const std::string& message)>;
@@ -25,8 +25,9 @@ class RedisChannelListener {
                          Accept accept, OnMessage on_message);
     ~RedisChannelListener();
 
-    void start();
+    void start() override;
     void stop();
+    void stop(Deadline) override { stop(); }
     bool subscribed() const { return subscribed_.load(); }
     uint64_t received() const { return received_.load(); }
 

@@ -8,11 +8,13 @@
 
 namespace plantd {
 
-InfluxWriter::InfluxWriter(size_t index, const InfluxConfig& config, Metrics& metrics, Health& health,
-                           DeadLetterStore& dead_letters, RateLimitedLog& log, WriterDurability durability)
+InfluxWriter::InfluxWriter(size_t index, const InfluxConfig& config, Accounting& accounting,
+                           WriterStats& stats, Health& health, DeadLetterStore& dead_letters,
+                           RateLimitedLog& log, WriterDurability durability)
     : index_(index),
       config_(config),
-      metrics_(metrics),
+      accounting_(accounting),
+      stats_(stats),
       health_(health),
       dead_letters_(dead_letters),
       log_(log),
@@ -40,8 +42,8 @@ void InfluxWriter::start() {
             ++on_disk_;
         }
         if (points > 0) {
-            metrics_.points_recovered.fetch_add(points);
-            metrics_.points_buffered.fetch_add(static_cast<int64_t>(points));
+            accounting_.points_recovered.fetch_add(points);
+            accounting_.points_buffered.fetch_add(static_cast<int64_t>(points));
             spdlog::info("writer {}: {} points in {} batches from the disk buffer of an earlier run", index_,
                          points, on_disk_);
         }
@@ -96,12 +98,12 @@ bool InfluxWriter::spill_locked(Batch& batch, DiskBuffer::Entry& entry) {
                 buffer_failing_ = false;
                 spdlog::info("writer {}: the disk buffer takes batches again", index_);
             }
-            metrics_.buffer_spilled_batches.fetch_add(1, std::memory_order_relaxed);
+            stats_.buffer_spilled_batches.fetch_add(1, std::memory_order_relaxed);
             release_wal(batch);  // the disk buffer holds it now
             return true;
         }
         if (status == DiskBuffer::StoreStatus::failed) {
-            metrics_.buffer_failures.fetch_add(1, std::memory_order_relaxed);
+            stats_.buffer_failures.fetch_add(1, std::memory_order_relaxed);
             if (!buffer_failing_) spdlog::error("writer {}: {}; keeping batches in memory", index_, error);
             buffer_failing_ = true;
             return false;
@@ -139,7 +141,7 @@ bool InfluxWriter::drop_oldest_locked() {
     --on_disk_;
     auto batch = durability_.buffer->load(entry);
     durability_.buffer->remove(entry);
-    metrics_.buffer_dropped_batches.fetch_add(1, std::memory_order_relaxed);
+    stats_.buffer_dropped_batches.fetch_add(1, std::memory_order_relaxed);
     log_.warn("buffer_overflow",
               "writer {}: the disk buffer is full: dropped its oldest batch ({} points for {})", index_,
               entry.lines, entry.destination);
@@ -148,8 +150,8 @@ bool InfluxWriter::drop_oldest_locked() {
                           "the disk buffer was full (buffer_full_policy = drop_oldest)");
     } else {
         // Unreadable: its points can only be counted, not kept.
-        metrics_.count_rejected(RejectScope::point, RejectReason::buffer_overflow, "_none", entry.lines);
-        metrics_.points_buffered.fetch_sub(static_cast<int64_t>(entry.lines), std::memory_order_relaxed);
+        accounting_.count_rejected(RejectScope::point, RejectReason::buffer_overflow, "_none", entry.lines);
+        accounting_.points_buffered.fetch_sub(static_cast<int64_t>(entry.lines), std::memory_order_relaxed);
     }
     return true;
 }
@@ -314,7 +316,7 @@ void InfluxWriter::send_front(const std::string& name, Destination& destination,
             batch = std::move(*loaded);
         } else {
             unreadable = true;
-            metrics_.buffer_failures.fetch_add(1, std::memory_order_relaxed);
+            stats_.buffer_failures.fetch_add(1, std::memory_order_relaxed);
             spdlog::error("writer {}: disk buffer: {}; set aside, its {} points cannot be sent", index_,
                           loaded.error(), disk->lines);
         }
@@ -324,7 +326,7 @@ void InfluxWriter::send_front(const std::string& name, Destination& destination,
             sent = deliver(batch, retry_after_ms);
         } catch (const std::exception& e) {
             // Never expected (the client reports errors as values); keep the data accounted for.
-            metrics_.internal_errors.fetch_add(1);
+            stats_.internal_errors.fetch_add(1);
             spdlog::error("writer {}: unexpected exception: {}", index_, e.what());
             dead_letter_lines(batch, 0, batch.lines(), RejectReason::shutdown_unwritten, e.what());
             sent = Sent::resolved;
@@ -336,10 +338,10 @@ void InfluxWriter::send_front(const std::string& name, Destination& destination,
         if (disk) {
             if (unreadable) {
                 durability_.buffer->set_aside(*disk);
-                metrics_.count_rejected(RejectScope::point, RejectReason::shutdown_unwritten, "_none",
-                                        disk->lines);
-                metrics_.points_buffered.fetch_sub(static_cast<int64_t>(disk->lines),
-                                                   std::memory_order_relaxed);
+                accounting_.count_rejected(RejectScope::point, RejectReason::shutdown_unwritten, "_none",
+                                           disk->lines);
+                accounting_.points_buffered.fetch_sub(static_cast<int64_t>(disk->lines),
+                                                      std::memory_order_relaxed);
             } else {
                 durability_.buffer->remove(*disk);
             }
@@ -365,6 +367,16 @@ void InfluxWriter::send_front(const std::string& name, Destination& destination,
         spill_destination_locked(destination);
     }
     changed_.notify_all();
+}
+
+void InfluxWriter::register_metrics(MetricsRegistry& registry) const {
+    registry.add_gauge(fmt::format("plantd_writer_pending_batches{{writer=\"{}\"}}", index_),
+                       "Batches queued for a writer.", [this] { return static_cast<double>(pending()); });
+    registry.add_gauge(fmt::format("plantd_buffer_batches{{writer=\"{}\"}}", index_),
+                       "Batches waiting in the disk buffer for InfluxDB.",
+                       [this] { return static_cast<double>(buffered_batches()); });
+    registry.add_gauge(fmt::format("plantd_buffer_bytes{{writer=\"{}\"}}", index_),
+                       "Bytes of the disk buffer.", [this] { return static_cast<double>(buffered_bytes()); });
 }
 
 }  // namespace plantd

@@ -20,8 +20,9 @@
 #include <thread>
 
 #include "config/config.hpp"
+#include "control/accounting.hpp"
 #include "control/health.hpp"
-#include "control/metrics.hpp"
+#include "control/metrics_registry.hpp"
 #include "control/rate_limited_log.hpp"
 #include "core/batch.hpp"
 #include "core/batch_sink.hpp"
@@ -29,7 +30,9 @@
 #include "durability/disk_buffer.hpp"
 #include "durability/write_ahead_log.hpp"
 #include "util/backoff.hpp"
+#include "util/service.hpp"
 #include "writer/influx_client.hpp"
+#include "writer/writer_stats.hpp"
 
 namespace plantd {
 
@@ -39,14 +42,16 @@ struct WriterDurability {
     BufferFullPolicy policy = BufferFullPolicy::block;
 };
 
-class InfluxWriter final : public BatchSink {
+class InfluxWriter final : public BatchSink, public Service {
   public:
-    InfluxWriter(size_t index, const InfluxConfig& config, Metrics& metrics, Health& health,
-                 DeadLetterStore& dead_letters, RateLimitedLog& log, WriterDurability durability = {});
+    // `accounting`: the points it writes, rejects and buffers; `stats`: the counters all writers share.
+    InfluxWriter(size_t index, const InfluxConfig& config, Accounting& accounting, WriterStats& stats,
+                 Health& health, DeadLetterStore& dead_letters, RateLimitedLog& log,
+                 WriterDurability durability = {});
     ~InfluxWriter();
 
     // Takes up what the disk buffer of a previous run holds (sent before anything new) and starts.
-    void start();
+    void start() override;
     // Queues a batch; waits while max_pending_batches are in memory and the disk buffer cannot take
     // it (backpressure).
     void submit(Batch batch) override;
@@ -55,13 +60,21 @@ class InfluxWriter final : public BatchSink {
     void set_deadline(std::chrono::steady_clock::time_point deadline);
     // No more batches will come: the thread ends once everything is written or the deadline passed.
     void finish();
-    void join();
+    void join() override;
+    // The service lifecycle: the deadline first (set_deadline), then finish().
+    void stop_by(Deadline deadline) override { set_deadline(deadline); }
+    void stop(Deadline) override { finish(); }
+    bool alive(int64_t now_ms, int64_t max_age_ms) const override {
+        return now_ms - heartbeat_ms() < max_age_ms;
+    }
 
     size_t pending() const;  // batches in memory
     uint64_t buffered_batches() const;
     uint64_t buffered_bytes() const;
     // Steady-clock ms of the writer's last sign of life (a loop turn, a request, a backoff slice).
     int64_t heartbeat_ms() const override { return heartbeat_ms_.load(std::memory_order_relaxed); }
+    // Its gauges (batches in memory and on disk), labelled with its index.
+    void register_metrics(MetricsRegistry& registry) const;
 
   private:
     // Waits are cut into slices of this, so that the watchdog sees a writer that is alive.
@@ -109,7 +122,8 @@ class InfluxWriter final : public BatchSink {
 
     size_t index_;
     const InfluxConfig& config_;
-    Metrics& metrics_;
+    Accounting& accounting_;
+    WriterStats& stats_;
     Health& health_;
     DeadLetterStore& dead_letters_;
     RateLimitedLog& log_;

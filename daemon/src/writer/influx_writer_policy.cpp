@@ -29,9 +29,9 @@ bool InfluxWriter::deliver_range(Batch& batch, size_t first, size_t last, bool d
             return true;
         }
         heartbeat_ms_.store(steady_clock_ms(), std::memory_order_relaxed);
-        metrics_.write_requests.fetch_add(1, std::memory_order_relaxed);
+        stats_.write_requests.fetch_add(1, std::memory_order_relaxed);
         WriteOutcome outcome = client_.write(batch.destination, batch.slice(first, last));
-        metrics_.write_bytes_sent.fetch_add(outcome.bytes_sent, std::memory_order_relaxed);
+        stats_.write_bytes_sent.fetch_add(outcome.bytes_sent, std::memory_order_relaxed);
         if (outcome.status == WriteStatus::ok) {
             if (attempt > 0 && health_.influx_failing_destinations.load() == 0 &&
                 health_.influx_failing.exchange(false)) {
@@ -41,7 +41,7 @@ bool InfluxWriter::deliver_range(Batch& batch, size_t first, size_t last, bool d
             account_written(batch, first, last);
             return true;
         }
-        metrics_.write_failures.fetch_add(1, std::memory_order_relaxed);
+        stats_.write_failures.fetch_add(1, std::memory_order_relaxed);
         const size_t count = last - first;
         switch (outcome.status) {
             case WriteStatus::bad_data:
@@ -122,17 +122,17 @@ void InfluxWriter::account_written(const Batch& batch, size_t first, size_t last
     const int64_t now_ms = wall_clock_ms();
     LatencyHistogram::Local ages;
     for (size_t i = first; i < last; ++i) ages.observe_ms(now_ms - batch.line_time_ms[i]);
-    metrics_.record_age_at_write.add(ages);
+    stats_.record_age_at_write.add(ages);
     // Count per factory: lines of one factory tend to be adjacent.
     size_t run_start = first;
     for (size_t i = first + 1; i <= last; ++i) {
         if (i == last || batch.line_factory[i] != batch.line_factory[run_start]) {
-            metrics_.count_points_written(batch.factory_of(run_start), i - run_start);
+            accounting_.count_points_written(batch.factory_of(run_start), i - run_start);
             run_start = i;
         }
     }
-    metrics_.points_buffered.fetch_sub(static_cast<int64_t>(last - first), std::memory_order_relaxed);
-    metrics_.batches_written.fetch_add(1, std::memory_order_relaxed);
+    accounting_.points_buffered.fetch_sub(static_cast<int64_t>(last - first), std::memory_order_relaxed);
+    stats_.batches_written.fetch_add(1, std::memory_order_relaxed);
 }
 
 void InfluxWriter::dead_letter_lines(const Batch& batch, size_t first, size_t last, RejectReason reason,
@@ -148,9 +148,9 @@ void InfluxWriter::dead_letter_lines(const Batch& batch, size_t first, size_t la
                           .detail = detail,
                           .payload = line};
         dead_letters_.append(letter);
-        metrics_.count_rejected(RejectScope::point, reason, batch.factory_of(i));
+        accounting_.count_rejected(RejectScope::point, reason, batch.factory_of(i));
     }
-    metrics_.points_buffered.fetch_sub(static_cast<int64_t>(last - first), std::memory_order_relaxed);
+    accounting_.points_buffered.fetch_sub(static_cast<int64_t>(last - first), std::memory_order_relaxed);
 }
 
 }  // namespace plantd

@@ -1,0 +1,28 @@
+#pragma once
+// The writers' own counters, shared by every writer of the process (one Prometheus series each):
+// requests, batches, bytes, the disk buffer's moves, and how old records are when InfluxDB takes them.
+#include <atomic>
+#include <cstdint>
+
+#include "control/health.hpp"
+#include "control/latency_histogram.hpp"
+#include "control/metrics_registry.hpp"
+
+namespace plantd {
+
+struct WriterStats {
+    std::atomic<uint64_t> batches_written{0};
+    std::atomic<uint64_t> write_requests{0};
+    std::atomic<uint64_t> write_failures{0};
+    std::atomic<uint64_t> write_bytes_sent{0};
+    std::atomic<uint64_t> buffer_spilled_batches{0};
+    std::atomic<uint64_t> buffer_dropped_batches{0};
+    std::atomic<uint64_t> buffer_failures{0};
+    std::atomic<uint64_t> internal_errors{0};
+    LatencyHistogram record_age_at_write;
+
+    // `health`: whether InfluxDB accepts writes.
+    void register_metrics(MetricsRegistry& registry, const Health& health) const;
+};
+
+}  // namespace plantd
