@@ -10,10 +10,10 @@
 #include "control/accounting.hpp"
 #include "core/batch.hpp"
 #include "decoding/payload_decoder.hpp"
+#include "encoding/line_protocol.hpp"
 #include "pipeline/ingest_queue.hpp"
 #include "registry/registry_snapshot.hpp"
 #include "writer/gzip.hpp"
-#include "writer/line_protocol.hpp"
 
 using namespace plantd;
 

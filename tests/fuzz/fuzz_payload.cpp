@@ -8,7 +8,7 @@
 
 #include "common/identifiers.hpp"
 #include "decoding/payload_decoder.hpp"
-#include "writer/line_protocol.hpp"
+#include "encoding/line_protocol.hpp"
 
 using namespace plantd;
 

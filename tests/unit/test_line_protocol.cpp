@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "writer/line_protocol.hpp"
+#include "encoding/line_protocol.hpp"
 
 using namespace plantd;
 

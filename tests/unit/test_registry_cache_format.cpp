@@ -3,10 +3,10 @@
 #include <doctest/doctest.h>
 
 #include "decoding/record.hpp"
+#include "encoding/line_protocol.hpp"
 #include "registry/device_registry.hpp"
 #include "registry/registry_cache.hpp"
 #include "registry/registry_values.hpp"
-#include "writer/line_protocol.hpp"
 
 using namespace plantd;
 

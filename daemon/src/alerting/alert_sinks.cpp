@@ -3,7 +3,7 @@
 #include <fmt/format.h>
 
 #include "alerting/alert_json.hpp"
-#include "writer/line_protocol.hpp"
+#include "encoding/line_protocol.hpp"
 
 namespace plantd {
 

@@ -14,6 +14,24 @@ std::unique_ptr<moodycamel::ProducerToken> RuleFeed::make_token() {
     return std::make_unique<moodycamel::ProducerToken>(queue_);
 }
 
+namespace {
+class TokenPort final : public RecordFeedPort {
+  public:
+    explicit TokenPort(RuleFeed& feed) : feed_(feed), token_(feed.make_token()) {}
+    void offer(std::string_view factory_id, const DecodedMessage& message, int64_t arrived_ms) override {
+        feed_.offer(factory_id, message, arrived_ms, *token_);
+    }
+
+  private:
+    RuleFeed& feed_;
+    std::unique_ptr<moodycamel::ProducerToken> token_;
+};
+}  // namespace
+
+std::unique_ptr<RecordFeedPort> RuleFeed::open_port() {
+    return std::make_unique<TokenPort>(*this);
+}
+
 void RuleFeed::offer(std::string_view factory_id, const DecodedMessage& message, int64_t arrived_ms,
                      moodycamel::ProducerToken& token) {
     auto interest = std::atomic_load(&interest_);

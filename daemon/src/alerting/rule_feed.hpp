@@ -12,6 +12,7 @@
 
 #include "control/metrics_registry.hpp"
 #include "decoding/record.hpp"
+#include "decoding/record_feed.hpp"
 #include "rules/rule_set.hpp"
 
 namespace plantd {
@@ -24,13 +25,15 @@ struct RuleRecord {
     std::vector<std::pair<std::string, double>> samples;
 };
 
-class RuleFeed {
+class RuleFeed final : public RecordFeed {
   public:
     explicit RuleFeed(size_t max_records);
 
     // The runner publishes what its current rules need.
     void set_interest(std::shared_ptr<const rules::RuleInterest> interest);
     std::unique_ptr<moodycamel::ProducerToken> make_token();
+    // A worker's port: offers with its own producer token.
+    std::unique_ptr<RecordFeedPort> open_port() override;
 
     // A worker: the records of one accepted message.
     void offer(std::string_view factory_id, const DecodedMessage& message, int64_t arrived_ms,

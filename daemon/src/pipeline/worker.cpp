@@ -7,9 +7,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include "encoding/line_protocol.hpp"
 #include "util/clock.hpp"
 #include "util/thread_name.hpp"
-#include "writer/line_protocol.hpp"
 
 namespace plantd {
 
@@ -37,7 +37,7 @@ Worker::Worker(size_t shard, WorkerServices services, BatchSink& writer)
           make_json_format(DecoderLimits{.max_payload_bytes = services.config.ingest.max_payload_bytes,
                                          .max_future_skew_ms = services.config.ingest.max_future_skew_ms})) {
     append_escaped_measurement(escaped_measurement_, services_.config.influxdb.measurement);
-    if (services_.rules) rule_token_ = services_.rules->make_token();
+    if (services_.rules) rule_port_ = services_.rules->open_port();
     const auto& influx = services_.config.influxdb;
     per_factory_destination_ =
         (influx.api == InfluxApi::v1 ? influx.database : influx.bucket).find("{factory_id}") !=
@@ -291,8 +291,7 @@ Worker::Outcome Worker::process(const RawMessage& message, bool retry) {
     accounting.records_accepted.fetch_add(decoded_.records.size(), std::memory_order_relaxed);
     accounting.points_buffered.fetch_add(static_cast<int64_t>(decoded_.records.size()),
                                          std::memory_order_relaxed);
-    if (services_.rules)
-        services_.rules->offer(match.factory_id, decoded_, message.received_ms, *rule_token_);
+    if (rule_port_) rule_port_->offer(match.factory_id, decoded_, message.received_ms);
     if (!decoded_.record_rejections.empty() || !decoded_.field_rejections.empty()) {
         dead_letter_partial(message, match.factory_id);
     }

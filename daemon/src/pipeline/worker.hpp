@@ -10,7 +10,6 @@
 #include <unordered_set>
 #include <vector>
 
-#include "alerting/rule_feed.hpp"
 #include "config/config.hpp"
 #include "control/accounting.hpp"
 #include "control/metrics_registry.hpp"
@@ -18,6 +17,7 @@
 #include "core/batch.hpp"
 #include "core/batch_sink.hpp"
 #include "decoding/payload_format.hpp"
+#include "decoding/record_feed.hpp"
 #include "durability/dead_letter_store.hpp"
 #include "durability/write_ahead_log.hpp"
 #include "pipeline/factory_rate_limiter.hpp"
@@ -36,7 +36,7 @@ struct WorkerServices {
     RateLimitedLog& log;
     Admission* registry = nullptr;               // null: no registry checks (every valid topic is accepted)
     FactoryRateLimiter* rate_limiter = nullptr;  // null: no per-factory rate limits
-    RuleFeed* rules = nullptr;                   // null: no rules
+    RecordFeed* rules = nullptr;                 // null: no rules
     WriteAheadLog* wal = nullptr;                // null: durability "memory"
 };
 
@@ -127,7 +127,7 @@ class Worker final : public Service {
     std::atomic<bool> waiting_on_writer_{false};
     bool batched_ =
         false;  // the message being processed put lines into a batch (which then holds its log entry)
-    std::unique_ptr<moodycamel::ProducerToken> rule_token_;  // this worker's order into the rule feed
+    std::unique_ptr<RecordFeedPort> rule_port_;  // this worker's order into the rule feed
     std::thread thread_;
 };
 

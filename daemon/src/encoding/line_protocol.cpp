@@ -1,4 +1,4 @@
-#include "writer/line_protocol.hpp"
+#include "encoding/line_protocol.hpp"
 
 #include <charconv>
 

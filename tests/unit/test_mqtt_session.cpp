@@ -1,0 +1,271 @@
+// The MQTT session (mqtt/mqtt_session) and the alert publisher against a scripted broker in this
+// process: the broker's bytes cut at every offset, a broker that goes silent, one that sends garbage,
+// and one that hangs up with messages in flight.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "fake_broker.hpp"
+#include "mqtt/mqtt_handshake.hpp"
+#include "mqtt/mqtt_publisher.hpp"
+#include "mqtt/mqtt_session.hpp"
+
+using namespace plantd;
+using namespace plantd::test;
+using mqtt_codec::Frame;
+using mqtt_codec::PacketType;
+
+namespace {
+
+MqttConfig test_mqtt(const FakeBroker& broker, int version) {
+    MqttConfig mqtt;
+    mqtt.uri = broker.uri();
+    mqtt.version = version;
+    mqtt.keepalive_ms = 30'000;
+    mqtt.connect_timeout_ms = 2'000;
+    mqtt.reconnect_min_ms = 10;  // below what a config file may say: the tests need not wait
+    mqtt.reconnect_max_ms = 20;
+    return mqtt;
+}
+
+// Takes every PUBLISH (acknowledging QoS 1), notes the oversize ones by topic.
+class RecordingClient final : public MqttSessionClient {
+  public:
+    explicit RecordingClient(const MqttConfig& mqtt) : mqtt_(mqtt) {}
+    std::vector<std::string> messages;  // "topic=payload", or "topic=<oversize>"
+    std::atomic<int> connections{0};
+    std::atomic<int> disconnects{0};  // connections that had their CONNACK and ended
+    std::string last_problem;
+
+    mqtt_codec::ConnectRequest connect_request() override {
+        return plantd::connect_request(mqtt_, mqtt_.version, "session-test");
+    }
+    std::string connected(MqttSession&, const mqtt_codec::Connack&) override {
+        ++connections;
+        return "";
+    }
+    bool finished() override { return true; }
+    bool turn(MqttSession&, std::string&) override { return true; }
+    PacketStep packet(MqttSession& session, const Frame& frame, std::string_view body,
+                      std::string& problem) override {
+        if (frame.type == PacketType::pingresp) return PacketStep::go_on;
+        if (frame.type != PacketType::publish) {
+            problem = "unexpected packet";
+            return PacketStep::drop;
+        }
+        mqtt_codec::Publish publish;
+        problem = mqtt_codec::decode_publish(session.version(), frame.flags, body, publish);
+        if (!problem.empty()) return PacketStep::drop;
+        messages.push_back(std::string(publish.topic) + "=" + std::string(publish.payload));
+        if (publish.qos == 1) mqtt_codec::encode_puback(publish.packet_id, session.out());
+        return PacketStep::go_on;
+    }
+    PacketStep oversize_publish(MqttSession& session, const Frame& frame, std::string_view body_start,
+                                std::string& problem) override {
+        mqtt_codec::Publish head;
+        problem = mqtt_codec::decode_publish_head(frame.flags, body_start, head);
+        if (!problem.empty()) return PacketStep::drop;
+        messages.push_back(std::string(head.topic) + "=<oversize>");
+        if (head.qos == 1) mqtt_codec::encode_puback(head.packet_id, session.out());
+        return PacketStep::go_on;
+    }
+    bool disconnected(bool was_connected) override {
+        if (was_connected) ++disconnects;
+        return was_connected;
+    }
+
+  private:
+    const MqttConfig& mqtt_;
+};
+
+MqttSession::Options small_session() {
+    MqttSession::Options options;
+    options.log_name = "test";
+    options.thread_name = "test-mqtt";
+    options.max_packet_bytes = 64;  // a 100-byte payload is oversize
+    options.read_ahead_bytes = 32;
+    options.poll_ms = 5;
+    return options;
+}
+
+std::string publish_packet(int version, std::string_view topic, std::string_view payload, int qos,
+                           uint16_t id) {
+    std::string out;
+    mqtt_codec::encode_publish(version, topic, payload, qos, false, id, out);
+    return out;
+}
+
+bool has_connect(const std::vector<FakeBroker::Packet>& packets) {
+    return !packets.empty() && packets.front().type == PacketType::connect;
+}
+
+std::set<uint16_t> puback_ids(const std::vector<FakeBroker::Packet>& packets) {
+    std::set<uint16_t> ids;
+    for (const auto& p : packets)
+        if (p.type == PacketType::puback && p.body.size() >= 2)
+            ids.insert(static_cast<uint16_t>((static_cast<uint8_t>(p.body[0]) << 8) |
+                                             static_cast<uint8_t>(p.body[1])));
+    return ids;
+}
+
+bool eventually_connected(const MqttSession& session) {
+    for (int i = 0; i < 300 && !session.connected(); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return session.connected();
+}
+
+}  // namespace
+
+TEST_CASE("MQTT session: the broker's stream cut at every byte offset yields the same packets, in order") {
+    for (int version : {mqtt_codec::version_3_1_1, mqtt_codec::version_5}) {
+        const std::string oversize_payload(100, 'z');
+        const std::string script = connack_accepted(version) + publish_packet(version, "a/b", "hello", 1, 1) +
+                                   publish_packet(version, "a/c", "x", 0, 0) +
+                                   publish_packet(version, "a/d", oversize_payload, 1, 2) +
+                                   std::string("\xd0\x00", 2) +  // PINGRESP
+                                   publish_packet(version, "a/e", "last", 1, 3);
+        const std::vector<std::string> expected{"a/b=hello", "a/c=x", "a/d=<oversize>", "a/e=last"};
+        int failures = 0;
+        for (size_t cut = 1; cut < script.size() && failures < 3; ++cut) {
+            INFO("MQTT version ", version, ", cut after byte ", cut, " of ", script.size());
+            FakeBroker broker;
+            const MqttConfig mqtt = test_mqtt(broker, version);
+            RecordingClient client(mqtt);
+            MqttSession session(mqtt, client, small_session());
+            REQUIRE(session.create().empty());
+            session.start();
+            REQUIRE(broker.accept());
+            REQUIRE(broker.read_until(has_connect));
+            broker.send_cut(script, cut);
+            const bool acknowledged =
+                broker.read_until([](const auto& p) { return puback_ids(p).size() == 3; });
+            session.request_stop();
+            session.join();
+            CHECK(acknowledged);
+            CHECK(puback_ids(broker.packets()) == std::set<uint16_t>{1, 2, 3});
+            CHECK(client.messages == expected);
+            CHECK(client.connections.load() == 1);
+            CHECK(session.connection_losses() == 0);  // the stop's own end is not a loss
+            CHECK(client.disconnects.load() == 1);
+            // The goodbye: a DISCONNECT, last.
+            CHECK(broker.read_until(
+                [](const auto& p) { return !p.empty() && p.back().type == PacketType::disconnect; }));
+            if (client.messages != expected || !acknowledged) ++failures;
+        }
+    }
+}
+
+TEST_CASE(
+    "MQTT session: PINGREQ while quiet; a broker silent for 1.5 keepalives is given up and reconnected") {
+    FakeBroker broker;
+    MqttConfig mqtt = test_mqtt(broker, mqtt_codec::version_5);
+    mqtt.keepalive_ms = 1'000;
+    RecordingClient client(mqtt);
+    MqttSession session(mqtt, client, small_session());
+    REQUIRE(session.create().empty());
+    session.start();
+    REQUIRE(broker.accept());
+    REQUIRE(broker.read_until(has_connect));
+    broker.write_all(connack_accepted(mqtt_codec::version_5));
+    const auto connected_at = std::chrono::steady_clock::now();
+    // Half a keepalive of quiet: a PINGREQ. Then no answer at all.
+    CHECK(
+        broker.read_until([](const auto& p) { return p.size() >= 2 && p.back().type == PacketType::pingreq; },
+                          std::chrono::milliseconds(1'500)));
+    // 1.5 keepalives + 1 s after the last packet from the broker (the CONNACK): a new connection.
+    REQUIRE(broker.accept(std::chrono::milliseconds(4'000)));
+    const auto reconnected_after = std::chrono::steady_clock::now() - connected_at;
+    CHECK(reconnected_after >= std::chrono::milliseconds(2'400));
+    CHECK(session.connection_losses() == 1);
+    CHECK(session.connects() == 1);
+    REQUIRE(broker.read_until(has_connect));
+    broker.write_all(connack_accepted(mqtt_codec::version_5));
+    CHECK(broker.read_until([](const auto&) { return false; }, std::chrono::milliseconds(100)) == false);
+    session.request_stop();
+    session.join();
+    CHECK(session.connects() == 2);
+    CHECK(client.disconnects.load() == 2);  // the silent broker's, and the stop's
+}
+
+TEST_CASE("MQTT session: garbage from the broker ends the connection, counted as a loss, never a crash") {
+    for (const std::string& garbage :
+         {std::string("\x30\xff\xff\xff\xff\x01", 6),                 // remaining length of 5 bytes
+          std::string("\x20\x02\x00\x00\x30\x03\x00\x09\x61", 9)}) {  // topic past the end
+        FakeBroker broker;
+        const MqttConfig mqtt = test_mqtt(broker, mqtt_codec::version_3_1_1);
+        RecordingClient client(mqtt);
+        MqttSession session(mqtt, client, small_session());
+        REQUIRE(session.create().empty());
+        session.start();
+        REQUIRE(broker.accept());
+        REQUIRE(broker.read_until(has_connect));
+        if (garbage[0] == '\x30') broker.write_all(connack_accepted(mqtt_codec::version_3_1_1));
+        broker.write_all(garbage);
+        // It hangs up and comes back.
+        REQUIRE(broker.accept());
+        REQUIRE(broker.read_until(has_connect));
+        broker.write_all(connack_accepted(mqtt_codec::version_3_1_1));
+        REQUIRE(eventually_connected(session));
+        session.request_stop();
+        session.join();
+        CHECK(client.messages.empty());
+        CHECK(session.connects() + session.connect_failures() >= 1);
+        CHECK(session.connection_losses() == session.connects() - 1);  // the second ended with the stop
+    }
+}
+
+TEST_CASE(
+    "alert publisher: what was in flight when the broker hung up is sent again, and acknowledged once") {
+    FakeBroker broker;
+    Config config;
+    config.mqtt = test_mqtt(broker, mqtt_codec::version_5);
+    MqttPublisher publisher(config, "alerts-test", 10);
+    REQUIRE(publisher.create().empty());
+    REQUIRE(publisher.publish("alerts/f1", "one"));
+    REQUIRE(publisher.publish("alerts/f1", "two"));
+    publisher.start();
+    auto publishes = [](const std::vector<FakeBroker::Packet>& packets) {
+        std::vector<std::string> payloads;
+        for (const auto& p : packets) {
+            if (p.type != PacketType::publish) continue;
+            mqtt_codec::Publish publish;
+            if (mqtt_codec::decode_publish(mqtt_codec::version_5, p.flags, p.body, publish).empty())
+                payloads.push_back(std::string(publish.payload) + "#" + std::to_string(publish.packet_id));
+        }
+        return payloads;
+    };
+    // First connection: both are sent, none acknowledged, the broker hangs up.
+    REQUIRE(broker.accept());
+    REQUIRE(broker.read_until(has_connect));
+    broker.write_all(connack_accepted(mqtt_codec::version_5));
+    REQUIRE(broker.read_until([&](const auto& p) { return publishes(p).size() == 2; }));
+    broker.hang_up();
+    broker.packets().clear();
+    // Second connection: both again; the PUBACKs, cut in the middle, settle them.
+    REQUIRE(broker.accept());
+    REQUIRE(broker.read_until(has_connect));
+    broker.write_all(connack_accepted(mqtt_codec::version_5));
+    REQUIRE(broker.read_until([&](const auto& p) { return publishes(p).size() == 2; }));
+    const auto again = publishes(broker.packets());
+    CHECK(again[0].substr(0, 4) == "one#");
+    CHECK(again[1].substr(0, 4) == "two#");
+    std::string acks;
+    for (const auto& p : broker.packets()) {
+        if (p.type != PacketType::publish) continue;
+        mqtt_codec::Publish publish;
+        REQUIRE(mqtt_codec::decode_publish(mqtt_codec::version_5, p.flags, p.body, publish).empty());
+        acks += std::string("\x40\x02", 2);
+        acks += static_cast<char>(publish.packet_id >> 8);
+        acks += static_cast<char>(publish.packet_id & 0xff);
+    }
+    broker.send_cut(acks, 3);
+    for (int i = 0; i < 200 && publisher.pending() > 0; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    CHECK(publisher.pending() == 0);
+    CHECK(publisher.acknowledged() == 2);
+    CHECK(publisher.connection_losses() == 1);
+    publisher.stop(0);
+}
