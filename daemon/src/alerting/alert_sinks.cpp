@@ -69,21 +69,23 @@ AlertSink::Outcome MysqlAlertSink::deliver(const rules::AlertEvent& event, std::
     return Outcome::retry;  // the table opens a new connection itself if this one was lost
 }
 
-InfluxAlertSink::InfluxAlertSink(const InfluxConfig& config, std::string measurement,
+InfluxAlertSink::InfluxAlertSink(BatchSink& writer, Accounting& points, std::string measurement,
                                  DestinationOf destination_of)
-    : client_(config), destination_of_(std::move(destination_of)) {
+    : writer_(writer), points_(points), destination_of_(std::move(destination_of)) {
     append_escaped_measurement(escaped_measurement_, measurement);
 }
 
-AlertSink::Outcome InfluxAlertSink::deliver(const rules::AlertEvent& event, std::string& problem) {
-    auto outcome =
-        client_.write(destination_of_(event.alert.factory_id), alert_line(escaped_measurement_, event));
-    if (outcome.status == WriteStatus::ok) return Outcome::delivered;
-    problem =
-        fmt::format("{} (HTTP {}): {}", to_string(outcome.status), outcome.http_status, outcome.message);
-    if (outcome.status == WriteStatus::bad_data || outcome.status == WriteStatus::too_large)
-        return Outcome::refused;
-    return Outcome::retry;
+AlertSink::Outcome InfluxAlertSink::deliver(const rules::AlertEvent& event, std::string&) {
+    Batch batch;
+    batch.destination = destination_of_(event.alert.factory_id);
+    batch.body = alert_line(escaped_measurement_, event);
+    if (batch.body.empty() || batch.body.back() != '\n') batch.body += '\n';
+    batch.end_line(event.alert.factory_id, event.at_ms);
+    batch.opened = std::chrono::steady_clock::now();
+    points_.records_accepted.fetch_add(1, std::memory_order_relaxed);
+    points_.points_buffered.fetch_add(1, std::memory_order_relaxed);
+    writer_.submit(std::move(batch));  // may wait while the writer holds max_pending_batches
+    return Outcome::delivered;
 }
 
 }  // namespace plantd

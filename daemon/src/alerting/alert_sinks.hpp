@@ -7,8 +7,9 @@
 #include "alerting/alert_delivery.hpp"
 #include "alerting/alert_table.hpp"
 #include "config/config.hpp"
+#include "control/accounting.hpp"
+#include "core/batch_sink.hpp"
 #include "mqtt/mqtt_publisher.hpp"
-#include "writer/influx_client.hpp"
 
 namespace plantd {
 
@@ -36,16 +37,22 @@ class MysqlAlertSink : public AlertSink {
     std::unique_ptr<AlertTable> table_;
 };
 
-// The `alerts` measurement in the factory's own database (or bucket).
+// The `alerts` measurement in the factory's own database (or bucket). Each event becomes a batch of
+// one line handed to an InfluxDB writer of its own (the same writer and response policy as the
+// telemetry: Retry-After, database creation, refused lines dead-lettered, retries until the stop's
+// deadline and then a dead letter); delivered means the writer has it.
 class InfluxAlertSink : public AlertSink {
   public:
     using DestinationOf = std::function<std::string(std::string_view factory_id)>;
-    InfluxAlertSink(const InfluxConfig& config, std::string measurement, DestinationOf destination_of);
+    // `points`: the alert points' own ledger (handed on here, resolved by the writer).
+    InfluxAlertSink(BatchSink& writer, Accounting& points, std::string measurement,
+                    DestinationOf destination_of);
     std::string_view name() const override { return "influxdb"; }
     Outcome deliver(const rules::AlertEvent& event, std::string& problem) override;
 
   private:
-    InfluxClient client_;
+    BatchSink& writer_;
+    Accounting& points_;
     std::string escaped_measurement_;
     DestinationOf destination_of_;
 };

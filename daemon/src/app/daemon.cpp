@@ -147,6 +147,11 @@ int run_daemon(const Config& config) {
     std::vector<std::unique_ptr<AlertDelivery>> alert_destinations;
     std::unique_ptr<RuleRunner> rule_runner;
     std::unique_ptr<RedisChannelListener> ack_listener;
+    // Alert points go through a writer of their own (the telemetry's response policy, its own ledger:
+    // they are not telemetry), so that a slow alert never waits behind telemetry batches or the reverse.
+    Accounting alert_points;
+    WriterStats alert_writer_stats;
+    std::unique_ptr<InfluxWriter> alert_writer;
     if (!config.rules.directory.empty()) {
         const auto& r = config.rules;
         rule_feed = std::make_unique<RuleFeed>(r.queue_max_records);
@@ -171,8 +176,20 @@ int run_daemon(const Config& config) {
             }
             return destination_for(config.influxdb, factory_id);
         };
+        alert_writer = std::make_unique<InfluxWriter>(shards, config.influxdb, alert_points,
+                                                      alert_writer_stats, health, **dead_letters, reject_log);
+        metrics.add_counter("plantd_alert_points_written_total", "Alert points InfluxDB acknowledged.",
+                            [&alert_points] { return static_cast<double>(alert_points.points_written()); });
+        metrics.add_counter(
+            "plantd_alert_points_rejected_total",
+            "Alert points InfluxDB refused, or not written before the stop's deadline (dead-lettered).",
+            [&alert_points] { return static_cast<double>(alert_points.rejected_total(RejectScope::point)); });
+        metrics.add_gauge(
+            "plantd_alert_points_pending", "Alert points handed to the alert writer, not yet resolved.",
+            [&alert_points] { return static_cast<double>(alert_points.points_buffered.load()); });
         alert_destinations.push_back(std::make_unique<AlertDelivery>(
-            std::make_unique<InfluxAlertSink>(config.influxdb, r.alert_measurement, destination_of),
+            std::make_unique<InfluxAlertSink>(*alert_writer, alert_points, r.alert_measurement,
+                                              destination_of),
             r.alert_max_pending));
         std::vector<AlertDelivery*> destinations;
         for (auto& destination : alert_destinations) destinations.push_back(destination.get());
@@ -239,6 +256,7 @@ int run_daemon(const Config& config) {
     if (wal) services_started.start(*wal);
     if (registry) services_started.start(*registry);
     for (auto& writer : writers) services_started.start(*writer);
+    if (alert_writer) services_started.start(*alert_writer);
     if (alert_publisher) services_started.start(*alert_publisher);
     for (auto& destination : alert_destinations) services_started.start(*destination);
     if (rule_runner) services_started.start(*rule_runner);
