@@ -8,6 +8,7 @@
 #include "app/dead_letter_tool.hpp"
 #include "app/registry_tool.hpp"
 #include "config/config.hpp"
+#include "config/config_keys.hpp"
 
 int main(int argc, char** argv) {
     CLI::App app{"plantd: industrial telemetry ingestion (MQTT -> InfluxDB)"};
@@ -113,8 +114,15 @@ int main(int argc, char** argv) {
     alerts_ack->add_option("alert_id", alert_command.alert_id)->required();
     alerts_ack->add_option("--by", alert_command.by, "who acknowledges")->capture_default_str();
     alerts->require_subcommand(1);
+    auto* reference =
+        app.add_subcommand("config-reference",
+                           "print every configuration key with its default and meaning (the README's table)");
 
     CLI11_PARSE(app, argc, argv);
+    if (reference->parsed()) {
+        std::cout << plantd::config_reference_markdown();
+        return 0;
+    }
 
     auto config = plantd::load_config_file(config_path);
     if (!config) {

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "common/identifiers.hpp"
+#include "common/section_reader.hpp"
 #include "common/units.hpp"
 
 namespace plantd::rules {
@@ -20,116 +21,48 @@ constexpr size_t max_errors = 20;
 constexpr size_t max_message_bytes = 1024;
 constexpr size_t max_glob_bytes = 128;
 
-std::string where(const toml::node& node) {
-    const auto& source = node.source();
-    return source.begin ? fmt::format(" (line {})", source.begin.line) : std::string();
-}
-
-class RuleReader {
-  public:
-    RuleReader(const toml::table& table, std::string source, std::vector<std::string>& errors)
-        : table_(table), source_(std::move(source)), errors_(errors) {}
-
-    void error(std::string_view key, std::string_view problem, const toml::node* node = nullptr) {
-        errors_.push_back(fmt::format("{}: {}: key `{}`{}: {}", source_, name_, key,
-                                      node ? where(*node) : std::string(), problem));
-    }
-    void set_name(std::string name) { name_ = std::move(name); }
-
-    std::optional<std::string> text(std::string_view key, size_t max_bytes) {
-        const toml::node* node = table_.get(key);
-        if (!node) return std::nullopt;
-        auto value = node->value<std::string>();
-        if (!node->is_string() || !value) {
-            error(key, "must be a string", node);
-            return std::nullopt;
-        }
-        if (value->size() > max_bytes) {
-            error(key, fmt::format("is longer than {} bytes", max_bytes), node);
-            return std::nullopt;
-        }
-        if (contains_control_character(*value) && key != "when" && key != "clear") {
-            error(key, "contains a control character", node);
-            return std::nullopt;
-        }
-        return value;
-    }
-    std::optional<int64_t> duration(std::string_view key) {
-        auto value = text(key, 64);
-        if (!value) return std::nullopt;
-        auto ms = parse_duration_ms(*value);
-        if (!ms) {
-            error(key,
-                  fmt::format("\"{}\" is not a duration (e.g. \"500ms\", \"30s\", \"10m\", \"1h\")",
-                              printable(*value)),
-                  table_.get(key));
-            return std::nullopt;
-        }
-        return ms;
-    }
-
-  private:
-    const toml::table& table_;
-    std::string source_;
-    std::vector<std::string>& errors_;
-    std::string name_;
-};
-
-const std::vector<std::string_view> known_keys{"id",    "factory", "devices", "kind",     "when",
-                                               "clear", "for",     "after",   "severity", "message"};
-
 std::optional<RuleDefinition> read_rule(const toml::table& table, size_t index, const std::string& source,
                                         std::vector<std::string>& errors) {
     const size_t errors_before = errors.size();
-    RuleReader reader(table, source, errors);
+    SectionReader reader(&table, fmt::format("rule {}", index + 1), source, errors);
     RuleDefinition rule;
     rule.source = source;
-    reader.set_name(fmt::format("rule {}", index + 1));
     if (auto id = reader.text("id", 64)) {
         if (!is_valid_identifier(*id)) {
-            reader.error("id",
-                         fmt::format("\"{}\" is not a valid id (letters, digits, '_', '.', '-'; at most 64)",
-                                     printable(*id)),
-                         table.get("id"));
+            reader.error_at(
+                table.get("id"), "id",
+                fmt::format("\"{}\" is not a valid id (letters, digits, '_', '.', '-'; at most 64)",
+                            printable(*id)));
         } else {
             rule.id = *id;
-            reader.set_name(fmt::format("rule \"{}\"", rule.id));
+            reader.rename(fmt::format("rule \"{}\"", rule.id));
         }
-    } else if (!table.contains("id")) {
-        reader.error("id", "is missing (every rule needs an id)");
-    }
-    for (const auto& [key, node] : table) {
-        if (std::find(known_keys.begin(), known_keys.end(), key.str()) == known_keys.end())
-            reader.error(key.str(),
-                         "is not a rule key (id, factory, devices, kind, when, clear, for, after, "
-                         "severity, message)",
-                         &node);
+    } else if (!reader.present("id")) {
+        reader.error_at(nullptr, "id", "is missing (every rule needs an id)");
     }
     rule.factory = std::string(every_factory);
     if (auto factory = reader.text("factory", 64)) {
         if (*factory != every_factory && !is_valid_identifier(*factory))
-            reader.error("factory",
-                         fmt::format("\"{}\" is neither a factory id nor \"*\"", printable(*factory)),
-                         table.get("factory"));
+            reader.error_at(table.get("factory"), "factory",
+                            fmt::format("\"{}\" is neither a factory id nor \"*\"", printable(*factory)));
         else
             rule.factory = *factory;
     }
-    if (const toml::node* devices = table.get("devices")) {
+    if (const toml::node* devices = reader.find("devices")) {
         auto add_glob = [&](const toml::node& node) {
             auto glob = node.value<std::string>();
             if (!node.is_string() || !glob || glob->empty() || glob->size() > max_glob_bytes ||
                 contains_control_character(*glob)) {
-                reader.error(
-                    "devices",
-                    fmt::format("each entry must be a non-empty glob of at most {} bytes", max_glob_bytes),
-                    &node);
+                reader.error_at(
+                    &node, "devices",
+                    fmt::format("each entry must be a non-empty glob of at most {} bytes", max_glob_bytes));
                 return;
             }
             rule.devices.push_back(*glob);
         };
         if (const toml::array* list = devices->as_array()) {
             if (list->empty())
-                reader.error("devices", "is empty (leave it out to match every device)", devices);
+                reader.error_at(devices, "devices", "is empty (leave it out to match every device)");
             for (const auto& node : *list) add_glob(node);
         } else {
             add_glob(*devices);
@@ -139,51 +72,54 @@ std::optional<RuleDefinition> read_rule(const toml::table& table, size_t index, 
     if (kind == "deadman") {
         rule.kind = RuleKind::deadman;
     } else if (kind != "threshold") {
-        reader.error("kind", fmt::format("\"{}\" is not a kind (threshold or deadman)", printable(kind)),
-                     table.get("kind"));
+        reader.error_at(table.get("kind"), "kind",
+                        fmt::format("\"{}\" is not a kind (threshold or deadman)", printable(kind)));
     }
     if (rule.kind == RuleKind::threshold) {
         auto blank = [](const std::string& text) {
             return text.find_first_not_of(" \t\r\n") == std::string::npos;
         };
-        if (auto when = reader.text("when", 4096)) {
+        if (auto when = reader.text("when", 4096, true)) {
             if (blank(*when))
-                reader.error("when", "is empty (the condition that fires the alert)", table.get("when"));
+                reader.error_at(table.get("when"), "when", "is empty (the condition that fires the alert)");
             rule.when = *when;
-        } else if (!table.contains("when")) {
-            reader.error("when", "is missing (the condition that fires the alert)");
+            rule.when_at = reader.where(table.get("when"));
+        } else if (!reader.present("when")) {
+            reader.error_at(nullptr, "when", "is missing (the condition that fires the alert)");
         }
-        if (auto clear = reader.text("clear", 4096)) {
+        if (auto clear = reader.text("clear", 4096, true)) {
             if (blank(*clear))
-                reader.error("clear", "is empty (leave it out to clear when `when` no longer holds)",
-                             table.get("clear"));
+                reader.error_at(table.get("clear"), "clear",
+                                "is empty (leave it out to clear when `when` no longer holds)");
             rule.clear = *clear;
+            rule.clear_at = reader.where(table.get("clear"));
         }
         if (auto for_ms = reader.duration("for")) rule.for_ms = *for_ms;
-        if (table.contains("after"))
-            reader.error("after", "belongs to dead-man rules (kind = \"deadman\"); use `for`",
-                         table.get("after"));
+        if (reader.find("after"))
+            reader.error_at(table.get("after"), "after",
+                            "belongs to dead-man rules (kind = \"deadman\"); use `for`");
     } else {
         for (const char* key : {"when", "clear", "for"}) {
-            if (table.contains(key))
-                reader.error(key, "does not apply to a dead-man rule (it fires on silence, after `after`)",
-                             table.get(key));
+            if (reader.find(key))
+                reader.error_at(table.get(key), key,
+                                "does not apply to a dead-man rule (it fires on silence, after `after`)");
         }
         if (auto after = reader.duration("after")) {
-            if (*after <= 0) reader.error("after", "must be longer than 0", table.get("after"));
+            if (*after <= 0) reader.error_at(table.get("after"), "after", "must be longer than 0");
             rule.after_ms = *after;
-        } else if (!table.contains("after")) {
-            reader.error("after", "is missing (how long a device may be silent)");
+        } else if (!reader.present("after")) {
+            reader.error_at(nullptr, "after", "is missing (how long a device may be silent)");
         }
     }
     if (auto severity = reader.text("severity", 32)) {
         if (!parse_severity(*severity, rule.severity))
-            reader.error("severity",
-                         fmt::format("\"{}\" is not a severity (info, warning, major, critical)",
-                                     printable(*severity)),
-                         table.get("severity"));
+            reader.error_at(table.get("severity"), "severity",
+                            fmt::format("\"{}\" is not a severity (info, warning, major, critical)",
+                                        printable(*severity)));
     }
     rule.message = reader.text("message", max_message_bytes).value_or(rule.id);
+    reader.finish(
+        "is not a rule key (id, factory, devices, kind, when, clear, for, after, severity, message)");
     if (errors.size() != errors_before) return std::nullopt;
     return rule;
 }
@@ -230,21 +166,16 @@ Result<std::vector<RuleDefinition>> parse_rule_file(std::string_view text, const
     try {
         document = toml::parse(text, source);
     } catch (const toml::parse_error& e) {
-        return fail(fmt::format("{} (line {}, column {}): {}", source, e.source().begin.line,
-                                e.source().begin.column, e.description()));
+        return fail(fmt::format("{}:{}:{}: {}", source, e.source().begin.line, e.source().begin.column,
+                                e.description()));
     }
     std::vector<std::string> errors;
     std::vector<RuleDefinition> rules;
-    for (const auto& [key, node] : document) {
-        if (key.str() != "rule")
-            errors.push_back(fmt::format("{}: key `{}`{}: is not known (rules are [[rule]] tables)", source,
-                                         key.str(), where(node)));
-    }
-    if (const toml::node* node = document.get("rule")) {
+    SectionReader top(&document, "top level", source, errors);
+    if (const toml::node* node = top.find("rule")) {
         const toml::array* list = node->as_array();
         if (!list || !list->is_array_of_tables()) {
-            errors.push_back(
-                fmt::format("{}: `rule`{}: write each rule as a [[rule]] table", source, where(*node)));
+            top.error_at(node, "rule", "write each rule as a [[rule]] table");
         } else {
             for (size_t i = 0; i < list->size(); ++i) {
                 if (auto rule = read_rule(*list->get(i)->as_table(), i, source, errors))
@@ -252,6 +183,7 @@ Result<std::vector<RuleDefinition>> parse_rule_file(std::string_view text, const
             }
         }
     }
+    top.finish("is not known (a rule file holds [[rule]] tables)");
     if (!errors.empty()) {
         std::string joined;
         for (size_t i = 0; i < errors.size() && i < max_errors; ++i) joined += (i ? "\n" : "") + errors[i];
@@ -291,10 +223,12 @@ Result<std::unique_ptr<RuleSet>> build_rule_set(const RuleFiles& files) {
             other = it->second;
         }
         if (other) {
-            return fail(
-                fmt::format("{}: rule \"{}\": key `id`: already defined in {} (for factory \"{}\"); an id "
-                            "is defined once per factory, and a \"*\" rule's id nowhere else",
-                            rule.source, rule.id, other->source, other->factory));
+            return fail(SectionReader::format_error(
+                rule.source, fmt::format("rule \"{}\"", rule.id), "id",
+                fmt::format(
+                    "already defined in {} (for factory \"{}\"); an id is defined once per factory, and "
+                    "a \"*\" rule's id nowhere else",
+                    other->source, other->factory)));
         }
         seen[{rule.factory, rule.id}] = &rule;
         if (rule.factory == every_factory) every[rule.id] = &rule;

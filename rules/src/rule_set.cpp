@@ -1,5 +1,7 @@
 #include "rules/rule_set.hpp"
 
+#include "common/section_reader.hpp"
+
 #include <fmt/format.h>
 
 #include "rules/glob.hpp"
@@ -29,25 +31,27 @@ Result<std::unique_ptr<RuleSet>> RuleSet::build(std::vector<RuleDefinition> defi
     auto interest = std::make_shared<RuleInterest>();
     for (auto& definition : definitions) {
         auto rule = std::make_unique<CompiledRule>();
-        auto compile = [&](const std::string& text, const char* key,
+        const std::string section = fmt::format("rule \"{}\"", definition.id);
+        auto compile = [&](const std::string& text, const char* key, const std::string& at,
                            std::unique_ptr<Expression>& out) -> std::string {
             if (text.empty()) return {};
             auto expression = Expression::compile(text);
             if (!expression) {
-                return fmt::format("{}: rule \"{}\": key `{}`: {}", definition.source, definition.id, key,
-                                   expression.error());
+                return SectionReader::format_error(at.empty() ? definition.source : at, section, key,
+                                                   expression.error());
             }
             out = std::move(*expression);
             return {};
         };
         if (definition.kind == RuleKind::threshold) {
-            if (auto problem = compile(definition.when, "when", rule->when); !problem.empty())
+            if (auto problem = compile(definition.when, "when", definition.when_at, rule->when);
+                !problem.empty())
                 return fail(problem);
-            if (auto problem = compile(definition.clear, "clear", rule->clear); !problem.empty())
+            if (auto problem = compile(definition.clear, "clear", definition.clear_at, rule->clear);
+                !problem.empty())
                 return fail(problem);
             if (!rule->when)  // the loader refuses this; rules built another way must not either
-                return fail(
-                    fmt::format("{}: rule \"{}\": key `when`: is empty", definition.source, definition.id));
+                return fail(SectionReader::format_error(definition.source, section, "when", "is empty"));
         }
         rule->fingerprint = definition.fingerprint();
         const bool every = definition.factory == every_factory;

@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -8,8 +9,11 @@
 #include <filesystem>
 #include <fstream>
 
+#include <fmt/format.h>
+
 #include "common/units.hpp"
 #include "config/config.hpp"
+#include "config/config_keys.hpp"
 
 using namespace plantd;
 
@@ -130,4 +134,51 @@ TEST_CASE("durations and sizes") {
         CAPTURE(bad);
         CHECK_FALSE(parse_size_bytes(bad));
     }
+}
+
+TEST_CASE("every key is declared once, with a type that fits its field, bounds and help") {
+    CHECK(config_key_problems().empty());
+    std::set<std::pair<std::string_view, std::string_view>> seen;
+    for (const auto& key : config_keys())
+        CHECK_MESSAGE(seen.insert({key.section, key.name}).second, key.name);
+    CHECK(seen.size() == config_keys().size());
+}
+
+TEST_CASE("the README's configuration reference is the table the declaration generates") {
+    std::ifstream in(PLANTD_SOURCE_DIR "/README.md");
+    const std::string readme((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string table = config_reference_markdown();
+    CHECK_MESSAGE(readme.find(table) != std::string::npos,
+                  "the README's table differs: run scripts/check-config-docs --write");
+}
+
+TEST_CASE("declared defaults, bounds and choices are what the reader applies") {
+    auto config = load_config_text("", "test.toml");
+    REQUIRE(config);
+    // A value just outside each integer, duration or size key's bounds is refused, naming the key.
+    for (const auto& key : config_keys()) {
+        if (key.type != KeyType::integer && key.type != KeyType::duration && key.type != KeyType::size)
+            continue;
+        if (key.max >= 1e15) continue;  // beyond what a TOML integer of milliseconds or bytes states plainly
+        const std::string section = key.section.empty() ? "" : fmt::format("[{}]\n", key.section);
+        const std::string value = key.type == KeyType::duration
+                                      ? fmt::format("\"{}ms\"", static_cast<int64_t>(key.max) + 1)
+                                      : fmt::format("{}", static_cast<int64_t>(key.max) + 1);
+        const std::string text = fmt::format("{}{} = {}\n", section, key.name, value);
+        CAPTURE(text);
+        auto refused = load_config_text(text, "test.toml");
+        REQUIRE_FALSE(refused);
+        CHECK(mentions(refused.error(), fmt::format("{}: ", key.name)));
+        CHECK(mentions(refused.error(), "out of range"));
+    }
+    CHECK(
+        mentions(error_of("[durability]\nmode = \"disk\"\n"), R"(expected "memory", "process" or "power")"));
+    auto power = load_config_text(
+        "[durability]\nmode = \"power\"\n[influxdb]\napi = \"v2\"\norg = \"o\"\nbucket = \"b\"\n"
+        "token = \"t\"\n[log]\nlevel = \"warn\"\n",
+        "test.toml");
+    REQUIRE(power);
+    CHECK(power->durability.mode == DurabilityMode::power);
+    CHECK(power->influxdb.api == InfluxApi::v2);
+    CHECK(power->log.level == "warn");
 }

@@ -59,48 +59,51 @@ using Strings = std::vector<std::string>;
 }  // namespace
 
 TEST_CASE("rule files: every error names the file, the rule and the key") {
-    CHECK(load_error("[[rule]]\nwhen = \"t > 1\"\n").find("plant.toml: rule 1: key `id`: is missing") !=
+    // The config's format (one reader for both): file:line:column: [rule "id"] key: problem.
+    CHECK(load_error("[[rule]]\nwhen = \"t > 1\"\n").find("plant.toml:1:1: [rule 1] id: is missing") !=
           std::string::npos);
     auto unknown = load_error("[[rule]]\nid = \"hot\"\nwhen = \"t > 1\"\nthreshold = 3\n");
-    CHECK(unknown.find("plant.toml: rule \"hot\": key `threshold`") != std::string::npos);
-    CHECK(unknown.find("line 4") != std::string::npos);
+    CHECK(unknown.find("plant.toml:4:13: [rule \"hot\"] threshold: is not a rule key") != std::string::npos);
     // Found by fuzz_rules: an empty `when` loaded, and evaluating it crashed (corpus: crash-empty-when.toml).
-    CHECK(load_error("[[rule]]\nid = \"x\"\nwhen = \"\"\n").find("rule \"x\": key `when`") !=
+    CHECK(load_error("[[rule]]\nid = \"x\"\nwhen = \"\"\n").find("plant.toml:3:8: [rule \"x\"] when:") !=
           std::string::npos);
     CHECK(load_error("[[rule]]\nid = \"x\"\nwhen = \"  \"\n").find("is empty") != std::string::npos);
-    CHECK(load_error("[[rule]]\nid = \"x\"\nwhen = \"t > 1\"\nclear = \"\"\n").find("key `clear`") !=
+    CHECK(load_error("[[rule]]\nid = \"x\"\nwhen = \"t > 1\"\nclear = \"\"\n").find("[rule \"x\"] clear:") !=
           std::string::npos);
-    CHECK(load_error("[[rule]]\nid = \"hot\"\nwhen = \"t > 1\"\nfor = \"30x\"\n").find("key `for`") !=
-          std::string::npos);
+    CHECK(load_error("[[rule]]\nid = \"hot\"\nwhen = \"t > 1\"\nfor = \"30x\"\n")
+              .find("plant.toml:4:7: [rule \"hot\"] for:") != std::string::npos);
     CHECK(load_error("[[rule]]\nid = \"hot\"\nwhen = \"t > 1\"\nseverity = \"loud\"\n")
-              .find("key `severity`") != std::string::npos);
+              .find("[rule \"hot\"] severity:") != std::string::npos);
     // A typo in an expression is a load error, not a runtime surprise.
     auto typo = load_error("[[rule]]\nid = \"hot\"\nwhen = \"temperature >> 85\"\n");
-    CHECK(typo.find("plant.toml: rule \"hot\": key `when`") != std::string::npos);
-    CHECK(load_error("[[rule]]\nid = \"hot\"\nwhen = \"temperature > \"\n").find("key `when`") !=
+    CHECK(typo.find("plant.toml:3:8: [rule \"hot\"] when:") != std::string::npos);
+    CHECK(load_error("[[rule]]\nid = \"hot\"\nwhen = \"temperature > \"\n").find("[rule \"hot\"] when:") !=
           std::string::npos);
-    CHECK(load_error("[[rule]]\nid = \"hot\"\nwhen = \"sqrtt(t) > 1\"\n").find("key `when`") !=
+    CHECK(load_error("[[rule]]\nid = \"hot\"\nwhen = \"sqrtt(t) > 1\"\n").find("[rule \"hot\"] when:") !=
           std::string::npos);
-    CHECK(load_error("[[rule]]\nid = \"hot\"\nwhen = \"t > 1\"\nclear = \"t <\"\n").find("key `clear`") !=
-          std::string::npos);
+    CHECK(load_error("[[rule]]\nid = \"hot\"\nwhen = \"t > 1\"\nclear = \"t <\"\n")
+              .find("plant.toml:4:9: [rule \"hot\"] clear:") != std::string::npos);
     CHECK(load_error("[[rule]]\nid = \"hot\"\nwhen = \"rate(a, b) > 1\"\n").find("rate()") !=
           std::string::npos);
     CHECK(load_error("[[rule]]\nid = \"quiet\"\nkind = \"deadman\"\nafter = \"1m\"\nwhen = \"t > 1\"\n")
               .find("does not apply to a dead-man rule") != std::string::npos);
-    CHECK(load_error("[[rule]]\nid = \"quiet\"\nkind = \"deadman\"\n").find("key `after`: is missing") !=
-          std::string::npos);
-    CHECK(load_error("[[rule]]\nid = \"x\"\nfactory = \"f 1\"\nwhen = \"t > 1\"\n").find("key `factory`") !=
-          std::string::npos);
-    CHECK(load_error("[[rule]]\nid = \"x\"\nwhen = \"t > 1\"\ndevices = []\n").find("key `devices`") !=
-          std::string::npos);
+    CHECK(load_error("[[rule]]\nid = \"quiet\"\nkind = \"deadman\"\n")
+              .find("[rule \"quiet\"] after: is missing") != std::string::npos);
+    CHECK(load_error("[[rule]]\nid = \"x\"\nfactory = \"f 1\"\nwhen = \"t > 1\"\n")
+              .find("[rule \"x\"] factory:") != std::string::npos);
+    CHECK(
+        load_error("[[rule]]\nid = \"x\"\nwhen = \"t > 1\"\ndevices = []\n").find("[rule \"x\"] devices:") !=
+        std::string::npos);
     CHECK(load_error("[rule]\nid = \"x\"\n").find("[[rule]]") != std::string::npos);
-    CHECK(load_error("rules = 3\n").find("key `rules`") != std::string::npos);
-    CHECK(load_error("[[rule]]\nid = \"x\nwhen = 1\n").find("plant.toml (line 2") != std::string::npos);
+    CHECK(load_error("rules = 3\n").find("plant.toml:1:9: [top level] rules: is not known") !=
+          std::string::npos);
+    CHECK(load_error("[[rule]]\nid = \"x\nwhen = 1\n").find("plant.toml:2:") != std::string::npos);
     // Several errors at once, so a file is fixed in one pass.
     auto both =
         load_error("[[rule]]\nid = \"a\"\nwhen = \"t >\"\nfor = \"x\"\n[[rule]]\nid = \"b\"\nseverity = 1\n");
-    CHECK(both.find("key `for`") != std::string::npos);
-    CHECK(both.find("rule \"b\": key `when`: is missing") != std::string::npos);
+    CHECK(both.find("plant.toml:4:7: [rule \"a\"] for:") != std::string::npos);
+    CHECK(both.find("[rule \"b\"] when: is missing") != std::string::npos);
+    CHECK(both.find("plant.toml:7:12: [rule \"b\"] severity: expected a string") != std::string::npos);
 }
 
 TEST_CASE("rule files: one state per (factory, device, rule), so ids are defined once per factory") {

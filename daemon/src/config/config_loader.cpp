@@ -10,10 +10,11 @@
 #include <toml++/toml.h>
 
 #include "common/identifiers.hpp"
+#include "common/section_reader.hpp"
 #include "common/units.hpp"
 #include "config/broker_uri.hpp"
 #include "config/config.hpp"
-#include "config/section_reader.hpp"
+#include "config/config_keys.hpp"
 #include "decoding/topic_template.hpp"
 
 namespace plantd {
@@ -48,35 +49,18 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
 
     {
         SectionReader top(&root, "top level", source, errors);
-        if (const auto* node = top.find("instance")) {
-            if (auto name = node->value<std::string>(); name && is_valid_identifier(*name)) {
-                config.instance = *name;
-            } else {
-                top.error_at(node, "instance", "expected an identifier ([A-Za-z0-9][A-Za-z0-9_.-]{0,63})");
-            }
+        read_declared_keys(top, "", config);
+        if (!is_valid_identifier(config.instance)) {
+            top.error_at(top.last_node("instance"), "instance",
+                         "expected an identifier ([A-Za-z0-9][A-Za-z0-9_.-]{0,63})");
+            config.instance = "plantd";
         }
     }
 
     {
         auto& m = config.mqtt;
         SectionReader r(subtable(root, "mqtt", source, errors), "mqtt", source, errors);
-        r.string("uri", m.uri);
-        r.string("client_id", m.client_id);
-        r.integer("version", m.version, 4, 5);
-        r.boolean("clean_session", m.clean_session);
-        int64_t session_expiry_ms = m.session_expiry_s * 1000;
-        r.duration_ms("session_expiry", session_expiry_ms, 0, int64_t{UINT32_MAX} * 1000);
-        m.session_expiry_s = session_expiry_ms / 1000;
-        r.string("device_topic", m.device_topic);
-        r.string("gateway_topic", m.gateway_topic);
-        r.string("shared_group", m.shared_group);
-        r.integer("qos", m.qos, 0, 1);
-        r.duration_ms("keepalive", m.keepalive_ms, 1000, 3600'000);
-        r.duration_ms("connect_timeout", m.connect_timeout_ms, 100, 600'000);
-        r.duration_ms("reconnect_min", m.reconnect_min_ms, 1000, 600'000);
-        r.duration_ms("reconnect_max", m.reconnect_max_ms, 1000, 3600'000);
-        r.string("username", m.username);
-        r.secret("password", m.password);
+        read_declared_keys(r, "mqtt", config);
         const toml::table* tls = nullptr;
         if (const auto* node = r.find("tls")) {
             if (node->is_table())
@@ -86,12 +70,7 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
         }
         r.finish();
         SectionReader t(tls, "mqtt.tls", source, errors);
-        t.boolean("enabled", m.tls.enabled);
-        t.string("ca_file", m.tls.ca_file);
-        t.string("cert_file", m.tls.cert_file);
-        t.string("key_file", m.tls.key_file);
-        t.secret("key_password", m.tls.key_password);
-        t.boolean("verify_hostname", m.tls.verify_hostname);
+        read_declared_keys(t, "mqtt.tls", config);
         t.finish();
 
         if (m.client_id.empty()) m.client_id = "plantd-" + config.instance;
@@ -128,13 +107,7 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
     {
         auto& g = config.ingest;
         SectionReader r(subtable(root, "ingest", source, errors), "ingest", source, errors);
-        r.size("max_payload_bytes", g.max_payload_bytes, 64, 64ull * 1024 * 1024);
-        r.duration_ms("max_future_skew", g.max_future_skew_ms, 0, 365ll * 86400'000);
-        r.integer("workers", g.workers, 1, 64);
-        r.integer("queue_max_messages", g.queue_max_messages, 100, 100'000'000);
-        r.size("queue_max_bytes", g.queue_max_bytes, 1024 * 1024, 64ull * 1024 * 1024 * 1024);
-        r.number("factory_rate_limit", g.factory_rate_limit, 0, 1e9);
-        r.number("factory_rate_burst", g.factory_rate_burst, 0, 1e9);
+        read_declared_keys(r, "ingest", config);
         r.finish();
         if (g.factory_rate_burst > 0 && g.factory_rate_burst < 1) {
             r.error_at(r.last_node("factory_rate_burst"), "factory_rate_burst",
@@ -149,33 +122,7 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
     {
         auto& i = config.influxdb;
         SectionReader r(subtable(root, "influxdb", source, errors), "influxdb", source, errors);
-        r.string("url", i.url);
-        std::string api = "v1";
-        r.string("api", api);
-        if (api == "v1")
-            i.api = InfluxApi::v1;
-        else if (api == "v2")
-            i.api = InfluxApi::v2;
-        else
-            r.error_at(r.last_node("api"), "api",
-                       "expected \"v1\" (InfluxDB 1.x /write) or \"v2\" (/api/v2/write)");
-        r.string("database", i.database);
-        r.string("retention_policy", i.retention_policy);
-        r.string("username", i.username);
-        r.secret("password", i.password);
-        r.boolean("create_database", i.create_database);
-        r.string("org", i.org);
-        r.string("bucket", i.bucket);
-        r.secret("token", i.token);
-        r.string("measurement", i.measurement);
-        r.integer("batch_max_lines", i.batch_max_lines, 1, 1'000'000);
-        r.size("batch_max_bytes", i.batch_max_bytes, 1024, 256ull * 1024 * 1024);
-        r.duration_ms("flush_interval", i.flush_interval_ms, 1, 3600'000);
-        r.boolean("gzip", i.gzip);
-        r.duration_ms("request_timeout", i.request_timeout_ms, 100, 600'000);
-        r.duration_ms("retry_initial", i.retry_initial_ms, 1, 600'000);
-        r.duration_ms("retry_max", i.retry_max_ms, 1, 3600'000);
-        r.integer("max_pending_batches", i.max_pending_batches, 1, 1000);
+        read_declared_keys(r, "influxdb", config);
         r.finish();
         if (i.url.rfind("http://", 0) != 0 && i.url.rfind("https://", 0) != 0) {
             r.error_at(r.last_node("url"), "url", "expected http:// or https://");
@@ -205,40 +152,14 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
 
     {
         SectionReader r(subtable(root, "dead_letter", source, errors), "dead_letter", source, errors);
-        r.string("path", config.dead_letter.path);
-        r.size("max_bytes", config.dead_letter.max_bytes, 4096, 1ull << 50);
+        read_declared_keys(r, "dead_letter", config);
         r.finish();
         if (config.dead_letter.path.empty()) r.error_at(r.last_node("path"), "path", "must not be empty");
     }
     {
         auto& d = config.durability;
         SectionReader r(subtable(root, "durability", source, errors), "durability", source, errors);
-        std::string mode = "process";
-        r.string("mode", mode);
-        if (mode == "memory")
-            d.mode = DurabilityMode::memory;
-        else if (mode == "process")
-            d.mode = DurabilityMode::process;
-        else if (mode == "power")
-            d.mode = DurabilityMode::power;
-        else
-            r.error_at(r.last_node("mode"), "mode",
-                       "expected \"memory\" (nothing on disk), \"process\" (safe against a crash of plantd) "
-                       "or \"power\" (also fsync'd every fsync_interval)");
-        r.string("directory", d.directory);
-        r.duration_ms("fsync_interval", d.fsync_interval_ms, 1, 3600'000);
-        r.size("segment_bytes", d.segment_bytes, 64 * 1024, 4ull << 30);
-        r.size("wal_max_bytes", d.wal_max_bytes, 1024 * 1024, 1ull << 50);
-        r.size("buffer_max_bytes", d.buffer_max_bytes, 0, 1ull << 50);
-        std::string policy = "block";
-        r.string("buffer_full_policy", policy);
-        if (policy == "block")
-            d.buffer_full_policy = BufferFullPolicy::block;
-        else if (policy == "drop_oldest")
-            d.buffer_full_policy = BufferFullPolicy::drop_oldest;
-        else
-            r.error_at(r.last_node("buffer_full_policy"), "buffer_full_policy",
-                       "expected \"block\" (stop taking messages; the broker holds them) or \"drop_oldest\"");
+        read_declared_keys(r, "durability", config);
         r.finish();
         if (d.directory.empty()) r.error_at(r.last_node("directory"), "directory", "must not be empty");
         if (d.wal_max_bytes < 2 * d.segment_bytes)
@@ -246,51 +167,25 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
     }
     {
         SectionReader r(subtable(root, "control", source, errors), "control", source, errors);
-        r.string("listen", config.control.listen);
+        read_declared_keys(r, "control", config);
         r.finish();
         check_listen_address(r, config.control.listen);
     }
     {
         SectionReader r(subtable(root, "log", source, errors), "log", source, errors);
-        r.string("level", config.log.level);
-        r.duration_ms("reject_log_interval", config.log.reject_log_interval_ms, 0, 3600'000);
+        read_declared_keys(r, "log", config);
         r.finish();
-        static const std::set<std::string> levels{"trace", "debug",    "info", "warn",
-                                                  "error", "critical", "off"};
-        if (!levels.count(config.log.level)) {
-            r.error_at(r.last_node("level"), "level",
-                       "expected trace, debug, info, warn, error, critical or off");
-        }
     }
     {
         SectionReader r(subtable(root, "shutdown", source, errors), "shutdown", source, errors);
-        r.duration_ms("drain_timeout", config.shutdown.drain_timeout_ms, 0, 3600'000);
+        read_declared_keys(r, "shutdown", config);
         r.finish();
     }
 
     {
         auto& g = config.registry;
         SectionReader r(subtable(root, "registry", source, errors), "registry", source, errors);
-        r.boolean("enabled", g.enabled);
-        r.duration_ms("refresh_interval", g.refresh_interval_ms, 100, 3600'000);
-        r.integer("auto_register_backlog", g.auto_register_backlog, 1, 10'000'000);
-        r.string("mysql_host", g.mysql_host);
-        r.integer("mysql_port", g.mysql_port, 1, 65535);
-        r.string("mysql_user", g.mysql_user);
-        r.secret("mysql_password", g.mysql_password);
-        r.string("mysql_database", g.mysql_database);
-        r.duration_ms("connect_timeout", g.connect_timeout_ms, 1000, 600'000);
-        r.duration_ms("lock_wait_timeout", g.lock_wait_timeout_ms, 1000, 300'000);
-        r.string("redis_host", g.redis_host);
-        r.integer("redis_port", g.redis_port, 1, 65535);
-        r.integer("redis_db", g.redis_db, 0, 1000);
-        r.secret("redis_password", g.redis_password);
-        r.string("redis_prefix", g.redis_prefix);
-        r.duration_ms("full_refresh_interval", g.full_refresh_interval_ms, 1000, 86400'000);
-        r.duration_ms("negative_ttl", g.negative_ttl_ms, 100, 86400'000);
-        r.integer("lookup_backlog", g.lookup_backlog, 1, 10'000'000);
-        r.integer("hold_max_messages", g.hold_max_messages, 1, 10'000'000);
-        r.integer("max_parameters_per_factory", g.max_parameters_per_factory, 1, 10'000'000);
+        read_declared_keys(r, "registry", config);
         r.finish();
         if (!is_valid_identifier(g.redis_prefix))
             r.error_at(r.last_node("redis_prefix"), "redis_prefix",
@@ -307,16 +202,7 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
     {
         auto& g = config.rules;
         SectionReader r(subtable(root, "rules", source, errors), "rules", source, errors);
-        r.string("directory", g.directory);
-        r.duration_ms("value_ttl", g.value_ttl_ms, 1'000, 7 * 86400'000LL);
-        r.duration_ms("watch_interval", g.watch_interval_ms, 0, 3600'000);
-        r.integer("queue_max_records", g.queue_max_records, 100, 100'000'000);
-        r.integer("max_devices", g.max_devices, 1, 100'000'000);
-        r.duration_ms("seen_flush_interval", g.seen_flush_interval_ms, 100, 3600'000);
-        r.string("alert_topic", g.alert_topic);
-        r.string("alert_measurement", g.alert_measurement);
-        r.boolean("alert_mysql", g.alert_mysql);
-        r.integer("alert_max_pending", g.alert_max_pending, 10, 100'000'000);
+        read_declared_keys(r, "rules", config);
         r.finish();
         if (g.alert_topic.find("{factory_id}") == std::string::npos ||
             g.alert_topic.find("{device_id}") == std::string::npos ||

@@ -27,7 +27,9 @@ struct RuleDefinition {
     int64_t after_ms = 0;  // deadman: silence this long fires
     Severity severity = Severity::warning;
     std::string message;
-    std::string source;  // "file.toml, rule 3" for messages
+    std::string source;   // the file, for messages
+    std::string when_at;  // "file.toml:4:8": where `when` and `clear` were written, for messages
+    std::string clear_at;
 
     // The whole definition as text: equal fingerprints = an unchanged rule across a reload.
     std::string fingerprint() const;

@@ -1,7 +1,9 @@
 #pragma once
-// One [section] of a TOML config, read key by key: each reader call takes a key with its type and
-// bounds, and every error names the file, line, column, section and key. finish() rejects the keys
-// that no call asked for, so a misspelt key is an error, not a silent default.
+// One table of a TOML file, read key by key: the one reader of plantd's config and of its rule files.
+// Each call takes a key with its type and bounds, and every error reads
+//   file:line:column: [section] key: problem
+// (section: "mqtt" for the config, `rule "overheat"` for a rule). finish() rejects the keys that no
+// call asked for, so a misspelt key is an error, not a silent default.
 #include <cstdint>
 #include <optional>
 #include <set>
@@ -22,13 +24,29 @@ class SectionReader {
                   std::vector<std::string>& errors)
         : table_(table), section_(std::move(section)), source_(source), errors_(errors) {}
 
+    // `node` null: the error points at the table itself (a key that is missing).
     void error_at(const toml::node* node, std::string_view key, std::string_view problem) {
+        if (!node) node = table_;
         std::string where = source_;
         if (node && node->source().begin.line > 0) {
             where += fmt::format(":{}:{}", node->source().begin.line, node->source().begin.column);
         }
-        errors_.push_back(fmt::format("{}: [{}] {}: {}", where, section_, key, problem));
+        errors_.push_back(format_error(where, section_, key, problem));
     }
+    // The one error format, for checks made after reading too.
+    static std::string format_error(std::string_view where, std::string_view section, std::string_view key,
+                                    std::string_view problem) {
+        return fmt::format("{}: [{}] {}: {}", where, section, key, problem);
+    }
+    // Where `node` is, as errors show it ("file:line:column", or the file).
+    std::string where(const toml::node* node) const {
+        if (node && node->source().begin.line > 0)
+            return fmt::format("{}:{}:{}", source_, node->source().begin.line, node->source().begin.column);
+        return source_;
+    }
+    // Names the section anew (a rule is "rule 3" until its id is read).
+    void rename(std::string section) { section_ = std::move(section); }
+    bool present(std::string_view key) const { return table_ && table_->contains(key); }
 
     const toml::node* find(std::string_view key) {
         seen_.insert(std::string(key));
@@ -108,18 +126,25 @@ class SectionReader {
         }
     }
 
+    // A string of at most `max_bytes`, without control characters unless `allow_control`; nullopt
+    // when absent or refused (the error is recorded).
+    std::optional<std::string> text(std::string_view key, size_t max_bytes, bool allow_control = false);
+    // A duration in milliseconds; nullopt when absent or refused.
+    std::optional<int64_t> duration(std::string_view key);
+
     // A secret comes from `key`, `key_env` (an environment variable) or `key_file` (first line of a
     // file, so that it can live in /run/secrets or a systemd credential), at most one of them.
     void secret(std::string_view key, std::optional<std::string>& out);
-    // Every key of the section that no reader asked for is an error ("unknown key").
-    void finish();
+    // Every key of the section that no reader asked for is an error (`problem`).
+    void finish(
+        std::string_view problem = "unknown key (misspelt? see the configuration reference in README.md)");
 
     const toml::node* last_node(std::string_view key) { return table_ ? table_->get(key) : nullptr; }
 
   private:
     const toml::table* table_;
     std::string section_;
-    const std::string& source_;
+    std::string source_;
     std::vector<std::string>& errors_;
     std::set<std::string> seen_;
 };

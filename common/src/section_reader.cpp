@@ -1,7 +1,10 @@
-#include "config/section_reader.hpp"
+#include "common/section_reader.hpp"
 
 #include <cstdlib>
 #include <fstream>
+
+#include "common/identifiers.hpp"
+#include "common/units.hpp"
 
 namespace plantd {
 
@@ -39,14 +42,42 @@ void SectionReader::secret(std::string_view key, std::optional<std::string>& out
     }
 }
 
-void SectionReader::finish() {
+void SectionReader::finish(std::string_view problem) {
     if (!table_) return;
     for (const auto& [key, node] : *table_) {
-        if (!seen_.count(std::string(key.str()))) {
-            error_at(&node, key.str(),
-                     "unknown key (misspelt? see the configuration reference in README.md)");
-        }
+        if (!seen_.count(std::string(key.str()))) error_at(&node, key.str(), problem);
     }
+}
+
+std::optional<std::string> SectionReader::text(std::string_view key, size_t max_bytes, bool allow_control) {
+    const toml::node* node = find(key);
+    if (!node) return std::nullopt;
+    auto value = node->value<std::string>();
+    if (!node->is_string() || !value) {
+        error_at(node, key, "expected a string");
+        return std::nullopt;
+    }
+    if (value->size() > max_bytes) {
+        error_at(node, key, fmt::format("is longer than {} bytes", max_bytes));
+        return std::nullopt;
+    }
+    if (!allow_control && contains_control_character(*value)) {
+        error_at(node, key, "contains a control character");
+        return std::nullopt;
+    }
+    return value;
+}
+
+std::optional<int64_t> SectionReader::duration(std::string_view key) {
+    const toml::node* node = find(key);
+    if (!node) return std::nullopt;
+    auto text = node->value<std::string>();
+    auto ms = text && node->is_string() ? parse_duration_ms(*text) : std::nullopt;
+    if (!ms) {
+        error_at(node, key, "expected a duration such as \"500ms\", \"30s\", \"5m\" or \"1h\"");
+        return std::nullopt;
+    }
+    return ms;
 }
 
 const toml::table* subtable(const toml::table& root, std::string_view name, const std::string& source,
