@@ -117,6 +117,26 @@ bool eventually_connected(const MqttSession& session) {
     return session.connected();
 }
 
+// A session of a RecordingClient, started and connected to a fresh broker that has read its CONNECT.
+struct SessionRig {
+    FakeBroker broker;
+    MqttConfig mqtt;
+    RecordingClient client{mqtt};
+    MqttSession session{mqtt, client, small_session()};
+
+    explicit SessionRig(int version, int64_t keepalive_ms = 30'000) : mqtt(test_mqtt(broker, version)) {
+        mqtt.keepalive_ms = keepalive_ms;
+        REQUIRE(session.create().empty());
+        session.start();
+        REQUIRE(broker.accept());
+        REQUIRE(broker.read_until(has_connect));
+    }
+    void stop() {
+        session.request_stop();
+        session.join();
+    }
+};
+
 }  // namespace
 
 TEST_CASE("MQTT session: the broker's stream cut at every byte offset yields the same packets, in order") {
@@ -131,19 +151,12 @@ TEST_CASE("MQTT session: the broker's stream cut at every byte offset yields the
         int failures = 0;
         for (size_t cut = 1; cut < script.size() && failures < 3; ++cut) {
             INFO("MQTT version ", version, ", cut after byte ", cut, " of ", script.size());
-            FakeBroker broker;
-            const MqttConfig mqtt = test_mqtt(broker, version);
-            RecordingClient client(mqtt);
-            MqttSession session(mqtt, client, small_session());
-            REQUIRE(session.create().empty());
-            session.start();
-            REQUIRE(broker.accept());
-            REQUIRE(broker.read_until(has_connect));
+            SessionRig rig(version);
+            auto& [broker, mqtt, client, session] = rig;
             broker.send_cut(script, cut);
             const bool acknowledged =
                 broker.read_until([](const auto& p) { return puback_ids(p).size() == 3; });
-            session.request_stop();
-            session.join();
+            rig.stop();
             CHECK(acknowledged);
             CHECK(puback_ids(broker.packets()) == std::set<uint16_t>{1, 2, 3});
             CHECK(client.messages == expected);
@@ -160,15 +173,8 @@ TEST_CASE("MQTT session: the broker's stream cut at every byte offset yields the
 
 TEST_CASE(
     "MQTT session: PINGREQ while quiet; a broker silent for 1.5 keepalives is given up and reconnected") {
-    FakeBroker broker;
-    MqttConfig mqtt = test_mqtt(broker, mqtt_codec::version_5);
-    mqtt.keepalive_ms = 1'000;
-    RecordingClient client(mqtt);
-    MqttSession session(mqtt, client, small_session());
-    REQUIRE(session.create().empty());
-    session.start();
-    REQUIRE(broker.accept());
-    REQUIRE(broker.read_until(has_connect));
+    SessionRig rig(mqtt_codec::version_5, 1'000);
+    auto& [broker, mqtt, client, session] = rig;
     broker.write_all(connack_accepted(mqtt_codec::version_5));
     const auto connected_at = std::chrono::steady_clock::now();
     // Half a keepalive of quiet: a PINGREQ. Then no answer at all.
@@ -184,8 +190,7 @@ TEST_CASE(
     REQUIRE(broker.read_until(has_connect));
     broker.write_all(connack_accepted(mqtt_codec::version_5));
     CHECK(broker.read_until([](const auto&) { return false; }, std::chrono::milliseconds(100)) == false);
-    session.request_stop();
-    session.join();
+    rig.stop();
     CHECK(session.connects() == 2);
     CHECK(client.disconnects.load() == 2);  // the silent broker's, and the stop's
 }
@@ -194,14 +199,8 @@ TEST_CASE("MQTT session: garbage from the broker ends the connection, counted as
     for (const std::string& garbage :
          {std::string("\x30\xff\xff\xff\xff\x01", 6),                 // remaining length of 5 bytes
           std::string("\x20\x02\x00\x00\x30\x03\x00\x09\x61", 9)}) {  // topic past the end
-        FakeBroker broker;
-        const MqttConfig mqtt = test_mqtt(broker, mqtt_codec::version_3_1_1);
-        RecordingClient client(mqtt);
-        MqttSession session(mqtt, client, small_session());
-        REQUIRE(session.create().empty());
-        session.start();
-        REQUIRE(broker.accept());
-        REQUIRE(broker.read_until(has_connect));
+        SessionRig rig(mqtt_codec::version_3_1_1);
+        auto& [broker, mqtt, client, session] = rig;
         if (garbage[0] == '\x30') broker.write_all(connack_accepted(mqtt_codec::version_3_1_1));
         broker.write_all(garbage);
         // It hangs up and comes back.
@@ -209,8 +208,7 @@ TEST_CASE("MQTT session: garbage from the broker ends the connection, counted as
         REQUIRE(broker.read_until(has_connect));
         broker.write_all(connack_accepted(mqtt_codec::version_3_1_1));
         REQUIRE(eventually_connected(session));
-        session.request_stop();
-        session.join();
+        rig.stop();
         CHECK(client.messages.empty());
         CHECK(session.connects() + session.connect_failures() >= 1);
         CHECK(session.connection_losses() == session.connects() - 1);  // the second ended with the stop
