@@ -19,6 +19,61 @@ bool is_name_character(char c) {
     return name_characters.find(c) != std::string_view::npos;
 }
 
+constexpr std::string_view operator_characters = "+-*/^()<>=!&|?:,";
+
+bool is_space(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+// The traps of muparser's grammar that the rule language does not have: `=` (and `+=` ...) assign,
+// so `temperature = 85` would be always true; a character that is no operator; and an unquoted name
+// with an operator inside (`spindle-rpm` is spindle minus rpm). "" or the problem.
+std::string check_operators(std::string_view text) {
+    for (size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if (c == '`') {  // a quoted name: anything goes inside
+            const size_t end = text.find('`', i + 1);
+            if (end == std::string_view::npos) return {};  // rewrite() reports it
+            i = end;
+            continue;
+        }
+        if (is_space(c) || is_name_character(c)) continue;
+        if (operator_characters.find(c) == std::string_view::npos)
+            return fmt::format("`{}` at position {} is not an operator of the rule language",
+                               printable(text.substr(i, 1)), i);
+        if (c == '=') {
+            const char before = i > 0 ? text[i - 1] : ' ';
+            const char after = i + 1 < text.size() ? text[i + 1] : ' ';
+            if (after == '=') {
+                ++i;  // ==
+                continue;
+            }
+            if (before == '<' || before == '>' || before == '!') continue;  // <= >= !=
+            return fmt::format("`=` at position {} assigns; compare with `==`", i);
+        }
+        if ((c == '-' || c == '+' || c == '/' || c == '*') && i > 0 && i + 1 < text.size() &&
+            is_name_character(text[i - 1]) && is_name_character(text[i + 1])) {
+            // Both sides are names (not numbers: 1e-3 and 2-1 are fine) written without spaces.
+            size_t start = i;
+            while (start > 0 && is_name_character(text[start - 1])) --start;
+            size_t end = i + 1;
+            while (end < text.size() && is_name_character(text[end])) ++end;
+            const std::string_view left = text.substr(start, i - start);
+            const std::string_view right = text.substr(i + 1, end - i - 1);
+            auto is_word = [](std::string_view word) {
+                return !word.empty() && !(word[0] >= '0' && word[0] <= '9');
+            };
+            if (is_word(left) && is_word(right))
+                return fmt::format(
+                    "`{0}` reads as {1} {2} {3}; write the name in backticks (`` `{0}` ``) or put spaces "
+                    "around "
+                    "`{2}`",
+                    text.substr(start, end - start), left, c, right);
+        }
+    }
+    return {};
+}
+
 // Rewrites `quoted names` and rate(name) into placeholder variables (_qN, _rN: metric names cannot
 // start with '_', so they never collide) and records what each placeholder stands for.
 Result<std::string> rewrite(std::string_view text, std::vector<Expression::Input>& placeholders) {
@@ -104,6 +159,7 @@ Result<std::unique_ptr<Expression>> Expression::compile(std::string_view text) {
     expression->text_.assign(text);
     Parser& state = *expression->parser_;
     state.owner = expression.get();
+    if (std::string problem = check_operators(text); !problem.empty()) return fail(problem);
     auto rewritten = rewrite(text, state.placeholders);
     if (!rewritten) return fail(rewritten.error());
     try {

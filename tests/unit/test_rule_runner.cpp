@@ -15,10 +15,12 @@
 
 #include "alerting/alert_delivery.hpp"
 #include "alerting/rule_feed.hpp"
+#include "alerting/rule_lint.hpp"
 #include "alerting/rule_runner.hpp"
 #include "config/config.hpp"
 #include "control/health.hpp"
 #include "decoding/payload_format.hpp"
+#include "rules/rule_loader.hpp"
 
 using namespace plantd;
 using namespace std::chrono_literals;
@@ -192,4 +194,39 @@ TEST_CASE(
     CHECK(recording->events() == std::vector<std::string>{"firing:f1/a:r", "firing:f1/c:r"});
     CHECK(delivery.refused() == 1);
     CHECK(delivery.delivered() == 2);
+}
+
+TEST_CASE(
+    "rule lint: a metric no device sends is warned about after the grace, a factory the registry does not "
+    "know at once") {
+    rules::RuleFiles files;
+    files.files.emplace_back("plant.toml",
+                             "[[rule]]\nid = \"hot\"\nfactory = \"f1\"\nwhen = \"temprature > 85\"\n"
+                             "[[rule]]\nid = \"climb\"\nwhen = \"pressure > 3\"\n"
+                             "[[rule]]\nid = \"far\"\nfactory = \"hamburg\"\nwhen = \"pressure > 9\"\n");
+    auto set = rules::build_rule_set(files);
+    REQUIRE(set.ok());
+    RuleLint lint(60'000,
+                  [](std::string_view factory) -> std::optional<bool> { return factory != "hamburg"; });
+    lint.rules_loaded(**set, 1'000'000);
+    lint.observe(
+        RuleRecord{std::string("f2"),
+                   std::string("d1"),
+                   0,
+                   0,
+                   {{std::string("pressure"),
+                     1.0}}});  // pressure: the "*" rule is satisfied by any factory; hamburg's by none yet
+    lint.check(1'000'000 + 59'000);
+    CHECK(lint.unseen_metrics() == 0);  // still within the grace
+    CHECK(lint.unknown_factories() == 1);
+    lint.check(1'000'000 + 61'000);
+    CHECK(lint.unseen_metrics() == 2);  // f1's `temprature`, hamburg's `pressure`
+    lint.observe(
+        RuleRecord{std::string("hamburg"), std::string("d1"), 0, 0, {{std::string("pressure"), 1.0}}});
+    lint.check(1'000'000 + 62'000);
+    CHECK(lint.unseen_metrics() == 1);
+    // New rules: looked for anew, and what was seen still counts.
+    lint.rules_loaded(**set, 2'000'000);
+    lint.check(2'000'000 + 61'000);
+    CHECK(lint.unseen_metrics() == 1);
 }

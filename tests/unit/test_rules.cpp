@@ -151,6 +151,31 @@ TEST_CASE("expressions: names, quoted names, rate(), logic, and not-a-number") {
     CHECK_FALSE(Expression::compile("   ").ok());
 }
 
+TEST_CASE("expressions: assignment, unknown operators and names that read as arithmetic are load errors") {
+    // `=` assigns in muparser: `temperature = 85` would be always true.
+    auto assign = load_error("[[rule]]\nid = \"hot\"\nwhen = \"temperature = 85\"\n");
+    CHECK(assign.find("plant.toml:3:8: [rule \"hot\"] when: `=` at position 12 assigns; compare with `==`") !=
+          std::string::npos);
+    for (const char* bad : {"t += 1", "t -= 1", "t *= 2", "t /= 2", "t = 1 || u > 2"})
+        CHECK_MESSAGE(Expression::compile(bad).error().find("assigns") != std::string::npos, bad);
+    // `spindle-rpm` is spindle minus rpm unless quoted.
+    auto minus = Expression::compile("spindle-rpm > 3000");
+    REQUIRE_FALSE(minus.ok());
+    CHECK(minus.error().find("`spindle-rpm` reads as spindle - rpm") != std::string::npos);
+    CHECK_FALSE(Expression::compile("flow/min > 3").ok());
+    for (const char* bad : {"t % 2 > 0", "t > 1; u > 2", "t ~ 1", "#t > 1", "t > $1"})
+        CHECK_MESSAGE(Expression::compile(bad).error().find("is not an operator") != std::string::npos, bad);
+    // What stays valid: comparisons, spaced arithmetic, numbers with exponents, quoted names.
+    for (const char* good :
+         {"t == 85", "t != 85", "t <= 85 && t >= 80", "a - b > 1", "a-1 > 0", "1e-3 < t",
+          "`spindle-rpm` > 3000", "x.y*2 > 1", "t > 1 ? 1 : 0", "max(a, b) > 2", "!(t > 1)"})
+        CHECK_MESSAGE(Expression::compile(good).ok(), good);
+    double at_85[] = {85};
+    CHECK((*Expression::compile("t == 85"))->evaluate(at_85) == true);
+    double at_20[] = {20};
+    CHECK((*Expression::compile("t == 85"))->evaluate(at_20) == false);
+}
+
 TEST_CASE("device globs") {
     CHECK(glob_match("press-*", "press-01"));
     CHECK_FALSE(glob_match("press-*", "lathe-01"));

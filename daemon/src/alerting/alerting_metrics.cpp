@@ -34,6 +34,12 @@ void RuleRunner::register_metrics(MetricsRegistry& registry) const {
         "Conditions left unknown: an input missing or older than value_ttl, or not a number.",
         value(c.unknown_conditions));
     registry.add_gauge("plantd_alerts_active", "Alerts pending or firing.", value(c.active_alerts));
+    registry.add_gauge(
+        "plantd_rule_unseen_metrics",
+        "Rule metrics no device in the rule's scope has sent within unseen_metric_grace (misspelt?).",
+        value(c.unseen_metrics));
+    registry.add_gauge("plantd_rules_unknown_factory", "Rules for a factory the registry does not know.",
+                       value(c.unknown_factories));
     registry.add_counter("plantd_alert_events_total{state=\"pending\"}", "Alert transitions.",
                          value(c.events_pending));
     registry.add_counter("plantd_alert_events_total{state=\"firing\"}", "Alert transitions.",

@@ -13,15 +13,17 @@ constexpr size_t take_at_most = 1024;
 constexpr int64_t wait_ms = 50;
 constexpr int64_t tick_interval_ms = 250;
 constexpr int64_t save_retry_ms = 1'000;
+constexpr int64_t lint_interval_ms = 5'000;
 }  // namespace
 
 RuleRunner::RuleRunner(const Config& config, RuleFeed& feed, std::vector<AlertDelivery*> destinations,
-                       Health& health)
+                       Health& health, RuleLint::FactoryKnown factory_known)
     : config_(config),
       feed_(feed),
       destinations_(std::move(destinations)),
       health_(health),
-      engine_(rules::EngineOptions{config.rules.value_ttl_ms, config.rules.max_devices, {}}) {
+      engine_(rules::EngineOptions{config.rules.value_ttl_ms, config.rules.max_devices, {}}),
+      lint_(config.rules.unseen_metric_grace_ms, std::move(factory_known)) {
     if (!config.registry.redis_host.empty())
         state_store_ = std::make_unique<AlertStateStore>(config.registry);
 }
@@ -39,6 +41,7 @@ std::string RuleRunner::load() {
     counters_.rules_loaded = (*set)->size();
     feed_.set_interest((*set)->interest());
     const int64_t now = wall_clock_ms();
+    lint_.rules_loaded(**set, now);
     engine_.replace_rules(std::move(*set), now, events_);
     spdlog::info("rules: {} rules from {} files in {}", counters_.rules_loaded.load(), files->files.size(),
                  config_.rules.directory);
@@ -104,6 +107,7 @@ void RuleRunner::evaluate(std::vector<RuleRecord>& records) {
     std::vector<rules::Sample> samples;
     for (const RuleRecord& record : records) {
         samples.clear();
+        lint_.observe(record);
         for (const auto& [name, value] : record.samples) samples.push_back({name, value});
         engine_.observe(rules::Observation{record.factory_id, record.device_id, record.arrived_ms,
                                            record.sample_ms, samples},
@@ -125,6 +129,13 @@ void RuleRunner::run() {
         if (now - last_tick >= tick_interval_ms) {
             last_tick = now;
             engine_.tick(now, events_);
+        }
+        if (now - last_lint_ms_ >= lint_interval_ms) {
+            last_lint_ms_ = now;
+            lint_.check(now);
+            counters_.unseen_metrics = lint_.unseen_metrics();
+            counters_.unknown_factories = lint_.unknown_factories();
+            health_.rule_warnings = lint_.unseen_metrics() + lint_.unknown_factories();
         }
         const bool watch_due = config_.rules.watch_interval_ms > 0 &&
                                steady_clock_ms() - last_watch >= config_.rules.watch_interval_ms;
@@ -164,6 +175,7 @@ void RuleRunner::reload(bool forced) {
             counters_.rules_loaded = (*set)->size();
             feed_.set_interest((*set)->interest());
             const size_t events_before = events_.size();
+            lint_.rules_loaded(**set, wall_clock_ms());
             engine_.replace_rules(std::move(*set), wall_clock_ms(), events_);
             counters_.reloads.fetch_add(1);
             health_.rules_reload_failed = false;

@@ -16,6 +16,7 @@
 #include "alerting/alert_delivery.hpp"
 #include "alerting/alert_state_store.hpp"
 #include "alerting/rule_feed.hpp"
+#include "alerting/rule_lint.hpp"
 #include "config/config.hpp"
 #include "control/health.hpp"
 #include "control/metrics_registry.hpp"
@@ -36,12 +37,15 @@ struct RuleRunnerCounters {
     std::atomic<uint64_t> events_resolved{0};
     std::atomic<size_t> rules_loaded{0};
     std::atomic<size_t> active_alerts{0};
+    std::atomic<size_t> unseen_metrics{0};     // (rule, metric) pairs no device has sent after the grace
+    std::atomic<size_t> unknown_factories{0};  // rules for factories the registry does not know
 };
 
 class RuleRunner final : public Service {
   public:
-    RuleRunner(const Config& config, RuleFeed& feed, std::vector<AlertDelivery*> destinations,
-               Health& health);
+    // `factory_known`: whether the registry knows a factory (empty without a registry).
+    RuleRunner(const Config& config, RuleFeed& feed, std::vector<AlertDelivery*> destinations, Health& health,
+               RuleLint::FactoryKnown factory_known = {});
     ~RuleRunner();
 
     // Before start(): loads the rules (an error names file, rule and key: plantd does not start) and
@@ -72,6 +76,8 @@ class RuleRunner final : public Service {
     std::vector<AlertDelivery*> destinations_;
     Health& health_;
     rules::RuleEngine engine_;
+    RuleLint lint_;
+    int64_t last_lint_ms_ = 0;
     std::unique_ptr<AlertStateStore> state_store_;  // null without Redis
     std::string files_fingerprint_;
     std::vector<rules::AlertEvent> events_;

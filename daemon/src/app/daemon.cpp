@@ -193,7 +193,15 @@ int run_daemon(const Config& config) {
             r.alert_max_pending));
         std::vector<AlertDelivery*> destinations;
         for (auto& destination : alert_destinations) destinations.push_back(destination.get());
-        rule_runner = std::make_unique<RuleRunner>(config, *rule_feed, destinations, health);
+        RuleLint::FactoryKnown factory_known;
+        if (registry) {
+            factory_known = [&registry](std::string_view factory_id) -> std::optional<bool> {
+                auto snapshot = registry->snapshot();
+                if (!snapshot) return std::nullopt;
+                return snapshot->factory(factory_id) != nullptr;
+            };
+        }
+        rule_runner = std::make_unique<RuleRunner>(config, *rule_feed, destinations, health, factory_known);
         if (std::string error = rule_runner->load(); !error.empty()) {
             spdlog::critical("invalid rules:\n{}", error);
             return 1;

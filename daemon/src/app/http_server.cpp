@@ -49,6 +49,9 @@ std::string ControlServer::health_json() const {
                        !health_.rules_enabled   ? "off"
                        : health_.alerts_failing ? "retrying"
                                                 : "ok");
+    // rules that cannot be right: a metric no device sent, a factory the registry does not know (log names
+    // them).
+    out += fmt::format(",\"rule_warnings\":{}", health_.rule_warnings.load());
     // wal: "failing" = cannot write (disk full?), "full" = holds wal_max_bytes; either way nothing is
     // acknowledged. buffer: "in_use" = batches wait on disk for InfluxDB, "full" = at buffer_max_bytes.
     out += fmt::format(",\"wal\":\"{}\",\"buffer\":\"{}\"",

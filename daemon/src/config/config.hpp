@@ -153,8 +153,9 @@ struct RulesConfig {
     int64_t seen_flush_interval_ms = 5'000;  // how often dead-man "last seen" times go to Redis
     std::string alert_topic = "factory/{factory_id}/alerts/{device_id}";
     std::string alert_measurement = "alerts";
-    bool alert_mysql = true;             // the alerts table (needs [registry] enabled)
-    size_t alert_max_pending = 100'000;  // per destination (MQTT, MySQL, InfluxDB), at most
+    bool alert_mysql = true;                          // the alerts table (needs [registry] enabled)
+    size_t alert_max_pending = 100'000;               // per destination (MQTT, MySQL, InfluxDB), at most
+    int64_t unseen_metric_grace_ms = 10 * 60 * 1000;  // then a metric no device sent is warned about
 };
 
 struct Config {

@@ -247,6 +247,11 @@ const std::vector<ConfigKey>& config_keys() {
               "the InfluxDB measurement of alert events"),
         plain("rules", "alert_mysql", KeyType::flag, AT(rules.alert_mysql),
               "record alerts in the MySQL `alerts` table (needs `[registry] enabled`)"),
+        ranged("rules", "unseen_metric_grace", KeyType::duration, 1'000, 7 * 86400'000LL,
+               AT(rules.unseen_metric_grace_ms),
+               "a rule metric that no device in the rule's scope has sent this long after the rules were "
+               "loaded is "
+               "warned about (log, `plantd_rule_unseen_metrics`, `/health`)"),
         ranged("rules", "alert_max_pending", KeyType::integer, 10, 100'000'000, AT(rules.alert_max_pending),
                "alert events waiting per destination, at most"),
     };

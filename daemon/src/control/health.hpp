@@ -26,6 +26,7 @@ class Health {
     std::atomic<bool> rules_behind{false};
     std::atomic<bool> rules_state_failing{false};
     std::atomic<bool> alerts_failing{false};
+    std::atomic<size_t> rule_warnings{0};  // rules whose metric no device sent, or whose factory is unknown
     // Durability: the write-ahead log cannot be written (disk full, I/O error) or holds wal_max_bytes;
     // the disk buffer holds buffer_max_bytes. Either way plantd stops taking messages (or, for the
     // buffer with drop_oldest, drops the oldest batches).
