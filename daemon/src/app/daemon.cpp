@@ -114,15 +114,9 @@ int run_daemon(const Config& config) {
         if (!error.empty()) spdlog::warn("influxdb: {} (will retry on write)", error);
     }
 
-    // Everything that can fail on bad settings comes before the first thread starts.
+    // Everything that can fail on bad settings comes before the first thread starts. The control
+    // server starts serving only once every component it reads exists (it is stopped before they go).
     ControlServer control(metrics, accounting, health);
-    if (!config.control.listen.empty()) {
-        if (std::string error = control.start(config.control.listen); !error.empty()) {
-            spdlog::critical("{}: {}", config.source, error);
-            return 1;
-        }
-        spdlog::info("control: http://{}/metrics, /health, /ready", config.control.listen);
-    }
     MqttSubscriber subscriber(config, router.subscription_filters(), queue, accounting, health, wal.get());
     if (std::string error = subscriber.create(); !error.empty()) {
         spdlog::critical("{}: {}", config.source, error);
@@ -151,6 +145,7 @@ int run_daemon(const Config& config) {
     // they are not telemetry), so that a slow alert never waits behind telemetry batches or the reverse.
     Accounting alert_points;
     WriterStats alert_writer_stats;
+    Health alert_writer_health;  // its own: a failing alert write does not make telemetry look failing
     std::unique_ptr<InfluxWriter> alert_writer;
     if (!config.rules.directory.empty()) {
         const auto& r = config.rules;
@@ -176,8 +171,11 @@ int run_daemon(const Config& config) {
             }
             return destination_for(config.influxdb, factory_id);
         };
-        alert_writer = std::make_unique<InfluxWriter>(shards, config.influxdb, alert_points,
-                                                      alert_writer_stats, health, **dead_letters, reject_log);
+        alert_writer =
+            std::make_unique<InfluxWriter>(shards, config.influxdb, alert_points, alert_writer_stats,
+                                           alert_writer_health, **dead_letters, reject_log);
+        metrics.add_gauge("plantd_alert_influxdb_ok", "1 while InfluxDB accepts alert points.",
+                          [&alert_writer_health] { return alert_writer_health.influx_failing ? 0.0 : 1.0; });
         metrics.add_counter("plantd_alert_points_written_total", "Alert points InfluxDB acknowledged.",
                             [&alert_points] { return static_cast<double>(alert_points.points_written()); });
         metrics.add_counter(
@@ -246,6 +244,14 @@ int run_daemon(const Config& config) {
         workers.back()->register_metrics(metrics);
     }
 
+    if (!config.control.listen.empty()) {
+        if (std::string error = control.start(config.control.listen); !error.empty()) {
+            spdlog::critical("{}: {}", config.source, error);
+            return 1;
+        }
+        spdlog::info("control: http://{}/metrics, /health, /ready", config.control.listen);
+    }
+
     // Started in the order in which each stage's consumers are there before it, and stopped (once,
     // also when this scope is left early) in the reverse one: receiving stops first (what the queue
     // has not taken is not acknowledged and stays with the broker), the queue closes, the workers
@@ -266,7 +272,10 @@ int run_daemon(const Config& config) {
     for (auto& writer : writers) services_started.start(*writer);
     if (alert_writer) services_started.start(*alert_writer);
     if (alert_publisher) services_started.start(*alert_publisher);
-    for (auto& destination : alert_destinations) services_started.start(*destination);
+    // In reverse: the InfluxDB destination (which may wait on its writer while InfluxDB is down) stops
+    // after MQTT and MySQL have had their drain.
+    for (auto it = alert_destinations.rbegin(); it != alert_destinations.rend(); ++it)
+        services_started.start(**it);
     if (rule_runner) services_started.start(*rule_runner);
     if (ack_listener) services_started.start(*ack_listener);
     for (auto& worker : workers) services_started.start(*worker);

@@ -50,7 +50,8 @@ void MqttSession::start() {
         } catch (...) {
             client_.internal_error();
         }
-        connected_ = false;
+        transport_.close();
+        client_.disconnected(connected_.exchange(false));
     });
 }
 
@@ -83,9 +84,13 @@ void MqttSession::heard_now() {
 }
 
 bool MqttSession::flush() {
-    if (out_.empty()) return true;
     // A broker that reads nothing for a whole keepalive is as good as gone.
-    bool ok = transport_.write_all(out_, std::max<int64_t>(keepalive_ms_, 5'000));
+    return flush(std::max<int64_t>(keepalive_ms_, 5'000));
+}
+
+bool MqttSession::flush(int64_t timeout_ms) {
+    if (out_.empty()) return true;
+    bool ok = transport_.write_all(out_, timeout_ms);
     out_.clear();
     if (ok) last_sent_ms_ = steady_clock_ms();
     return ok;
@@ -163,7 +168,7 @@ std::string MqttSession::run_connection() {
             // Everything not acknowledged stays with the broker (or in the client's outbox).
             client_.goodbye(*this);
             mqtt_codec::encode_disconnect(version_, out_);
-            flush();
+            flush(1'000);  // a broker that does not read now does not hold up the stop
             return "";
         }
         bool held = !client_.turn(*this, problem);

@@ -89,6 +89,7 @@ class MqttSession {
     int version() const { return version_; }
     std::string& out() { return out_; }
     bool flush();  // writes out(); false when the connection broke
+    bool flush(int64_t timeout_ms);
     uint16_t next_packet_id();
     int64_t received_wall_ms() const { return received_wall_ms_; }  // the last read's wall-clock time
     void heard_now();  // input is held on purpose: the broker's silence means nothing meanwhile

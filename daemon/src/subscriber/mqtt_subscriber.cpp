@@ -121,8 +121,11 @@ std::string MqttSubscriber::connected(MqttSession& session, const mqtt_codec::Co
 bool MqttSubscriber::disconnected(bool) {
     health_.mqtt_connected = false;
     health_.mqtt_subscribed = false;
-    // Back off from the minimum again only after a connection that got as far as its SUBACK.
-    return subscribed_once_;
+    // Back off from the minimum again only after a connection that got as far as its SUBACK (each
+    // attempt says so anew: a failed handshake after a good connection did not work).
+    const bool worked = subscribed_once_;
+    subscribed_once_ = false;
+    return worked;
 }
 
 void MqttSubscriber::goodbye(MqttSession&) {
@@ -169,6 +172,7 @@ bool MqttSubscriber::turn(MqttSession& session, std::string& problem) {
                 taken(blocked_packet_id_, blocked_bytes_);
             } else if (status == IngestQueue::PushStatus::closed) {
                 // Only a stop closes the queue; the session notices it next turn.
+                std::this_thread::sleep_for(queue_wait);
                 return false;
             }
         }
