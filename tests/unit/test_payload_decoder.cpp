@@ -65,11 +65,11 @@ TEST_CASE("one record on a device topic") {
 TEST_CASE("an array of records of the same device") {
     Harness h;
     auto d = h.decode(
-        R"([{"ts": 1, "metrics": {"a": 1}}, {"ts": 2, "metrics": {"a": 2}}, {"metrics": {"a": 3}}])");
+        R"([{"ts": 1795255229001, "metrics": {"a": 1}}, {"ts": 1795255229002, "metrics": {"a": 2}}, {"metrics": {"a": 3}}])");
     REQUIRE_FALSE(d.rejection);
     REQUIRE(d.message.records.size() == 3);
-    CHECK(d.message.records[0].timestamp_ms == 1);
-    CHECK(d.message.records[1].timestamp_ms == 2);
+    CHECK(d.message.records[0].timestamp_ms == 1795255229001);
+    CHECK(d.message.records[1].timestamp_ms == 1795255229002);
     CHECK(d.message.records[2].timestamp_ms == received_ms);
     CHECK(d.field(2, "a")->number == 3.0);
 }
@@ -135,21 +135,48 @@ TEST_CASE("timestamps: integer milliseconds or RFC 3339; bad or future ones are 
     }
 }
 
+TEST_CASE(
+    "timestamps in seconds, microseconds or nanoseconds are rejected and named; 20 years back is the floor") {
+    Harness h;
+    struct Case {
+        std::string ts;
+        std::string says;
+    };
+    for (const Case& c : std::vector<Case>{
+             {"1795255229",
+              "1795255229 looks like seconds, not milliseconds (as seconds: 2026-11-21T10:00:29.000Z)"},
+             {"1795255229000000", "looks like microseconds, not milliseconds"},
+             {"1795255229000000000", "looks like nanoseconds, not milliseconds"},
+             {"1000", "is more than max_past_age (7300 days) before plantd's clock"},
+         }) {
+        CAPTURE(c.ts);
+        auto d = h.decode(R"({"ts": )" + c.ts + R"(, "metrics": {"a": 1}})");
+        REQUIRE(d.rejection);
+        CHECK(d.rejection->reason == RejectReason::bad_timestamp);
+        CHECK(d.rejection->detail.find(c.says) != std::string::npos);
+    }
+    const int64_t floor = now_ms - 7300LL * 86'400'000;
+    auto d = h.decode(R"({"ts": )" + std::to_string(floor) + R"(, "metrics": {"a": 1}})");
+    CHECK_FALSE(d.rejection);  // exactly 20 years back
+    d = h.decode(R"({"ts": )" + std::to_string(floor - 1) + R"(, "metrics": {"a": 1}})");
+    CHECK(d.rejection);
+}
+
 TEST_CASE("a bad timestamp drops only its record in an array") {
     Harness h;
-    auto d = h.decode(R"([{"ts": "nope", "metrics": {"a": 1}}, {"ts": 5, "metrics": {"a": 2}}])");
+    auto d = h.decode(R"([{"ts": "nope", "metrics": {"a": 1}}, {"ts": 1795255229005, "metrics": {"a": 2}}])");
     REQUIRE_FALSE(d.rejection);
     REQUIRE(d.message.records.size() == 1);
-    CHECK(d.message.records[0].timestamp_ms == 5);
+    CHECK(d.message.records[0].timestamp_ms == 1795255229005);
     REQUIRE(d.message.record_rejections.size() == 1);
     CHECK(d.message.record_rejections[0].reason == RejectReason::bad_timestamp);
 }
 
 TEST_CASE("metrics must be a non-empty object") {
     Harness h;
-    for (const char* bad : {R"({"ts": 1})", R"({"metrics": []})", R"({"metrics": 5})", R"({"metrics": "a"})",
-                            R"({"metrics": {}})", R"({"metrics": {"a": null}})", R"({"metrics": null})",
-                            R"([])", R"(5)", R"("text")", R"([1, 2])"}) {
+    for (const char* bad : {R"({"ts": 1795255229000})", R"({"metrics": []})", R"({"metrics": 5})",
+                            R"({"metrics": "a"})", R"({"metrics": {}})", R"({"metrics": {"a": null}})",
+                            R"({"metrics": null})", R"([])", R"(5)", R"("text")", R"([1, 2])"}) {
         CAPTURE(bad);
         auto d = h.decode(bad);
         REQUIRE(d.rejection);

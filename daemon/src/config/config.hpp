@@ -40,6 +40,7 @@ struct MqttConfig {
 struct IngestConfig {
     size_t max_payload_bytes = 256 * 1024;
     int64_t max_future_skew_ms = 5 * 60 * 1000;
+    int64_t max_past_age_ms = 7300LL * 86'400'000;  // records older than this are refused (20 years)
     int workers = 2;
     size_t queue_max_messages = 200'000;
     size_t queue_max_bytes = 128ull * 1024 * 1024;

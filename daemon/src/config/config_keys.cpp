@@ -102,7 +102,12 @@ const std::vector<ConfigKey>& config_keys() {
                AT(ingest.max_payload_bytes), "larger payloads are rejected as `oversize`"),
         ranged("ingest", "max_future_skew", KeyType::duration, 0, 365ll * 86400'000,
                AT(ingest.max_future_skew_ms),
-               "records stamped further ahead than this are rejected (`bad_timestamp`)"),
+               "records stamped further ahead than this are rejected (`bad_timestamp`; microseconds and "
+               "nanoseconds are named as such)"),
+        ranged("ingest", "max_past_age", KeyType::duration, 86'400'000, 36500LL * 86'400'000,
+               AT(ingest.max_past_age_ms),
+               "records stamped longer ago than this are rejected (`bad_timestamp`): epoch seconds sent as "
+               "milliseconds land in 1970 and are named as such"),
         ranged("ingest", "workers", KeyType::integer, 1, 64, AT(ingest.workers),
                "decode/encode threads; each has its own InfluxDB writer"),
         ranged("ingest", "queue_max_messages", KeyType::integer, 100, 100'000'000,

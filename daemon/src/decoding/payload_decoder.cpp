@@ -8,6 +8,7 @@
 #include "common/identifiers.hpp"
 #include "decoding/nonstandard_numbers.hpp"
 #include "decoding/timestamp.hpp"
+#include "util/clock.hpp"
 
 namespace plantd {
 
@@ -480,9 +481,30 @@ std::optional<int64_t> PayloadDecoder::read_timestamp(Element value, std::string
         problem = fmt::format("{} is before 1970", ms);
         return std::nullopt;
     }
-    if (ms > now_ms_ + limits_.max_future_skew_ms) {
-        problem = fmt::format("{} is {} ms ahead of plantd's clock (max_future_skew {} ms)", ms, ms - now_ms_,
-                              limits_.max_future_skew_ms);
+    // Epoch seconds (1763700000) would land in January 1970, microseconds far in the future: say so.
+    const int64_t earliest = now_ms_ - limits_.max_past_age_ms;
+    const int64_t latest = now_ms_ + limits_.max_future_skew_ms;
+    auto plausible = [&](int64_t candidate) { return candidate >= earliest && candidate <= latest; };
+    if (ms < earliest) {
+        if (ms <= INT64_MAX / 1000 && plausible(ms * 1000))
+            problem = fmt::format(
+                "{} looks like seconds, not milliseconds (as seconds: {}); send epoch milliseconds", ms,
+                format_rfc3339_ms(ms * 1000));
+        else
+            problem = fmt::format("{} ({}) is more than max_past_age ({} days) before plantd's clock", ms,
+                                  format_rfc3339_ms(ms), limits_.max_past_age_ms / 86'400'000);
+        return std::nullopt;
+    }
+    if (ms > latest) {
+        if (plausible(ms / 1000))
+            problem = fmt::format("{} looks like microseconds, not milliseconds (as microseconds: {})", ms,
+                                  format_rfc3339_ms(ms / 1000));
+        else if (plausible(ms / 1'000'000))
+            problem = fmt::format("{} looks like nanoseconds, not milliseconds (as nanoseconds: {})", ms,
+                                  format_rfc3339_ms(ms / 1'000'000));
+        else
+            problem = fmt::format("{} is {} ms ahead of plantd's clock (max_future_skew {} ms)", ms,
+                                  ms - now_ms_, limits_.max_future_skew_ms);
         return std::nullopt;
     }
     return ms;

@@ -14,6 +14,7 @@ namespace plantd {
 struct DecoderLimits {
     size_t max_payload_bytes = 256 * 1024;
     int64_t max_future_skew_ms = 5 * 60 * 1000;
+    int64_t max_past_age_ms = 7300LL * 86'400'000;  // 20 years: older is a unit mistake, not data
     size_t max_string_bytes = 1024;
     int max_depth = 4;
 };

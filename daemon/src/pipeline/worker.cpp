@@ -33,9 +33,9 @@ Worker::Worker(size_t shard, WorkerServices services, BatchSink& writer)
     : shard_(shard),
       services_(services),
       writer_(writer),
-      format_(
-          make_json_format(DecoderLimits{.max_payload_bytes = services.config.ingest.max_payload_bytes,
-                                         .max_future_skew_ms = services.config.ingest.max_future_skew_ms})) {
+      format_(make_json_format(DecoderLimits{.max_payload_bytes = services.config.ingest.max_payload_bytes,
+                                             .max_future_skew_ms = services.config.ingest.max_future_skew_ms,
+                                             .max_past_age_ms = services.config.ingest.max_past_age_ms})) {
     append_escaped_measurement(escaped_measurement_, services_.config.influxdb.measurement);
     if (services_.rules) rule_port_ = services_.rules->open_port();
     const auto& influx = services_.config.influxdb;
