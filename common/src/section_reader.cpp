@@ -1,6 +1,7 @@
 #include "common/section_reader.hpp"
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 
 #include "common/identifiers.hpp"
@@ -33,7 +34,7 @@ void SectionReader::secret(std::string_view key, std::optional<std::string>& out
     } else if (file) {
         auto path = file->value<std::string>();
         if (!path) return error_at(file, file_key, "expected a file path");
-        std::ifstream in(*path);
+        std::ifstream in(resolve_path(source_, *path));
         if (!in) return error_at(file, file_key, fmt::format("cannot read {}", *path));
         std::string line;
         std::getline(in, line);
@@ -78,6 +79,15 @@ std::optional<int64_t> SectionReader::duration(std::string_view key) {
         return std::nullopt;
     }
     return ms;
+}
+
+std::string resolve_path(std::string_view source, const std::string& path) {
+    if (path.empty() || path.front() == '/') return path;
+    std::error_code ec;
+    std::filesystem::path directory = std::filesystem::path(source).parent_path();
+    if (directory.empty()) directory = ".";
+    const std::filesystem::path absolute = std::filesystem::absolute(directory, ec);
+    return ((ec ? directory : absolute) / path).lexically_normal().string();
 }
 
 const toml::table* subtable(const toml::table& root, std::string_view name, const std::string& source,

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include "common/units.hpp"
 #include "config/config.hpp"
@@ -181,4 +182,28 @@ TEST_CASE("declared defaults, bounds and choices are what the reader applies") {
     CHECK(power->durability.mode == DurabilityMode::power);
     CHECK(power->influxdb.api == InfluxApi::v2);
     CHECK(power->log.level == "warn");
+}
+
+TEST_CASE("every path in the config is relative to the config file's directory, and absolute after loading") {
+    const std::string dir =
+        fmt::format("{}/plantd-paths-{}", std::filesystem::temp_directory_path().string(), ::getpid());
+    std::filesystem::create_directories(dir + "/secrets");
+    std::ofstream(dir + "/secrets/mqtt") << "from-file\n";
+    auto config = load_config_text(
+        "[mqtt]\nusername = \"u\"\npassword_file = \"secrets/mqtt\"\n[mqtt.tls]\nca_file = \"ca.pem\"\n"
+        "[dead_letter]\npath = \"var/dl.jsonl\"\n[durability]\ndirectory = \"../state\"\n[rules]\ndirectory "
+        "= \"rules\"\n",
+        dir + "/plantd.toml");
+    REQUIRE_MESSAGE(config, (config ? "" : config.error()));
+    CHECK(config->mqtt.password == "from-file");
+    CHECK(config->mqtt.tls.ca_file == dir + "/ca.pem");
+    CHECK(config->dead_letter.path == dir + "/var/dl.jsonl");
+    CHECK(config->durability.directory == std::filesystem::path(dir).parent_path().string() + "/state");
+    CHECK(config->rules.directory == dir + "/rules");
+    // Absolute paths stay as they are; a config read from the working directory resolves against it.
+    auto absolute = load_config_text("[dead_letter]\npath = \"/var/lib/x.jsonl\"\n", "plantd.toml");
+    CHECK(absolute->dead_letter.path == "/var/lib/x.jsonl");
+    auto here = load_config_text("[dead_letter]\npath = \"dl.jsonl\"\n", "plantd.toml");
+    CHECK(here->dead_letter.path == (std::filesystem::current_path() / "dl.jsonl").string());
+    std::filesystem::remove_all(dir);
 }

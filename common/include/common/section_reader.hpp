@@ -47,6 +47,7 @@ class SectionReader {
     // Names the section anew (a rule is "rule 3" until its id is read).
     void rename(std::string section) { section_ = std::move(section); }
     bool present(std::string_view key) const { return table_ && table_->contains(key); }
+    const std::string& source() const { return source_; }
 
     const toml::node* find(std::string_view key) {
         seen_.insert(std::string(key));
@@ -148,6 +149,10 @@ class SectionReader {
     std::vector<std::string>& errors_;
     std::set<std::string> seen_;
 };
+
+// `path` as the file `source` means it: a relative path is relative to that file's directory (made
+// absolute, so that a command run from elsewhere finds the same files).
+std::string resolve_path(std::string_view source, const std::string& path);
 
 // The table `name` of `root`, or nullptr when it is absent (an error when it is not a table).
 const toml::table* subtable(const toml::table& root, std::string_view name, const std::string& source,

@@ -21,6 +21,7 @@ class SectionReader;
 
 enum class KeyType {
     text,              // a string
+    path,              // a file or directory; a relative one is relative to the config file's directory
     flag,              // true or false
     integer,           // within [min, max]
     number,            // an integer or a float within [min, max]

@@ -215,11 +215,6 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
             contains_control_character(g.alert_measurement))
             r.error_at(r.last_node("alert_measurement"), "alert_measurement",
                        "must be a non-empty name not starting with '_'");
-        if (!g.directory.empty() && g.directory.front() != '/') {
-            // Relative to the config file, as an operator reading the file expects.
-            auto slash = source.rfind('/');
-            if (slash != std::string::npos) g.directory = source.substr(0, slash + 1) + g.directory;
-        }
     }
     return config;
 }

@@ -58,7 +58,10 @@ void read_declared_keys(SectionReader& reader, std::string_view section, Config&
         const auto min = static_cast<int64_t>(key.min);
         const auto max = static_cast<int64_t>(key.max);
         std::visit(overloaded{
-                       [&](std::string* value) { reader.string(key.name, *value); },
+                       [&](std::string* value) {
+                           reader.string(key.name, *value);
+                           if (key.type == KeyType::path) *value = resolve_path(reader.source(), *value);
+                       },
                        [&](bool* value) { reader.boolean(key.name, *value); },
                        [&](int* value) { reader.integer(key.name, *value, min, max); },
                        [&](int64_t* value) {
@@ -144,6 +147,7 @@ std::vector<std::string> config_key_problems() {
         bool fits = false;
         switch (key.type) {
             case KeyType::text:
+            case KeyType::path:
                 fits = std::holds_alternative<std::string*>(target);
                 break;
             case KeyType::flag:
