@@ -6,6 +6,7 @@
 #include <unistd.h>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -95,4 +96,26 @@ TEST_CASE("plantd --check-config names file, line, key and problem, and exits no
         fmt::format("{} --config {}/config/plantd.toml --check-config", PLANTD_BINARY, PLANTD_SOURCE_DIR),
         code);
     CHECK(code == 0);
+}
+
+TEST_CASE("scripts/stack up refuses ports another stack holds, and touches nothing") {
+    // The running stack is the "other" one: a second stack directory on the same ports must not start,
+    // nor claim that the servers answering are its own.
+    TempDir dir;
+    auto port_of = [](const std::string& uri) { return uri.substr(uri.rfind(':') + 1); };
+    const std::string mqtt_port = port_of(mqtt_uri());
+    const std::string influx_port = port_of(influx_url());
+    int exit_code = 0;
+    const std::string out = run_command(
+        fmt::format("PLANTD_STACK_DIR={0}/second PLANTD_MQTT_PORT={1} PLANTD_INFLUX_PORT={2} {3}/scripts/stack up",
+                    dir.path(), mqtt_port, influx_port, PLANTD_SOURCE_DIR),
+        exit_code);
+    CHECK(exit_code != 0);
+    CHECK(out.find(fmt::format("port {} on 127.0.0.1 is already in use by another process", mqtt_port)) !=
+          std::string::npos);
+    CHECK(out.find("up (data in") == std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(dir.path() + "/second"));  // nothing written, nothing started
+    // The running stack is untouched.
+    Publisher publisher(unique_name("itest-pub"));
+    publisher.publish("plantd/stack/probe", "still here");
 }
