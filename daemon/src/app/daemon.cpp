@@ -13,6 +13,7 @@
 #include "alerting/rule_feed.hpp"
 #include "alerting/rule_runner.hpp"
 #include "app/http_server.hpp"
+#include "app/startup_checks.hpp"
 #include "control/accounting.hpp"
 #include "control/health.hpp"
 #include "control/metrics_registry.hpp"
@@ -105,6 +106,8 @@ int run_daemon(const Config& config) {
     queue.register_metrics(metrics);
     WriterStats writer_stats;
     writer_stats.register_metrics(metrics, health);
+
+    if (const int code = check_dependencies(config, health); code != 0) return code;
 
     // v1: make sure the database exists before the first write (writers also create it on a 404).
     if (config.influxdb.api == InfluxApi::v1 && config.influxdb.create_database &&
@@ -316,6 +319,8 @@ int run_daemon(const Config& config) {
     const auto watchdog = systemd::watchdog_interval();
     const int64_t watchdog_ms = std::chrono::duration_cast<std::chrono::milliseconds>(watchdog).count();
     const timespec tick{0, 250'000'000};
+    int64_t last_influx_probe_ms = steady_clock_ms();
+    bool influx_unanswered = health.influx_failing;  // only the start-up check has set it so far
     while (!stop_requested) {
         int signal = sigtimedwait(&signals, nullptr, &tick);
         if (signal == SIGTERM || signal == SIGINT) {
@@ -328,6 +333,18 @@ int run_daemon(const Config& config) {
                 rule_runner->request_reload();
             } else {
                 spdlog::info("received SIGHUP: no [rules] directory configured, nothing to reload");
+            }
+        }
+        // InfluxDB did not answer at start-up and nothing has been written since: ask again, so that
+        // /ready turns 200 when it is back even before the first record arrives.
+        // (Once a writer has tried, the writers say whether InfluxDB takes writes.)
+        if (influx_unanswered && (!health.influx_failing || writer_stats.write_requests.load() > 0)) {
+            influx_unanswered = false;
+        } else if (influx_unanswered && steady_clock_ms() - last_influx_probe_ms >= 5'000) {
+            last_influx_probe_ms = steady_clock_ms();
+            if (recheck_influxdb(config.influxdb, health)) {
+                influx_unanswered = false;
+                spdlog::info("influxdb: answering at {} now", config.influxdb.url);
             }
         }
         uint64_t on_disk = 0;

@@ -28,6 +28,8 @@ std::string ControlServer::health_json() const {
                        !health_.influx_failing.load());
     out += ",\"influxdb_error\":";
     append_json_string(out, health_.influx_error());
+    out += ",\"registry_error\":";
+    append_json_string(out, health_.registry_error());
     // registry: "cache" = MySQL unreachable at start-up, running on the copy in Redis.
     out += fmt::format(",\"registry\":\"{}\",\"redis\":\"{}\"",
                        !health_.registry_enabled     ? "off"

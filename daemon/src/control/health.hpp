@@ -46,6 +46,15 @@ class Health {
         std::lock_guard lock(mutex_);
         return influx_error_;
     }
+    // The registry's last MySQL error ("" while it works).
+    void set_registry_error(std::string error) {
+        std::lock_guard lock(mutex_);
+        registry_error_ = std::move(error);
+    }
+    std::string registry_error() const {
+        std::lock_guard lock(mutex_);
+        return registry_error_;
+    }
     // Ready: receiving (subscribed) and able to write.
     bool ready() const {
         return mqtt_subscribed && !influx_failing && !draining && !wal_failing && !wal_full;
@@ -59,6 +68,7 @@ class Health {
   private:
     mutable std::mutex mutex_;
     std::string influx_error_;
+    std::string registry_error_;
 };
 
 }  // namespace plantd

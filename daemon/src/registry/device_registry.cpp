@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "common/identifiers.hpp"
+#include "registry/mysql_session.hpp"
 #include "registry/redis_channel_listener.hpp"
 #include "registry/registry_cache.hpp"
 #include "util/clock.hpp"
@@ -204,6 +205,16 @@ void DeviceRegistry::mysql_failed(const std::string& what, const std::string& er
     counters_.load_failures.fetch_add(1);
     turn_failed_ = true;
     next_full_load_ms_ = 0;
+    health_.set_registry_error(fmt::format("{}: {}", what, error));
+    if (is_access_denied_text(error) && !health_.registry_failing.exchange(true)) {
+        // Not an outage: retrying will not help until someone fixes the credentials or grants.
+        spdlog::error(
+            "registry: configuration error: MySQL refused plantd ({}: {}); fix [registry] mysql_user, "
+            "mysql_password or the grants; {}",
+            what, error,
+            snapshot() ? "known devices keep flowing meanwhile" : "records wait until the registry loads");
+        return;
+    }
     if (!health_.registry_failing.exchange(true)) {
         spdlog::error("registry: MySQL: {}: {}; {}", what, error,
                       snapshot()
@@ -267,6 +278,7 @@ void DeviceRegistry::load_full() {
         forget_discovered(*next, nullptr);
     }
     const bool was_cache = health_.registry_from_cache.exchange(false);
+    health_.set_registry_error({});
     if (health_.registry_failing.exchange(false) || !previous || was_cache)
         spdlog::info("registry: loaded {} factories, {} devices from MySQL", factories, devices);
     if (skipped_tags > 0)

@@ -25,6 +25,16 @@ bool is_transient_mysql_error(int code) {
     return code == 1213 /* ER_LOCK_DEADLOCK */ || code == 1205 /* ER_LOCK_WAIT_TIMEOUT */;
 }
 
+bool is_access_denied_error(int code) {
+    return code == 1045 || code == 1044 || code == 1698 || code == 1142;
+}
+
+bool is_access_denied_text(std::string_view error) {
+    for (int code : {1045, 1044, 1698, 1142})
+        if (error.find(fmt::format("MySQL error {} (", code)) != std::string_view::npos) return true;
+    return false;
+}
+
 bool is_lost_connection_error(int code) {
     switch (code) {
         case 1053:  // ER_SERVER_SHUTDOWN

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "common/result.hpp"
 #include "config/config.hpp"
@@ -29,6 +30,10 @@ std::string describe(const sql::SQLException& e);
 bool is_transient_mysql_error(int code);
 // The connection is gone: killed (KILL CONNECTION), timed out, server shut down or restarted.
 bool is_lost_connection_error(int code);
+// Access denied (a wrong user or password, or no grant on the database): a configuration error.
+bool is_access_denied_error(int code);
+// The same, read from an error text this file formatted ("MySQL error 1045 (28000): ...").
+bool is_access_denied_text(std::string_view error);
 
 // Autocommit off until commit() or the end of the scope (which rolls back what was not committed).
 class Transaction {

@@ -180,6 +180,20 @@ WriteOutcome InfluxClient::write(std::string_view destination, std::string_view 
     return perform(url, lines, false, "Content-Type: text/plain; charset=utf-8");
 }
 
+WriteOutcome InfluxClient::check_access() {
+    CURL* curl = static_cast<CURL*>(curl_);
+    if (config_.api == InfluxApi::v1) {
+        std::string body = "q=" + url_encode(curl, "SHOW DATABASES");
+        return perform(config_.url + "/query", body, false,
+                       "Content-Type: application/x-www-form-urlencoded");
+    }
+    const std::string url = fmt::format("{}/api/v2/write?org={}&bucket={}&precision=ms", config_.url,
+                                        url_encode(curl, config_.org), url_encode(curl, config_.bucket));
+    WriteOutcome outcome = perform(url, "", false, "Content-Type: text/plain; charset=utf-8");
+    if (outcome.status == WriteStatus::bad_data) outcome.status = WriteStatus::ok;  // "no data": it answered
+    return outcome;
+}
+
 std::string InfluxClient::create_database(std::string_view name) {
     CURL* curl = static_cast<CURL*>(curl_);
     // Identifiers in InfluxQL double quotes: escape backslash and quote.

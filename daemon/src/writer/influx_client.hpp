@@ -42,6 +42,9 @@ class InfluxClient {
     WriteOutcome write(std::string_view destination, std::string_view lines);
     // Called about once a second while a request is under way (the writer's watchdog heartbeat).
     void set_progress_hook(std::function<void()> hook) { progress_hook_ = std::move(hook); }
+    // Whether InfluxDB answers and takes plantd's credentials, without writing anything: v1 asks
+    // SHOW DATABASES, v2 writes an empty body. `unauthorized` is a configuration error.
+    WriteOutcome check_access();
     // v1: CREATE DATABASE (idempotent). Returns an empty string on success, else the error.
     std::string create_database(std::string_view name);
 
