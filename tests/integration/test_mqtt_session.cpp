@@ -155,3 +155,48 @@ TEST_CASE("oversize messages, kept whole or skipped past, are rejected and the s
     CHECK(plantd.terminate() == 0);
     influx_command("DROP DATABASE \"" + database + "\"");
 }
+
+TEST_CASE("a device_topic changed between runs: the persistent session's old filter is unsubscribed") {
+    TempDir dir;
+    const std::string prefix = unique_name("it");
+    const std::string instance = unique_name("plantd-stale");  // one persistent session for both runs
+    const std::string database = unique_name("itest_stale");
+    const int port = free_port();
+    const std::string config = base_config(instance, prefix, database, port, dir.path() + "/dl.jsonl");
+    const std::string old_topic = fmt::format("{}/factory/f1/device/d1/telemetry", prefix);
+    {
+        PlantdProcess first(dir.path(), config, port, "first.log");
+        REQUIRE(eventually([&] { return first.metric("plantd_mqtt_subscribed") == 1; },
+                           std::chrono::seconds(30)));
+        CHECK(first.terminate() == 0);
+    }
+    // Second run: devices now publish on another shape; the broker still holds the first filter.
+    std::string moved = config;
+    const std::string old_template =
+        fmt::format("{}/factory/{{factory_id}}/device/{{device_id}}/telemetry", prefix);
+    moved.replace(moved.find(old_template), old_template.size(),
+                  fmt::format("{}/plant/{{factory_id}}/machine/{{device_id}}/data", prefix));
+    PlantdProcess second(dir.path(), moved, port, "second.log");
+    REQUIRE(
+        eventually([&] { return second.metric("plantd_mqtt_subscribed") == 1; }, std::chrono::seconds(30)));
+    REQUIRE(eventually(
+        [&] {
+            return second.log().find("unsubscribing from " + fmt::format("{}/factory/+/device/+/telemetry",
+                                                                         prefix)) != std::string::npos;
+        },
+        std::chrono::seconds(10)));
+    {
+        Publisher publisher(unique_name("itest-pub"));
+        publisher.publish(old_topic,
+                          R"({"metrics": {"t": 1}})");  // the old shape: nobody subscribes any more
+        publisher.publish(fmt::format("{}/plant/f1/machine/d1/data", prefix), R"({"metrics": {"t": 2}})");
+        publisher.flush();
+    }
+    REQUIRE(eventually([&] { return second.metric("plantd_records_accepted_total") == 1; },
+                       std::chrono::seconds(20)));
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    CHECK(second.metric("plantd_messages_received_total") == 1);  // the old-shape message never arrived
+    CHECK(second.metric(
+              "plantd_rejected_total{scope=\"message\",reason=\"bad_topic\",factory_id=\"_none\"}") == 0);
+    CHECK(second.terminate() == 0);
+}

@@ -216,6 +216,15 @@ void encode_subscribe(int version, uint16_t packet_id, const std::vector<Subscri
     append_packet(out, 0x82, body);
 }
 
+void encode_unsubscribe(int version, uint16_t packet_id, const std::vector<std::string>& filters,
+                        std::string& out) {
+    std::string body;
+    append_u16(body, packet_id);
+    if (version == version_5) body += static_cast<char>(0);  // no properties
+    for (const auto& filter : filters) append_string(body, filter);
+    append_packet(out, 0xA2, body);
+}
+
 void encode_publish(int version, std::string_view topic, std::string_view payload, int qos, bool retain,
                     uint16_t packet_id, std::string& out) {
     size_t remaining = 2 + topic.size() + (qos > 0 ? 2 : 0) + (version == version_5 ? 1 : 0) + payload.size();

@@ -61,6 +61,9 @@ struct Subscription {
 void encode_subscribe(int version, uint16_t packet_id, const std::vector<Subscription>& subscriptions,
                       std::string& out);
 // packet_id is ignored for QoS 0.
+// UNSUBSCRIBE of `filters` (the broker answers UNSUBACK, whose content plantd does not need).
+void encode_unsubscribe(int version, uint16_t packet_id, const std::vector<std::string>& filters,
+                        std::string& out);
 void encode_publish(int version, std::string_view topic, std::string_view payload, int qos, bool retain,
                     uint16_t packet_id, std::string& out);
 void encode_puback(uint16_t packet_id, std::string& out);

@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "mqtt/mqtt_handshake.hpp"
@@ -109,6 +111,20 @@ std::string MqttSubscriber::connected(MqttSession& session, const mqtt_codec::Co
     for (const auto& filter : filters_) subscriptions.push_back({filter, config_.mqtt.qos});
     subscribe_id_ = session.next_packet_id();
     mqtt_codec::encode_subscribe(session.version(), subscribe_id_, subscriptions, session.out());
+    if (connack.session_present) {
+        std::vector<std::string> stale;
+        for (auto& filter : previous_filters())
+            if (std::find(filters_.begin(), filters_.end(), filter) == filters_.end())
+                stale.push_back(std::move(filter));
+        if (!stale.empty()) {
+            for (const auto& filter : stale)
+                spdlog::info(
+                    "mqtt: unsubscribing from {}: no longer configured (the persistent session kept it)",
+                    filter);
+            unsubscribe_id_ = session.next_packet_id();
+            mqtt_codec::encode_unsubscribe(session.version(), unsubscribe_id_, stale, session.out());
+        }
+    }
     // A resumed session's backlog may arrive before the SUBACK; while the queue is full it is not
     // read, so the deadline moves with it.
     subscribe_deadline_ms_ = steady_clock_ms() + subscribe_timeout_ms;
@@ -133,6 +149,35 @@ void MqttSubscriber::goodbye(MqttSession&) {
     // with the broker.
     drop_staged();
     send_status("offline");
+}
+
+std::string MqttSubscriber::filters_path() const {
+    return fmt::format("{}/mqtt-subscriptions-{}", config_.durability.directory, config_.mqtt.client_id);
+}
+
+std::vector<std::string> MqttSubscriber::previous_filters() const {
+    std::vector<std::string> filters;
+    std::ifstream in(filters_path());
+    std::string line;
+    while (filters.size() < 64 && std::getline(in, line))
+        if (!line.empty() && line.size() <= 65'535) filters.push_back(line);
+    return filters;
+}
+
+void MqttSubscriber::remember_filters() const {
+    std::error_code ec;
+    std::filesystem::create_directories(config_.durability.directory, ec);
+    const std::string path = filters_path();
+    const std::string temporary = path + ".tmp";
+    {
+        std::ofstream out(temporary, std::ios::trunc);
+        for (const auto& filter : filters_) out << filter << '\n';
+        if (!out) {
+            spdlog::debug("mqtt: cannot keep the subscribed filters in {}", path);
+            return;
+        }
+    }
+    std::filesystem::rename(temporary, path, ec);
 }
 
 void MqttSubscriber::send_status(std::string_view status) {
@@ -231,6 +276,7 @@ PacketStep MqttSubscriber::packet(MqttSession& session, const Frame& frame, std:
             }
             health_.mqtt_subscribed = true;
             subscribed_once_ = true;
+            remember_filters();
             for (const auto& filter : filters_)
                 spdlog::info("mqtt: subscribed to {} (QoS {})", filter, config_.mqtt.qos);
             send_status("online");
@@ -246,6 +292,7 @@ PacketStep MqttSubscriber::packet(MqttSession& session, const Frame& frame, std:
             return PacketStep::go_on;
         }
         case PacketType::pingresp:
+        case PacketType::unsuback:  // what an UNSUBSCRIBE of stale filters answers; nothing to do
             return PacketStep::go_on;
         case PacketType::disconnect: {
             uint8_t reason = 0;

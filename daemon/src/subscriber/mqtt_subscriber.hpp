@@ -82,6 +82,11 @@ class MqttSubscriber final : public Service, private MqttSessionClient {
     void drop_staged();
     void refresh_wal_full();
     void send_status(std::string_view status);
+    // The filters the broker's persistent session holds from the last run (kept beside the log), so
+    // that those no longer configured are unsubscribed instead of delivering what nothing can route.
+    std::vector<std::string> previous_filters() const;
+    void remember_filters() const;
+    std::string filters_path() const;
 
     const Config& config_;
     std::vector<std::string> filters_;
@@ -93,6 +98,7 @@ class MqttSubscriber final : public Service, private MqttSessionClient {
 
     // Session thread state.
     uint16_t subscribe_id_ = 0;
+    uint16_t unsubscribe_id_ = 0;
     int64_t subscribe_deadline_ms_ = 0;
     RawMessage blocked_;  // a message the full queue has not taken yet (not acknowledged)
     uint16_t blocked_packet_id_ = 0;
