@@ -8,7 +8,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
+#include <sstream>
 #include <thread>
+
+#include <httplib.h>
 
 #include <fmt/format.h>
 
@@ -107,8 +111,9 @@ TEST_CASE("scripts/stack up refuses ports another stack holds, and touches nothi
     const std::string influx_port = port_of(influx_url());
     int exit_code = 0;
     const std::string out = run_command(
-        fmt::format("PLANTD_STACK_DIR={0}/second PLANTD_MQTT_PORT={1} PLANTD_INFLUX_PORT={2} {3}/scripts/stack up",
-                    dir.path(), mqtt_port, influx_port, PLANTD_SOURCE_DIR),
+        fmt::format(
+            "PLANTD_STACK_DIR={0}/second PLANTD_MQTT_PORT={1} PLANTD_INFLUX_PORT={2} {3}/scripts/stack up",
+            dir.path(), mqtt_port, influx_port, PLANTD_SOURCE_DIR),
         exit_code);
     CHECK(exit_code != 0);
     CHECK(out.find(fmt::format("port {} on 127.0.0.1 is already in use by another process", mqtt_port)) !=
@@ -118,4 +123,43 @@ TEST_CASE("scripts/stack up refuses ports another stack holds, and touches nothi
     // The running stack is untouched.
     Publisher publisher(unique_name("itest-pub"));
     publisher.publish("plantd/stack/probe", "still here");
+}
+
+TEST_CASE(
+    "/metrics follows Prometheus conventions: promtool finds nothing, no gauge shares a counter's name") {
+    TempDir dir;
+    const int port = free_port();
+    PlantdProcess plantd(dir.path(),
+                         base_config(unique_name("plantd-promtool"), unique_name("it"),
+                                     unique_name("itest_promtool"), port, dir.path() + "/dl.jsonl"),
+                         port);
+    REQUIRE(
+        eventually([&] { return plantd.metric("plantd_mqtt_subscribed") == 1; }, std::chrono::seconds(30)));
+    httplib::Client control("127.0.0.1", port);
+    auto response = control.Get("/metrics");
+    REQUIRE(response);
+    const std::string path = dir.path() + "/metrics.txt";
+    std::ofstream(path) << response->body;
+    int exit_code = 0;
+    const std::string lint = run_command("promtool check metrics < " + path, exit_code);
+    CHECK_MESSAGE(exit_code == 0, lint);
+    CHECK_MESSAGE(lint.empty(), lint);
+    // Under OpenMetrics a counter `x_total` is the family `x`: no gauge may be called `x`.
+    std::set<std::string> gauges, counters;
+    std::istringstream lines(response->body);
+    for (std::string line; std::getline(lines, line);) {
+        if (line.rfind("# TYPE ", 0) != 0) continue;
+        std::istringstream words(line.substr(7));
+        std::string name, type;
+        words >> name >> type;
+        if (type == "gauge") gauges.insert(name);
+        if (type == "counter" && name.size() > 6 && name.ends_with("_total"))
+            counters.insert(name.substr(0, name.size() - 6));
+    }
+    for (const auto& counter : counters) CHECK_MESSAGE(!gauges.count(counter), counter);
+    CHECK(response->body.find("plantd_build_info{version=\"") != std::string::npos);
+    CHECK(plantd.metric("process_resident_memory_bytes") > 1e6);
+    CHECK(plantd.metric("process_open_fds") > 3);
+    CHECK(plantd.metric("process_start_time_seconds") > 1.7e9);
+    CHECK(plantd.terminate() == 0);
 }

@@ -309,7 +309,7 @@ TEST_CASE("registry degraded: MariaDB stopped and started; held records, and a s
         CHECK(eventually(
             [&] {
                 auto m = plantd.metrics();
-                return m["plantd_messages_held{worker=\"0\"}"] + m["plantd_messages_held{worker=\"1\"}"] ==
+                return m["plantd_held_messages{worker=\"0\"}"] + m["plantd_held_messages{worker=\"1\"}"] ==
                        10;
             },
             std::chrono::seconds(10)));

@@ -168,7 +168,7 @@ TEST_CASE("the record-age histogram: buckets, quantiles and Prometheus text") {
     CHECK(histogram.quantile_bound_ms(-3) == 1);               // clamped, not undefined
     CHECK(histogram.quantile_bound_ms(std::nan("")) == 1);
     std::string text;
-    histogram.render(text, "age_seconds", "help");
+    histogram.render(text, "age_seconds", "help", true);  // every bucket (detailed_latency)
     CHECK(text.find("# TYPE age_seconds histogram\n") != std::string::npos);
     CHECK(text.find("age_seconds_bucket{le=\"0.001\"} 1\n") != std::string::npos);
     CHECK(text.find("age_seconds_bucket{le=\"0.007\"} 99\n") != std::string::npos);
@@ -178,4 +178,15 @@ TEST_CASE("the record-age histogram: buckets, quantiles and Prometheus text") {
     CHECK(text.find("age_seconds_bucket{le=\"+Inf\"} 101\n") != std::string::npos);
     CHECK(text.find("age_seconds_count 101\n") != std::string::npos);
     CHECK(text.find("age_seconds_sum 1000.926\n") != std::string::npos);
+    // By default the 15 coarse bounds only, still cumulative and exact at each.
+    std::string coarse;
+    histogram.render(coarse, "age_seconds", "help");
+    size_t buckets = 0;
+    for (size_t at = coarse.find("_bucket{"); at != std::string::npos; at = coarse.find("_bucket{", at + 1)) ++buckets;
+    CHECK(buckets == 16);  // 15 bounds and +Inf
+    CHECK(coarse.find("age_seconds_bucket{le=\"0.001\"}") == std::string::npos);
+    CHECK(coarse.find("age_seconds_bucket{le=\"0.005\"} 1\n") != std::string::npos);
+    CHECK(coarse.find("age_seconds_bucket{le=\"0.01\"} 99\n") != std::string::npos);
+    CHECK(coarse.find("age_seconds_bucket{le=\"0.25\"} 100\n") != std::string::npos);
+    CHECK(coarse.find("age_seconds_bucket{le=\"+Inf\"} 101\n") != std::string::npos);
 }

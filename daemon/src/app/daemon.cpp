@@ -17,6 +17,7 @@
 #include "control/accounting.hpp"
 #include "control/health.hpp"
 #include "control/metrics_registry.hpp"
+#include "control/process_metrics.hpp"
 #include "control/rate_limited_log.hpp"
 #include "control/systemd_notify.hpp"
 #include "decoding/topic_template.hpp"
@@ -105,7 +106,8 @@ int run_daemon(const Config& config) {
     IngestQueue queue(shards, config.ingest.queue_max_messages, config.ingest.queue_max_bytes);
     queue.register_metrics(metrics);
     WriterStats writer_stats;
-    writer_stats.register_metrics(metrics, health);
+    writer_stats.register_metrics(metrics, health, config.control.detailed_latency);
+    register_process_metrics(metrics);
 
     if (const int code = check_dependencies(config, health); code != 0) return code;
 

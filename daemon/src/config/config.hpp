@@ -103,6 +103,7 @@ struct DurabilityConfig {
 
 struct ControlConfig {
     std::string listen = "127.0.0.1:9102";  // "" disables the HTTP endpoint
+    bool detailed_latency = false;          // every bucket of the record-age histogram (benchmarks)
 };
 
 struct LogConfig {

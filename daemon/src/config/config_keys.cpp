@@ -185,6 +185,9 @@ const std::vector<ConfigKey>& config_keys() {
                "oldest buffered batch (`buffer_overflow`)"),
         plain("control", "listen", KeyType::text, AT(control.listen),
               "`/metrics`, `/health`, `/ready`; `\"\"` disables"),
+        plain("control", "detailed_latency", KeyType::flag, AT(control.detailed_latency),
+              "`plantd_record_age_at_write_seconds` with all 142 buckets (1 ms steps to 10 ms, 25 ms to 2 s) "
+              "instead of 15, for benchmarks"),
         chosen("log", "level", log_levels, WORD(log.level),
                "`trace`, `debug`, `info`, `warn`, `error`, `critical` or `off`"),
         ranged("log", "reject_log_interval", KeyType::duration, 0, 3600'000, AT(log.reject_log_interval_ms),

@@ -45,11 +45,19 @@ int64_t LatencyHistogram::quantile_bound_ms(double q) const {
     return -1;  // above every bound
 }
 
-void LatencyHistogram::render(std::string& out, const char* name, const char* help) const {
+bool LatencyHistogram::coarse_bound(int64_t bound_ms) {
+    for (int64_t coarse :
+         {5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000, 10000, 30000, 60000, 120000, 300000})
+        if (bound_ms == coarse) return true;
+    return false;
+}
+
+void LatencyHistogram::render(std::string& out, const char* name, const char* help, bool detailed) const {
     fmt::format_to(std::back_inserter(out), "# HELP {0} {1}\n# TYPE {0} histogram\n", name, help);
     uint64_t cumulative = 0;
     for (size_t i = 0; i < bounds_ms.size(); ++i) {
         cumulative += buckets_[i].load(std::memory_order_relaxed);
+        if (!detailed && !coarse_bound(bounds_ms[i])) continue;  // cumulative: leaving a bound out is exact
         fmt::format_to(std::back_inserter(out), "{}_bucket{{le=\"{}\"}} {}\n", name,
                        static_cast<double>(bounds_ms[i]) / 1000.0, cumulative);
     }

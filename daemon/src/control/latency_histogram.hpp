@@ -39,7 +39,10 @@ class LatencyHistogram {
     // The bucket bound at or above the q-quantile (q clamped to [0,1]); -1 when empty or when the
     // quantile lies above every bound.
     int64_t quantile_bound_ms(double q) const;
-    void render(std::string& out, const char* name, const char* help) const;
+    // `detailed`: every bound (for benchmarks reading percentiles to the millisecond); else the
+    // coarse ones only (about 15, as dashboards want them: 5 ms .. 5 min).
+    void render(std::string& out, const char* name, const char* help, bool detailed = false) const;
+    static bool coarse_bound(int64_t bound_ms);
 
   private:
     std::array<std::atomic<uint64_t>, bounds_ms.size() + 1> buckets_{};  // the last one: +Inf

@@ -415,7 +415,7 @@ void Worker::dead_letter_partial(const RawMessage& message, std::string_view fac
 }
 
 void Worker::register_metrics(MetricsRegistry& registry) const {
-    registry.add_gauge(fmt::format("plantd_messages_held{{worker=\"{}\"}}", shard_),
+    registry.add_gauge(fmt::format("plantd_held_messages{{worker=\"{}\"}}", shard_),
                        "Messages held until the registry can say whether their devices exist.",
                        [this] { return static_cast<double>(held()); });
     // One series for all workers: each adds its own.

@@ -90,6 +90,9 @@ void MqttSubscriber::register_metrics(MetricsRegistry& registry) const {
                          [this] { return static_cast<double>(session_.connect_failures()); });
     registry.add_counter("plantd_mqtt_subscribe_failures_total", "MQTT subscriptions the broker refused.",
                          value(subscribe_failures_));
+    registry.add_gauge("plantd_last_message_timestamp_seconds",
+                       "When the broker last delivered a message plantd took (Unix time; 0: not yet).",
+                       [this] { return static_cast<double>(last_message_ms_.load()) / 1000.0; });
     registry.add_counter("plantd_internal_errors_total",
                          "Exceptions caught at a thread or callback boundary.", value(internal_errors_));
 }
@@ -310,6 +313,7 @@ void MqttSubscriber::taken(uint16_t ack_id, size_t packet_size) {
     // Counted as received only once plantd holds it: every received message is then accounted for.
     accounting_.messages_received.fetch_add(1, std::memory_order_relaxed);
     accounting_.bytes_received.fetch_add(packet_size, std::memory_order_relaxed);
+    last_message_ms_.store(session_.received_wall_ms(), std::memory_order_relaxed);
     if (ack_id != 0) mqtt_codec::encode_puback(ack_id, session_.out());
 }
 

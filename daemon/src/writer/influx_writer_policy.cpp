@@ -134,6 +134,7 @@ void InfluxWriter::account_written(const Batch& batch, size_t first, size_t last
     }
     accounting_.points_buffered.fetch_sub(static_cast<int64_t>(last - first), std::memory_order_relaxed);
     stats_.batches_written.fetch_add(1, std::memory_order_relaxed);
+    stats_.last_write_ms.store(now_ms, std::memory_order_relaxed);
 }
 
 void InfluxWriter::dead_letter_lines(const Batch& batch, size_t first, size_t last, RejectReason reason,

@@ -2,15 +2,20 @@
 
 namespace plantd {
 
-void WriterStats::register_metrics(MetricsRegistry& registry, const Health& health) const {
+void WriterStats::register_metrics(MetricsRegistry& registry, const Health& health,
+                                   bool detailed_latency) const {
     auto value = [](const auto& atomic) { return [&atomic] { return static_cast<double>(atomic.load()); }; };
     registry.add_gauge("plantd_influxdb_ok", "1 while InfluxDB accepts writes.",
                        [&health] { return health.influx_failing ? 0.0 : 1.0; });
-    registry.add_text([this](std::string& out) {
+    registry.add_gauge("plantd_last_write_timestamp_seconds",
+                       "When InfluxDB last took a batch (Unix time; 0: not yet).",
+                       [this] { return static_cast<double>(last_write_ms.load()) / 1000.0; });
+    registry.add_text([this, detailed_latency](std::string& out) {
         record_age_at_write.render(
             out, "plantd_record_age_at_write_seconds",
             "Age of each record (now minus its timestamp) when InfluxDB acknowledged it: "
-            "the end-to-end latency for live data.");
+            "the end-to-end latency for live data.",
+            detailed_latency);
     });
     registry.add_counter("plantd_batches_written_total", "Batches InfluxDB acknowledged.",
                          value(batches_written));

@@ -22,7 +22,9 @@ struct WriterStats {
     LatencyHistogram record_age_at_write;
 
     // `health`: whether InfluxDB accepts writes.
-    void register_metrics(MetricsRegistry& registry, const Health& health) const;
+    void register_metrics(MetricsRegistry& registry, const Health& health,
+                          bool detailed_latency = false) const;
+    std::atomic<int64_t> last_write_ms{0};  // wall-clock time of the last batch InfluxDB took
 };
 
 }  // namespace plantd
