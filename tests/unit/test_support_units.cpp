@@ -7,10 +7,16 @@
 #include <vector>
 
 #include <simdjson.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <sstream>
 #include <thread>
 
 #include "control/accounting.hpp"
 #include "control/latency_histogram.hpp"
+#include "control/log_format.hpp"
+#include "control/rate_limited_log.hpp"
 #include "decoding/nonstandard_numbers.hpp"
 #include "durability/dead_letter_store.hpp"
 #include "pipeline/ingest_queue.hpp"
@@ -182,11 +188,52 @@ TEST_CASE("the record-age histogram: buckets, quantiles and Prometheus text") {
     std::string coarse;
     histogram.render(coarse, "age_seconds", "help");
     size_t buckets = 0;
-    for (size_t at = coarse.find("_bucket{"); at != std::string::npos; at = coarse.find("_bucket{", at + 1)) ++buckets;
+    for (size_t at = coarse.find("_bucket{"); at != std::string::npos; at = coarse.find("_bucket{", at + 1))
+        ++buckets;
     CHECK(buckets == 16);  // 15 bounds and +Inf
     CHECK(coarse.find("age_seconds_bucket{le=\"0.001\"}") == std::string::npos);
     CHECK(coarse.find("age_seconds_bucket{le=\"0.005\"} 1\n") != std::string::npos);
     CHECK(coarse.find("age_seconds_bucket{le=\"0.01\"} 99\n") != std::string::npos);
     CHECK(coarse.find("age_seconds_bucket{le=\"0.25\"} 100\n") != std::string::npos);
     CHECK(coarse.find("age_seconds_bucket{le=\"+Inf\"} 101\n") != std::string::npos);
+}
+
+TEST_CASE(
+    "log lines: UTC with the zone on a terminal, syslog priorities for the journal; held-back lines summed") {
+    std::ostringstream text;
+    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(text);
+    auto logger = std::make_shared<spdlog::logger>("test", sink);
+    logger->set_formatter(make_log_formatter(true));
+    logger->info("started");
+    logger->warn("slow");
+    logger->error("broken");
+    logger->critical("gone");
+    CHECK(text.str() == "<6>started\n<4>slow\n<3>broken\n<2>gone\n");
+    text.str("");
+    logger->set_formatter(make_log_formatter(false));
+    logger->info("started");
+    const std::string line = text.str();
+    REQUIRE(line.size() > 25);
+    CHECK(line[4] == '-');
+    CHECK(line[10] == 'T');
+    CHECK(line[23] == 'Z');  // 2026-12-01T10:00:00.123Z
+    CHECK(line.find(" info started") != std::string::npos);
+
+    // What the rate limiter held back is said once an interval, even with no later line of its key.
+    std::ostringstream captured;
+    auto previous = spdlog::default_logger();
+    auto capture = std::make_shared<spdlog::logger>(
+        "capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(captured));
+    capture->set_pattern("%v");
+    spdlog::set_default_logger(capture);
+    RateLimitedLog limited(std::chrono::milliseconds(50));
+    for (int i = 0; i < 5; ++i) limited.warn("malformed_json", "bad message {}", i);
+    limited.warn("bad_topic", "bad topic");
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));
+    limited.log_summary();
+    spdlog::set_default_logger(previous);
+    CHECK(captured.str().find("bad message 0\n") != std::string::npos);
+    CHECK(captured.str().find("bad message 1") == std::string::npos);
+    CHECK(captured.str().find("held back in the last 0.05 s: 4 similar log lines (4 malformed_json)") !=
+          std::string::npos);
 }

@@ -16,6 +16,7 @@
 #include "app/startup_checks.hpp"
 #include "control/accounting.hpp"
 #include "control/health.hpp"
+#include "control/log_format.hpp"
 #include "control/metrics_registry.hpp"
 #include "control/process_metrics.hpp"
 #include "control/rate_limited_log.hpp"
@@ -60,7 +61,7 @@ std::string check_rules(const std::string& directory) {
 void configure_logging(const std::string& level) {
     auto logger = spdlog::stderr_color_mt("plantd");
     spdlog::set_default_logger(logger);
-    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+    spdlog::set_formatter(make_log_formatter(stderr_is_journal()));
     spdlog::set_level(spdlog::level::from_str(level));
 }
 
@@ -349,6 +350,7 @@ int run_daemon(const Config& config) {
                 spdlog::info("influxdb: answering at {} now", config.influxdb.url);
             }
         }
+        reject_log.log_summary();
         uint64_t on_disk = 0;
         for (auto& writer : writers) on_disk += writer->buffered_batches();
         health.buffer_in_use = on_disk > 0;

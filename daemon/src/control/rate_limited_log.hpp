@@ -37,6 +37,28 @@ class RateLimitedLog {
         }
     }
 
+    // Once an interval: one line for what was held back and not yet said by a later line of its key,
+    // so that no rejection stays invisible in the log ("held back in the last 10 s: 1200 malformed_json").
+    void log_summary() {
+        std::string held;
+        uint64_t total = 0;
+        {
+            std::lock_guard lock(mutex_);
+            auto now = std::chrono::steady_clock::now();
+            if (now - last_summary_ < interval_) return;
+            last_summary_ = now;
+            for (auto& [key, slot] : slots_) {
+                if (slot.suppressed == 0) continue;
+                held += fmt::format("{}{} {}", held.empty() ? "" : ", ", slot.suppressed, key);
+                total += slot.suppressed;
+                slot.suppressed = 0;
+            }
+        }
+        if (total > 0)
+            spdlog::warn("held back in the last {:g} s: {} similar log lines ({})",
+                         static_cast<double>(interval_.count()) / 1000.0, total, held);
+    }
+
   private:
     struct Slot {
         std::chrono::steady_clock::time_point last{};
@@ -45,6 +67,7 @@ class RateLimitedLog {
     std::chrono::milliseconds interval_;
     std::mutex mutex_;
     std::unordered_map<std::string, Slot> slots_;
+    std::chrono::steady_clock::time_point last_summary_ = std::chrono::steady_clock::now();
 };
 
 }  // namespace plantd
