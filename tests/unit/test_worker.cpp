@@ -114,6 +114,7 @@ struct Bench {
     RateLimitedLog log{1s};
     std::unique_ptr<DeadLetterStore> dead_letters;
     FakeSink sink;
+    FieldTypes field_types;
     std::unique_ptr<Worker> worker;
 
     static TopicRouter router_of(const Config& config) {
@@ -129,7 +130,8 @@ struct Bench {
                                 .accounting = metrics,
                                 .dead_letters = *dead_letters,
                                 .log = log,
-                                .registry = admission};
+                                .registry = admission,
+                                .field_types = &field_types};
         worker = std::make_unique<Worker>(0, services, sink);
         worker->start();
     }
@@ -170,6 +172,30 @@ struct Bench {
 };
 
 }  // namespace
+
+TEST_CASE(
+    "worker without a registry: a field of another type than first seen is rejected alone, the rest "
+    "written") {
+    Bench bench(nullptr);
+    bench.publish("d1", R"({"ts": 1700000000000, "metrics": {"t": 21.5, "mode": "auto"}})");
+    bench.publish("d2", R"({"ts": 1700000000001, "metrics": {"t": "hot", "mode": "manual", "ok": true}})");
+    bench.publish("d3", R"({"ts": 1700000000002, "metrics": {"mode": 3}})");  // nothing left: the record goes
+    bench.finish();
+    const auto lines = bench.sink.lines();
+    REQUIRE(lines.size() == 2);
+    CHECK(lines[0] == "telemetry,device_id=d1,factory_id=f1 t=21.5,mode=\"auto\" 1700000000000\n");
+    CHECK(lines[1] == "telemetry,device_id=d2,factory_id=f1 mode=\"manual\",ok=true 1700000000001\n");
+    CHECK(bench.metrics.rejected(RejectScope::field, RejectReason::invalid_field) ==
+          1);  // d2 t (d3: the message)
+    CHECK(bench.metrics.rejected(RejectScope::message, RejectReason::invalid_field) == 1);
+    CHECK(bench.metrics.messages_accepted.load() == 2);
+    CHECK(bench.dead_letter_count() == 2);  // d2's partial, d3's message, each with its topic
+    std::ifstream in(bench.dir + "/dl.jsonl");
+    std::string letters((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    CHECK(letters.find("field t was first written to plantd as a number; this value is a string") !=
+          std::string::npos);
+    CHECK(letters.find(R"("topic":"factory/f1/device/d2/telemetry")") != std::string::npos);
+}
 
 TEST_CASE("worker: a valid message becomes one line; malformed JSON is rejected and kept") {
     Bench bench(nullptr);

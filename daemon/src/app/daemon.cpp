@@ -229,8 +229,10 @@ int run_daemon(const Config& config) {
     std::vector<std::unique_ptr<InfluxWriter>> writers;
     std::vector<std::unique_ptr<Worker>> workers;
     FactoryRateLimiter rate_limiter;
-    WorkerServices services{config,     router,         queue,         accounting,      **dead_letters,
-                            reject_log, registry.get(), &rate_limiter, rule_feed.get(), wal.get()};
+    FieldTypes field_types;
+    WorkerServices services{config,          router,     queue,          accounting,
+                            **dead_letters,  reject_log, registry.get(), &rate_limiter,
+                            rule_feed.get(), wal.get(),  &field_types};
     const bool disk_buffer = wal && config.durability.buffer_max_bytes > 0;
     health.buffer_enabled = disk_buffer;
     for (size_t i = 0; i < shards; ++i) {

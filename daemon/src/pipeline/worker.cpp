@@ -38,6 +38,8 @@ Worker::Worker(size_t shard, WorkerServices services, BatchSink& writer)
                                              .max_past_age_ms = services.config.ingest.max_past_age_ms})) {
     append_escaped_measurement(escaped_measurement_, services_.config.influxdb.measurement);
     if (services_.rules) rule_port_ = services_.rules->open_port();
+    if (services_.field_types && !services_.registry)
+        field_types_ = std::make_unique<FieldTypeCache>(*services_.field_types);
     const auto& influx = services_.config.influxdb;
     per_factory_destination_ =
         (influx.api == InfluxApi::v1 ? influx.database : influx.bucket).find("{factory_id}") !=
@@ -261,6 +263,12 @@ Worker::Outcome Worker::process(const RawMessage& message, bool retry) {
             reject_message(message, match.factory_id, decoded_.record_rejections.front());
             return Outcome::done;
         }
+    } else if (field_types_) {
+        apply_field_types(destination_of(match.factory_id, {}));
+        if (decoded_.records.empty()) {
+            reject_message(message, match.factory_id, decoded_.record_rejections.front());
+            return Outcome::done;
+        }
     }
 
     auto& accounting = services_.accounting;
@@ -322,18 +330,16 @@ bool Worker::alive(int64_t now_ms, int64_t max_age_ms) const {
     return waiting_on_writer_.load() && now_ms - writer_.heartbeat_ms() < max_age_ms;
 }
 
-Batch& Worker::batch_for(std::string_view factory, std::string_view registry_destination) {
+std::string_view Worker::destination_of(std::string_view factory, std::string_view registry_destination) {
     // The registry's destination for the factory, else the configured one (templated per factory).
-    std::string templated;
-    std::string_view destination = registry_destination;
-    if (destination.empty()) {
-        if (per_factory_destination_) {
-            templated = destination_for(services_.config.influxdb, factory);
-            destination = templated;
-        } else {
-            destination = default_destination_;
-        }
-    }
+    if (!registry_destination.empty()) return registry_destination;
+    if (!per_factory_destination_) return default_destination_;
+    templated_destination_ = destination_for(services_.config.influxdb, factory);
+    return templated_destination_;
+}
+
+Batch& Worker::batch_for(std::string_view factory, std::string_view registry_destination) {
+    const std::string_view destination = destination_of(factory, registry_destination);
     for (Batch& batch : open_batches_) {
         if (batch.destination == destination) {
             if (batch.lines() == 0) batch.opened = std::chrono::steady_clock::now();

@@ -21,6 +21,7 @@
 #include "durability/dead_letter_store.hpp"
 #include "durability/write_ahead_log.hpp"
 #include "pipeline/factory_rate_limiter.hpp"
+#include "pipeline/field_types.hpp"
 #include "pipeline/ingest_queue.hpp"
 #include "registry/admission.hpp"
 #include "util/service.hpp"
@@ -38,6 +39,7 @@ struct WorkerServices {
     FactoryRateLimiter* rate_limiter = nullptr;  // null: no per-factory rate limits
     RecordFeed* rules = nullptr;                 // null: no rules
     WriteAheadLog* wal = nullptr;                // null: durability "memory"
+    FieldTypes* field_types = nullptr;           // null: no check (a registry types the fields instead)
 };
 
 // The InfluxDB database (v1) or bucket (v2) of a factory: "{factory_id}" in the name is replaced.
@@ -96,6 +98,10 @@ class Worker final : public Service {
     // try before shutdown, after which nothing is held.
     void retry_held(bool final);
     Batch& batch_for(std::string_view factory, std::string_view registry_destination);
+    std::string_view destination_of(std::string_view factory, std::string_view registry_destination);
+    // Without a registry: fields whose type differs from the first one seen in the destination are
+    // rejected one by one (InfluxDB would refuse the whole line).
+    void apply_field_types(std::string_view destination);
     void flush_aged();
     void hand_to_writer(Batch& batch);
 
@@ -110,6 +116,8 @@ class Worker final : public Service {
     std::vector<const ExtraTags*> record_tags_;   // per decoded record, from the registry
     std::vector<ParameterAnswer> field_answers_;  // per decoded field, from the registry
     std::string default_destination_;
+    std::string templated_destination_;            // scratch for destination_of()
+    std::unique_ptr<FieldTypeCache> field_types_;  // without a registry
     // Messages waiting for registry lookups, in arrival order, and their devices ("factory/device"):
     // a later message of a held device waits behind it (per-device order).
     std::deque<RawMessage> held_;

@@ -197,6 +197,42 @@ bool Worker::parameters_decided(const RegistryFactory& factory, std::string_view
     return decided;
 }
 
+void Worker::apply_field_types(std::string_view destination) {
+    size_t kept = 0;
+    for (size_t r = 0; r < decoded_.records.size(); ++r) {
+        Record record = decoded_.records[r];
+        uint32_t written = 0;
+        std::string first_problem;
+        for (uint32_t i = 0; i < record.field_count; ++i) {
+            Field& field = decoded_.fields[record.first_field + i];
+            const auto settled = field_types_->kind_of(destination, field.name, field.kind);
+            if (settled && *settled != field.kind) {
+                std::string problem =
+                    fmt::format("device {}: field {} was first written to {} as a {}; this value is a {}",
+                                record.device_id, printable(field.name), destination, to_string(*settled),
+                                to_string(field.kind));
+                if (first_problem.empty()) first_problem = problem;
+                decoded_.field_rejections.push_back(
+                    Rejection{RejectReason::invalid_field, std::move(problem)});
+                continue;
+            }
+            if (written != i) std::swap(decoded_.fields[record.first_field + written], field);
+            ++written;
+        }
+        record.field_count = written;
+        if (written == 0) {
+            decoded_.record_rejections.push_back(
+                Rejection{RejectReason::invalid_field, fmt::format("no metric left ({})", first_problem)});
+            continue;
+        }
+        decoded_.records[kept] = record;
+        record_tags_[kept] = record_tags_[r];
+        ++kept;
+    }
+    decoded_.records.resize(kept);
+    record_tags_.resize(kept);
+}
+
 void Worker::apply_parameters(std::string_view factory_id) {
     size_t kept = 0;
     size_t answer = 0;  // field_answers_ follows the fields, record by record

@@ -1,0 +1,50 @@
+#pragma once
+// Without a registry, InfluxDB decides a field's type by the first value it sees, and refuses any
+// later line whose value has another type: one mistyped field would lose the whole point. So plantd
+// remembers each field's first type per destination (shared by the workers; each worker keeps what it
+// has asked in a cache of its own, so the hot path takes no lock) and rejects only the field that does
+// not fit, keeping the rest of the record. Bounded: beyond max_fields names nothing new is remembered
+// (InfluxDB's own check remains).
+#include <cstddef>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "decoding/record.hpp"
+
+namespace plantd {
+
+class FieldTypes {
+  public:
+    explicit FieldTypes(size_t max_fields = 100'000) : max_fields_(max_fields) {}
+    // The type `name` has in `destination`: the first one given for it (this one, if it is new).
+    // nullopt when the bound is reached and the name is new.
+    std::optional<FieldKind> settle(std::string_view destination, std::string_view name, FieldKind kind);
+
+  private:
+    size_t max_fields_;
+    std::mutex mutex_;
+    std::unordered_map<std::string, FieldKind> kinds_;  // destination '\n' name
+};
+
+// One worker's cache in front of the shared memory.
+class FieldTypeCache {
+  public:
+    explicit FieldTypeCache(FieldTypes& shared) : shared_(shared) {}
+    std::optional<FieldKind> kind_of(std::string_view destination, std::string_view name, FieldKind kind);
+
+  private:
+    struct Hash {
+        using is_transparent = void;
+        size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+    };
+    using Names = std::unordered_map<std::string, FieldKind, Hash, std::equal_to<>>;
+    FieldTypes& shared_;
+    std::unordered_map<std::string, Names, Hash, std::equal_to<>> by_destination_;
+};
+
+std::string_view to_string(FieldKind kind);
+
+}  // namespace plantd
