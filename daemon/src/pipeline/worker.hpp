@@ -102,6 +102,9 @@ class Worker final : public Service {
     // Without a registry: fields whose type differs from the first one seen in the destination are
     // rejected one by one (InfluxDB would refuse the whole line).
     void apply_field_types(std::string_view destination);
+    // Rejects the fields `problem_of` objects to, one by one, and the records left without fields.
+    template <class ProblemOf>
+    void keep_fitting_fields(ProblemOf&& problem_of);
     void flush_aged();
     void hand_to_writer(Batch& batch);
 

@@ -197,7 +197,8 @@ bool Worker::parameters_decided(const RegistryFactory& factory, std::string_view
     return decided;
 }
 
-void Worker::apply_field_types(std::string_view destination) {
+template <class ProblemOf>
+void Worker::keep_fitting_fields(ProblemOf&& problem_of) {
     size_t kept = 0;
     for (size_t r = 0; r < decoded_.records.size(); ++r) {
         Record record = decoded_.records[r];
@@ -205,50 +206,7 @@ void Worker::apply_field_types(std::string_view destination) {
         std::string first_problem;
         for (uint32_t i = 0; i < record.field_count; ++i) {
             Field& field = decoded_.fields[record.first_field + i];
-            const auto settled = field_types_->kind_of(destination, field.name, field.kind);
-            if (settled && *settled != field.kind) {
-                std::string problem =
-                    fmt::format("device {}: field {} was first written to {} as a {}; this value is a {}",
-                                record.device_id, printable(field.name), destination, to_string(*settled),
-                                to_string(field.kind));
-                if (first_problem.empty()) first_problem = problem;
-                decoded_.field_rejections.push_back(
-                    Rejection{RejectReason::invalid_field, std::move(problem)});
-                continue;
-            }
-            if (written != i) std::swap(decoded_.fields[record.first_field + written], field);
-            ++written;
-        }
-        record.field_count = written;
-        if (written == 0) {
-            decoded_.record_rejections.push_back(
-                Rejection{RejectReason::invalid_field, fmt::format("no metric left ({})", first_problem)});
-            continue;
-        }
-        decoded_.records[kept] = record;
-        record_tags_[kept] = record_tags_[r];
-        ++kept;
-    }
-    decoded_.records.resize(kept);
-    record_tags_.resize(kept);
-}
-
-void Worker::apply_parameters(std::string_view factory_id) {
-    size_t kept = 0;
-    size_t answer = 0;  // field_answers_ follows the fields, record by record
-    for (size_t r = 0; r < decoded_.records.size(); ++r) {
-        Record record = decoded_.records[r];
-        uint32_t written = 0;
-        std::string first_problem;
-        for (uint32_t i = 0; i < record.field_count; ++i) {
-            Field& field = decoded_.fields[record.first_field + i];
-            const ParameterAnswer& type = field_answers_[answer++];
-            std::string problem =
-                type.state == ParameterAnswer::State::typed
-                    ? fit_field(field, type.type)
-                    : fmt::format(
-                          "parameter {} is new, and factory {} has max_parameters_per_factory already",
-                          printable(field.name), factory_id);
+            std::string problem = problem_of(field);
             if (!problem.empty()) {
                 problem = fmt::format("device {}: {}", record.device_id, problem);
                 if (first_problem.empty()) first_problem = problem;
@@ -271,6 +229,25 @@ void Worker::apply_parameters(std::string_view factory_id) {
     }
     decoded_.records.resize(kept);
     record_tags_.resize(kept);
+}
+
+void Worker::apply_field_types(std::string_view destination) {
+    keep_fitting_fields([&](const Field& field) -> std::string {
+        const auto settled = field_types_->kind_of(destination, field.name, field.kind);
+        if (!settled || *settled == field.kind) return {};
+        return fmt::format("field {} was first written to {} as a {}; this value is a {}",
+                           printable(field.name), destination, to_string(*settled), to_string(field.kind));
+    });
+}
+
+void Worker::apply_parameters(std::string_view factory_id) {
+    size_t answer = 0;  // field_answers_ follows the fields, record by record
+    keep_fitting_fields([&](Field& field) -> std::string {
+        const ParameterAnswer& type = field_answers_[answer++];
+        if (type.state == ParameterAnswer::State::typed) return fit_field(field, type.type);
+        return fmt::format("parameter {} is new, and factory {} has max_parameters_per_factory already",
+                           printable(field.name), factory_id);
+    });
 }
 
 }  // namespace plantd
