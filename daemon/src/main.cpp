@@ -9,6 +9,7 @@
 #include "app/registry_tool.hpp"
 #include "config/config.hpp"
 #include "config/config_keys.hpp"
+#include "core/reject_reason.hpp"
 
 int main(int argc, char** argv) {
     CLI::App app{"plantd: industrial telemetry ingestion (MQTT -> InfluxDB)"};
@@ -22,8 +23,15 @@ int main(int argc, char** argv) {
     size_t limit = 50;
     std::string reason;
     list->add_option("-n,--limit", limit, "show at most this many (the newest)")->capture_default_str();
-    list->add_option("--reason", reason, "only this reason (e.g. malformed_json)");
-    deadletter->require_subcommand(1);
+    std::vector<std::string> reasons;
+    for (size_t i = 0; i < plantd::reject_reason_count; ++i)
+        reasons.emplace_back(plantd::to_string(static_cast<plantd::RejectReason>(i)));
+    list->add_option("--reason", reason, "only this reason (e.g. malformed_json)")
+        ->check(CLI::IsMember(reasons));
+    auto* show = deadletter->add_subcommand("show", "one dead letter whole, with its payload");
+    size_t dead_letter_id = 0;
+    show->add_option("ID", dead_letter_id, "its number in `deadletter list`")->required();
+    deadletter->require_subcommand(0, 1);
 
     // Registry operator commands (MySQL from [registry]).
     plantd::RegistryCommand registry_command;
@@ -36,7 +44,7 @@ int main(int argc, char** argv) {
     auto* registry = app.add_subcommand("registry", "the device registry's schema");
     verb(registry, "migrate", "apply the registry's schema migrations (idempotent)", "registry-migrate");
     verb(registry, "status", "show the registry's schema version", "registry-status");
-    registry->require_subcommand(1);
+    registry->require_subcommand(0, 1);
     auto* factory = app.add_subcommand("factory", "registry: factories");
     auto* factory_add = verb(factory, "add", "add a factory", "factory-add");
     factory_add->add_option("factory_id", registry_command.factory_id)->required();
@@ -63,7 +71,7 @@ int main(int argc, char** argv) {
     set_destination->add_option("factory_id", registry_command.factory_id)->required();
     set_destination->add_option("destination", registry_command.destination, "database (v1) or bucket (v2)");
     set_destination->add_flag("--clear", registry_command.clear, "use the configured destination again");
-    factory->require_subcommand(1);
+    factory->require_subcommand(0, 1);
     auto* parameter = app.add_subcommand("parameter", "registry: parameters (metric names and their types)");
     auto* parameter_add =
         verb(parameter, "add", "declare a parameter before devices send it (its type is then fixed)",
@@ -80,7 +88,7 @@ int main(int argc, char** argv) {
     parameter_unit->add_option("name", registry_command.parameter)->required();
     parameter_unit->add_option("unit", registry_command.unit);
     parameter_unit->add_flag("--clear", registry_command.clear, "remove the unit");
-    parameter->require_subcommand(1);
+    parameter->require_subcommand(0, 1);
     auto* device = app.add_subcommand("device", "registry: devices (always within a factory)");
     auto* device_add = verb(device, "add", "add a device to a factory", "device-add");
     device_add->add_option("factory_id", registry_command.factory_id)->required();
@@ -96,7 +104,7 @@ int main(int argc, char** argv) {
         sub->add_option("factory_id", registry_command.factory_id)->required();
         sub->add_option("device_id", registry_command.device_id)->required();
     }
-    device->require_subcommand(1);
+    device->require_subcommand(0, 1);
 
     // Alert operator commands (MySQL from [registry]).
     plantd::AlertCommand alert_command;
@@ -113,12 +121,27 @@ int main(int argc, char** argv) {
     alerts_ack->add_option("factory_id", alert_command.factory_id)->required();
     alerts_ack->add_option("alert_id", alert_command.alert_id)->required();
     alerts_ack->add_option("--by", alert_command.by, "who acknowledges")->capture_default_str();
-    alerts->require_subcommand(1);
+    alerts->require_subcommand(0, 1);
     auto* reference =
         app.add_subcommand("config-reference",
                            "print every configuration key with its default and meaning (the README's table)");
 
+    for (CLI::App* group : {deadletter, registry, factory, parameter, device, alerts}) group->allow_extras();
     CLI11_PARSE(app, argc, argv);
+    // A command group without (or with an unknown) command: name what was given and what exists.
+    for (CLI::App* group : {deadletter, registry, factory, parameter, device, alerts}) {
+        if (!group->parsed() || !group->get_subcommands().empty()) continue;
+        std::string known;
+        for (const CLI::App* sub : group->get_subcommands({}))
+            known += (known.empty() ? "" : ", ") + sub->get_name();
+        const auto extras = group->remaining();
+        if (extras.empty())
+            std::cerr << "plantd " << group->get_name() << ": which command? one of " << known << "\n";
+        else
+            std::cerr << "plantd " << group->get_name() << ": unknown command \"" << extras.front()
+                      << "\" (one of " << known << ")\n";
+        return 2;
+    }
     if (reference->parsed()) {
         std::cout << plantd::config_reference_markdown();
         return 0;
@@ -145,6 +168,8 @@ int main(int argc, char** argv) {
         return plantd::run_alert_command(alert_command, config->registry, std::cout, std::cerr);
     }
     if (list->parsed()) return plantd::list_dead_letters(config->dead_letter.path, limit, reason, std::cout);
+    if (show->parsed())
+        return plantd::show_dead_letter(config->dead_letter.path, dead_letter_id, std::cout, std::cerr);
     for (const auto& [sub, id] : registry_verbs) {
         if (sub->parsed()) {
             registry_command.verb = id;

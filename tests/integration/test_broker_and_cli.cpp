@@ -16,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "durability/dead_letter_store.hpp"
 #include "support.hpp"
 #include "util/clock.hpp"
 
@@ -162,4 +163,56 @@ TEST_CASE(
     CHECK(plantd.metric("process_open_fds") > 3);
     CHECK(plantd.metric("process_start_time_seconds") > 1.7e9);
     CHECK(plantd.terminate() == 0);
+}
+
+TEST_CASE(
+    "the CLI: dead letters by ID with their payload, unknown reasons and commands refused with the valid "
+    "ones") {
+    TempDir dir;
+    const std::string dead_letters = dir.path() + "/dl.jsonl";
+    {
+        auto store = plantd::DeadLetterStore::open(dead_letters, 1 << 20);
+        REQUIRE(store.ok());
+        plantd::DeadLetter first{"message",
+                                 "factory/f1/device/d1/telemetry",
+                                 "",
+                                 "f1",
+                                 plantd::RejectReason::malformed_json,
+                                 "payload: not JSON",
+                                 "{oops",
+                                 1'700'000'000'000};
+        plantd::DeadLetter second{"message",
+                                  "factory/f2/device/d7/telemetry",
+                                  "",
+                                  "f2",
+                                  plantd::RejectReason::bad_timestamp,
+                                  "ts 1700000000 looks like seconds",
+                                  "{\"ts\": 1700000000}",
+                                  1'700'000'001'000};
+        REQUIRE((*store)->append(first));
+        REQUIRE((*store)->append(second));
+    }
+    const std::string config_path = dir.path() + "/plantd.toml";
+    std::ofstream(config_path)
+        << "[dead_letter]\npath = \"dl.jsonl\"\n";  // relative: to the config's directory
+    const std::string plantd = std::string(PLANTD_BINARY) + " --config " + config_path;
+    int code = 0;
+    const std::string listed = run_command("cd / && " + plantd + " deadletter list", code);
+    CHECK(code == 0);
+    CHECK(listed.find("#1 ") != std::string::npos);
+    CHECK(listed.find("#2 ") != std::string::npos);
+    CHECK(listed.find("2 dead letters") != std::string::npos);
+    const std::string shown = run_command(plantd + " deadletter show 2", code);
+    CHECK(code == 0);
+    CHECK(shown.find("topic: factory/f2/device/d7/telemetry") != std::string::npos);
+    CHECK(shown.find("payload: {\"ts\": 1700000000}") != std::string::npos);
+    run_command(plantd + " deadletter show 3", code);
+    CHECK(code == 1);
+    const std::string bad_reason = run_command(plantd + " deadletter list --reason nosuch", code);
+    CHECK(code != 0);
+    CHECK(bad_reason.find("nosuch not in {malformed_json,") != std::string::npos);
+    const std::string unknown = run_command(std::string(PLANTD_BINARY) + " device frobnicate", code);
+    CHECK(code == 2);
+    CHECK(unknown.find("plantd device: unknown command \"frobnicate\" (one of add, list") !=
+          std::string::npos);
 }

@@ -19,10 +19,12 @@ int list_dead_letters(const std::string& path, size_t limit, const std::string& 
     size_t total = 0;
     size_t unreadable = 0;
     simdjson::dom::parser parser;
+    size_t id = 0;
     for (const std::string& file : {path + ".1", path}) {
         std::ifstream in(file);
         std::string line;
         while (std::getline(in, line)) {
+            ++id;
             simdjson::dom::element entry;
             if (parser.parse(line).get(entry)) {
                 ++unreadable;
@@ -37,8 +39,8 @@ int list_dead_letters(const std::string& path, size_t limit, const std::string& 
             read_string(entry, "factory_id", factory);
             read_string(entry, "detail", detail);
             ++total;
-            newest.push_back(fmt::format("{} {:<18} {:<8} factory={} topic={} {}", time, entry_reason, kind,
-                                         factory.empty() ? "-" : factory, topic.empty() ? "-" : topic,
+            newest.push_back(fmt::format("#{} {} {:<18} {:<8} factory={} topic={} {}", id, time, entry_reason,
+                                         kind, factory.empty() ? "-" : factory, topic.empty() ? "-" : topic,
                                          detail));
             if (newest.size() > limit) newest.pop_front();
         }
@@ -48,6 +50,39 @@ int list_dead_letters(const std::string& path, size_t limit, const std::string& 
                        reason.empty() ? "" : " with reason " + reason, path, newest.size(),
                        unreadable ? fmt::format(" ({} unreadable lines)", unreadable) : "");
     return 0;
+}
+
+int show_dead_letter(const std::string& path, size_t id, std::ostream& out, std::ostream& err) {
+    size_t at = 0;
+    simdjson::dom::parser parser;
+    for (const std::string& file : {path + ".1", path}) {
+        std::ifstream in(file);
+        std::string line;
+        while (std::getline(in, line)) {
+            if (++at != id) continue;
+            simdjson::dom::element entry;
+            if (parser.parse(line).get(entry)) {
+                err << fmt::format("dead letter #{} in {} is not readable JSON:\n{}\n", id, file, line);
+                return 1;
+            }
+            simdjson::dom::object fields;
+            if (entry.get(fields)) return 1;
+            for (auto [key, value] : fields) {
+                std::string_view text;
+                if (value.get(text) == simdjson::SUCCESS)
+                    out << fmt::format("{}: {}\n", key, text);
+                else
+                    out << fmt::format("{}: {}\n", key, simdjson::to_string(value));
+            }
+            std::string_view encoded;
+            if (entry["payload_base64"].get(encoded) == simdjson::SUCCESS)
+                out << "(the payload was not UTF-8; payload_base64 above holds its bytes)\n";
+            return 0;
+        }
+    }
+    err << fmt::format("no dead letter #{} in {} ({} entries; `deadletter list` shows the IDs)\n", id, path,
+                       at);
+    return 1;
 }
 
 }  // namespace plantd
