@@ -34,8 +34,9 @@ void SectionReader::secret(std::string_view key, std::optional<std::string>& out
     } else if (file) {
         auto path = file->value<std::string>();
         if (!path) return error_at(file, file_key, "expected a file path");
-        std::ifstream in(resolve_path(source_, *path));
-        if (!in) return error_at(file, file_key, fmt::format("cannot read {}", *path));
+        const std::string resolved = resolve_path(source_, *path);
+        std::ifstream in(resolved);
+        if (!in) return error_at(file, file_key, fmt::format("cannot read {}", resolved));
         std::string line;
         std::getline(in, line);
         while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();

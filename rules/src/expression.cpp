@@ -51,8 +51,8 @@ std::string check_operators(std::string_view text) {
             if (before == '<' || before == '>' || before == '!') continue;  // <= >= !=
             return fmt::format("`=` at position {} assigns; compare with `==`", i);
         }
-        if ((c == '-' || c == '+' || c == '/' || c == '*') && i > 0 && i + 1 < text.size() &&
-            is_name_character(text[i - 1]) && is_name_character(text[i + 1])) {
+        if (c == '-' && i > 0 && i + 1 < text.size() && is_name_character(text[i - 1]) &&
+            is_name_character(text[i + 1])) {
             // Both sides are names (not numbers: 1e-3 and 2-1 are fine) written without spaces.
             size_t start = i;
             while (start > 0 && is_name_character(text[start - 1])) --start;
@@ -60,8 +60,8 @@ std::string check_operators(std::string_view text) {
             while (end < text.size() && is_name_character(text[end])) ++end;
             const std::string_view left = text.substr(start, i - start);
             const std::string_view right = text.substr(i + 1, end - i - 1);
-            auto is_word = [](std::string_view word) {
-                return !word.empty() && !(word[0] >= '0' && word[0] <= '9');
+            auto is_word = [](std::string_view word) {  // not a number: 5, .5, 1e3
+                return !word.empty() && !(word[0] >= '0' && word[0] <= '9') && word[0] != '.';
             };
             if (is_word(left) && is_word(right))
                 return fmt::format(

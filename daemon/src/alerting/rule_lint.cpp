@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <tuple>
+
 namespace plantd {
 
 RuleLint::RuleLint(int64_t grace_ms, FactoryKnown factory_known)
@@ -11,9 +13,11 @@ void RuleLint::rules_loaded(const rules::RuleSet& set, int64_t now_ms) {
     loaded_ms_ = now_ms;
     needs_.clear();
     pending_.clear();
+    pending_metrics_.clear();
     scoped_.clear();
     warned_.clear();
     unseen_count_ = unknown_count_ = 0;
+    std::set<std::tuple<std::string, std::string, std::string>> listed;  // (rule, scope, metric)
     for (const auto& rule : set.all()) {
         const auto& definition = rule->definition;
         if (definition.factory != rules::every_factory)
@@ -21,9 +25,13 @@ void RuleLint::rules_loaded(const rules::RuleSet& set, int64_t now_ms) {
         for (const rules::Expression* expression : {rule->when.get(), rule->clear.get()}) {
             if (!expression) continue;
             for (const auto& input : expression->inputs()) {
-                needs_.push_back({definition.factory, input.metric, definition.id, definition.source});
-                if (!seen_.count({definition.factory, input.metric}))
+                // Once per (rule, metric): `when` and `clear`, or x and rate(x), need it once.
+                if (listed.emplace(definition.id, definition.factory, input.metric).second)
+                    needs_.push_back({definition.factory, input.metric, definition.id, definition.source});
+                if (!seen_.count({definition.factory, input.metric})) {
                     pending_.insert({definition.factory, input.metric});
+                    pending_metrics_.insert(input.metric);
+                }
             }
         }
     }
@@ -32,9 +40,10 @@ void RuleLint::rules_loaded(const rules::RuleSet& set, int64_t now_ms) {
 void RuleLint::observe(const RuleRecord& record) {
     if (pending_.empty()) return;  // everything needed was seen: the common case costs one check
     for (const auto& [metric, value] : record.samples) {
+        if (!pending_metrics_.count(metric)) continue;  // not awaited: no copy, no insert
         for (std::string scope : {record.factory_id, std::string(rules::every_factory)}) {
             auto key = std::make_pair(std::move(scope), metric);
-            if (seen_.insert(key).second) pending_.erase(key);
+            if (pending_.erase(key) > 0) seen_.insert(std::move(key));  // only what some rule needs
         }
     }
 }

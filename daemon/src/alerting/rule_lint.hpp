@@ -44,8 +44,9 @@ class RuleLint {
     FactoryKnown factory_known_;
     int64_t loaded_ms_ = 0;
     std::vector<Need> needs_;
-    std::set<std::pair<std::string, std::string>> seen_;       // (factory, metric) and ("*", metric)
+    std::set<std::pair<std::string, std::string>> seen_;       // needed (scope, metric) pairs seen so far
     std::set<std::pair<std::string, std::string>> pending_;    // (scope, metric) not seen yet
+    std::set<std::string, std::less<>> pending_metrics_;       // their metric names: a record's quick test
     std::vector<std::pair<std::string, std::string>> scoped_;  // (factory, rule id) of factory rules
     std::set<std::string> warned_;
     size_t unseen_count_ = 0;

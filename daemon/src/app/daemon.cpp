@@ -342,10 +342,18 @@ int run_daemon(const Config& config) {
         }
         // InfluxDB did not answer at start-up and nothing has been written since: ask again, so that
         // /ready turns 200 when it is back even before the first record arrives.
-        // (Once a writer has tried, the writers say whether InfluxDB takes writes.)
-        if (influx_unanswered && (!health.influx_failing || writer_stats.write_requests.load() > 0)) {
+        // Once a writer has written, the writers say whether InfluxDB takes writes.
+        if (influx_unanswered && !health.influx_failing) {
             influx_unanswered = false;
-        } else if (influx_unanswered && steady_clock_ms() - last_influx_probe_ms >= 5'000) {
+        } else if (influx_unanswered && writer_stats.batches_written.load() > 0) {
+            influx_unanswered = false;
+            if (health.influx_failing_destinations.load() == 0) {
+                health.influx_failing = false;
+                health.set_influx_error({});
+                spdlog::info("influxdb: answering at {} now", config.influxdb.url);
+            }
+        } else if (influx_unanswered && writer_stats.write_requests.load() == 0 &&
+                   steady_clock_ms() - last_influx_probe_ms >= 5'000) {
             last_influx_probe_ms = steady_clock_ms();
             if (recheck_influxdb(config.influxdb, health)) {
                 influx_unanswered = false;

@@ -8,7 +8,10 @@
 namespace plantd {
 
 bool recheck_influxdb(const InfluxConfig& config, Health& health) {
-    InfluxClient influx(config);
+    // On the main thread (signals, the watchdog): a second at most.
+    InfluxConfig quick = config;
+    quick.request_timeout_ms = 1'000;
+    InfluxClient influx(quick);
     const WriteOutcome answer = influx.check_access();
     if (answer.status != WriteStatus::ok) return false;
     health.influx_failing = false;

@@ -104,7 +104,7 @@ const std::vector<ConfigKey>& config_keys() {
                AT(ingest.max_future_skew_ms),
                "records stamped further ahead than this are rejected (`bad_timestamp`; microseconds and "
                "nanoseconds are named as such)"),
-        ranged("ingest", "max_past_age", KeyType::duration, 86'400'000, 36500LL * 86'400'000,
+        ranged("ingest", "max_past_age", KeyType::duration, 86'400'000, 18250LL * 86'400'000,
                AT(ingest.max_past_age_ms),
                "records stamped longer ago than this are rejected (`bad_timestamp`): epoch seconds sent as "
                "milliseconds land in 1970 and are named as such"),
@@ -186,8 +186,9 @@ const std::vector<ConfigKey>& config_keys() {
         plain("control", "listen", KeyType::text, AT(control.listen),
               "`/metrics`, `/health`, `/ready`; `\"\"` disables"),
         plain("control", "detailed_latency", KeyType::flag, AT(control.detailed_latency),
-              "`plantd_record_age_at_write_seconds` with all 142 buckets (1 ms steps to 10 ms, 25 ms to 2 s) "
-              "instead of 15, for benchmarks"),
+              "`plantd_record_age_at_write_seconds` with all 142 buckets (1 ms steps to 10 ms, then 5 ms to "
+              "100 ms, 25 ms to 2 s, "
+              "250 ms to 10 s) instead of 15, for benchmarks"),
         chosen("log", "level", log_levels, WORD(log.level),
                "`trace`, `debug`, `info`, `warn`, `error`, `critical` or `off`"),
         ranged("log", "reject_log_interval", KeyType::duration, 0, 3600'000, AT(log.reject_log_interval_ms),
@@ -257,7 +258,7 @@ const std::vector<ConfigKey>& config_keys() {
               "record alerts in the MySQL `alerts` table (needs `[registry] enabled`)"),
         ranged("rules", "unseen_metric_grace", KeyType::duration, 1'000, 7 * 86400'000LL,
                AT(rules.unseen_metric_grace_ms),
-               "a rule metric that no device in the rule's scope has sent this long after the rules were "
+               "a rule metric that no device of the rule's factory has sent this long after the rules were "
                "loaded is "
                "warned about (log, `plantd_rule_unseen_metrics`, `/health`)"),
         ranged("rules", "alert_max_pending", KeyType::integer, 10, 100'000'000, AT(rules.alert_max_pending),

@@ -455,6 +455,7 @@ void PayloadDecoder::drop_duplicate_fields(std::string_view where, DecodedMessag
 
 std::optional<int64_t> PayloadDecoder::read_timestamp(Element value, std::string& problem) const {
     int64_t ms = 0;
+    const bool integer = value.type() == element_type::INT64;  // a unit mistake is only possible there
     switch (value.type()) {
         case element_type::INT64:
             ms = value.get_int64().value_unsafe();
@@ -486,7 +487,7 @@ std::optional<int64_t> PayloadDecoder::read_timestamp(Element value, std::string
     const int64_t latest = now_ms_ + limits_.max_future_skew_ms;
     auto plausible = [&](int64_t candidate) { return candidate >= earliest && candidate <= latest; };
     if (ms < earliest) {
-        if (ms <= INT64_MAX / 1000 && plausible(ms * 1000))
+        if (integer && ms <= INT64_MAX / 1000 && plausible(ms * 1000))
             problem = fmt::format(
                 "{} looks like seconds, not milliseconds (as seconds: {}); send epoch milliseconds", ms,
                 format_rfc3339_ms(ms * 1000));
@@ -496,10 +497,10 @@ std::optional<int64_t> PayloadDecoder::read_timestamp(Element value, std::string
         return std::nullopt;
     }
     if (ms > latest) {
-        if (plausible(ms / 1000))
+        if (integer && plausible(ms / 1000))
             problem = fmt::format("{} looks like microseconds, not milliseconds (as microseconds: {})", ms,
                                   format_rfc3339_ms(ms / 1000));
-        else if (plausible(ms / 1'000'000))
+        else if (integer && plausible(ms / 1'000'000))
             problem = fmt::format("{} looks like nanoseconds, not milliseconds (as nanoseconds: {})", ms,
                                   format_rfc3339_ms(ms / 1'000'000));
         else

@@ -114,6 +114,7 @@ std::string MqttSubscriber::connected(MqttSession& session, const mqtt_codec::Co
     for (const auto& filter : filters_) subscriptions.push_back({filter, config_.mqtt.qos});
     subscribe_id_ = session.next_packet_id();
     mqtt_codec::encode_subscribe(session.version(), subscribe_id_, subscriptions, session.out());
+    unsubscribing_.clear();  // a new session holds no subscription
     if (connack.session_present) {
         std::vector<std::string> stale;
         for (auto& filter : previous_filters())
@@ -127,6 +128,7 @@ std::string MqttSubscriber::connected(MqttSession& session, const mqtt_codec::Co
             unsubscribe_id_ = session.next_packet_id();
             mqtt_codec::encode_unsubscribe(session.version(), unsubscribe_id_, stale, session.out());
         }
+        unsubscribing_ = std::move(stale);
     }
     // A resumed session's backlog may arrive before the SUBACK; while the queue is full it is not
     // read, so the deadline moves with it.
@@ -155,7 +157,10 @@ void MqttSubscriber::goodbye(MqttSession&) {
 }
 
 std::string MqttSubscriber::filters_path() const {
-    return fmt::format("{}/mqtt-subscriptions-{}", config_.durability.directory, config_.mqtt.client_id);
+    std::string name = config_.mqtt.client_id;  // any character a client id may hold, as a file name
+    for (char& c : name)
+        if (c == '/' || c == '\0') c = '_';
+    return fmt::format("{}/mqtt-subscriptions-{}", config_.durability.directory, name);
 }
 
 std::vector<std::string> MqttSubscriber::previous_filters() const {
@@ -174,7 +179,10 @@ void MqttSubscriber::remember_filters() const {
     const std::string temporary = path + ".tmp";
     {
         std::ofstream out(temporary, std::ios::trunc);
+        // Until their UNSUBACK, the stale filters are the broker's too: a connection lost meanwhile
+        // unsubscribes them on the next one.
         for (const auto& filter : filters_) out << filter << '\n';
+        for (const auto& filter : unsubscribing_) out << filter << '\n';
         if (!out) {
             spdlog::debug("mqtt: cannot keep the subscribed filters in {}", path);
             return;
@@ -295,8 +303,15 @@ PacketStep MqttSubscriber::packet(MqttSession& session, const Frame& frame, std:
             return PacketStep::go_on;
         }
         case PacketType::pingresp:
-        case PacketType::unsuback:  // what an UNSUBSCRIBE of stale filters answers; nothing to do
             return PacketStep::go_on;
+        case PacketType::unsuback: {  // the stale filters are gone: forget them
+            if (body.size() >= 2 && !unsubscribing_.empty() &&
+                ((static_cast<uint8_t>(body[0]) << 8) | static_cast<uint8_t>(body[1])) == unsubscribe_id_) {
+                unsubscribing_.clear();
+                remember_filters();
+            }
+            return PacketStep::go_on;
+        }
         case PacketType::disconnect: {
             uint8_t reason = 0;
             mqtt_codec::decode_disconnect(version, body, reason);

@@ -99,6 +99,7 @@ class MqttSubscriber final : public Service, private MqttSessionClient {
     // Session thread state.
     uint16_t subscribe_id_ = 0;
     uint16_t unsubscribe_id_ = 0;
+    std::vector<std::string> unsubscribing_;  // stale filters until their UNSUBACK: still remembered
     int64_t subscribe_deadline_ms_ = 0;
     RawMessage blocked_;  // a message the full queue has not taken yet (not acknowledged)
     uint16_t blocked_packet_id_ = 0;

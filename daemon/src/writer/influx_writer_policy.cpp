@@ -33,9 +33,8 @@ bool InfluxWriter::deliver_range(Batch& batch, size_t first, size_t last, bool d
         WriteOutcome outcome = client_.write(batch.destination, batch.slice(first, last));
         stats_.write_bytes_sent.fetch_add(outcome.bytes_sent, std::memory_order_relaxed);
         if (outcome.status == WriteStatus::ok) {
-            // Also the first write after a start-up at which InfluxDB did not answer.
-            if (health_.influx_failing.load(std::memory_order_relaxed) &&
-                health_.influx_failing_destinations.load() == 0 && health_.influx_failing.exchange(false)) {
+            if (attempt > 0 && health_.influx_failing_destinations.load() == 0 &&
+                health_.influx_failing.exchange(false)) {
                 spdlog::info("writer {}: InfluxDB accepts writes again", index_);
                 health_.set_influx_error({});
             }
