@@ -1,6 +1,8 @@
 // The writer's response policy against the real InfluxDB 1.6.
 #include <doctest/doctest.h>
 
+#include <httplib.h>
+
 #include <fmt/format.h>
 #include <simdjson.h>
 
@@ -120,4 +122,42 @@ TEST_CASE("an unreachable InfluxDB keeps the batch until the drain deadline, the
     CHECK(metrics.points_buffered.load() == 0);
     CHECK(metrics.rejected(RejectScope::point, RejectReason::shutdown_unwritten) == 5);
     CHECK(read_lines(dir.path() + "/dl.jsonl").size() == 5);
+}
+
+TEST_CASE(
+    "without a registry, a field InfluxDB already holds as a string rejects a number alone; the rest is "
+    "written") {
+    TempDir dir;
+    const std::string database = unique_name("itest_fieldtypes");
+    const std::string prefix = unique_name("it");
+    influx_command("CREATE DATABASE " + database);
+    {  // an earlier writer made `t` a string field
+        httplib::Client influx(influx_url());
+        auto written =
+            influx.Post("/write?db=" + database,
+                        "telemetry,device_id=old,factory_id=f1 t=\"hot\" 1700000000000000000", "text/plain");
+        REQUIRE(written);
+        REQUIRE(written->status == 204);
+    }
+    const int port = free_port();
+    PlantdProcess plantd(
+        dir.path(),
+        base_config(unique_name("plantd-fields"), prefix, database, port, dir.path() + "/dl.jsonl"), port);
+    REQUIRE(plantd.wait_ready(std::chrono::seconds(30)));
+    {
+        Publisher publisher(unique_name("itest-pub"));
+        publisher.publish(fmt::format("{}/factory/f1/device/d1/telemetry", prefix),
+                          R"({"metrics": {"t": 21.5, "u": 1}})");
+        publisher.flush();
+    }
+    REQUIRE(eventually([&] { return plantd.metric("plantd_points_written_total{factory_id=\"f1\"}") == 1; },
+                       std::chrono::seconds(20)));
+    CHECK(plantd.metric(
+              "plantd_rejected_total{scope=\"field\",reason=\"invalid_field\",factory_id=\"f1\"}") == 1);
+    CHECK(plantd.metric(
+              "plantd_rejected_total{scope=\"point\",reason=\"influx_rejected\",factory_id=\"f1\"}") == 0);
+    const auto rows = influx_select(database, "SELECT u FROM telemetry WHERE device_id = 'd1'");
+    CHECK(rows.size() == 1);
+    CHECK(plantd.terminate() == 0);
+    influx_command("DROP DATABASE " + database);
 }

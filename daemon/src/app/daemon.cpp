@@ -229,7 +229,25 @@ int run_daemon(const Config& config) {
     std::vector<std::unique_ptr<InfluxWriter>> writers;
     std::vector<std::unique_ptr<Worker>> workers;
     FactoryRateLimiter rate_limiter;
-    FieldTypes field_types;
+    // Without a registry: each field's type per database, starting from what InfluxDB already holds.
+    InfluxConfig field_keys_config = config.influxdb;
+    field_keys_config.request_timeout_ms = 2'000;  // a worker waits for it: briefly, and once per database
+    InfluxClient field_keys_client(field_keys_config);  // used under FieldTypes' lock only
+    FieldTypes::Seed seed;
+    if (config.influxdb.api == InfluxApi::v1) {
+        seed =
+            [&](std::string_view database) -> std::optional<std::vector<std::pair<std::string, FieldKind>>> {
+            auto keys = field_keys_client.field_keys(database, config.influxdb.measurement);
+            if (!keys) return std::nullopt;
+            std::vector<std::pair<std::string, FieldKind>> kinds;
+            for (auto& [name, type] : *keys)
+                kinds.emplace_back(std::move(name), type == "string"    ? FieldKind::string
+                                                    : type == "boolean" ? FieldKind::boolean
+                                                                        : FieldKind::number);
+            return kinds;
+        };
+    }
+    FieldTypes field_types(100'000, seed);
     WorkerServices services{config,          router,     queue,          accounting,
                             **dead_letters,  reject_log, registry.get(), &rate_limiter,
                             rule_feed.get(), wal.get(),  &field_types};

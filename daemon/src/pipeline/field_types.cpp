@@ -1,6 +1,25 @@
 #include "pipeline/field_types.hpp"
 
+#include "util/clock.hpp"
+
 namespace plantd {
+
+void FieldTypes::seed_locked(std::string_view destination) {
+    if (!seed_) return;
+    // While InfluxDB does not answer, nobody waits for it more than once in 30 s.
+    if (last_failure_ms_ != 0 && steady_clock_ms() - last_failure_ms_ < 30'000) return;
+    if (seeded_.count(destination) != 0) return;
+    const auto fields = seed_(destination);
+    if (!fields) {
+        last_failure_ms_ = steady_clock_ms();
+        return;
+    }
+    seeded_.emplace(destination);
+    for (const auto& [name, kind] : *fields) {
+        if (kinds_.size() >= max_fields_) break;
+        kinds_.emplace(std::string(destination) + '\n' + name, kind);
+    }
+}
 
 std::optional<FieldKind> FieldTypes::settle(std::string_view destination, std::string_view name,
                                             FieldKind kind) {
@@ -8,6 +27,7 @@ std::optional<FieldKind> FieldTypes::settle(std::string_view destination, std::s
     key.reserve(destination.size() + 1 + name.size());
     key.append(destination).append(1, '\n').append(name);
     std::lock_guard lock(mutex_);
+    seed_locked(destination);
     if (auto it = kinds_.find(key); it != kinds_.end()) return it->second;
     if (kinds_.size() >= max_fields_) return std::nullopt;
     kinds_.emplace(std::move(key), kind);

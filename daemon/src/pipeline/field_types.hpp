@@ -6,11 +6,16 @@
 // not fit, keeping the rest of the record. Bounded: beyond max_fields names nothing new is remembered
 // (InfluxDB's own check remains).
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "decoding/record.hpp"
 
@@ -18,14 +23,24 @@ namespace plantd {
 
 class FieldTypes {
   public:
-    explicit FieldTypes(size_t max_fields = 100'000) : max_fields_(max_fields) {}
+    // What a destination already holds before plantd writes to it (InfluxDB's own field keys, asked
+    // once per destination on its first field; nullopt: it could not say, and nobody asks for 30 s).
+    using Seed =
+        std::function<std::optional<std::vector<std::pair<std::string, FieldKind>>>(std::string_view)>;
+    explicit FieldTypes(size_t max_fields = 100'000, Seed seed = {})
+        : max_fields_(max_fields), seed_(std::move(seed)) {}
     // The type `name` has in `destination`: the first one given for it (this one, if it is new).
     // nullopt when the bound is reached and the name is new.
     std::optional<FieldKind> settle(std::string_view destination, std::string_view name, FieldKind kind);
 
   private:
+    void seed_locked(std::string_view destination);
+
     size_t max_fields_;
+    Seed seed_;
     std::mutex mutex_;
+    std::set<std::string, std::less<>> seeded_;         // destinations whose fields InfluxDB has told
+    int64_t last_failure_ms_ = 0;                       // when InfluxDB last could not say
     std::unordered_map<std::string, FieldKind> kinds_;  // destination '\n' name
 };
 

@@ -1,5 +1,7 @@
 #include "writer/influx_client.hpp"
 
+#include <simdjson.h>
+
 #include <curl/curl.h>
 #include <fmt/format.h>
 #include <charconv>
@@ -192,6 +194,42 @@ WriteOutcome InfluxClient::check_access() {
     WriteOutcome outcome = perform(url, "", false, "Content-Type: text/plain; charset=utf-8");
     if (outcome.status == WriteStatus::bad_data) outcome.status = WriteStatus::ok;  // "no data": it answered
     return outcome;
+}
+
+std::optional<std::vector<std::pair<std::string, std::string>>> InfluxClient::field_keys(
+    std::string_view database, std::string_view measurement) {
+    CURL* curl = static_cast<CURL*>(curl_);
+    std::string quoted;
+    for (char c : measurement) {
+        if (c == '"' || c == '\\') quoted += '\\';
+        quoted += c;
+    }
+    const std::string body = fmt::format("db={}&q={}", url_encode(curl, database),
+                                         url_encode(curl, "SHOW FIELD KEYS FROM \"" + quoted + "\""));
+    WriteOutcome outcome =
+        perform(config_.url + "/query", body, false, "Content-Type: application/x-www-form-urlencoded");
+    if (outcome.status != WriteStatus::ok) return std::nullopt;
+    simdjson::dom::parser parser;
+    simdjson::dom::element document;
+    if (parser.parse(outcome.message).get(document)) return std::nullopt;
+    std::vector<std::pair<std::string, std::string>> fields;
+    simdjson::dom::array results;
+    if (document["results"].get(results)) return std::nullopt;
+    for (auto result : results) {
+        if (result["error"].error() == simdjson::SUCCESS) return std::nullopt;  // e.g. database not found
+        simdjson::dom::array series;
+        if (result["series"].get(series)) continue;  // no such measurement yet: no fields
+        for (auto one : series) {
+            simdjson::dom::array values;
+            if (one["values"].get(values)) continue;
+            for (auto row : values) {
+                std::string_view name, type;
+                if (row.at(0).get(name) || row.at(1).get(type)) continue;
+                fields.emplace_back(std::string(name), std::string(type));
+            }
+        }
+    }
+    return fields;
 }
 
 std::string InfluxClient::create_database(std::string_view name) {

@@ -3,8 +3,11 @@
 // classifies every response (README, "What InfluxDB answers"); the retry policy lives in InfluxWriter.
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "config/config.hpp"
 #include "writer/gzip.hpp"
@@ -45,6 +48,10 @@ class InfluxClient {
     // Whether InfluxDB answers and takes plantd's credentials, without writing anything: v1 asks
     // SHOW DATABASES, v2 writes an empty body. `unauthorized` is a configuration error.
     WriteOutcome check_access();
+    // v1: the fields `measurement` already has in `database` and their types (SHOW FIELD KEYS), as
+    // (name, "float" | "integer" | "string" | "boolean"); nullopt when InfluxDB could not say.
+    std::optional<std::vector<std::pair<std::string, std::string>>> field_keys(std::string_view database,
+                                                                               std::string_view measurement);
     // v1: CREATE DATABASE (idempotent). Returns an empty string on success, else the error.
     std::string create_database(std::string_view name);
 
