@@ -6,6 +6,7 @@
 #include <new>
 
 #include "common/identifiers.hpp"
+#include "decoding/decoder_text.hpp"
 #include "decoding/nonstandard_numbers.hpp"
 #include "decoding/timestamp.hpp"
 #include "util/clock.hpp"
@@ -20,7 +21,9 @@ std::optional<Rejection> reject(RejectReason reason, std::string detail) {
     return Rejection{reason, std::move(detail)};
 }
 
-std::string_view type_name(element_type type) {
+}  // namespace
+
+std::string_view json_type_name(simdjson::dom::element_type type) {
     switch (type) {
         case element_type::ARRAY:
             return "an array";
@@ -55,8 +58,6 @@ std::string printable_quoted(std::string_view text) {
     if (text.size() > max) out += "...";
     return "\"" + out + "\"";
 }
-
-}  // namespace
 
 PayloadDecoder::PayloadDecoder(DecoderLimits limits) : limits_(limits) {
     // Allocated once for the largest payload and reused. (simdjson 3.0.1's set_max_capacity() is
@@ -121,9 +122,9 @@ std::optional<Rejection> PayloadDecoder::decode_device_payload(Element root, Dec
         return decode_record(root.get_object().value_unsafe(), "payload", out);
     }
     if (root.type() != element_type::ARRAY) {
-        return reject(
-            RejectReason::invalid_record,
-            fmt::format("payload is {}, expected an object or an array of objects", type_name(root.type())));
+        return reject(RejectReason::invalid_record,
+                      fmt::format("payload is {}, expected an object or an array of objects",
+                                  json_type_name(root.type())));
     }
     size_t index = 0;
     simdjson::dom::array items = root.get_array().value_unsafe();
@@ -132,7 +133,7 @@ std::optional<Rejection> PayloadDecoder::decode_device_payload(Element root, Dec
         if (item.type() != element_type::OBJECT) {
             out.record_rejections.push_back(
                 {RejectReason::invalid_record,
-                 fmt::format("{} is {}, expected an object", where, type_name(item.type()))});
+                 fmt::format("{} is {}, expected an object", where, json_type_name(item.type()))});
             continue;
         }
         if (auto rejection = decode_record(item.get_object().value_unsafe(), where, out)) return rejection;
@@ -144,7 +145,7 @@ std::optional<Rejection> PayloadDecoder::decode_gateway_payload(Element root, De
     if (root.type() != element_type::OBJECT) {
         return reject(RejectReason::invalid_record,
                       fmt::format("gateway payload is {}, expected an object with \"records\"",
-                                  type_name(root.type())));
+                                  json_type_name(root.type())));
     }
     std::optional<Element> records;
     Object fields = root.get_object().value_unsafe();
@@ -158,15 +159,15 @@ std::optional<Rejection> PayloadDecoder::decode_gateway_payload(Element root, De
                 return reject(RejectReason::identity_mismatch,
                               fmt::format("payload.{} is {}, the topic says \"{}\"", key,
                                           value.is_string() ? printable_quoted(claimed)
-                                                            : std::string(type_name(value.type())),
+                                                            : std::string(json_type_name(value.type())),
                                           expected));
             }
         }
     }
     if (!records) return reject(RejectReason::invalid_record, "gateway payload has no \"records\" array");
     if (records->type() != element_type::ARRAY) {
-        return reject(RejectReason::invalid_record,
-                      fmt::format("payload.records is {}, expected an array", type_name(records->type())));
+        return reject(RejectReason::invalid_record, fmt::format("payload.records is {}, expected an array",
+                                                                json_type_name(records->type())));
     }
     size_t index = 0;
     simdjson::dom::array items = records->get_array().value_unsafe();
@@ -175,7 +176,7 @@ std::optional<Rejection> PayloadDecoder::decode_gateway_payload(Element root, De
         if (item.type() != element_type::OBJECT) {
             out.record_rejections.push_back(
                 {RejectReason::invalid_record,
-                 fmt::format("{} is {}, expected an object", where, type_name(item.type()))});
+                 fmt::format("{} is {}, expected an object", where, json_type_name(item.type()))});
             continue;
         }
         if (auto rejection = decode_record(item.get_object().value_unsafe(), where, out)) return rejection;
@@ -201,7 +202,7 @@ std::optional<Rejection> PayloadDecoder::decode_record(Object object, std::strin
                 return reject(RejectReason::identity_mismatch,
                               fmt::format("{}.factory_id is {}, the topic says \"{}\"", where,
                                           value.is_string() ? printable_quoted(claimed)
-                                                            : std::string(type_name(value.type())),
+                                                            : std::string(json_type_name(value.type())),
                                           out.topic.factory_id));
             }
         } else if (key == "device_id") {
@@ -212,13 +213,13 @@ std::optional<Rejection> PayloadDecoder::decode_record(Object object, std::strin
                     return reject(RejectReason::identity_mismatch,
                                   fmt::format("{}.device_id is {}, the topic says \"{}\"", where,
                                               is_string ? printable_quoted(claimed)
-                                                        : std::string(type_name(value.type())),
+                                                        : std::string(json_type_name(value.type())),
                                               out.topic.source_id));
                 }
             } else if (!is_string || !is_valid_identifier(claimed)) {
-                device_problem =
-                    fmt::format("{}.device_id is {}, not a valid identifier", where,
-                                is_string ? printable_quoted(claimed) : std::string(type_name(value.type())));
+                device_problem = fmt::format(
+                    "{}.device_id is {}, not a valid identifier", where,
+                    is_string ? printable_quoted(claimed) : std::string(json_type_name(value.type())));
             } else if (device_id && *device_id != claimed) {
                 device_problem = fmt::format("{} names two different device_id values", where);
             } else {
@@ -257,7 +258,7 @@ std::optional<Rejection> PayloadDecoder::decode_record(Object object, std::strin
     if (metrics->type() != element_type::OBJECT) {
         out.record_rejections.push_back(
             {RejectReason::invalid_record,
-             fmt::format("{}.metrics is {}, expected an object", where, type_name(metrics->type()))});
+             fmt::format("{}.metrics is {}, expected an object", where, json_type_name(metrics->type()))});
         return std::nullopt;
     }
     record.first_field = out.field_pool_used;
@@ -451,64 +452,6 @@ void PayloadDecoder::drop_duplicate_fields(std::string_view where, DecodedMessag
     }
     (void)end;
     record.field_count = kept;
-}
-
-std::optional<int64_t> PayloadDecoder::read_timestamp(Element value, std::string& problem) const {
-    int64_t ms = 0;
-    const bool integer = value.type() == element_type::INT64;  // a unit mistake is only possible there
-    switch (value.type()) {
-        case element_type::INT64:
-            ms = value.get_int64().value_unsafe();
-            break;
-        case element_type::UINT64:
-            problem = "is out of range";
-            return std::nullopt;
-        case element_type::STRING: {
-            std::string_view text = value.get_string().value_unsafe();
-            auto parsed = parse_rfc3339_ms(text);
-            if (!parsed) {
-                problem = fmt::format("{} is not an RFC 3339 date-time", printable_quoted(text));
-                return std::nullopt;
-            }
-            ms = *parsed;
-            break;
-        }
-        default:
-            problem = fmt::format("is {}, expected integer epoch milliseconds or an RFC 3339 string",
-                                  type_name(value.type()));
-            return std::nullopt;
-    }
-    if (ms < 0) {
-        problem = fmt::format("{} is before 1970", ms);
-        return std::nullopt;
-    }
-    // Epoch seconds (1763700000) would land in January 1970, microseconds far in the future: say so.
-    const int64_t earliest = now_ms_ - limits_.max_past_age_ms;
-    const int64_t latest = now_ms_ + limits_.max_future_skew_ms;
-    auto plausible = [&](int64_t candidate) { return candidate >= earliest && candidate <= latest; };
-    if (ms < earliest) {
-        if (integer && ms <= INT64_MAX / 1000 && plausible(ms * 1000))
-            problem = fmt::format(
-                "{} looks like seconds, not milliseconds (as seconds: {}); send epoch milliseconds", ms,
-                format_rfc3339_ms(ms * 1000));
-        else
-            problem = fmt::format("{} ({}) is more than max_past_age ({} days) before plantd's clock", ms,
-                                  format_rfc3339_ms(ms), limits_.max_past_age_ms / 86'400'000);
-        return std::nullopt;
-    }
-    if (ms > latest) {
-        if (integer && plausible(ms / 1000))
-            problem = fmt::format("{} looks like microseconds, not milliseconds (as microseconds: {})", ms,
-                                  format_rfc3339_ms(ms / 1000));
-        else if (integer && plausible(ms / 1'000'000))
-            problem = fmt::format("{} looks like nanoseconds, not milliseconds (as nanoseconds: {})", ms,
-                                  format_rfc3339_ms(ms / 1'000'000));
-        else
-            problem = fmt::format("{} is {} ms ahead of plantd's clock (max_future_skew {} ms)", ms,
-                                  ms - now_ms_, limits_.max_future_skew_ms);
-        return std::nullopt;
-    }
-    return ms;
 }
 
 std::unique_ptr<PayloadFormat> make_json_format(DecoderLimits limits) {
