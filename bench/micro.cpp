@@ -1,4 +1,4 @@
-// bench/micro: the hot path's pieces, one core, no servers (issue 3 targets in docs/BENCHMARKS.md).
+// bench/micro: the hot path's pieces, one core, no servers (targets in docs/BENCHMARKS.md).
 //   build/bench/plantd-micro [--benchmark_filter=...]
 #include <benchmark/benchmark.h>
 

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cstdio>
+#include <fstream>
 #include <set>
 #include <thread>
 
@@ -170,6 +171,9 @@ TEST_CASE("a device_topic changed between runs: the persistent session's old fil
                            std::chrono::seconds(30)));
         CHECK(first.terminate() == 0);
     }
+    // A damaged line in the kept filters is ignored, never sent to the broker.
+    std::ofstream(dir.path() + "/state/mqtt-subscriptions-" + instance, std::ios::app)
+        << "bad/#/level\n\x01\x02\n";
     // Second run: devices now publish on another shape; the broker still holds the first filter.
     std::string moved = config;
     const std::string old_template =
@@ -196,6 +200,8 @@ TEST_CASE("a device_topic changed between runs: the persistent session's old fil
                        std::chrono::seconds(20)));
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     CHECK(second.metric("plantd_messages_received_total") == 1);  // the old-shape message never arrived
+    CHECK(second.metric("plantd_mqtt_connection_losses_total") == 0);
+    CHECK(second.log().find("holds a line that is no MQTT filter plantd would use") != std::string::npos);
     CHECK(second.metric(
               "plantd_rejected_total{scope=\"message\",reason=\"bad_topic\",factory_id=\"_none\"}") == 0);
     CHECK(second.terminate() == 0);

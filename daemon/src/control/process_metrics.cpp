@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -33,7 +34,12 @@ std::vector<std::string> stat_fields() {
 
 double stat_field(size_t number) {  // number as in proc(5): 14 is utime
     const auto fields = stat_fields();
-    return number >= 3 && number - 3 < fields.size() ? std::stod(fields[number - 3]) : 0.0;
+    // Read at scrape time: a field that is not a number reads as 0, it never throws.
+    if (number < 3 || number - 3 >= fields.size()) return 0.0;
+    const std::string& field = fields[number - 3];
+    double value = 0.0;
+    auto [end, error] = std::from_chars(field.data(), field.data() + field.size(), value);
+    return error == std::errc() ? value : 0.0;
 }
 
 double boot_time_seconds() {
