@@ -35,11 +35,15 @@ void SectionReader::secret(std::string_view key, std::optional<std::string>& out
         auto path = file->value<std::string>();
         if (!path) return error_at(file, file_key, "expected a file path");
         const std::string resolved = resolve_path(source_, *path);
+        std::error_code ec;
+        if (std::filesystem::is_directory(resolved, ec))
+            return error_at(file, file_key, fmt::format("{} is a directory, not a file", resolved));
         std::ifstream in(resolved);
         if (!in) return error_at(file, file_key, fmt::format("cannot read {}", resolved));
         std::string line;
         std::getline(in, line);
         while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+        if (line.empty()) return error_at(file, file_key, fmt::format("{} is empty", resolved));
         out = line;
     }
 }

@@ -207,3 +207,19 @@ TEST_CASE("every path in the config is relative to the config file's directory, 
     CHECK(here->dead_letter.path == (std::filesystem::current_path() / "dl.jsonl").string());
     std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("a secret file that is empty or a directory is an error, not an empty secret") {
+    const std::string dir =
+        fmt::format("{}/plantd-secret-{}", std::filesystem::temp_directory_path().string(), ::getpid());
+    std::filesystem::create_directories(dir + "/adir");
+    std::ofstream(dir + "/empty") << "\n";
+    auto empty =
+        load_config_text("[mqtt]\nusername = \"u\"\npassword_file = \"empty\"\n", dir + "/plantd.toml");
+    REQUIRE_FALSE(empty);
+    CHECK(mentions(empty.error(), "[mqtt] password_file: " + dir + "/empty is empty"));
+    auto directory =
+        load_config_text("[mqtt]\nusername = \"u\"\npassword_file = \"adir\"\n", dir + "/plantd.toml");
+    REQUIRE_FALSE(directory);
+    CHECK(mentions(directory.error(), "is a directory, not a file"));
+    std::filesystem::remove_all(dir);
+}

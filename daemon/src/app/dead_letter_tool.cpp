@@ -9,6 +9,19 @@
 namespace plantd {
 
 namespace {
+// A device's bytes must not drive the operator's terminal: control characters (ESC...) as \xNN.
+std::string terminal_safe(std::string_view text) {
+    std::string out;
+    for (char c : text) {
+        const auto u = static_cast<unsigned char>(c);
+        if ((u < 0x20 && c != '\n' && c != '\t') || u == 0x7f)
+            out += fmt::format("\\x{:02x}", u);
+        else
+            out += c;
+    }
+    return out;
+}
+
 void read_string(simdjson::dom::element entry, const char* key, std::string_view& out) {
     if (entry[key].get(out) != simdjson::SUCCESS) out = {};
 }
@@ -39,9 +52,9 @@ int list_dead_letters(const std::string& path, size_t limit, const std::string& 
             read_string(entry, "factory_id", factory);
             read_string(entry, "detail", detail);
             ++total;
-            newest.push_back(fmt::format("#{} {} {:<18} {:<8} factory={} topic={} {}", id, time, entry_reason,
-                                         kind, factory.empty() ? "-" : factory, topic.empty() ? "-" : topic,
-                                         detail));
+            newest.push_back(terminal_safe(fmt::format("#{} {} {:<18} {:<8} factory={} topic={} {}", id, time,
+                                                       entry_reason, kind, factory.empty() ? "-" : factory,
+                                                       topic.empty() ? "-" : topic, detail)));
             if (newest.size() > limit) newest.pop_front();
         }
     }
@@ -62,15 +75,19 @@ int show_dead_letter(const std::string& path, size_t id, std::ostream& out, std:
             if (++at != id) continue;
             simdjson::dom::element entry;
             if (parser.parse(line).get(entry)) {
-                err << fmt::format("dead letter #{} in {} is not readable JSON:\n{}\n", id, file, line);
+                err << fmt::format("dead letter #{} in {} is not readable JSON:\n{}\n", id, file,
+                                   terminal_safe(line));
                 return 1;
             }
             simdjson::dom::object fields;
-            if (entry.get(fields)) return 1;
+            if (entry.get(fields)) {
+                err << fmt::format("dead letter #{} in {} is not a JSON object\n", id, file);
+                return 1;
+            }
             for (auto [key, value] : fields) {
                 std::string_view text;
                 if (value.get(text) == simdjson::SUCCESS)
-                    out << fmt::format("{}: {}\n", key, text);
+                    out << fmt::format("{}: {}\n", key, terminal_safe(text));
                 else
                     out << fmt::format("{}: {}\n", key, simdjson::to_string(value));
             }

@@ -26,7 +26,7 @@ std::vector<std::string> stat_fields() {
     std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     std::vector<std::string> fields;
     const auto close = text.rfind(')');
-    if (close == std::string::npos) return fields;
+    if (close == std::string::npos || close + 2 > text.size()) return fields;
     std::istringstream rest(text.substr(close + 2));
     for (std::string field; rest >> field;) fields.push_back(field);
     return fields;

@@ -216,7 +216,12 @@ std::optional<std::vector<std::pair<std::string, std::string>>> InfluxClient::fi
     simdjson::dom::array results;
     if (document["results"].get(results)) return std::nullopt;
     for (auto result : results) {
-        if (result["error"].error() == simdjson::SUCCESS) return std::nullopt;  // e.g. database not found
+        std::string_view error;
+        if (result["error"].get(error) == simdjson::SUCCESS) {
+            // A database plantd has not written yet holds no fields; anything else: InfluxDB cannot say.
+            if (error.find("database not found") != std::string_view::npos) return fields;
+            return std::nullopt;
+        }
         simdjson::dom::array series;
         if (result["series"].get(series)) continue;  // no such measurement yet: no fields
         for (auto one : series) {
