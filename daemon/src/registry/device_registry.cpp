@@ -119,8 +119,8 @@ void DeviceRegistry::run() {
         ready_.store(snapshot() != nullptr, std::memory_order_release);
         std::unique_lock lock(mutex_);
         if (stopping_) return;
-        const bool waiting =
-            !registrations_.empty() || !discovered_.empty() || !lookups_.empty() || !changed_.empty();
+        const bool waiting = !registrations_.empty() || !discovered_.empty() || !lookups_.empty() ||
+                             !changed_.empty() || redis_copy_stale_;
         int64_t wait_ms = std::max<int64_t>(0, next_full_load_ms_ - steady_clock_ms());
         if (waiting || !snapshot()) wait_ms = std::min(wait_ms, retry_ms);
         wake_.wait_for(lock, std::chrono::milliseconds(wait_ms), [&] { return stopping_ || work_; });
@@ -149,12 +149,13 @@ void DeviceRegistry::turn() {
         // "*": notifications (re)subscribed, perhaps to a Redis that restarted empty: reload (changes
         // may have been missed meanwhile) unless the snapshot is seconds old, and write it all again.
         const bool everything = changed.count("*") > 0;
-        if (cache_ && everything) cache_->forget_written();
+        const bool rewrite = everything || redis_copy_stale_;
+        if (cache_ && rewrite) cache_->forget_written();
         const bool fresh = now - snapshot()->loaded_ms < 2'000;
         if (store_ && (now >= next_full_load_ms_ || (everything && !fresh) || snapshot()->from_cache)) {
             load_full();
         } else if (store_) {
-            if (everything) write_to_redis(*snapshot(), nullptr);
+            if (rewrite) write_to_redis(*snapshot(), nullptr);
             if (!changed.empty()) reload_factories(changed);
         }
         if (!store_ || turn_failed_) {  // failed half way: try these factories again
@@ -367,9 +368,11 @@ void DeviceRegistry::write_to_redis(const RegistrySnapshot& snapshot,
         if (only && only->count(id) == 0) continue;
         if (auto problem = cache_->store_factory(id, *factory); !problem.empty()) {
             redis_failed("writing the registry's copy", problem);
+            redis_copy_stale_ = true;
             return;
         }
     }
+    if (!only) redis_copy_stale_ = false;
     redis_ok();
 }
 

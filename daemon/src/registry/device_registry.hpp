@@ -151,6 +151,9 @@ class DeviceRegistry final : public Admission, public Service {
     int64_t last_parameter_round_ms_ = 0;
     int64_t next_connect_ms_ = 0;
     bool turn_failed_ = false;  // a MySQL operation failed in this turn
+    // Writing the registry's copy into Redis failed (Redis restarting, a dropped connection): written
+    // again whole at the next turn, not only at the next full load.
+    bool redis_copy_stale_ = false;
     bool connected_before_ = false;
     uint64_t counted_retries_ = 0, counted_reconnects_ = 0;
 
