@@ -18,10 +18,11 @@ using namespace plantd;
 using namespace plantd::test;
 
 namespace {
-void add_line(Batch& batch, const std::string& line, const std::string& factory) {
+void add_line(Batch& batch, const std::string& line, const std::string& factory,
+              const std::string& topic = "") {
     batch.body += line;
     batch.body += '\n';
-    batch.end_line(factory, 0);
+    batch.end_line(factory, 0, topic);
 }
 // What a writer needs around it: config, metrics, health, a dead-letter store in a temporary dir.
 struct WriterFixture {
@@ -64,7 +65,7 @@ TEST_CASE(
                  "fa");
         if (i == 37 || i == 81) {
             add_line(batch, fmt::format("telemetry,device_id=d0,factory_id=fb level={}.5 {}", i, 5000 + i),
-                     "fb");
+                     "fb", fmt::format("plant/factory/fb/device/d0/telemetry/{}", i));
         }
     }
     REQUIRE(batch.lines() == 102);
@@ -87,8 +88,13 @@ TEST_CASE(
     auto lines = read_lines(dir.path() + "/dl.jsonl");
     REQUIRE(lines.size() == 2);
     simdjson::dom::parser parser;
+    int expected_topic = 37;
     for (const auto& line : lines) {
         simdjson::dom::element entry = parser.parse(line);
+        // Each refused line names the topic of the message it came from.
+        CHECK(std::string_view(entry["topic"]) ==
+              fmt::format("plant/factory/fb/device/d0/telemetry/{}", expected_topic));
+        expected_topic = 81;
         CHECK(std::string_view(entry["reason"]) == "influx_rejected");
         CHECK(std::string_view(entry["kind"]) == "line");
         CHECK(std::string_view(entry["factory_id"]) == "fb");

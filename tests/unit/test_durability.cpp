@@ -233,18 +233,23 @@ TEST_CASE("batch files: round trip, and damage is an error that names the proble
     Batch batch;
     batch.destination = "plant_a";
     batch.body = "telemetry,factory_id=fa,device_id=d1 t=1 1000\n";
-    batch.end_line("fa", 1000);
+    batch.end_line("fa", 1000, "plant/factory/fa/device/d1/telemetry");
+    batch.body += "telemetry,factory_id=fa,device_id=d1 u=1 1000\n";
+    batch.end_line("fa", 1000, "plant/factory/fa/device/d1/telemetry");
     batch.body += "telemetry,factory_id=fb,device_id=d2 t=2 2000\n";
-    batch.end_line("fb", 2000);
+    batch.end_line("fb", 2000, "plant/factory/fb/device/d2/telemetry");
+    CHECK(batch.topic_ends.size() == 2);  // one per run of lines from one topic
     const std::string bytes = encode_batch(batch);
     auto decoded = decode_batch(bytes);
     REQUIRE(decoded.ok());
     CHECK(decoded->destination == "plant_a");
     CHECK(decoded->body == batch.body);
-    CHECK(decoded->lines() == 2);
-    CHECK(decoded->factory_of(1) == "fb");
-    CHECK(decoded->line_time_ms[1] == 2000);
+    CHECK(decoded->lines() == 3);
+    CHECK(decoded->factory_of(2) == "fb");
+    CHECK(decoded->line_time_ms[2] == 2000);
     CHECK(decoded->line(0) == batch.line(0));
+    CHECK(decoded->topic_of(1) == "plant/factory/fa/device/d1/telemetry");
+    CHECK(decoded->topic_of(2) == "plant/factory/fb/device/d2/telemetry");
 
     std::string damaged = bytes;
     damaged[bytes.size() - 5] ^= 1;
@@ -252,6 +257,25 @@ TEST_CASE("batch files: round trip, and damage is an error that names the proble
     CHECK_FALSE(decode_batch(bytes.substr(0, bytes.size() - 1)).ok());
     CHECK_FALSE(decode_batch("PLNTBUF1").ok());
     CHECK(decode_batch("nonsense").error() == "not a plantd batch file");
+}
+
+TEST_CASE("a batch cut back after a failed encoding keeps its lines' topics consistent") {
+    Batch batch;
+    batch.body = "m a=1 1\n";
+    batch.end_line("fa", 1, "t/one");
+    const size_t lines = batch.lines(), bytes = batch.body.size();
+    batch.body += "m a=2 2\n";
+    batch.end_line("fa", 2, "t/two");
+    batch.truncate(lines, bytes);
+    CHECK(batch.lines() == 1);
+    CHECK(batch.topic_text == "t/one");
+    batch.body += "m a=3 3\n";
+    batch.end_line("fa", 3, "t/three");
+    CHECK(batch.topic_of(0) == "t/one");
+    CHECK(batch.topic_of(1) == "t/three");
+    batch.truncate(0, 0);
+    CHECK(batch.topic_text.empty());
+    CHECK(batch.topic_ends.empty());
 }
 
 TEST_CASE("disk buffer: stores in order, respects its share, and a new start finds the files again") {
@@ -335,4 +359,11 @@ TEST_CASE("the fuzz corpus files (written by an independent encoder) read as doc
     REQUIRE(batch.ok());
     CHECK(batch->lines() == 2);
     CHECK(batch->factory_of(1) == "f2");
+    CHECK(batch->topic_of(1).empty());  // the first format kept no topics
+    auto with_topics = decode_batch(read_file(corpus + "topics.batch"));
+    REQUIRE_MESSAGE(with_topics.ok(), with_topics.error());
+    CHECK(with_topics->lines() == 3);
+    CHECK(with_topics->factory_of(2) == "f2");
+    CHECK(with_topics->topic_of(1) == "plant/factory/f1/device/d1/telemetry");
+    CHECK(with_topics->topic_of(2) == "plant/factory/f2/device/d2/telemetry");
 }

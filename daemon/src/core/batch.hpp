@@ -1,7 +1,7 @@
 #pragma once
-// A batch of line-protocol lines for one InfluxDB destination. Line boundaries and each line's
-// factory are kept so that a refused batch can be split, and a refused line dead-lettered and
-// counted against its factory.
+// A batch of line-protocol lines for one InfluxDB destination. Line boundaries, each line's factory
+// and the topic of the message it came from are kept so that a refused batch can be split, and a
+// refused line dead-lettered with its topic and counted against its factory.
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -18,6 +18,10 @@ struct Batch {
     std::vector<uint32_t> line_factory;  // index into factories
     std::vector<int64_t> line_time_ms;   // each line's timestamp, for the latency histogram
     std::vector<std::string> factories;
+    // Topics: lines of one message are adjacent, so each run of lines with one topic stores it once.
+    std::vector<uint32_t> line_topic;  // index into topic_ends
+    std::vector<uint32_t> topic_ends;  // offset just past each topic in topic_text
+    std::string topic_text;
     std::chrono::steady_clock::time_point opened{};
     // The write-ahead log segments holding the messages these lines came from, with counts: released
     // once the batch is resolved (written, dead-lettered, or moved to the disk buffer).
@@ -39,15 +43,42 @@ struct Batch {
     }
     std::string_view line(size_t i) const { return slice(i, i + 1); }
     const std::string& factory_of(size_t line) const { return factories[line_factory[line]]; }
+    std::string_view topic_of(size_t line) const {
+        if (line >= line_topic.size()) return {};  // a batch file written before topics were kept
+        return topic(line_topic[line]);
+    }
+    std::string_view topic(size_t index) const {
+        const uint32_t begin = index == 0 ? 0 : topic_ends[index - 1];
+        return std::string_view(topic_text).substr(begin, topic_ends[index] - begin);
+    }
 
-    // Records that the line just appended to `body` belongs to `factory` and has time `time_ms`.
-    void end_line(std::string_view factory, int64_t time_ms) {
+    // Records that the line just appended to `body` belongs to `factory`, has time `time_ms` and
+    // came from a message on `topic`.
+    void end_line(std::string_view factory, int64_t time_ms, std::string_view source_topic = {}) {
         line_ends.push_back(static_cast<uint32_t>(body.size()));
         line_time_ms.push_back(time_ms);
         if (factories.empty() || factories[last_factory_] != factory) {
             last_factory_ = find_or_add_factory(factory);
         }
         line_factory.push_back(last_factory_);
+        if (topic_ends.empty() || topic(topic_ends.size() - 1) != source_topic) {
+            topic_text.append(source_topic);
+            topic_ends.push_back(static_cast<uint32_t>(topic_text.size()));
+        }
+        line_topic.push_back(static_cast<uint32_t>(topic_ends.size() - 1));
+    }
+
+    // Back to its first `keep` lines and `keep_bytes` of body (an encoding that failed half way).
+    void truncate(size_t keep, size_t keep_bytes) {
+        body.resize(keep_bytes);
+        line_ends.resize(keep);
+        line_factory.resize(keep);
+        line_time_ms.resize(keep);
+        line_topic.resize(keep);
+        const size_t topics = keep == 0 ? 0 : line_topic.back() + 1;
+        topic_ends.resize(topics);
+        topic_text.resize(topics == 0 ? 0 : topic_ends.back());
+        if (!factories.empty() && last_factory_ >= factories.size()) last_factory_ = 0;
     }
 
     void clear() {
@@ -56,6 +87,9 @@ struct Batch {
         line_factory.clear();
         line_time_ms.clear();
         factories.clear();
+        line_topic.clear();
+        topic_ends.clear();
+        topic_text.clear();
         wal_refs.clear();
         last_factory_ = 0;
     }

@@ -8,7 +8,8 @@ namespace plantd {
 
 namespace {
 
-constexpr std::string_view batch_magic = "PLNTBUF1";
+constexpr std::string_view batch_magic = "PLNTBUF2";
+constexpr std::string_view batch_magic_without_topics = "PLNTBUF1";
 
 void put_string(std::string& out, std::string_view s) {
     file_io::put_le32(out, static_cast<uint32_t>(s.size()));
@@ -57,6 +58,10 @@ std::string encode_batch(const Batch& batch) {
         file_io::put_le64(payload, static_cast<uint64_t>(batch.line_time_ms[i]));
     }
     put_string(payload, batch.body);
+    put_string(payload, batch.topic_text);
+    file_io::put_le32(payload, static_cast<uint32_t>(batch.topic_ends.size()));
+    for (uint32_t end : batch.topic_ends) file_io::put_le32(payload, end);
+    for (size_t i = 0; i < batch.lines(); ++i) file_io::put_le32(payload, batch.line_topic[i]);
     std::string out(batch_magic);
     file_io::put_le32(out, file_io::crc32_of(payload));
     file_io::put_le32(out, static_cast<uint32_t>(payload.size()));
@@ -65,7 +70,8 @@ std::string encode_batch(const Batch& batch) {
 }
 
 Result<Batch> decode_batch(std::string_view bytes) {
-    if (bytes.substr(0, batch_magic.size()) != batch_magic)
+    const bool with_topics = bytes.substr(0, batch_magic.size()) == batch_magic;
+    if (!with_topics && bytes.substr(0, batch_magic.size()) != batch_magic_without_topics)
         return fail(std::string("not a plantd batch file"));
     Cursor header{bytes.substr(batch_magic.size())};
     const auto crc = static_cast<uint32_t>(header.get(4));
@@ -89,6 +95,23 @@ Result<Batch> decode_batch(std::string_view bytes) {
         batch.line_time_ms.push_back(static_cast<int64_t>(in.get(8)));
     }
     batch.body = std::string(in.string());
+    if (with_topics) {
+        batch.topic_text = std::string(in.string());
+        const uint64_t topics = in.get(4);
+        if (topics > in.rest.size() / 4) return fail(std::string("bad topic count"));
+        uint32_t topic_end = 0;
+        for (uint64_t i = 0; i < topics && in.ok; ++i) {
+            batch.topic_ends.push_back(static_cast<uint32_t>(in.get(4)));
+            if (batch.topic_ends.back() < topic_end || batch.topic_ends.back() > batch.topic_text.size())
+                return fail(fmt::format("topic {} is out of bounds", i));
+            topic_end = batch.topic_ends.back();
+        }
+        for (uint64_t i = 0; i < lines && in.ok; ++i) {
+            batch.line_topic.push_back(static_cast<uint32_t>(in.get(4)));
+            if (batch.line_topic.back() >= batch.topic_ends.size())
+                return fail(fmt::format("line {}: topic index out of bounds", i));
+        }
+    }
     if (!in.ok || !in.rest.empty()) return fail(std::string("fields do not add up to the file's size"));
     uint32_t previous = 0;
     for (size_t i = 0; i < batch.lines(); ++i) {

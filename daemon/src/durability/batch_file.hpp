@@ -1,7 +1,9 @@
 #pragma once
-// The disk buffer's file format: one batch per file, "PLNTBUF1", CRC-32 and size of the rest, then
-// destination, factories, per line (end offset, factory index, time) and the line-protocol body.
-// decode_batch() checks every size and index, so a damaged file is an error, never a crash.
+// The disk buffer's file format: one batch per file, "PLNTBUF2", CRC-32 and size of the rest, then
+// destination, factories, per line (end offset, factory index, time), the line-protocol body, then
+// the topics and each line's topic index. Files of the first format ("PLNTBUF1", without topics)
+// are still read. decode_batch() checks every size and index, so a damaged file is an error, never a
+// crash.
 #include <string>
 #include <string_view>
 

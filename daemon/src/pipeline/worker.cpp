@@ -284,13 +284,10 @@ Worker::Outcome Worker::process(const RawMessage& message, bool retry) {
             const Record& record = decoded_.records[i];
             append_record_line(batch.body, escaped_measurement_, match.factory_id, record, decoded_,
                                *record_tags_[i]);
-            batch.end_line(match.factory_id, record.timestamp_ms);
+            batch.end_line(match.factory_id, record.timestamp_ms, message.topic());
         }
     } catch (...) {
-        batch.body.resize(body_before);
-        batch.line_ends.resize(lines_before);
-        batch.line_factory.resize(lines_before);
-        batch.line_time_ms.resize(lines_before);
+        batch.truncate(lines_before, body_before);
         throw;
     }
     batch.add_wal_ref(message.wal_segment);

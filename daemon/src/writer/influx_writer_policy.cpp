@@ -142,7 +142,7 @@ void InfluxWriter::dead_letter_lines(const Batch& batch, size_t first, size_t la
         std::string_view line = batch.line(i);
         if (!line.empty() && line.back() == '\n') line.remove_suffix(1);
         DeadLetter letter{.kind = "line",
-                          .topic = "",
+                          .topic = batch.topic_of(i),
                           .destination = batch.destination,
                           .factory_id = batch.factory_of(i),
                           .reason = reason,
