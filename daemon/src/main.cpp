@@ -57,6 +57,12 @@ int main(int argc, char** argv) {
             ->add_option("factory_id", registry_command.factory_id)
             ->required();
     }
+    auto* factory_remove = verb(
+        factory, "remove", "remove a factory from the registry (its InfluxDB data and dead letters stay)",
+        "factory-remove");
+    factory_remove->add_option("factory_id", registry_command.factory_id)->required();
+    factory_remove->add_flag("--purge", registry_command.purge,
+                             "also remove its devices, parameters and alert history (else refused)");
     auto* set_policy = verb(factory, "set-policy", "what to do with unknown devices", "factory-set-policy");
     set_policy->add_option("factory_id", registry_command.factory_id)->required();
     set_policy->add_option("policy", registry_command.policy, "reject or auto_register")->required();
@@ -104,6 +110,17 @@ int main(int argc, char** argv) {
         sub->add_option("factory_id", registry_command.factory_id)->required();
         sub->add_option("device_id", registry_command.device_id)->required();
     }
+    auto* device_tags = verb(device, "set-tags", "replace a device's tags (on points written from now on)",
+                             "device-set-tags");
+    device_tags->add_option("factory_id", registry_command.factory_id)->required();
+    device_tags->add_option("device_id", registry_command.device_id)->required();
+    device_tags->add_option("--tag", registry_command.tags, "key=value (repeat for several)");
+    device_tags->add_flag("--clear", registry_command.clear, "remove every tag");
+    auto* device_remove =
+        verb(device, "remove", "remove a device (its InfluxDB data, dead letters and alert history stay)",
+             "device-remove");
+    device_remove->add_option("factory_id", registry_command.factory_id)->required();
+    device_remove->add_option("device_id", registry_command.device_id)->required();
     device->require_subcommand(0, 1);
 
     // Alert operator commands (MySQL from [registry]).
@@ -111,15 +128,17 @@ int main(int argc, char** argv) {
     const char* user = std::getenv("USER");
     alert_command.by = user && *user ? user : "operator";
     auto* alerts = app.add_subcommand("alerts", "alerts: list and acknowledge");
-    auto* alerts_list = alerts->add_subcommand("list", "a factory's active alerts (newest first)");
-    alerts_list->add_option("factory_id", alert_command.factory_id)->required();
+    auto* alerts_list =
+        alerts->add_subcommand("list", "active alerts (newest first), of one factory or of every factory");
+    alerts_list->add_option("factory_id", alert_command.factory_id, "only this factory's");
     alerts_list->add_flag("--all", alert_command.all, "resolved alerts too (the history)");
     alerts_list->add_option("-n,--limit", alert_command.limit, "show at most this many")
         ->capture_default_str();
     auto* alerts_ack =
         alerts->add_subcommand("ack", "acknowledge an alert (it stays active until it clears)");
     alerts_ack->add_option("factory_id", alert_command.factory_id)->required();
-    alerts_ack->add_option("alert_id", alert_command.alert_id)->required();
+    alerts_ack->add_option("alert_id", alert_command.alert_id, "the alert's id, or a start of it only it has")
+        ->required();
     alerts_ack->add_option("--by", alert_command.by, "who acknowledges")->capture_default_str();
     alerts->require_subcommand(0, 1);
     auto* reference =

@@ -130,12 +130,46 @@ TEST_CASE(
     "/metrics follows Prometheus conventions: promtool finds nothing, no gauge shares a counter's name") {
     TempDir dir;
     const int port = free_port();
-    PlantdProcess plantd(dir.path(),
-                         base_config(unique_name("plantd-promtool"), unique_name("it"),
-                                     unique_name("itest_promtool"), port, dir.path() + "/dl.jsonl"),
-                         port);
+    const std::string prefix = unique_name("it"), database = unique_name("itest_promtool");
+    PlantdProcess plantd(
+        dir.path(),
+        base_config(unique_name("plantd-promtool"), prefix, database, port, dir.path() + "/dl.jsonl"), port);
     REQUIRE(
         eventually([&] { return plantd.metric("plantd_mqtt_subscribed") == 1; }, std::chrono::seconds(30)));
+    {
+        // Three messages of fa, two of fb, one whose factory id is not an identifier: every labelled
+        // family below then has samples for promtool to check.
+        Publisher publisher(unique_name("itest-pub"));
+        for (int i = 0; i < 3; ++i)
+            publisher.publish(prefix + "/factory/fa/device/d1/telemetry",
+                              fmt::format(R"({{"metrics":{{"t":{}}}}})", i));
+        for (int i = 0; i < 2; ++i)
+            publisher.publish(prefix + "/factory/fb/device/d1/telemetry",
+                              fmt::format(R"({{"metrics":{{"t":{}}}}})", i));
+        publisher.publish(prefix + "/factory/f$b/device/d1/telemetry", R"({"metrics":{"t":1}})");
+    }
+    REQUIRE(eventually(
+        [&] {
+            return influx_count_seq(database) >= 0 &&
+                   plantd.metric("plantd_factory_messages_received_total{factory_id=\"_none\"}") == 1 &&
+                   plantd.metric("plantd_points_written_total{factory_id=\"fb\"}") == 2 &&
+                   plantd.metric("plantd_points_written_total{factory_id=\"fa\"}") == 3;
+        },
+        std::chrono::seconds(20)));
+    CHECK(plantd.metric("plantd_factory_messages_received_total{factory_id=\"fa\"}") == 3);
+    CHECK(plantd.metric("plantd_factory_messages_received_total{factory_id=\"fb\"}") == 2);
+    const std::string destination = "{destination=\"" + database + "\"}";
+    CHECK(plantd.metric("plantd_influxdb_destination_ok" + destination) == 1);
+    CHECK(plantd.metric("plantd_destination_last_write_timestamp_seconds" + destination) > 1.7e9);
+    CHECK(plantd.metric("plantd_influxdb_write_duration_seconds_count" + destination) >= 1);
+    CHECK(plantd.metric("plantd_influxdb_write_duration_seconds_bucket{destination=\"" + database +
+                        "\",le=\"+Inf\"}") ==
+          plantd.metric("plantd_influxdb_write_duration_seconds_count" + destination));
+    int cat_code = 0;
+    const std::string letters = run_command("cat " + dir.path() + "/dl.jsonl", cat_code);
+    CHECK_MESSAGE(
+        letters.find(R"(factory_id \"f$b\" in the topic is not a valid identifier)") != std::string::npos,
+        letters);
     httplib::Client control("127.0.0.1", port);
     auto response = control.Get("/metrics");
     REQUIRE(response);
@@ -163,6 +197,7 @@ TEST_CASE(
     CHECK(plantd.metric("process_open_fds") > 3);
     CHECK(plantd.metric("process_start_time_seconds") > 1.7e9);
     CHECK(plantd.terminate() == 0);
+    influx_command("DROP DATABASE \"" + database + "\"");
 }
 
 TEST_CASE(

@@ -187,3 +187,94 @@ TEST_CASE("registry errors name the database when MySQL is unreachable or refuse
     CHECK(code == 2);
     CHECK(contains(out, "[registry] mysql_port"));
 }
+
+TEST_CASE("device set-tags and remove, factory remove: scoped by factory, and what goes with them is said") {
+    Registry r;
+    r.ok("registry migrate");
+    r.ok("factory add fa");
+    r.ok("factory add fb");
+    r.ok("device add fa d1 --tag line=1 --tag hall=a");
+    r.ok("device add fb d1 --tag line=9");
+
+    // Tags are replaced as a whole, in fa only.
+    CHECK(contains(r.ok("device set-tags fa d1 --tag line=2"), "points written from now on carry them"));
+    CHECK(r.sql("SELECT factory_id, tag_key, tag_value FROM device_tags ORDER BY factory_id, tag_key") ==
+          "fa\tline\t2\nfb\tline\t9\n");
+    CHECK(contains(r.refused("device set-tags fa d1"), "give the tags (--tag key=value ...), or --clear"));
+    CHECK(contains(r.refused("device set-tags fa d2 --tag a=b"), "no device d2 in factory fa"));
+    CHECK(contains(r.refused("device set-tags fa d1 --tag noequals"), "tag \"noequals\" must be key=value"));
+    r.ok("device set-tags fa d1 --clear");
+    CHECK(r.sql("SELECT COUNT(*) FROM device_tags WHERE factory_id = 'fa'") == "0\n");
+
+    // A device of one factory is removed there only; its alert history stays.
+    r.sql(
+        "INSERT INTO alerts (alert_uuid, factory_id, device_id, rule_id, severity, state, message, "
+        "started_at) VALUES ('0c1d0000-0000-4000-8000-000000000001', 'fa', 'd1', 'hot', 'major', 'resolved', "
+        "'m', NOW(3))");
+    CHECK(contains(r.ok("device remove fa d1"), "its messages are now rejected as unknown_device"));
+    CHECK(contains(r.refused("device remove fa d1"), "no device d1 in factory fa"));
+    CHECK(r.sql("SELECT factory_id, device_id FROM devices ORDER BY factory_id") == "fb\td1\n");
+    CHECK(r.sql("SELECT COUNT(*) FROM alerts WHERE factory_id = 'fa'") == "1\n");
+
+    // A factory that still holds something is only removed with --purge; the refusal counts it all.
+    r.ok("parameter add fa temperature float");
+    CHECK(contains(r.refused("factory remove fa"),
+                   "factory fa still has 0 devices, 1 parameters and 1 alerts (0 active); give --purge"));
+    CHECK(r.sql("SELECT COUNT(*) FROM factories WHERE factory_id = 'fa'") == "1\n");
+    CHECK(contains(r.ok("factory remove fa --purge"),
+                   "removed factory fa with 0 devices, 1 parameters and 1 alerts; its InfluxDB database and "
+                   "dead letters are left as they are"));
+    CHECK(r.sql("SELECT factory_id FROM factories") == "fb\n");
+    CHECK(r.sql("SELECT COUNT(*) FROM alerts") == "0\n");
+    CHECK(r.sql("SELECT COUNT(*) FROM parameters") == "0\n");
+    CHECK(contains(r.refused("factory remove fa"), "no factory fa"));
+    // An empty factory needs no --purge.
+    r.ok("factory add fc");
+    CHECK(contains(r.ok("factory remove fc"), "removed factory fc with 0 devices"));
+    CHECK(
+        contains(r.refused("factory remove \"f'; DROP TABLE factories; --\""), "is not a valid identifier"));
+    CHECK(r.sql("SELECT factory_id FROM factories") == "fb\n");
+}
+
+TEST_CASE("alerts list across factories; ack by a unique start of the id; a second ack says who was first") {
+    Registry r;
+    r.ok("registry migrate");
+    r.ok("factory add fa");
+    r.ok("factory add fb");
+    auto insert = [&](const std::string& uuid, const std::string& factory, const std::string& state) {
+        r.sql(
+            fmt::format("INSERT INTO alerts (alert_uuid, factory_id, device_id, rule_id, severity, state, "
+                        "message, started_at) VALUES ('{}', '{}', 'd1', 'hot', 'major', '{}', 'too hot', "
+                        "NOW(3))",
+                        uuid, factory, state));
+    };
+    insert("aaaa1111-0000-4000-8000-000000000001", "fa", "firing");
+    insert("aaaa2222-0000-4000-8000-000000000002", "fa", "firing");
+    insert("bbbb1111-0000-4000-8000-000000000003", "fb", "firing");
+    insert("cccc1111-0000-4000-8000-000000000004", "fb", "resolved");
+
+    const std::string every = r.ok("alerts list");
+    CHECK(contains(every, "3 active alerts of every factory"));
+    CHECK(contains(every, "aaaa1111-0000-4000-8000-000000000001"));
+    CHECK(contains(every, "bbbb1111-0000-4000-8000-000000000003"));
+    CHECK_FALSE(contains(every, "cccc1111"));
+    CHECK(contains(r.ok("alerts list --all"), "4 alerts of every factory"));
+    CHECK(contains(r.ok("alerts list fb"), "1 active alerts of factory fb"));
+
+    // "aaaa" is the start of two alerts: refused, naming both.
+    const std::string ambiguous = r.refused("alerts ack fa aaaa --by alice");
+    CHECK(contains(ambiguous, "aaaa is the start of several alerts of factory fa"));
+    CHECK(contains(ambiguous, "aaaa1111-0000-4000-8000-000000000001, aaaa2222-0000-4000-8000-000000000002"));
+    // Another factory's alert is not found by its prefix either.
+    CHECK(contains(r.refused("alerts ack fa bbbb --by alice"), "factory fa has no alert bbbb"));
+    CHECK(contains(r.refused("alerts ack fa 'aa%' --by alice"), "is not an alert id"));
+    CHECK(contains(r.ok("alerts ack fa AAAA2 --by alice"),
+                   "acknowledged alert aaaa2222-0000-4000-8000-000000000002 of factory fa as alice"));
+    CHECK(r.sql("SELECT alert_uuid, acknowledged_by FROM alerts WHERE acknowledged_by IS NOT NULL") ==
+          "aaaa2222-0000-4000-8000-000000000002\talice\n");
+    const std::string again = r.refused("alerts ack fa aaaa2222 --by bob");
+    CHECK(contains(again,
+                   "alert aaaa2222-0000-4000-8000-000000000002 of factory fa was already acknowledged "
+                   "by alice at 20"));
+    CHECK(r.sql("SELECT COUNT(*) FROM alerts WHERE acknowledged_by = 'bob'") == "0\n");
+}

@@ -90,50 +90,53 @@ std::string AlertTable::record(const rules::AlertEvent& event, bool& permanent) 
     }
 }
 
-Result<std::vector<AlertRow>> AlertTable::list(const std::string& factory_id, bool active_only,
+Result<std::vector<AlertRow>> AlertTable::list(const std::optional<std::string>& factory_id, bool active_only,
                                                size_t limit) {
-    if (auto problem = check_identifier("factory_id", factory_id); !problem.empty()) return fail(problem);
+    if (factory_id) {
+        if (auto problem = check_identifier("factory_id", *factory_id); !problem.empty())
+            return fail(problem);
+    }
     if (auto problem = session_->require_migrated(); !problem.empty()) return fail(problem);
     try {
         return session_->run(
             MysqlSession::Retry::after_lost_connection, [&]() -> Result<std::vector<AlertRow>> {
-                if (!factory_exists(session_->connection(), factory_id))
-                    return fail(fmt::format("no factory {}", factory_id));
+                if (factory_id && !factory_exists(session_->connection(), *factory_id))
+                    return fail(fmt::format("no factory {}", *factory_id));
                 std::unique_ptr<sql::PreparedStatement> query(
                     session_->connection().prepareStatement(fmt::format(
-                        "SELECT alert_uuid, device_id, rule_id, severity, state, message, "
-                        "COALESCE(value_json, "
-                        "'{{}}'), "
-                        "CAST(UNIX_TIMESTAMP(started_at) * 1000 AS SIGNED), CAST(UNIX_TIMESTAMP(fired_at) * "
-                        "1000 AS "
-                        "SIGNED), "
-                        "CAST(UNIX_TIMESTAMP(resolved_at) * 1000 AS SIGNED), COALESCE(resolve_reason, ''), "
-                        "CAST(UNIX_TIMESTAMP(acknowledged_at) * 1000 AS SIGNED), COALESCE(acknowledged_by, "
-                        "'') "
-                        "FROM alerts WHERE factory_id = ? AND alert_uuid IS NOT NULL {} ORDER BY started_at "
-                        "DESC, "
-                        "alert_id DESC "
-                        "LIMIT ?",
+                        "SELECT factory_id, alert_uuid, device_id, rule_id, severity, state, message, "
+                        "COALESCE(value_json, '{{}}'), "
+                        "CAST(UNIX_TIMESTAMP(started_at) * 1000 AS SIGNED), "
+                        "CAST(UNIX_TIMESTAMP(fired_at) * 1000 AS SIGNED), "
+                        "CAST(UNIX_TIMESTAMP(resolved_at) * 1000 AS SIGNED), "
+                        "COALESCE(resolve_reason, ''), "
+                        "CAST(UNIX_TIMESTAMP(acknowledged_at) * 1000 AS SIGNED), "
+                        "COALESCE(acknowledged_by, '') "
+                        "FROM alerts WHERE alert_uuid IS NOT NULL {} {} "
+                        "ORDER BY started_at DESC, alert_id DESC LIMIT ?",
+                        factory_id ? "AND factory_id = ?" : "",
                         active_only ? "AND state <> 'resolved'" : "")));
-                query->setString(1, factory_id);
-                query->setUInt64(2, limit);
+                int next = 1;
+                if (factory_id) query->setString(next++, *factory_id);
+                query->setUInt64(next, limit);
                 std::unique_ptr<sql::ResultSet> rows(query->executeQuery());
                 std::vector<AlertRow> out;
                 while (rows->next()) {
                     AlertRow row;
-                    row.alert_id = rows->getString(1);
-                    row.device_id = rows->getString(2);
-                    row.rule_id = rows->getString(3);
-                    row.severity = rows->getString(4);
-                    row.state = rows->getString(5);
-                    row.message = rows->getString(6);
-                    row.value_json = rows->getString(7);
-                    row.started_ms = rows->getInt64(8);
-                    row.fired_ms = optional_ms(*rows, 9);
-                    row.resolved_ms = optional_ms(*rows, 10);
-                    row.resolve_reason = rows->getString(11);
-                    row.acknowledged_ms = optional_ms(*rows, 12);
-                    row.acknowledged_by = rows->getString(13);
+                    row.factory_id = rows->getString(1);
+                    row.alert_id = rows->getString(2);
+                    row.device_id = rows->getString(3);
+                    row.rule_id = rows->getString(4);
+                    row.severity = rows->getString(5);
+                    row.state = rows->getString(6);
+                    row.message = rows->getString(7);
+                    row.value_json = rows->getString(8);
+                    row.started_ms = rows->getInt64(9);
+                    row.fired_ms = optional_ms(*rows, 10);
+                    row.resolved_ms = optional_ms(*rows, 11);
+                    row.resolve_reason = rows->getString(12);
+                    row.acknowledged_ms = optional_ms(*rows, 13);
+                    row.acknowledged_by = rows->getString(14);
                     out.push_back(std::move(row));
                 }
                 return out;
@@ -143,37 +146,64 @@ Result<std::vector<AlertRow>> AlertTable::list(const std::string& factory_id, bo
     }
 }
 
-std::string AlertTable::acknowledge(const std::string& factory_id, const std::string& alert_id,
-                                    const std::string& by, bool& found) {
-    found = false;
-    if (auto problem = check_identifier("factory_id", factory_id); !problem.empty()) return problem;
-    if (alert_id.empty() || alert_id.size() > 36 || contains_control_character(alert_id))
-        return "an alert id is a UUID (36 characters)";
+Result<Acknowledgement> AlertTable::acknowledge(const std::string& factory_id, const std::string& alert_id,
+                                                const std::string& by) {
+    if (auto problem = check_identifier("factory_id", factory_id); !problem.empty()) return fail(problem);
+    // Only hexadecimal digits and dashes: nothing the LIKE below could read as a wildcard.
+    std::string prefix;
+    for (char c : alert_id) prefix += static_cast<char>(c >= 'A' && c <= 'F' ? c - 'A' + 'a' : c);
+    if (prefix.empty() || prefix.size() > 36 ||
+        prefix.find_first_not_of("0123456789abcdef-") != std::string::npos)
+        return fail(
+            fmt::format("\"{}\" is not an alert id (a UUID, or the start of one)", printable(alert_id)));
     if (by.empty() || by.size() > 128 || contains_control_character(by))
-        return "--by: 1-128 characters without control characters";
-    if (auto problem = session_->require_migrated(); !problem.empty()) return problem;
+        return fail(std::string("--by: 1-128 characters without control characters"));
+    if (auto problem = session_->require_migrated(); !problem.empty()) return fail(problem);
     try {
-        return session_->run(MysqlSession::Retry::transient_only, [&]() -> std::string {
+        return session_->run(MysqlSession::Retry::transient_only, [&]() -> Result<Acknowledgement> {
+            Transaction transaction(session_->connection());
             std::unique_ptr<sql::PreparedStatement> select(session_->connection().prepareStatement(
-                "SELECT acknowledged_at IS NOT NULL FROM alerts WHERE factory_id = ? AND alert_uuid = ?"));
+                "SELECT alert_uuid, COALESCE(acknowledged_by, ''), "
+                "CAST(UNIX_TIMESTAMP(acknowledged_at) * 1000 AS SIGNED) FROM alerts "
+                "WHERE factory_id = ? AND alert_uuid LIKE CONCAT(?, '%') ORDER BY alert_uuid LIMIT 11 "
+                "FOR UPDATE"));
             select->setString(1, factory_id);
-            select->setString(2, alert_id);
+            select->setString(2, prefix);
             std::unique_ptr<sql::ResultSet> rows(select->executeQuery());
-            if (!rows->next()) return {};
-            found = true;
-            if (rows->getBoolean(1)) return "already acknowledged";
+            Acknowledgement result;
+            bool acknowledged_before = false;
+            while (rows->next()) {
+                result.candidates.push_back(rows->getString(1));
+                result.by = rows->getString(2);
+                acknowledged_before = !rows->isNull(3);
+                if (acknowledged_before) result.at_ms = rows->getInt64(3);
+            }
+            if (result.candidates.empty()) return result;
+            if (result.candidates.size() > 1) {
+                result.outcome = Acknowledgement::Outcome::ambiguous;
+                if (result.candidates.size() > 10) result.candidates.resize(10);
+                return result;
+            }
+            result.alert_id = result.candidates.front();
+            result.candidates.clear();
+            if (acknowledged_before) {
+                result.outcome = Acknowledgement::Outcome::already;
+                return result;
+            }
             std::unique_ptr<sql::PreparedStatement> update(session_->connection().prepareStatement(
-                "UPDATE alerts SET acknowledged_at = CURRENT_TIMESTAMP(3), "
-                "acknowledged_by = ? WHERE factory_id = ? AND "
-                "alert_uuid = ? AND acknowledged_at IS NULL"));
+                "UPDATE alerts SET acknowledged_at = CURRENT_TIMESTAMP(3), acknowledged_by = ? "
+                "WHERE factory_id = ? AND alert_uuid = ? AND acknowledged_at IS NULL"));
             update->setString(1, by);
             update->setString(2, factory_id);
-            update->setString(3, alert_id);
+            update->setString(3, result.alert_id);
             update->executeUpdate();
-            return {};
+            transaction.commit();
+            result.outcome = Acknowledgement::Outcome::acknowledged;
+            result.by = by;
+            return result;
         });
     } catch (const sql::SQLException& e) {
-        return describe(e);
+        return fail(describe(e));
     }
 }
 

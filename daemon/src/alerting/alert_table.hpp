@@ -16,6 +16,7 @@
 namespace plantd {
 
 struct AlertRow {
+    std::string factory_id;
     std::string alert_id;  // the UUID the events carry
     std::string device_id;
     std::string rule_id;
@@ -31,6 +32,15 @@ struct AlertRow {
     std::string acknowledged_by;
 };
 
+// What an acknowledgement by id (or a unique prefix of it) came to.
+struct Acknowledgement {
+    enum class Outcome { acknowledged, already, not_found, ambiguous } outcome = Outcome::not_found;
+    std::string alert_id;  // the whole id (acknowledged, already)
+    std::string by;        // already: who acknowledged it, and when
+    int64_t at_ms = 0;
+    std::vector<std::string> candidates;  // ambiguous: ids the prefix matches (at most 10)
+};
+
 class AlertTable {
   public:
     static Result<std::unique_ptr<AlertTable>> connect(const RegistryConfig& config);
@@ -39,11 +49,13 @@ class AlertTable {
     // Inserts or updates by alert id, so a retried delivery is harmless; `permanent`: MySQL refused
     // the row itself (retrying cannot help).
     std::string record(const rules::AlertEvent& event, bool& permanent);
-    // Newest first; active_only: pending and firing.
-    Result<std::vector<AlertRow>> list(const std::string& factory_id, bool active_only, size_t limit);
-    // `found` false: that factory has no such alert (an id of another factory is not found either).
-    std::string acknowledge(const std::string& factory_id, const std::string& alert_id, const std::string& by,
-                            bool& found);
+    // Newest first; active_only: pending and firing. No factory: every factory's.
+    Result<std::vector<AlertRow>> list(const std::optional<std::string>& factory_id, bool active_only,
+                                       size_t limit);
+    // `alert_id`: the whole UUID or a prefix of it that only one of the factory's alerts has (an id
+    // of another factory is not found).
+    Result<Acknowledgement> acknowledge(const std::string& factory_id, const std::string& alert_id,
+                                        const std::string& by);
 
   private:
     explicit AlertTable(std::unique_ptr<MysqlSession> session);

@@ -4,6 +4,7 @@
 
 #include "alerting/alert_acks.hpp"
 #include "alerting/alert_table.hpp"
+#include "common/identifiers.hpp"
 #include "util/clock.hpp"
 
 namespace plantd {
@@ -25,39 +26,59 @@ int run_alert_command(const AlertCommand& c, const RegistryConfig& config, std::
     }
     AlertTable& table = **connected;
     if (c.verb == "alerts-list") {
-        auto rows = table.list(c.factory_id, !c.all, c.limit);
+        const auto factory = c.factory_id.empty() ? std::nullopt : std::optional(c.factory_id);
+        auto rows = table.list(factory, !c.all, c.limit);
         if (!rows) {
             err << "plantd: " << rows.error() << "\n";
             return 1;
         }
-        out << fmt::format("{:<36}  {:<20} {:<20} {:<8} {:<8} {:<24} {:<24} {:<24} {}\n", "ALERT_ID",
-                           "DEVICE", "RULE", "SEVERITY", "STATE", "STARTED", "FIRED", "RESOLVED",
+        out << fmt::format("{:<24} {:<36}  {:<20} {:<20} {:<8} {:<8} {:<24} {:<24} {:<24} {}\n", "FACTORY",
+                           "ALERT_ID", "DEVICE", "RULE", "SEVERITY", "STATE", "STARTED", "FIRED", "RESOLVED",
                            "ACKNOWLEDGED");
         for (const auto& row : *rows) {
             out << fmt::format(
-                "{:<36}  {:<20} {:<20} {:<8} {:<8} {:<24} {:<24} {:<24} {}\n", row.alert_id, row.device_id,
-                row.rule_id, row.severity, row.state, format_rfc3339_ms(row.started_ms),
-                time_or_dash(row.fired_ms), time_or_dash(row.resolved_ms),
+                "{:<24} {:<36}  {:<20} {:<20} {:<8} {:<8} {:<24} {:<24} {:<24} {}\n", row.factory_id,
+                row.alert_id, row.device_id, row.rule_id, row.severity, row.state,
+                format_rfc3339_ms(row.started_ms), time_or_dash(row.fired_ms), time_or_dash(row.resolved_ms),
                 row.acknowledged_ms ? row.acknowledged_by + " " + format_rfc3339_ms(*row.acknowledged_ms)
                                     : "-");
             out << fmt::format("    {} {}{}\n", row.message, row.value_json,
                                row.resolve_reason.empty() ? "" : " (" + row.resolve_reason + ")");
         }
-        out << fmt::format("{} {}alerts of factory {}\n", rows->size(), c.all ? "" : "active ", c.factory_id);
+        out << fmt::format("{} {}alerts of {}\n", rows->size(), c.all ? "" : "active ",
+                           factory ? "factory " + *factory : std::string("every factory"));
         return 0;
     }
     if (c.verb == "alerts-ack") {
-        bool found = false;
-        std::string problem = table.acknowledge(c.factory_id, c.alert_id, c.by, found);
-        if (!problem.empty() || !found) {
-            err << "plantd: "
-                << (found ? problem : fmt::format("factory {} has no alert {}", c.factory_id, c.alert_id))
-                << "\n";
+        auto ack = table.acknowledge(c.factory_id, c.alert_id, c.by);
+        if (!ack) {
+            err << "plantd: " << ack.error() << "\n";
             return 1;
         }
-        out << fmt::format("acknowledged alert {} of factory {} as {}\n", c.alert_id, c.factory_id, c.by);
+        switch (ack->outcome) {
+            case Acknowledgement::Outcome::not_found:
+                err << fmt::format("plantd: factory {} has no alert {}\n", c.factory_id,
+                                   printable(c.alert_id));
+                return 1;
+            case Acknowledgement::Outcome::ambiguous: {
+                std::string ids;
+                for (const auto& id : ack->candidates) ids += (ids.empty() ? "" : ", ") + id;
+                err << fmt::format(
+                    "plantd: {} is the start of several alerts of factory {} ({}); give more of it\n",
+                    printable(c.alert_id), c.factory_id, ids);
+                return 1;
+            }
+            case Acknowledgement::Outcome::already:
+                err << fmt::format("plantd: alert {} of factory {} was already acknowledged by {} at {}\n",
+                                   ack->alert_id, c.factory_id, printable(ack->by),
+                                   format_rfc3339_ms(ack->at_ms));
+                return 1;
+            case Acknowledgement::Outcome::acknowledged:
+                break;
+        }
+        out << fmt::format("acknowledged alert {} of factory {} as {}\n", ack->alert_id, c.factory_id, c.by);
         if (!config.redis_host.empty()) {
-            if (auto failed = publish_alert_ack(config, {c.factory_id, c.alert_id, c.by}); !failed.empty())
+            if (auto failed = publish_alert_ack(config, {c.factory_id, ack->alert_id, c.by}); !failed.empty())
                 err << "plantd: warning: recorded, but running plantd instances were not told (" << failed
                     << "); they publish the acknowledgement with the alert's next event\n";
         }

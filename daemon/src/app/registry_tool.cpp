@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "common/identifiers.hpp"
 #include "registry/registry_cache.hpp"
 #include "registry/registry_store.hpp"
 
@@ -165,16 +166,47 @@ int run_registry_command(const RegistryCommand& c, const RegistryConfig& config,
                         ? fmt::format("factory {}: rate limit cleared (default applies)", c.factory_id)
                         : fmt::format("factory {}: rate limit {:g} messages/s", c.factory_id, *c.rate_per_s));
     }
-    if (c.verb == "device-add") {
+    if (c.verb == "device-add" || c.verb == "device-set-tags") {
         std::map<std::string, std::string> tags;
         for (const auto& text : c.tags) {
             auto eq = text.find('=');
-            if (eq == std::string::npos) return done(fmt::format("tag \"{}\" must be key=value", text), "");
+            if (eq == std::string::npos)
+                return done(fmt::format("tag \"{}\" must be key=value", printable(text)), "");
             if (!tags.emplace(text.substr(0, eq), text.substr(eq + 1)).second)
-                return done(fmt::format("tag key \"{}\" given twice", text.substr(0, eq)), "");
+                return done(fmt::format("tag key \"{}\" given twice", printable(text.substr(0, eq))), "");
         }
-        return done(store.add_device(c.factory_id, c.device_id, tags),
-                    fmt::format("added device {} to factory {}", c.device_id, c.factory_id));
+        if (c.verb == "device-add")
+            return done(store.add_device(c.factory_id, c.device_id, tags),
+                        fmt::format("added device {} to factory {}", c.device_id, c.factory_id));
+        if (c.clear == !tags.empty()) return done("give the tags (--tag key=value ...), or --clear", "");
+        return done(store.set_device_tags(c.factory_id, c.device_id, tags),
+                    fmt::format("device {} of factory {}: {} tags; points written from now on carry them "
+                                "(points already in InfluxDB keep the tags they had)",
+                                c.device_id, c.factory_id, tags.size()));
+    }
+    if (c.verb == "device-remove") {
+        return done(store.remove_device(c.factory_id, c.device_id),
+                    fmt::format("removed device {} from factory {}; its points stay in InfluxDB, its dead "
+                                "letters and alert history stay; its messages are now rejected as "
+                                "unknown_device{}",
+                                c.device_id, c.factory_id,
+                                " (or registered again, if the factory auto-registers unknown devices)"));
+    }
+    if (c.verb == "factory-remove") {
+        FactoryContents contents;
+        std::string problem = store.remove_factory(c.factory_id, c.purge, contents);
+        if (problem.empty() && !config.redis_host.empty()) {
+            // The copy in Redis goes at once: a plantd starting while MySQL is down must not accept it.
+            RegistryCache cache(config);
+            if (auto failed = cache.remove_factories({c.factory_id}); !failed.empty())
+                err << "plantd: warning: the registry's copy in Redis still holds the factory (" << failed
+                    << "); running plantd instances remove it when they next reload\n";
+        }
+        return done(problem,
+                    fmt::format("removed factory {} with {} devices, {} parameters and {} alerts; its "
+                                "InfluxDB database and dead letters are left as they are; its messages "
+                                "are now rejected as unknown_factory",
+                                c.factory_id, contents.devices, contents.parameters, contents.alerts));
     }
     if (c.verb == "device-enable" || c.verb == "device-disable") {
         const bool enable = c.verb == "device-enable";

@@ -17,7 +17,8 @@ struct RegistryCommand {
     std::string verb;  // registry-migrate, registry-status, factory-add, factory-list, factory-enable,
                        // factory-disable, factory-set-policy, factory-set-rate-limit, device-add,
                        // device-list, device-enable, device-disable, factory-set-destination,
-                       // parameter-add, parameter-list, parameter-set-unit
+                       // parameter-add, parameter-list, parameter-set-unit, device-set-tags,
+                       // device-remove, factory-remove
     std::string factory_id;
     std::string device_id;
     std::string policy = "reject";
@@ -26,7 +27,8 @@ struct RegistryCommand {
     bool clear_rate_limit = false;
     std::vector<std::string> tags;  // "key=value"
     std::string destination;        // factory-set-destination ("" with clear)
-    bool clear = false;             // factory-set-destination, parameter-set-unit: remove the value
+    bool clear = false;  // factory-set-destination, parameter-set-unit, device-set-tags: remove the value
+    bool purge = false;  // factory-remove: with its devices, parameters and alert history
     std::string parameter;
     std::string type;  // float, integer, boolean, string
     std::string unit;

@@ -26,6 +26,17 @@ void Accounting::count_points_written(std::string_view factory, uint64_t n) {
     written_by_factory_[factory_label(factory)] += n;
 }
 
+void Accounting::count_factory_messages(std::string_view factory, uint64_t n) {
+    std::lock_guard lock(mutex_);
+    messages_by_factory_[factory_label(factory)] += n;
+}
+
+uint64_t Accounting::factory_messages(std::string_view factory) const {
+    std::lock_guard lock(mutex_);
+    auto it = messages_by_factory_.find(factory.empty() ? no_factory_label : factory);
+    return it == messages_by_factory_.end() ? 0 : it->second;
+}
+
 uint64_t Accounting::rejected(RejectScope scope, RejectReason reason) const {
     return rejected_totals_[static_cast<size_t>(scope)][static_cast<size_t>(reason)].load();
 }
@@ -80,6 +91,15 @@ void Accounting::render(std::string& out) const {
     for (const auto& [factory, n] : written_by_factory_) {
         fmt::format_to(std::back_inserter(out), "plantd_points_written_total{{factory_id=\"{}\"}} {}\n",
                        factory, n);
+    }
+    out +=
+        "# HELP plantd_factory_messages_received_total MQTT messages by the factory in their topic, counted "
+        "once a worker has accepted or rejected them (_none: no factory in the topic; _unregistered: "
+        "factories the registry does not know).\n"
+        "# TYPE plantd_factory_messages_received_total counter\n";
+    for (const auto& [factory, n] : messages_by_factory_) {
+        fmt::format_to(std::back_inserter(out),
+                       "plantd_factory_messages_received_total{{factory_id=\"{}\"}} {}\n", factory, n);
     }
     out +=
         "# HELP plantd_rejected_total Rejected messages, records, fields and points, by reason and factory.\n"

@@ -40,6 +40,9 @@ class Accounting {
 
     void count_rejected(RejectScope scope, RejectReason reason, std::string_view factory, uint64_t n = 1);
     void count_points_written(std::string_view factory, uint64_t n);
+    // Messages a worker decided on (accepted or rejected), by the factory of their topic.
+    void count_factory_messages(std::string_view factory, uint64_t n);
+    uint64_t factory_messages(std::string_view factory) const;
 
     uint64_t rejected(RejectScope scope, RejectReason reason) const;
     uint64_t rejected_total(RejectScope scope) const;
@@ -57,6 +60,7 @@ class Accounting {
     mutable std::mutex mutex_;
     std::map<std::tuple<RejectScope, RejectReason, std::string>, uint64_t> rejected_;
     std::map<std::string, uint64_t, std::less<>> written_by_factory_;
+    std::map<std::string, uint64_t, std::less<>> messages_by_factory_;
     std::map<std::string, bool, std::less<>> known_factories_;
     std::array<std::array<std::atomic<uint64_t>, reject_reason_count>, 4> rejected_totals_{};
     std::atomic<uint64_t> points_written_{0};

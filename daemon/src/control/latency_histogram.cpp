@@ -54,16 +54,25 @@ bool LatencyHistogram::coarse_bound(int64_t bound_ms) {
 
 void LatencyHistogram::render(std::string& out, const char* name, const char* help, bool detailed) const {
     fmt::format_to(std::back_inserter(out), "# HELP {0} {1}\n# TYPE {0} histogram\n", name, help);
+    render_samples(out, name, "", detailed);
+}
+
+void LatencyHistogram::render_samples(std::string& out, std::string_view name, std::string_view labels,
+                                      bool detailed) const {
+    const std::string_view comma = labels.empty() ? "" : ",";
     uint64_t cumulative = 0;
     for (size_t i = 0; i < bounds_ms.size(); ++i) {
         cumulative += buckets_[i].load(std::memory_order_relaxed);
         if (!detailed && !coarse_bound(bounds_ms[i])) continue;  // cumulative: leaving a bound out is exact
-        fmt::format_to(std::back_inserter(out), "{}_bucket{{le=\"{}\"}} {}\n", name,
+        fmt::format_to(std::back_inserter(out), "{}_bucket{{{}{}le=\"{}\"}} {}\n", name, labels, comma,
                        static_cast<double>(bounds_ms[i]) / 1000.0, cumulative);
     }
     cumulative += buckets_[bounds_ms.size()].load(std::memory_order_relaxed);
-    fmt::format_to(std::back_inserter(out), "{0}_bucket{{le=\"+Inf\"}} {1}\n{0}_sum {2}\n{0}_count {1}\n",
-                   name, cumulative, static_cast<double>(sum_ms_.load(std::memory_order_relaxed)) / 1000.0);
+    const std::string braces = labels.empty() ? std::string() : fmt::format("{{{}}}", labels);
+    fmt::format_to(std::back_inserter(out),
+                   "{0}_bucket{{{3}{4}le=\"+Inf\"}} {1}\n{0}_sum{5} {2}\n{0}_count{5} {1}\n", name,
+                   cumulative, static_cast<double>(sum_ms_.load(std::memory_order_relaxed)) / 1000.0, labels,
+                   comma, braces);
 }
 
 }  // namespace plantd

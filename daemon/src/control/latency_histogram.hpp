@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace plantd {
 
@@ -42,6 +43,10 @@ class LatencyHistogram {
     // `detailed`: every bound (for benchmarks reading percentiles to the millisecond); else the
     // coarse ones only (about 15, as dashboards want them: 5 ms .. 5 min).
     void render(std::string& out, const char* name, const char* help, bool detailed = false) const;
+    // The samples only (no HELP/TYPE), with `labels` (e.g. destination="x") on each: one series of a
+    // family whose header the caller writes.
+    void render_samples(std::string& out, std::string_view name, std::string_view labels,
+                        bool detailed = false) const;
     static bool coarse_bound(int64_t bound_ms);
 
   private:

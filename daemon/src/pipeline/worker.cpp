@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "decoding/decoder_text.hpp"
 #include "encoding/line_protocol.hpp"
 #include "util/clock.hpp"
 #include "util/thread_name.hpp"
@@ -16,6 +17,7 @@ namespace plantd {
 namespace {
 
 constexpr size_t bulk_size = 256;
+constexpr std::string_view identifier_rule = " (1-64 of A-Z a-z 0-9 _ . -, starting with a letter or digit)";
 
 }  // namespace
 
@@ -122,6 +124,7 @@ void Worker::run() {
         if (n > 0 && n < bulk_size) std::this_thread::sleep_for(busy_poll);  // let the next bulk gather
     }
     flush_all();
+    flush_factory_tally();
 }
 
 void Worker::retry_held(bool final) {
@@ -178,10 +181,13 @@ Worker::Outcome Worker::process(const RawMessage& message, bool retry) {
                 detail = "topic matches neither the device nor the gateway template";
                 break;
             case TopicError::invalid_factory_id:
-                detail = "factory_id in the topic is not a valid identifier";
+                detail = fmt::format("factory_id {} in the topic is not a valid identifier{}",
+                                     printable_quoted(match.factory_id), identifier_rule);
                 break;
             default:
-                detail = "device_id or gateway_id in the topic is not a valid identifier";
+                detail = fmt::format("{} {} in the topic is not a valid identifier{}",
+                                     match.kind == TopicKind::gateway ? "gateway_id" : "device_id",
+                                     printable_quoted(match.source_id), identifier_rule);
                 break;
         }
         reject_message(message, factory, Rejection{RejectReason::bad_topic, std::move(detail)});
@@ -292,6 +298,7 @@ Worker::Outcome Worker::process(const RawMessage& message, bool retry) {
     }
     batch.add_wal_ref(message.wal_segment);
     batched_ = true;
+    tally_factory(match.factory_id);
     accounting.messages_accepted.fetch_add(1, std::memory_order_relaxed);
     accounting.records_accepted.fetch_add(decoded_.records.size(), std::memory_order_relaxed);
     accounting.points_buffered.fetch_add(static_cast<int64_t>(decoded_.records.size()),
@@ -350,6 +357,7 @@ Batch& Worker::batch_for(std::string_view factory, std::string_view registry_des
 }
 
 void Worker::flush_aged() {
+    flush_factory_tally();
     const auto max_age = std::chrono::milliseconds(services_.config.influxdb.flush_interval_ms);
     const auto now = std::chrono::steady_clock::now();
     for (Batch& batch : open_batches_) {
@@ -367,7 +375,28 @@ void Worker::flush_all() {
     }
 }
 
+void Worker::tally_factory(std::string_view label) {
+    if (!factory_tally_.empty() && factory_tally_.back().first == label) {
+        ++factory_tally_.back().second;
+        return;
+    }
+    for (auto& [factory, n] : factory_tally_) {
+        if (factory == label) {
+            ++n;
+            return;
+        }
+    }
+    if (factory_tally_.size() >= 64) flush_factory_tally();
+    factory_tally_.emplace_back(label, 1);
+}
+
+void Worker::flush_factory_tally() {
+    for (const auto& [factory, n] : factory_tally_) services_.accounting.count_factory_messages(factory, n);
+    factory_tally_.clear();
+}
+
 void Worker::reject_message(const RawMessage& message, std::string_view factory, const Rejection& rejection) {
+    tally_factory(factory);
     services_.accounting.count_rejected(RejectScope::message, rejection.reason, factory);
     const std::string_view topic = message.topic();
     services_.log.warn(std::string(to_string(rejection.reason)), "rejected message on {}: {}: {}",

@@ -106,6 +106,10 @@ class Worker final : public Service {
     template <class ProblemOf>
     void keep_fitting_fields(ProblemOf&& problem_of);
     void flush_aged();
+    // Messages decided on, by factory label: counted here and added to the ledger once per loop turn
+    // (one lock per turn, not one per message).
+    void tally_factory(std::string_view label);
+    void flush_factory_tally();
     void hand_to_writer(Batch& batch);
 
     size_t shard_;
@@ -121,6 +125,7 @@ class Worker final : public Service {
     std::string default_destination_;
     std::string templated_destination_;            // scratch for destination_of()
     std::unique_ptr<FieldTypeCache> field_types_;  // without a registry
+    std::vector<std::pair<std::string, uint64_t>> factory_tally_;
     // Messages waiting for registry lookups, in arrival order, and their devices ("factory/device"):
     // a later message of a held device waits behind it (per-device order).
     std::deque<RawMessage> held_;

@@ -372,6 +372,27 @@ void DeviceRegistry::write_to_redis(const RegistrySnapshot& snapshot,
             return;
         }
     }
+    // Factories MySQL no longer has (an operator removed them) leave the copy too: a later start
+    // while MySQL is down must not accept them again.
+    std::vector<std::string> removed;
+    if (only) {
+        for (const auto& id : *only)
+            if (id != "*" && !snapshot.factory(id)) removed.push_back(id);
+    } else {
+        auto cached = cache_->factory_ids();
+        if (!cached) {
+            redis_failed("reading the registry's copy", cached.error());
+            redis_copy_stale_ = true;
+            return;
+        }
+        for (auto& id : *cached)
+            if (!snapshot.factory(id)) removed.push_back(std::move(id));
+    }
+    if (auto problem = cache_->remove_factories(removed); !problem.empty()) {
+        redis_failed("removing factories from the registry's copy", problem);
+        redis_copy_stale_ = true;
+        return;
+    }
     if (!only) redis_copy_stale_ = false;
     redis_ok();
 }

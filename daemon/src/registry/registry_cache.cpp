@@ -315,4 +315,31 @@ std::string RegistryCache::invalidate(std::string_view factory_id) {
     return {};
 }
 
+std::string RegistryCache::remove_factories(const std::vector<std::string>& factory_ids) {
+    if (factory_ids.empty()) return {};
+    auto redis = connection();
+    if (!redis) return redis.error();
+    std::vector<RedisCommand> commands{{"MULTI"}};
+    for (const std::string& id : factory_ids) {
+        if (!is_valid_identifier(id)) continue;  // never part of a key
+        commands.push_back({"SREM", factories_key(), id});
+        commands.push_back({"DEL", factory_key(id), devices_key(id), unknown_key(id)});
+        written_.erase(id);
+    }
+    commands.push_back({"EXEC"});
+    auto replies = (*redis)->pipeline(commands);
+    if (!replies) return failed<int>(replies.error()).error();
+    return {};
+}
+
+Result<std::vector<std::string>> RegistryCache::factory_ids() {
+    auto redis = connection();
+    if (!redis) return fail(redis.error());
+    auto ids = (*redis)->command({"SMEMBERS", factories_key()});
+    if (!ids) return failed<std::vector<std::string>>(ids.error());
+    std::vector<std::string> out;
+    for (const RedisReply& id : ids->elements) out.push_back(id.text);
+    return out;
+}
+
 }  // namespace plantd

@@ -60,6 +60,10 @@ class RegistryCache {
     std::string publish_change(std::string_view factory_id);
     // Drops the factory's unknown devices and tells every plantd (after an operator's change).
     std::string invalidate(std::string_view factory_id);
+    // Deletes the copy of factories MySQL no longer has (removed by an operator), in one MULTI/EXEC.
+    std::string remove_factories(const std::vector<std::string>& factory_ids);
+    // The factory ids the copy holds.
+    Result<std::vector<std::string>> factory_ids();
 
     bool configured() const { return !config_.redis_host.empty(); }
     // Forgets what was written: the next store_factory writes every factory again (Redis may have

@@ -36,6 +36,14 @@ struct DeviceRow {
     std::map<std::string, std::string> tags;
 };
 
+// What `factory remove` takes with it (counted before, in the same transaction as the removal).
+struct FactoryContents {
+    uint64_t devices = 0;
+    uint64_t parameters = 0;
+    uint64_t alerts = 0;
+    uint64_t active_alerts = 0;  // pending or firing
+};
+
 struct ParameterRow {
     std::string name;
     std::string type;
@@ -81,6 +89,15 @@ class RegistryStore {
                            const std::map<std::string, std::string>& tags);
     std::string set_device_enabled(const std::string& factory_id, const std::string& device_id, bool enabled);
     Result<std::vector<DeviceRow>> list_devices(const std::string& factory_id);
+    // Replaces the device's tags (none: no tags), in one transaction.
+    std::string set_device_tags(const std::string& factory_id, const std::string& device_id,
+                                const std::map<std::string, std::string>& tags);
+    // Deletes the device and its tags; its alert history stays (rows name the device).
+    std::string remove_device(const std::string& factory_id, const std::string& device_id);
+    // Deletes the factory with its devices, tags, parameters and alert history, in one transaction;
+    // `contents` says what it held. Refused (nothing deleted, contents filled in) when it holds
+    // anything and `with_contents` is false.
+    std::string remove_factory(const std::string& factory_id, bool with_contents, FactoryContents& contents);
 
     std::string set_destination(const std::string& factory_id, std::optional<std::string> destination);
 

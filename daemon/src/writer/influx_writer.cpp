@@ -37,7 +37,7 @@ void InfluxWriter::start() {
         uint64_t points = 0;
         for (auto& entry : durability_.buffer->take_found()) {
             points += entry.lines;
-            Destination& destination = destinations_[entry.destination];
+            Destination& destination = destination_locked(entry.destination);
             destination.items.push_back(Item{Batch{}, std::move(entry)});
             ++on_disk_;
         }
@@ -59,7 +59,7 @@ void InfluxWriter::start() {
 void InfluxWriter::submit(Batch batch) {
     std::unique_lock lock(mutex_);
     while (true) {
-        Destination& destination = destinations_[batch.destination];
+        Destination& destination = destination_locked(batch.destination);
         // To disk when its destination is failing, when memory is full, or when older batches of the
         // destination are on disk already (the queue stays in order whatever the medium).
         const bool behind_disk = !destination.items.empty() && destination.items.back().disk;
@@ -228,9 +228,16 @@ bool InfluxWriter::past_deadline_locked() const {
     return has_deadline_ && std::chrono::steady_clock::now() >= deadline_;
 }
 
+InfluxWriter::Destination& InfluxWriter::destination_locked(const std::string& name) {
+    Destination& destination = destinations_[name];
+    if (!destination.stats) destination.stats = &stats_.destinations.of(name);
+    return destination;
+}
+
 void InfluxWriter::set_failing_locked(Destination& destination, bool failing) {
     if (destination.failing == failing) return;
     destination.failing = failing;
+    destination.stats->failing_writers.fetch_add(failing ? 1 : -1);
     const int now_failing =
         health_.influx_failing_destinations.fetch_add(failing ? 1 : -1) + (failing ? 1 : -1);
     health_.influx_failing.store(now_failing > 0);

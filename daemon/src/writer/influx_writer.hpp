@@ -90,6 +90,7 @@ class InfluxWriter final : public BatchSink, public Service {
         bool failing = false;
         int attempt = 0;
         std::chrono::steady_clock::time_point next_try{};
+        DestinationStats::Entry* stats = nullptr;  // its per-destination metrics
     };
     enum class Sent { resolved, failed };
 
@@ -111,6 +112,8 @@ class InfluxWriter final : public BatchSink, public Service {
     void leave_batch_locked(Batch& batch);
     void release_wal(const Batch& batch);
     void set_failing_locked(Destination& destination, bool failing);
+    // With mutex_ held: the destination's queue (created on first use, with its metrics).
+    Destination& destination_locked(const std::string& name);
     // Sleeps for the backoff; returns false when the drain deadline has passed.
     bool back_off(int attempt, int64_t retry_after_ms);
     int64_t backoff_ms(int attempt, int64_t retry_after_ms);

@@ -21,6 +21,20 @@ bool InfluxWriter::deliver_range(Batch& batch, size_t first, size_t last, bool d
                                  int64_t& retry_after_ms) {
     int attempt = 0;
     bool created_database = false;  // a 404 right after CREATE DATABASE backs off instead of looping
+    DestinationStats::Entry& per_destination = stats_.destinations.of(batch.destination);
+    // Retrying in place shows the destination as failing meanwhile (with a disk buffer, the run loop
+    // marks it instead, through set_failing_locked).
+    struct FailingInPlace {
+        DestinationStats::Entry& entry;
+        bool marked = false;
+        void mark() {
+            if (!marked) entry.failing_writers.fetch_add(1);
+            marked = true;
+        }
+        ~FailingInPlace() {
+            if (marked) entry.failing_writers.fetch_sub(1);
+        }
+    } failing_in_place{per_destination};
     while (true) {
         if (past_deadline()) {
             if (defer) return false;  // the run loop keeps it (disk, log or dead letter)
@@ -30,9 +44,12 @@ bool InfluxWriter::deliver_range(Batch& batch, size_t first, size_t last, bool d
         }
         heartbeat_ms_.store(steady_clock_ms(), std::memory_order_relaxed);
         stats_.write_requests.fetch_add(1, std::memory_order_relaxed);
+        const int64_t request_start_ms = steady_clock_ms();
         WriteOutcome outcome = client_.write(batch.destination, batch.slice(first, last));
+        per_destination.write_latency.observe_ms(steady_clock_ms() - request_start_ms);
         stats_.write_bytes_sent.fetch_add(outcome.bytes_sent, std::memory_order_relaxed);
         if (outcome.status == WriteStatus::ok) {
+            per_destination.last_write_ms.store(wall_clock_ms(), std::memory_order_relaxed);
             if (attempt > 0 && health_.influx_failing_destinations.load() == 0 &&
                 health_.influx_failing.exchange(false)) {
                 spdlog::info("writer {}: InfluxDB accepts writes again", index_);
@@ -85,7 +102,8 @@ bool InfluxWriter::deliver_range(Batch& batch, size_t first, size_t last, bool d
                     retry_after_ms = outcome.retry_after_ms;
                     return false;
                 }
-                health_.influx_failing.store(true);           // retrying in place: shown as failing meanwhile
+                health_.influx_failing.store(true);  // retrying in place: shown as failing meanwhile
+                failing_in_place.mark();
                 back_off(attempt++, outcome.retry_after_ms);  // the deadline is checked at the loop's top
                 created_database = false;                     // one CREATE DATABASE per backoff step
             }

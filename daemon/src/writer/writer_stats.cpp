@@ -17,6 +17,7 @@ void WriterStats::register_metrics(MetricsRegistry& registry, const Health& heal
             "the end-to-end latency for live data.",
             detailed_latency);
     });
+    destinations.register_metrics(registry);
     registry.add_counter("plantd_batches_written_total", "Batches InfluxDB acknowledged.",
                          value(batches_written));
     registry.add_counter("plantd_write_requests_total", "HTTP write requests sent to InfluxDB.",

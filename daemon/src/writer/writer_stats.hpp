@@ -1,12 +1,14 @@
 #pragma once
 // The writers' own counters, shared by every writer of the process (one Prometheus series each):
-// requests, batches, bytes, the disk buffer's moves, and how old records are when InfluxDB takes them.
+// requests, batches, bytes, the disk buffer's moves, how old records are when InfluxDB takes them,
+// and the same per destination where an operator needs to tell destinations apart.
 #include <atomic>
 #include <cstdint>
 
 #include "control/health.hpp"
 #include "control/latency_histogram.hpp"
 #include "control/metrics_registry.hpp"
+#include "writer/destination_stats.hpp"
 
 namespace plantd {
 
@@ -20,6 +22,7 @@ struct WriterStats {
     std::atomic<uint64_t> buffer_failures{0};
     std::atomic<uint64_t> internal_errors{0};
     LatencyHistogram record_age_at_write;
+    DestinationStats destinations;  // per database (bucket): request latency, last write, health
 
     // `health`: whether InfluxDB accepts writes.
     void register_metrics(MetricsRegistry& registry, const Health& health,
