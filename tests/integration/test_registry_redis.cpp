@@ -219,6 +219,56 @@ TEST_CASE("registry through Redis: notifications, lookups, negative caching, and
     CHECK(read_lines(w.dir.path() + "/dl.jsonl").size() == 23);
 }
 
+TEST_CASE(
+    "a removed factory leaves plantd and the copy in Redis at once (by the CLI, or by a notification)") {
+    RedisWorld w;
+    cli(w.config_path, "factory add fb");
+    cli(w.config_path, "factory add fc");
+    cli(w.config_path, "device add fa d1");
+    cli(w.config_path, "device add fb d1");
+    cli(w.config_path, "device add fc d1");
+    PlantdProcess plantd(w.dir.path(), w.config, w.port);
+    REQUIRE_MESSAGE(plantd.wait_ready(std::chrono::seconds(30)), plantd.log());
+    REQUIRE(eventually([&] { return plantd.metric("plantd_registry_notifications_subscribed") == 1; },
+                       std::chrono::seconds(10)));
+    const std::string factories = "SMEMBERS '" + w.rp + ":registry:factories'";
+    REQUIRE(eventually(
+        [&] {
+            return lines_of(w.redis.cli(factories)) == std::set<std::string>{"fa", "fb", "fc"};
+        },
+        std::chrono::seconds(10)));
+
+    // By the CLI: the copy goes before the command returns, and plantd stops accepting fb.
+    cli(w.config_path, "factory remove fb --purge");
+    CHECK(lines_of(w.redis.cli(factories)) == std::set<std::string>{"fa", "fc"});
+    CHECK(w.redis.cli("EXISTS '" + w.rp + ":registry:{fb}:devices' '" + w.rp + ":registry:{fb}:factory'") ==
+          "0\n");
+    // By a notification alone (rows deleted by another tool): plantd reloads fc, finds it gone, and
+    // takes it out of the copy itself.
+    mysql_command(w.scratch.name(),
+                  "DELETE FROM devices WHERE factory_id = 'fc'; DELETE FROM factories WHERE "
+                  "factory_id = 'fc'");
+    w.redis.cli("PUBLISH '" + w.rp + ":registry:changes' fc");
+    CHECK(eventually([&] { return lines_of(w.redis.cli(factories)) == std::set<std::string>{"fa"}; },
+                     std::chrono::seconds(10)));
+    CHECK(w.redis.cli("EXISTS '" + w.rp + ":registry:{fc}:devices'") == "0\n");
+    {
+        Publisher publisher(unique_name("itest-pub"));
+        publisher.publish(device_topic(w.prefix, "fa", "d1"), payload(1));
+        publisher.publish(device_topic(w.prefix, "fb", "d1"), payload(2));
+        publisher.publish(device_topic(w.prefix, "fc", "d1"), payload(3));
+    }
+    CHECK(eventually(
+        [&] {
+            return plantd.metric("plantd_points_written_total{factory_id=\"fa\"}") == 1 &&
+                   plantd.metric(
+                       "plantd_rejected_total{scope=\"message\",reason=\"unknown_factory\","
+                       "factory_id=\"_unregistered\"}") == 2;
+        },
+        std::chrono::seconds(10)));
+    CHECK(plantd.terminate() == 0);
+}
+
 TEST_CASE("registry degraded: Redis stopped and started (empty) in the middle of a stream") {
     RedisWorld w;
     cli(w.config_path, "device add fa d1");

@@ -20,6 +20,7 @@
 #include "decoding/nonstandard_numbers.hpp"
 #include "durability/dead_letter_store.hpp"
 #include "pipeline/ingest_queue.hpp"
+#include "writer/destination_stats.hpp"
 
 using namespace plantd;
 
@@ -236,4 +237,37 @@ TEST_CASE(
     CHECK(captured.str().find("bad message 1") == std::string::npos);
     CHECK(captured.str().find("held back in the last 0.05 s: 4 similar log lines (4 malformed_json)") !=
           std::string::npos);
+}
+
+TEST_CASE("per-destination metrics: bounded labels, escaped values, one header per family") {
+    plantd::DestinationStats stats(2);
+    auto& a = stats.of("plant_a");
+    CHECK(&stats.of("plant_a") == &a);  // one entry per destination, found again
+    stats.of("plant_\"b\"");
+    auto& other = stats.of("plant_c");  // past the limit: shared
+    CHECK(&stats.of("plant_d") == &other);
+    a.write_latency.observe_ms(3);
+    a.write_latency.observe_ms(40);
+    a.last_write_ms = 1'700'000'000'500;
+    other.failing_writers = 1;
+    std::string out;
+    stats.render(out);
+    CHECK(out.find("plantd_influxdb_destination_ok{destination=\"plant_a\"} 1\n") != std::string::npos);
+    CHECK(out.find("plantd_influxdb_destination_ok{destination=\"_other\"} 0\n") != std::string::npos);
+    CHECK(out.find("plantd_influxdb_destination_ok{destination=\"plant_\\\"b\\\"\"} 1\n") !=
+          std::string::npos);
+    CHECK(out.find("plant_c") == std::string::npos);
+    CHECK(
+        out.find("plantd_destination_last_write_timestamp_seconds{destination=\"plant_a\"} 1700000000.5\n") !=
+        std::string::npos);
+    CHECK(
+        out.find("plantd_influxdb_write_duration_seconds_bucket{destination=\"plant_a\",le=\"0.005\"} 1\n") !=
+        std::string::npos);
+    CHECK(out.find("plantd_influxdb_write_duration_seconds_count{destination=\"plant_a\"} 2\n") !=
+          std::string::npos);
+    CHECK(out.find("plantd_influxdb_write_duration_seconds_sum{destination=\"plant_a\"} 0.043\n") !=
+          std::string::npos);
+    size_t headers = 0;
+    for (size_t at = out.find("# TYPE"); at != std::string::npos; at = out.find("# TYPE", at + 1)) ++headers;
+    CHECK(headers == 3);
 }

@@ -30,7 +30,14 @@ class FakeSink final : public BatchSink {
   public:
     void submit(Batch batch) override {
         std::lock_guard lock(mutex_);
-        for (size_t i = 0; i < batch.lines(); ++i) lines_.emplace_back(batch.line(i));
+        for (size_t i = 0; i < batch.lines(); ++i) {
+            lines_.emplace_back(batch.line(i));
+            topics_.emplace_back(batch.topic_of(i));
+        }
+    }
+    std::vector<std::string> topics() const {
+        std::lock_guard lock(mutex_);
+        return topics_;
     }
     int64_t heartbeat_ms() const override { return steady_clock_ms(); }
     std::vector<std::string> lines() const {
@@ -41,6 +48,7 @@ class FakeSink final : public BatchSink {
   private:
     mutable std::mutex mutex_;
     std::vector<std::string> lines_;
+    std::vector<std::string> topics_;
 };
 
 // A registry whose snapshot and answers the test sets.
@@ -279,4 +287,38 @@ TEST_CASE("worker: a new parameter waits for its type; a value of another type i
     CHECK(lines[0] == "telemetry,device_id=d1,factory_id=f1 t=1 1700000000000\n");
     CHECK(bench.metrics.rejected(RejectScope::field, RejectReason::invalid_field) == 1);
     CHECK(bench.dead_letter_count() == 1);  // the partly rejected message, with its payload
+}
+
+TEST_CASE("worker: messages counted per factory; an invalid id in the topic is quoted in the rejection") {
+    Bench bench(nullptr);
+    auto push = [&](const std::string& topic, const std::string& payload) {
+        RawMessage message = RawMessage::make(topic, payload, wall_clock_ms());
+        REQUIRE(bench.queue.push(message, 1s) == IngestQueue::PushStatus::pushed);
+    };
+    push("factory/f1/device/d1/telemetry", R"({"metrics": {"t": 1}})");
+    push("factory/f1/device/d1/telemetry", R"({"metrics": )");  // rejected, still f1's
+    push("factory/f2/device/d1/telemetry", R"({"metrics": {"t": 2}})");
+    push("factory/f 3/device/d1/telemetry", R"({"metrics": {"t": 3}})");
+    push("factory/f2/device/d$1/telemetry", R"({"metrics": {"t": 4}})");
+    bench.finish();
+    CHECK(bench.metrics.factory_messages("f1") == 2);
+    CHECK(bench.metrics.factory_messages("f2") == 2);
+    CHECK(bench.metrics.factory_messages("") == 1);  // no factory could be read: "_none"
+    CHECK(bench.metrics.factory_messages("f 3") == 0);
+    std::ifstream in(bench.dir + "/dl.jsonl");
+    std::string letters((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    CHECK(letters.find(R"(factory_id \"f 3\" in the topic is not a valid identifier)") != std::string::npos);
+    CHECK(letters.find(R"(device_id \"d$1\" in the topic is not a valid identifier)") != std::string::npos);
+}
+
+TEST_CASE("worker: each line handed to the writer keeps the topic of its message") {
+    Bench bench(nullptr);
+    bench.publish(
+        "d1", R"([{"ts": 1700000000000, "metrics": {"t": 1}}, {"ts": 1700000000001, "metrics": {"t": 2}}])");
+    bench.publish("d2", R"({"ts": 1700000000002, "metrics": {"t": 3}})");
+    bench.finish();
+    const auto topics = bench.sink.topics();
+    CHECK(topics == std::vector<std::string>{"factory/f1/device/d1/telemetry",
+                                             "factory/f1/device/d1/telemetry",
+                                             "factory/f1/device/d2/telemetry"});
 }
