@@ -358,19 +358,18 @@ int run_daemon(const Config& config) {
                 spdlog::info("received SIGHUP: no [rules] directory configured, nothing to reload");
             }
         }
-        // InfluxDB did not answer at start-up and nothing has been written since: ask again, so that
-        // /ready turns 200 when it is back even before the first record arrives.
-        // Once a writer has written, the writers say whether InfluxDB takes writes.
+        // InfluxDB did not answer at start-up: ask again until it does, so that /ready turns 200 when
+        // it is back, before the first record arrives or when the first batch was refused as data.
+        // While a writer is retrying on a destination, that writer says whether InfluxDB takes writes.
+        const bool writers_failing = writer_stats.destinations.failing() > 0;
         if (influx_unanswered && !health.influx_failing) {
             influx_unanswered = false;
-        } else if (influx_unanswered && writer_stats.batches_written.load() > 0) {
+        } else if (influx_unanswered && !writers_failing && writer_stats.batches_written.load() > 0) {
             influx_unanswered = false;
-            if (health.influx_failing_destinations.load() == 0) {
-                health.influx_failing = false;
-                health.set_influx_error({});
-                spdlog::info("influxdb: answering at {} now", config.influxdb.url);
-            }
-        } else if (influx_unanswered && writer_stats.write_requests.load() == 0 &&
+            health.influx_failing = false;
+            health.set_influx_error({});
+            spdlog::info("influxdb: answering at {} now", config.influxdb.url);
+        } else if (influx_unanswered && !writers_failing &&
                    steady_clock_ms() - last_influx_probe_ms >= 5'000) {
             last_influx_probe_ms = steady_clock_ms();
             if (recheck_influxdb(config.influxdb, health)) {

@@ -34,6 +34,13 @@ DestinationStats::Entry& DestinationStats::of(std::string_view destination) {
     return *entry;
 }
 
+size_t DestinationStats::failing() const {
+    std::lock_guard lock(mutex_);
+    size_t n = 0;
+    for (const auto& [name, entry] : entries_) n += entry->failing_writers.load() > 0 ? 1 : 0;
+    return n;
+}
+
 void DestinationStats::register_metrics(MetricsRegistry& registry) const {
     registry.add_text([this](std::string& out) { render(out); });
 }

@@ -31,6 +31,8 @@ class DestinationStats {
     // The entry of a destination (created on first use); the reference stays valid for the life of
     // this object, so a writer looks it up once per destination.
     Entry& of(std::string_view destination);
+    // How many destinations a writer is retrying on now.
+    size_t failing() const;
     void register_metrics(MetricsRegistry& registry) const;
     void render(std::string& out) const;
 
