@@ -131,17 +131,17 @@ TEST_CASE("an unreachable InfluxDB keeps the batch until the drain deadline, the
 }
 
 TEST_CASE(
-    "without a registry, a field InfluxDB already holds as a string rejects a number alone; the rest is "
-    "written") {
+    "without a registry, a field InfluxDB already holds as a string rejects a number alone, one it holds as "
+    "an integer takes whole numbers; the rest is written") {
     TempDir dir;
     const std::string database = unique_name("itest_fieldtypes");
     const std::string prefix = unique_name("it");
     influx_command("CREATE DATABASE " + database);
     {  // an earlier writer made `t` a string field
         httplib::Client influx(influx_url());
-        auto written =
-            influx.Post("/write?db=" + database,
-                        "telemetry,device_id=old,factory_id=f1 t=\"hot\" 1700000000000000000", "text/plain");
+        auto written = influx.Post("/write?db=" + database,
+                                   "telemetry,device_id=old,factory_id=f1 t=\"hot\",n=5i 1700000000000000000",
+                                   "text/plain");
         REQUIRE(written);
         REQUIRE(written->status == 204);
     }
@@ -153,17 +153,27 @@ TEST_CASE(
     {
         Publisher publisher(unique_name("itest-pub"));
         publisher.publish(fmt::format("{}/factory/f1/device/d1/telemetry", prefix),
-                          R"({"metrics": {"t": 21.5, "u": 1}})");
+                          R"({"ts": 1700000001000, "metrics": {"t": 21.5, "u": 1, "n": 7}})");
+        publisher.publish(fmt::format("{}/factory/f1/device/d1/telemetry", prefix),
+                          R"({"ts": 1700000002000, "metrics": {"u": 2, "n": 2.5}})");
         publisher.flush();
     }
-    REQUIRE(eventually([&] { return plantd.metric("plantd_points_written_total{factory_id=\"f1\"}") == 1; },
+    REQUIRE(eventually([&] { return plantd.metric("plantd_points_written_total{factory_id=\"f1\"}") == 2; },
                        std::chrono::seconds(20)));
     CHECK(plantd.metric(
-              "plantd_rejected_total{scope=\"field\",reason=\"invalid_field\",factory_id=\"f1\"}") == 1);
+              "plantd_rejected_total{scope=\"field\",reason=\"invalid_field\",factory_id=\"f1\"}") == 2);
     CHECK(plantd.metric(
               "plantd_rejected_total{scope=\"point\",reason=\"influx_rejected\",factory_id=\"f1\"}") == 0);
     const auto rows = influx_select(database, "SELECT u FROM telemetry WHERE device_id = 'd1'");
-    CHECK(rows.size() == 1);
+    CHECK(rows.size() == 2);
+    const auto integers = influx_select(database, "SELECT n FROM telemetry WHERE device_id = 'd1'");
+    REQUIRE(integers.size() == 1);
+    CHECK(std::get<double>(integers[0].columns.at("n")) == 7);
+    int cat_code = 0;
+    const std::string letters = run_command("cat " + dir.path() + "/dl.jsonl", cat_code);
+    CHECK(letters.find("field n is an integer in " + database + "; 2.5 is not") != std::string::npos);
+    CHECK(letters.find("field t was first written to " + database + " as a string; this value is a number") !=
+          std::string::npos);
     CHECK(plantd.terminate() == 0);
     influx_command("DROP DATABASE " + database);
 }

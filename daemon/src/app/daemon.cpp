@@ -235,16 +235,14 @@ int run_daemon(const Config& config) {
     InfluxClient field_keys_client(field_keys_config);  // used under FieldTypes' lock only
     FieldTypes::Seed seed;
     if (config.influxdb.api == InfluxApi::v1) {
-        seed =
-            [&](std::string_view database) -> std::optional<std::vector<std::pair<std::string, FieldKind>>> {
+        seed = [&](std::string_view database)
+            -> std::optional<std::vector<std::pair<std::string, ParameterType>>> {
             auto keys = field_keys_client.field_keys(database, config.influxdb.measurement);
             if (!keys) return std::nullopt;
-            std::vector<std::pair<std::string, FieldKind>> kinds;
+            std::vector<std::pair<std::string, ParameterType>> types;
             for (auto& [name, type] : *keys)
-                kinds.emplace_back(std::move(name), type == "string"    ? FieldKind::string
-                                                    : type == "boolean" ? FieldKind::boolean
-                                                                        : FieldKind::number);
-            return kinds;
+                if (auto known = type_from_influx(type)) types.emplace_back(std::move(name), *known);
+            return types;
         };
     }
     FieldTypes field_types(100'000, seed);

@@ -17,37 +17,20 @@ void append_device_key(std::string& out, std::string_view factory_id, std::strin
 }
 
 // Fits a field to its parameter's type; "" or why it does not fit.
+constexpr std::string_view kind_names[] = {"a number", "a boolean", "a string"};
+
 std::string fit_field(Field& field, ParameterType type) {
-    field.write_as_integer = false;
-    switch (type) {
-        case ParameterType::float_number:
-            if (field.kind == FieldKind::number) return {};
-            break;
-        case ParameterType::integer:
-            if (field.kind != FieldKind::number) break;
-            if (field.integral) {
-                field.write_as_integer = true;
-                return {};
-            }
-            // 5.0 is the integer 5; 5.5 is not, nor is anything beyond int64.
-            if (field.number == std::trunc(field.number) && field.number >= -9.2e18 &&
-                field.number <= 9.2e18) {
-                field.integer = static_cast<int64_t>(field.number);
-                field.write_as_integer = true;
-                return {};
-            }
+    switch (fit_to_type(field, type)) {
+        case Fit::fits:
+            return {};
+        case Fit::not_an_integer:
             return fmt::format("parameter {} is an integer in the registry; {} is not", printable(field.name),
                                field.number);
-        case ParameterType::boolean:
-            if (field.kind == FieldKind::boolean) return {};
-            break;
-        case ParameterType::string:
-            if (field.kind == FieldKind::string) return {};
+        case Fit::other_kind:
             break;
     }
-    static constexpr std::string_view kinds[] = {"a number", "a boolean", "a string"};
     return fmt::format("parameter {} is {} in the registry; this value is {}", printable(field.name),
-                       to_string(type), kinds[static_cast<size_t>(field.kind)]);
+                       to_string(type), kind_names[static_cast<size_t>(field.kind)]);
 }
 
 }  // namespace
@@ -232,11 +215,22 @@ void Worker::keep_fitting_fields(ProblemOf&& problem_of) {
 }
 
 void Worker::apply_field_types(std::string_view destination) {
-    keep_fitting_fields([&](const Field& field) -> std::string {
-        const auto settled = field_types_->kind_of(destination, field.name, field.kind);
-        if (!settled || *settled == field.kind) return {};
-        return fmt::format("field {} was first written to {} as a {}; this value is a {}",
-                           printable(field.name), destination, to_string(*settled), to_string(field.kind));
+    static constexpr std::string_view type_names[] = {"a number", "an integer", "a boolean", "a string"};
+    keep_fitting_fields([&](Field& field) -> std::string {
+        const auto settled = field_types_->type_of(destination, field.name, natural_type(field.kind));
+        if (!settled) return {};
+        switch (fit_to_type(field, *settled)) {
+            case Fit::fits:
+                return {};
+            case Fit::not_an_integer:
+                return fmt::format("field {} is an integer in {}; {} is not", printable(field.name),
+                                   destination, field.number);
+            case Fit::other_kind:
+                break;
+        }
+        return fmt::format("field {} was first written to {} as {}; this value is {}", printable(field.name),
+                           destination, type_names[static_cast<size_t>(*settled)],
+                           kind_names[static_cast<size_t>(field.kind)]);
     });
 }
 

@@ -12,9 +12,11 @@ namespace plantd {
 namespace {
 
 size_t collect_body(char* data, size_t size, size_t count, void* user) {
-    auto* out = static_cast<std::string*>(user);
+    auto* reply = static_cast<InfluxClient::Reply*>(user);
     size_t n = size * count;
-    if (out->size() < 64 * 1024) out->append(data, std::min(n, 64 * 1024 - out->size()));
+    if (reply->text.size() + n > reply->limit) reply->cut = true;
+    if (reply->text.size() < reply->limit)
+        reply->text.append(data, std::min(n, reply->limit - reply->text.size()));
     return n;
 }
 
@@ -97,7 +99,8 @@ WriteOutcome InfluxClient::perform(const std::string& url, std::string_view body
         return outcome;
     }
     curl_easy_reset(curl);  // keeps the connection cache: keep-alive survives
-    response_.clear();
+    response_.text.clear();
+    response_.cut = false;
     retry_after_.clear();
     curl_slist* headers = nullptr;
     headers = curl_slist_append(headers, content_type);
@@ -137,7 +140,7 @@ WriteOutcome InfluxClient::perform(const std::string& url, std::string_view body
         return outcome;
     }
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &outcome.http_status);
-    outcome.message = response_;
+    outcome.message = response_.text;
     while (!outcome.message.empty() && (outcome.message.back() == '\n' || outcome.message.back() == '\r'))
         outcome.message.pop_back();
     if (!retry_after_.empty()) {
@@ -206,9 +209,12 @@ std::optional<std::vector<std::pair<std::string, std::string>>> InfluxClient::fi
     }
     const std::string body = fmt::format("db={}&q={}", url_encode(curl, database),
                                          url_encode(curl, "SHOW FIELD KEYS FROM \"" + quoted + "\""));
+    // A database with many fields answers with more than an error message: up to 16 MiB here.
+    response_.limit = 16 << 20;
     WriteOutcome outcome =
         perform(config_.url + "/query", body, false, "Content-Type: application/x-www-form-urlencoded");
-    if (outcome.status != WriteStatus::ok) return std::nullopt;
+    response_.limit = Reply::default_limit;
+    if (outcome.status != WriteStatus::ok || response_.cut) return std::nullopt;
     simdjson::dom::parser parser;
     simdjson::dom::element document;
     if (parser.parse(outcome.message).get(document)) return std::nullopt;

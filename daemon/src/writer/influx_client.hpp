@@ -55,6 +55,14 @@ class InfluxClient {
     // v1: CREATE DATABASE (idempotent). Returns an empty string on success, else the error.
     std::string create_database(std::string_view name);
 
+    // A reply's body, kept up to `limit` bytes (an error message; more only where a query needs it).
+    struct Reply {
+        static constexpr size_t default_limit = 64 * 1024;
+        std::string text;
+        size_t limit = default_limit;
+        bool cut = false;
+    };
+
   private:
     WriteOutcome perform(const std::string& url, std::string_view body, bool compressed,
                          const char* content_type);
@@ -63,7 +71,7 @@ class InfluxClient {
     void* curl_;  // CURL*, kept out of the header
     GzipCompressor gzip_;
     std::string compressed_;
-    std::string response_;
+    Reply response_;
     std::string retry_after_;
     std::function<void()> progress_hook_;
 };
