@@ -2,6 +2,8 @@
 // a crash cut short, a full file system, and the lock against a second plantd.
 #include <doctest/doctest.h>
 
+#include <zlib.h>
+
 #include <sys/resource.h>
 #include <unistd.h>
 #include <csignal>
@@ -46,6 +48,25 @@ std::string read_file(const std::string& path) {
     return std::move(content).str();
 }
 
+constexpr uint64_t test_salt = 0x5eed'1234'abcd'0042;
+
+// A record of the first format, written here by hand: header, then the body with a plain CRC-32.
+std::string unsalted_record(const RawMessage& m) {
+    std::string body;
+    auto le = [](std::string& out, uint64_t v, int bytes) {
+        for (int i = 0; i < bytes; ++i) out += static_cast<char>((v >> (8 * i)) & 0xff);
+    };
+    le(body, static_cast<uint64_t>(m.received_ms), 8);
+    le(body, m.oversize_payload_bytes, 8);
+    le(body, m.topic_size, 4);
+    body += m.data;
+    std::string out = "PWAL";
+    le(out, body.size(), 4);
+    le(out, crc32(0, reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size())), 4);
+    le(out, 0, 4);
+    return out + body;
+}
+
 std::vector<RawMessage> read_all(std::string_view bytes, size_t* corrupt = nullptr, size_t* torn = nullptr) {
     wal::SegmentReader reader(bytes, 1 << 20);
     std::vector<RawMessage> out;
@@ -75,13 +96,13 @@ std::vector<std::string> segment_files(const std::string& directory) {
 }  // namespace
 
 TEST_CASE("wal format: records round-trip with topic, payload, time and oversize marker") {
-    std::string segment(wal::segment_magic);
+    std::string segment = wal::segment_header(test_salt);
     RawMessage big = message(7);
     big.oversize_payload_bytes = 123456;
-    for (int i = 0; i < 5; ++i) wal::append_record(segment, message(i));
-    wal::append_record(segment, big);
+    for (int i = 0; i < 5; ++i) wal::append_record(segment, message(i), test_salt);
+    wal::append_record(segment, big, test_salt);
     CHECK(segment.size() ==
-          wal::segment_magic.size() + 5 * wal::record_bytes(message(0)) + wal::record_bytes(big));
+          wal::segment_header_bytes + 5 * wal::record_bytes(message(0)) + wal::record_bytes(big));
     size_t corrupt = 1, torn = 1;
     auto records = read_all(segment, &corrupt, &torn);
     REQUIRE(records.size() == 6);
@@ -97,8 +118,8 @@ TEST_CASE("wal format: records round-trip with topic, payload, time and oversize
 }
 
 TEST_CASE("wal format: a write cut short is torn, damage in the middle costs only the damaged record") {
-    std::string segment(wal::segment_magic);
-    for (int i = 0; i < 4; ++i) wal::append_record(segment, message(i));
+    std::string segment = wal::segment_header(test_salt);
+    for (int i = 0; i < 4; ++i) wal::append_record(segment, message(i), test_salt);
     const size_t one = wal::record_bytes(message(0));
 
     // A crash in the middle of the last write.
@@ -111,7 +132,7 @@ TEST_CASE("wal format: a write cut short is torn, damage in the middle costs onl
     }
     // A flipped payload byte in record 1: its checksum fails; records 0, 2, 3 survive.
     std::string damaged = segment;
-    damaged[wal::segment_magic.size() + one + one - 3] ^= 0x5a;
+    damaged[wal::segment_header_bytes + one + one - 3] ^= 0x5a;
     size_t corrupt = 0;
     auto records = read_all(damaged, &corrupt);
     REQUIRE(records.size() == 3);
@@ -120,7 +141,7 @@ TEST_CASE("wal format: a write cut short is torn, damage in the middle costs onl
     CHECK(corrupt == one);
     // A header claiming a huge body is damage too, not a reason to read past the end.
     damaged = segment;
-    damaged[wal::segment_magic.size() + 7] = '\x7f';
+    damaged[wal::segment_header_bytes + 7] = '\x7f';
     records = read_all(damaged, &corrupt);
     CHECK(records.size() == 3);
     // Found by fuzz_wal: a record magic at offset 0 (no segment magic) with a bad size looped forever.
@@ -129,6 +150,45 @@ TEST_CASE("wal format: a write cut short is torn, damage in the middle costs onl
     // Garbage without any record, and an empty file.
     CHECK(read_all("garbage that is not a segment at all").empty());
     CHECK(read_all("").empty());
+}
+
+TEST_CASE("wal format: a record forged inside a payload is not replayed when damage makes the reader resync") {
+    // A publisher of factory A sends a payload holding a whole, well-formed log record for factory B,
+    // with a correct plain CRC-32 (and one with the checksum of some other salt).
+    RawMessage forged = RawMessage::make("plant/factory/B/device/d1/telemetry", R"({"metrics":{"t":666}})", 1);
+    std::string inner_other = wal::segment_header(0x1111);
+    wal::append_record(inner_other, forged, 0x1111);
+    const std::string payload = unsalted_record(forged) + inner_other.substr(wal::segment_header_bytes);
+    RawMessage carrier = RawMessage::make("plant/factory/A/device/d1/telemetry", payload, 2);
+    std::string segment = wal::segment_header(test_salt);
+    wal::append_record(segment, carrier, test_salt);
+    wal::append_record(segment, message(1), test_salt);
+    // Intact, the carrier is read whole and the forged bytes stay payload.
+    auto records = read_all(segment);
+    REQUIRE(records.size() == 2);
+    CHECK(records[0].topic() == "plant/factory/A/device/d1/telemetry");
+    CHECK(records[0].payload() == payload);
+    // A torn or flipped byte in the carrier's header: the reader resyncs into its payload, finds both
+    // forged records (magic, size and their own checksums hold) and skips them, then the next record.
+    for (size_t at : {size_t{4}, size_t{9}, size_t{17}}) {
+        CAPTURE(at);
+        std::string damaged = segment;
+        damaged[wal::segment_header_bytes + at] ^= 0x40;
+        size_t corrupt = 0;
+        records = read_all(damaged, &corrupt);
+        REQUIRE(records.size() == 1);
+        CHECK(records[0].topic() == message(1).topic());
+        CHECK(corrupt == wal::record_bytes(carrier));
+    }
+    // The same segment in the first format (no salt): an earlier version's files are still read.
+    const std::string old_format = std::string(wal::segment_magic_unsalted) + unsalted_record(message(1));
+    records = read_all(old_format);
+    REQUIRE(records.size() == 1);
+    CHECK(records[0].payload() == message(1).payload());
+    // A file whose header is gone cannot prove any record is ours: all of it is damage.
+    size_t corrupt = 0;
+    CHECK(read_all(std::string_view(segment).substr(wal::segment_header_bytes), &corrupt).empty());
+    CHECK(corrupt == segment.size() - wal::segment_header_bytes);
 }
 
 TEST_CASE("write-ahead log: segments are deleted once every message in them is resolved") {
@@ -355,6 +415,12 @@ TEST_CASE("the fuzz corpus files (written by an independent encoder) read as doc
     size_t torn = 0;
     CHECK(read_all(read_file(corpus + "torn.wal"), nullptr, &torn).size() == 2);
     CHECK(torn > 0);
+    // A salted segment whose first record is damaged and carries a forged record in its payload.
+    size_t forged_corrupt = 0;
+    auto survivors = read_all(read_file(corpus + "forged-in-payload.wal"), &forged_corrupt);
+    REQUIRE(survivors.size() == 1);
+    CHECK(survivors[0].topic() == "plant/factory/A/device/d2/telemetry");
+    CHECK(forged_corrupt > 0);
     auto batch = decode_batch(read_file(corpus + "batch.batch"));
     REQUIRE(batch.ok());
     CHECK(batch->lines() == 2);

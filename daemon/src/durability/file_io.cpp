@@ -24,9 +24,9 @@ void sync_directory(const std::string& directory) {
     ::close(fd);
 }
 
-uint32_t crc32_of(std::string_view bytes) {
+uint32_t crc32_of(std::string_view bytes, uint32_t continued_from) {
     // zlib takes uInt lengths: feed it in slices.
-    uLong crc = crc32(0L, Z_NULL, 0);
+    uLong crc = continued_from;
     while (!bytes.empty()) {
         const auto part = static_cast<uInt>(std::min<size_t>(bytes.size(), 1u << 30));
         crc = crc32(crc, reinterpret_cast<const Bytef*>(bytes.data()), part);

@@ -11,7 +11,8 @@ namespace plantd::file_io {
 std::string read_file(const std::string& path);
 // Fsyncs a directory, so that a file created, renamed or deleted in it survives a power loss.
 void sync_directory(const std::string& directory);
-uint32_t crc32_of(std::string_view bytes);
+// CRC-32 of `bytes`; `continued_from`: the CRC of bytes that come before them.
+uint32_t crc32_of(std::string_view bytes, uint32_t continued_from = 0);
 
 void put_le32(std::string& out, uint32_t value);
 void put_le64(std::string& out, uint64_t value);

@@ -17,11 +17,27 @@ using file_io::put_le64;
 
 }  // namespace
 
+namespace {
+
+uint32_t crc_seed_of(uint64_t salt) {
+    std::string bytes;
+    put_le64(bytes, salt);
+    return file_io::crc32_of(bytes);
+}
+
+}  // namespace
+
+std::string segment_header(uint64_t salt) {
+    std::string out(segment_magic);
+    put_le64(out, salt);
+    return out;
+}
+
 size_t record_bytes(const RawMessage& message) {
     return record_header_bytes + record_fixed_body_bytes + message.data.size();
 }
 
-void append_record(std::string& out, const RawMessage& message) {
+void append_record(std::string& out, const RawMessage& message, uint64_t salt) {
     const size_t header_at = out.size();
     put_le32(out, record_magic);
     put_le32(out, static_cast<uint32_t>(record_fixed_body_bytes + message.data.size()));
@@ -32,18 +48,24 @@ void append_record(std::string& out, const RawMessage& message) {
     put_le64(out, static_cast<uint64_t>(message.oversize_payload_bytes));
     put_le32(out, message.topic_size);
     out.append(message.data);
-    const uint32_t crc = file_io::crc32_of(std::string_view(out).substr(body_at));
+    const uint32_t crc = file_io::crc32_of(std::string_view(out).substr(body_at), crc_seed_of(salt));
     for (int i = 0; i < 4; ++i) out[header_at + 8 + i] = static_cast<char>((crc >> (8 * i)) & 0xff);
 }
 
 SegmentReader::SegmentReader(std::string_view bytes, size_t max_body_bytes)
     : bytes_(bytes), max_body_bytes_(max_body_bytes) {
-    has_magic_ = bytes_.substr(0, segment_magic.size()) == segment_magic;
-    if (has_magic_) {
-        offset_ = segment_magic.size();
-    } else if (bytes_.size() < 4 || get_le32(bytes_.data()) != record_magic) {
-        // Not a segment we wrote (or its first bytes are damaged): look for records anyway.
-        resync();
+    if (bytes_.size() >= segment_header_bytes && bytes_.substr(0, segment_magic.size()) == segment_magic) {
+        has_magic_ = salted_ = true;
+        crc_seed_ = crc_seed_of(get_le64(bytes_.data() + segment_magic.size()));
+        offset_ = segment_header_bytes;
+    } else if (bytes_.substr(0, segment_magic_unsalted.size()) == segment_magic_unsalted) {
+        has_magic_ = true;  // an earlier version's segment: its records carry plain CRC-32s
+        offset_ = segment_magic_unsalted.size();
+    } else {
+        // Not a segment we wrote, or its header is damaged: without the salt no record can be
+        // told from a forged one, so all of it is damage.
+        corrupt_bytes_ = bytes_.size();
+        offset_ = bytes_.size();
     }
     // The last record magic: a record cut short before it was damaged, not torn (found once here, so
     // that damage costs linear time).
@@ -96,7 +118,7 @@ SegmentReader::Status SegmentReader::next(RawMessage& out) {
             continue;
         }
         const char* body = p + record_header_bytes;
-        if (file_io::crc32_of(std::string_view(body, body_size)) != crc) {
+        if (file_io::crc32_of(std::string_view(body, body_size), crc_seed_) != crc) {
             resync();
             continue;
         }

@@ -99,8 +99,9 @@ bool WriteAheadLog::open_segment(std::string& error) {
         error = fmt::format("write-ahead log: cannot create {}: {}", path, errno_text(errno));
         return false;
     }
-    const ssize_t n = ::pwrite(fd, wal::segment_magic.data(), wal::segment_magic.size(), 0);
-    if (n != static_cast<ssize_t>(wal::segment_magic.size())) {
+    const std::string header = wal::segment_header(salt_);
+    const ssize_t n = ::pwrite(fd, header.data(), header.size(), 0);
+    if (n != static_cast<ssize_t>(header.size())) {
         error = fmt::format("write-ahead log: cannot write {}: {}", path,
                             n < 0 ? errno_text(errno) : "short write");
         ::close(fd);
@@ -113,7 +114,7 @@ bool WriteAheadLog::open_segment(std::string& error) {
     }
     fd_ = fd;
     current_ = id;
-    current_bytes_ = wal::segment_magic.size();
+    current_bytes_ = header.size();
     current_opened_ms_ = steady_clock_ms();
     std::lock_guard lock(mutex_);
     segments_[id] = Segment{path, current_bytes_, 0, true};
@@ -187,7 +188,7 @@ WriteAheadLog::Recovery WriteAheadLog::recover(const std::function<void(RawMessa
 }
 
 void WriteAheadLog::stage(const RawMessage& message) {
-    wal::append_record(staged_, message);
+    wal::append_record(staged_, message, salt_);
     ++staged_count_;
 }
 
@@ -262,7 +263,7 @@ void WriteAheadLog::tick() {
         if (!sync(error)) spdlog::error("{}", error);
     }
     // An idle segment with records is closed, so that it can go once they are resolved.
-    if (fd_ >= 0 && staged_.empty() && current_bytes_ > wal::segment_magic.size() &&
+    if (fd_ >= 0 && staged_.empty() && current_bytes_ > wal::segment_header_bytes &&
         now - current_opened_ms_ >= segment_max_age_ms) {
         close_segment();
         std::string error;

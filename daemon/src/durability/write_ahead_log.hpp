@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -104,6 +105,8 @@ class WriteAheadLog final : public Service {
     // Session thread only.
     int fd_ = -1;
     uint32_t current_ = 0;
+    // In every segment this run writes, and in every record's checksum (see wal_format.hpp).
+    const uint64_t salt_ = std::random_device{}() * (uint64_t{1} << 32) + std::random_device{}();
     uint32_t committed_segment_ = 0;
     uint64_t current_bytes_ = 0;  // committed bytes of the open segment
     int64_t current_opened_ms_ = 0;
