@@ -109,7 +109,14 @@ bool WriteAheadLog::open_segment(std::string& error) {
         return false;
     }
     if (config_.mode == DurabilityMode::power) {
-        ::fdatasync(fd);
+        if (fdatasync_(fd) != 0) {
+            error = fmt::format("write-ahead log: fsync of {} failed: {}", path, errno_text(errno));
+            sync_failures_.fetch_add(1);
+            sync_failing_ = true;
+            ::close(fd);
+            ::unlink(path.c_str());
+            return false;
+        }
         file_io::sync_directory(directory_);
     }
     fd_ = fd;
@@ -226,15 +233,30 @@ bool WriteAheadLog::commit(std::string& error) {
         std::lock_guard lock(mutex_);
         Segment& segment = segments_[current_];
         segment.bytes += written;
-        segment.unresolved += staged_count_;
         total_bytes_ += written;
+    }
+    // Mode "power": the sync that is due (at once while syncs fail) comes before anything counts as
+    // committed. If it fails, the records just written are not acknowledged and are written again.
+    if (config_.mode == DurabilityMode::power &&
+        (sync_failing_ || steady_clock_ms() - last_sync_ms_ >= config_.fsync_interval_ms) && !sync(error)) {
+        // The given-up segment keeps what was acknowledged before; these records leave it, so that a
+        // replay does not see them twice.
+        current_bytes_ -= written;
+        if (::ftruncate(fd_, static_cast<off_t>(current_bytes_)) == 0) {
+            std::lock_guard lock(mutex_);
+            segments_[current_].bytes -= written;
+            total_bytes_ -= written;
+        }
+        give_up_segment();
+        return false;
+    }
+    {
+        std::lock_guard lock(mutex_);
+        segments_[current_].unresolved += staged_count_;
     }
     committed_segment_ = current_;
     staged_.clear();
     staged_count_ = 0;
-    if (config_.mode == DurabilityMode::power &&
-        steady_clock_ms() - last_sync_ms_ >= config_.fsync_interval_ms)
-        sync(error);
     if (current_bytes_ >= config_.segment_bytes) {
         close_segment();
         std::string ignored;  // a failed open is retried by the next commit()
@@ -246,21 +268,45 @@ bool WriteAheadLog::commit(std::string& error) {
 bool WriteAheadLog::sync(std::string& error) {
     last_sync_ms_ = steady_clock_ms();
     if (fd_ < 0 || !dirty_) return true;
-    if (::fdatasync(fd_) != 0) {
+    if (fdatasync_(fd_) != 0) {
         error = fmt::format("write-ahead log: fsync of {} failed: {}", path_of(current_), errno_text(errno));
-        write_failures_.fetch_add(1);
+        sync_failures_.fetch_add(1);
+        sync_failing_ = true;
         return false;
     }
     dirty_ = false;
     fsyncs_.fetch_add(1);
+    if (sync_failing_.exchange(false)) spdlog::info("write-ahead log: fsync works again");
     return true;
+}
+
+void WriteAheadLog::give_up_segment() {
+    if (fd_ < 0) return;
+    ::close(fd_);
+    fd_ = -1;
+    dirty_ = false;
+    std::string retired;
+    {
+        std::lock_guard lock(mutex_);
+        auto it = segments_.find(current_);
+        if (it != segments_.end()) {
+            it->second.open = false;
+            if (it->second.unresolved == 0) retired = retire_locked(current_);
+        }
+    }
+    if (!retired.empty()) ::unlink(retired.c_str());
 }
 
 void WriteAheadLog::tick() {
     const int64_t now = steady_clock_ms();
     if (config_.mode == DurabilityMode::power && dirty_ && now - last_sync_ms_ >= config_.fsync_interval_ms) {
         std::string error;
-        if (!sync(error)) spdlog::error("{}", error);
+        if (!sync(error)) {
+            // What this segment holds was acknowledged already (within fsync_interval): it stays for
+            // a replay; new records go to a new file, and nothing is acknowledged until a sync works.
+            spdlog::error("{}; not acknowledging anything until an fsync succeeds", error);
+            give_up_segment();
+        }
     }
     // An idle segment with records is closed, so that it can go once they are resolved.
     if (fd_ >= 0 && staged_.empty() && current_bytes_ > wal::segment_header_bytes &&
@@ -342,6 +388,10 @@ void WriteAheadLog::register_metrics(MetricsRegistry& registry, const Health& he
         [this] { return static_cast<double>(unresolved()); });
     registry.add_counter("plantd_wal_fsyncs_total", "fsyncs of the write-ahead log (mode \"power\").",
                          [this] { return static_cast<double>(fsyncs()); });
+    registry.add_counter("plantd_wal_fsync_failures_total",
+                         "fsyncs of the write-ahead log that failed (mode \"power\"; nothing is acknowledged "
+                         "until one succeeds).",
+                         [this] { return static_cast<double>(sync_failures_.load()); });
     registry.add_counter("plantd_wal_write_failures_total",
                          "Failed writes to the write-ahead log (nothing was acknowledged meanwhile).",
                          [this] { return static_cast<double>(write_failures()); });

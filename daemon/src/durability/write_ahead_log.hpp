@@ -9,6 +9,8 @@
 //
 // Threads: stage(), commit() and tick() belong to the MQTT session thread; release() may be called
 // from any thread.
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -52,6 +54,10 @@ class WriteAheadLog final : public Service {
     void stage(const RawMessage& message);
     // Writes what stage() gathered, in one write. On failure (disk full, I/O error) the segment is
     // cut back to its last complete record, nothing staged is lost, and commit() may be tried again.
+    // In mode "power" a failed fsync fails the commit too: the segment is given up (after a failed
+    // fsync the kernel may have dropped its pages, whatever a later fsync says), what was staged is
+    // written again to a new segment by the next commit(), and every commit syncs at once until a
+    // sync succeeds. So nothing is acknowledged while the disk cannot make it durable.
     bool commit(std::string& error);
     // The segment the last successful commit() wrote to: the staged messages' wal_segment.
     uint32_t committed_segment() const { return committed_segment_; }
@@ -75,6 +81,10 @@ class WriteAheadLog final : public Service {
     uint64_t unresolved() const;
     uint64_t fsyncs() const { return fsyncs_; }
     uint64_t write_failures() const { return write_failures_; }
+    uint64_t sync_failures() const { return sync_failures_; }
+    bool sync_failing() const { return sync_failing_; }
+    // Tests: what stands in for fdatasync(2) (a disk that fails on purpose).
+    void set_sync_for_test(std::function<int(int)> sync) { fdatasync_ = std::move(sync); }
     const std::string& directory() const { return directory_; }
     // A message recover() replayed was taken by the pipeline.
     void count_replayed() { replayed_.fetch_add(1, std::memory_order_relaxed); }
@@ -94,6 +104,9 @@ class WriteAheadLog final : public Service {
     bool open_segment(std::string& error);
     void close_segment();  // the open one
     bool sync(std::string& error);
+    // After a failed fsync: closes the open segment without syncing it again (its records stay for
+    // a replay), so that the next commit writes to a new file.
+    void give_up_segment();
     // With mutex_ held: removes a closed, resolved segment from the table; returns its path to delete.
     std::string retire_locked(uint32_t id);
 
@@ -112,6 +125,8 @@ class WriteAheadLog final : public Service {
     int64_t current_opened_ms_ = 0;
     int64_t last_sync_ms_ = 0;
     bool dirty_ = false;  // written since the last fsync
+    std::atomic<bool> sync_failing_{false};  // the last fsync failed: every commit syncs until one works
+    std::function<int(int)> fdatasync_ = [](int fd) { return ::fdatasync(fd); };
     std::string staged_;
     uint64_t staged_count_ = 0;
     std::vector<uint32_t> recovered_;  // segments found at open(), oldest first
@@ -121,6 +136,7 @@ class WriteAheadLog final : public Service {
     uint64_t total_bytes_ = 0;
     std::atomic<uint64_t> fsyncs_{0};
     std::atomic<uint64_t> write_failures_{0};
+    std::atomic<uint64_t> sync_failures_{0};
     std::atomic<uint64_t> replayed_{0};
 };
 

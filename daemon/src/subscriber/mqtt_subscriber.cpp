@@ -238,7 +238,12 @@ bool MqttSubscriber::turn(MqttSession& session, std::string& problem) {
         problem = "no SUBACK within 10 s";
         return false;
     }
-    if (wal_) wal_->tick();
+    if (wal_) {
+        wal_->tick();
+        // An fsync that failed while idle: shown at once (the next commit syncs before acknowledging).
+        if (wal_->sync_failing() && !health_.wal_failing.exchange(true))
+            spdlog::error("write-ahead log: fsync failed; not acknowledging anything until one succeeds");
+    }
     // A write to the log failed (disk full): try again before anything else; meanwhile nothing is
     // read or acknowledged, and the broker holds the messages.
     log_blocked_ = false;
