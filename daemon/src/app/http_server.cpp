@@ -1,7 +1,6 @@
 #include "app/http_server.hpp"
 
 #include <fmt/format.h>
-#include <httplib.h>
 
 #include "durability/dead_letter_store.hpp"
 #include "util/thread_name.hpp"
@@ -12,7 +11,16 @@ ControlServer::ControlServer(MetricsRegistry& metrics, const Accounting& account
     : metrics_(metrics), accounting_(accounting), health_(health) {
     metrics_.add_counter("plantd_internal_errors_total",
                          "Exceptions caught at a thread or callback boundary.",
-                         [this] { return static_cast<double>(internal_errors_.load()); });
+                         [this] { return server_ ? static_cast<double>(server_->handler_errors()) : 0.0; });
+    metrics_.add_counter(
+        "plantd_control_rejected_requests_total",
+        "Control-port requests refused for breaking a limit (method, body, header size) or for want of room.",
+        [this] { return server_ ? static_cast<double>(server_->rejected_requests()) : 0.0; });
+    metrics_.add_counter(
+        "plantd_control_timed_out_connections_total",
+        "Control-port connections closed because the request or the response took too long, "
+        "or to make room for a new one.",
+        [this] { return server_ ? static_cast<double>(server_->timed_out_connections()) : 0.0; });
 }
 
 ControlServer::~ControlServer() {
@@ -70,46 +78,30 @@ std::string ControlServer::health_json() const {
 }
 
 std::string ControlServer::start(const std::string& listen) {
-    auto colon = listen.rfind(':');
+    const auto colon = listen.rfind(':');
     std::string host = listen.substr(0, colon);
-    int port = std::stoi(listen.substr(colon + 1));
-    server_ = std::make_unique<httplib::Server>();
-    server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
-        response.set_content(metrics_.render_prometheus(), "text/plain; version=0.0.4; charset=utf-8");
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    const int port = std::stoi(listen.substr(colon + 1));
+    server_ = std::make_unique<HttpListener>();
+    server_->route("/metrics", [this] {
+        return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", metrics_.render_prometheus()};
     });
     // /health: the process answers (liveness) and says what is degraded.
-    server_->Get("/health", [this](const httplib::Request&, httplib::Response& response) {
-        response.set_content(health_json(), "application/json");
-    });
+    server_->route("/health", [this] { return HttpResponse{200, "application/json", health_json()}; });
     // /ready: 200 only while subscribed and InfluxDB accepts writes.
-    server_->Get("/ready", [this](const httplib::Request&, httplib::Response& response) {
-        response.status = health_.ready() ? 200 : 503;
-        response.set_content(health_json(), "application/json");
+    server_->route("/ready", [this] {
+        return HttpResponse{health_.ready() ? 200 : 503, "application/json", health_json()};
     });
-    server_->set_exception_handler(
-        [this](const httplib::Request&, httplib::Response& response, std::exception_ptr) {
-            internal_errors_.fetch_add(1);
-            response.status = 500;
-        });
-    if (port == 0) {
-        port_ = server_->bind_to_any_port(host);
-        if (port_ < 0) return fmt::format("[control] listen {}: cannot bind", listen);
-    } else {
-        if (!server_->bind_to_port(host, port)) {
-            return fmt::format("[control] listen {}: cannot bind (in use, or not a local address?)", listen);
-        }
-        port_ = port;
+    if (auto problem = server_->start(host, port); !problem.empty()) {
+        server_.reset();
+        return fmt::format("[control] listen {}: cannot bind ({})", listen, problem);
     }
-    thread_ = std::thread([this] {
-        name_this_thread("plantd-http");
-        server_->listen_after_bind();
-    });
+    port_ = server_->port();
     return {};
 }
 
 void ControlServer::stop() {
     if (server_) server_->stop();
-    if (thread_.joinable()) thread_.join();
 }
 
 }  // namespace plantd

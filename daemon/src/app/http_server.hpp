@@ -1,5 +1,6 @@
 #pragma once
-// GET /metrics (Prometheus text), /health and /ready on the configured local address.
+// GET /metrics (Prometheus text), /health and /ready on the configured address, served by a
+// bounded HTTP listener (control/http_listener.hpp: limits on size, time, connections and methods).
 #include <memory>
 #include <string>
 #include <thread>
@@ -8,11 +9,8 @@
 #include "control/health.hpp"
 
 #include "control/accounting.hpp"
+#include "control/http_listener.hpp"
 #include "control/metrics_registry.hpp"
-
-namespace httplib {
-class Server;
-}
 
 namespace plantd {
 
@@ -32,9 +30,7 @@ class ControlServer {
     MetricsRegistry& metrics_;
     const Accounting& accounting_;
     Health& health_;
-    std::atomic<uint64_t> internal_errors_{0};
-    std::unique_ptr<httplib::Server> server_;
-    std::thread thread_;
+    std::unique_ptr<HttpListener> server_;
     int port_ = 0;
 };
 
