@@ -95,6 +95,23 @@ TEST_CASE("invalid values are refused") {
     CHECK(mentions(error_of("instance = \"a b\"\n"), "instance"));
 }
 
+TEST_CASE("credentials in a URL are refused, and the error never repeats them") {
+    for (const char* text : {"[influxdb]\nurl = \"http://admin:s3cret-pw@influx:8086\"\n",
+                             "[influxdb]\nurl = \"https://admin@influx\"\n",
+                             "[mqtt]\nuri = \"mqtt://plantd:s3cret-pw@broker:1883\"\n",
+                             "[mqtt]\nuri = \"ssl://plantd:s3cret-pw@[::1]\"\n"}) {
+        CAPTURE(text);
+        const std::string error = error_of(text);
+        CHECK(mentions(error, "must not hold a user name or password"));
+        CHECK_FALSE(mentions(error, "s3cret"));
+    }
+    CHECK(mentions(error_of("[influxdb]\nurl = \"http://u:p@influx\"\n"),
+                   "use [influxdb] username and password"));
+    CHECK(mentions(error_of("[mqtt]\nuri = \"tcp://u:p@broker\"\n"), "use [mqtt] username and password"));
+    // An '@' after the host (a path) is not userinfo.
+    CHECK(load_config_text("[influxdb]\nurl = \"http://influx:8086/proxy/@x\"\n", "t.toml").ok());
+}
+
 TEST_CASE("secrets come from the config, an environment variable or a file, never two") {
     ::setenv("PLANTD_TEST_SECRET", "from-env", 1);
     auto config =

@@ -18,6 +18,12 @@ Result<BrokerEndpoint> parse_broker_uri(std::string_view uri) {
     } else {
         return fail(std::string("must start with tcp://, mqtt://, ssl:// or mqtts://"));
     }
+    // user:password@host: refused before anything else is said about the text (an error naming a
+    // "port" or "host" could otherwise repeat the password).
+    if (rest.substr(0, rest.find('/')).find('@') != std::string_view::npos)
+        return fail(
+            std::string("must not hold a user name or password (they would show in logs): use [mqtt] "
+                        "username and password"));
     if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
     std::string_view port_text;
     if (rest.starts_with('[')) {

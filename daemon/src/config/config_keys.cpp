@@ -58,7 +58,7 @@ const std::vector<ConfigKey>& config_keys() {
               "names the status topic and the default client id"),
         plain("mqtt", "uri", KeyType::text, AT(mqtt.uri),
               "`tcp://` or `mqtt://` (port 1883 by default), `ssl://` or `mqtts://` (TLS, 8883); IPv6 as "
-              "`[::1]`"),
+              "`[::1]`; no `user:password@` (use `username`, `password`)"),
         plain("mqtt", "client_id", KeyType::text, AT(mqtt.client_id),
               "keep it stable: the broker keeps the session by client id", "`plantd-{instance}`"),
         ranged("mqtt", "version", KeyType::integer, 4, 5, AT(mqtt.version), "`5`, or `4` for MQTT 3.1.1"),
@@ -121,7 +121,8 @@ const std::vector<ConfigKey>& config_keys() {
         ranged("ingest", "factory_rate_burst", KeyType::number, 0, 1e9, AT(ingest.factory_rate_burst),
                "the bucket's size; `0`: one second's worth"),
         plain("influxdb", "url", KeyType::text, AT(influxdb.url),
-              "`http://` or `https://` address of InfluxDB"),
+              "`http://` or `https://` address of InfluxDB; no `user:password@` (use `username`, `password` "
+              "or `token`)"),
         chosen("influxdb", "api", {"v1", "v2"}, CHOICE(influxdb.api),
                "`\"v1\"`: `/write` with `database`, `retention_policy`, `username`, `password`; `\"v2\"`: "
                "`/api/v2/write` with `org`, `bucket`, `token`"),

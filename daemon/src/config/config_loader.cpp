@@ -126,6 +126,11 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
         r.finish();
         if (i.url.rfind("http://", 0) != 0 && i.url.rfind("https://", 0) != 0) {
             r.error_at(r.last_node("url"), "url", "expected http:// or https://");
+        } else if (const std::string_view rest = std::string_view(i.url).substr(i.url.find("://") + 3);
+                   rest.substr(0, rest.find('/')).find('@') != std::string_view::npos) {
+            r.error_at(r.last_node("url"), "url",
+                       "must not hold a user name or password (they would show in logs): use [influxdb] "
+                       "username and password, or token");
         }
         while (!i.url.empty() && i.url.back() == '/') i.url.pop_back();
         if (i.measurement.empty() || i.measurement.front() == '_' ||
