@@ -8,10 +8,20 @@
 #include <string>
 #include <vector>
 
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <sstream>
+
+#include "control/accounting.hpp"
+#include "control/health.hpp"
 #include "fake_broker.hpp"
 #include "mqtt/mqtt_handshake.hpp"
 #include "mqtt/mqtt_publisher.hpp"
 #include "mqtt/mqtt_session.hpp"
+#include "pipeline/ingest_queue.hpp"
+#include "subscriber/mqtt_subscriber.hpp"
 
 using namespace plantd;
 using namespace plantd::test;
@@ -266,4 +276,102 @@ TEST_CASE(
     CHECK(publisher.acknowledged() == 2);
     CHECK(publisher.connection_losses() == 1);
     publisher.stop(0);
+}
+
+TEST_CASE("MQTT session: only whole packets are a sign of life; a broker trickling bytes is given up") {
+    SessionRig rig(mqtt_codec::version_3_1_1, 1'000);
+    auto& [broker, mqtt, client, session] = rig;
+    broker.write_all(connack_accepted(mqtt_codec::version_3_1_1));
+    const auto connected_at = std::chrono::steady_clock::now();
+    // A PUBLISH that claims 1000 bytes and never ends: one byte every 200 ms, no PINGRESP ever.
+    broker.write_all(std::string("\x30\xe8\x07", 3));
+    bool reconnected = false;
+    for (int i = 0; i < 30 && !reconnected; ++i) {
+        broker.write_all("x");
+        reconnected = broker.accept(std::chrono::milliseconds(200));
+    }
+    REQUIRE(reconnected);
+    const auto after = std::chrono::steady_clock::now() - connected_at;
+    CHECK(after >= std::chrono::milliseconds(2'400));  // 1.5 keepalives + 1 s after the CONNACK
+    CHECK(after < std::chrono::milliseconds(4'500));
+    CHECK(session.connection_losses() == 1);
+    rig.stop();
+}
+
+TEST_CASE("MQTT session: a Server Keep Alive longer than ours is not adopted") {
+    SessionRig rig(mqtt_codec::version_5, 1'000);
+    auto& [broker, mqtt, client, session] = rig;
+    // CONNACK with Server Keep Alive 65535 s, then silence: given up after our own 1.5 keepalives.
+    broker.write_all(std::string("\x20\x06\x00\x00\x03\x13\xff\xff", 8));
+    const auto connected_at = std::chrono::steady_clock::now();
+    REQUIRE(broker.accept(std::chrono::milliseconds(5'000)));
+    CHECK(std::chrono::steady_clock::now() - connected_at < std::chrono::milliseconds(4'000));
+    CHECK(session.connection_losses() == 1);
+    rig.stop();
+}
+
+TEST_CASE("MQTT session: a broker's reason string cannot forge a log line") {
+    std::ostringstream captured;
+    auto previous = spdlog::default_logger();
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+        "capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(captured)));
+    {
+        SessionRig rig(mqtt_codec::version_5);
+        auto& [broker, mqtt, client, session] = rig;
+        // CONNACK refusing (0x87 not authorized) with Reason String "no\n2026-01-01 info forged".
+        const std::string reason = "no\n2026-01-01 info forged";
+        std::string connack("\x20", 1);
+        connack += static_cast<char>(2 + 1 + 3 + reason.size());
+        connack += std::string("\x00\x87", 2);
+        connack += static_cast<char>(3 + reason.size());
+        connack += std::string("\x1f\x00", 2);
+        connack += static_cast<char>(reason.size());
+        connack += reason;
+        broker.write_all(connack);
+        REQUIRE(broker.accept());  // it tries again
+        rig.stop();
+    }
+    spdlog::set_default_logger(previous);
+    const std::string log = captured.str();
+    CHECK(log.find("no?2026-01-01 info forged") != std::string::npos);
+    CHECK(log.find("\n2026-01-01 info forged") == std::string::npos);
+}
+
+TEST_CASE("subscriber: a SUBACK granting QoS 0 for QoS 1 is refused, or taken with accept_lower_qos") {
+    for (bool accept : {false, true}) {
+        CAPTURE(accept);
+        FakeBroker broker;
+        char directory[] = "/tmp/plantd-suback-XXXXXX";
+        REQUIRE(::mkdtemp(directory) != nullptr);
+        Config config;
+        config.mqtt = test_mqtt(broker, mqtt_codec::version_5);
+        config.mqtt.accept_lower_qos = accept;
+        config.durability.directory = directory;
+        IngestQueue queue(1, 100, 1 << 20);
+        Accounting accounting;
+        Health health;
+        MqttSubscriber subscriber(config, {"f/+/d/+/t"}, queue, accounting, health);
+        MetricsRegistry metrics;
+        subscriber.register_metrics(metrics);
+        REQUIRE(subscriber.create().empty());
+        subscriber.start();
+        REQUIRE(broker.accept());
+        REQUIRE(broker.read_until(has_connect));
+        broker.write_all(connack_accepted(mqtt_codec::version_5));
+        REQUIRE(broker.read_until([](const auto& p) { return p.back().type == PacketType::subscribe; }));
+        const std::string& subscribe = broker.packets().back().body;
+        broker.write_all(std::string("\x90\x04", 2) + subscribe.substr(0, 2) + std::string("\x00\x00", 2));
+        if (accept) {
+            for (int i = 0; i < 100 && !health.mqtt_subscribed; ++i)
+                std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            CHECK(health.mqtt_subscribed.load());
+        } else {
+            REQUIRE(broker.accept());  // refused: it hangs up and tries again
+            CHECK_FALSE(health.mqtt_subscribed.load());
+        }
+        CHECK(metrics.render_prometheus().find("plantd_mqtt_downgraded_subscriptions_total 1\n") !=
+              std::string::npos);
+        subscriber.stop();
+        std::filesystem::remove_all(directory);
+    }
 }

@@ -28,6 +28,7 @@ struct MqttConfig {
     std::string gateway_topic = "factory/{factory_id}/gateway/{gateway_id}/telemetry";  // "" disables
     std::string shared_group;  // "" = plain subscription; else $share/{group}/...
     int qos = 1;
+    bool accept_lower_qos = false;  // a SUBACK granting less than qos: go on (logged, counted) or refuse
     int64_t keepalive_ms = 30'000;
     int64_t connect_timeout_ms = 10'000;
     int64_t reconnect_min_ms = 1'000;

@@ -74,9 +74,13 @@ const std::vector<ConfigKey>& config_keys() {
         plain("mqtt", "shared_group", KeyType::text, AT(mqtt.shared_group),
               "`$share/{group}/…` so that several instances split the load (MQTT 5)"),
         ranged("mqtt", "qos", KeyType::integer, 0, 1, AT(mqtt.qos), "subscription QoS"),
+        plain("mqtt", "accept_lower_qos", KeyType::flag, AT(mqtt.accept_lower_qos),
+              "a broker granting QoS 0 for a QoS 1 subscription (messages may be lost): `false` refuses it "
+              "(disconnect, retry with backoff); `true` goes on, logged and counted"),
         ranged(
             "mqtt", "keepalive", KeyType::duration, 1000, 3600'000, AT(mqtt.keepalive_ms),
-            "MQTT keepalive: a PINGREQ after half of it in silence; the broker is given up after 1.5 of it"),
+            "MQTT keepalive: a PINGREQ after half of it in silence; the broker is given up after 1.5 of it "
+            "without a whole packet (stray bytes do not count); a longer Server Keep Alive is not adopted"),
         ranged("mqtt", "connect_timeout", KeyType::duration, 100, 600'000, AT(mqtt.connect_timeout_ms),
                "how long a connect (TCP, TLS, CONNACK) may take"),
         ranged("mqtt", "reconnect_min", KeyType::duration, 1000, 600'000, AT(mqtt.reconnect_min_ms),

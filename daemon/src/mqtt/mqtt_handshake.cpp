@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "common/identifiers.hpp"
+
 #include <algorithm>
 
 #include "util/clock.hpp"
@@ -50,12 +52,16 @@ std::string mqtt_handshake(MqttTransport& transport, const BrokerEndpoint& endpo
             if (!problem.empty()) return problem;
             buffer.begin += frame.total_size();
             if (connack.reason != 0) {
+                // The broker's text is escaped: a newline in it must not forge a log line.
                 return fmt::format("the broker refused the connection: {} (code {}){}{}",
                                    mqtt_codec::connack_reason_text(request.version, connack.reason),
                                    connack.reason, connack.reason_string.empty() ? "" : ": ",
-                                   connack.reason_string);
+                                   printable(connack.reason_string));
             }
-            if (connack.server_keepalive_s > 0) keepalive_ms = connack.server_keepalive_s * 1000LL;
+            // A Server Keep Alive may shorten ours, never lengthen it: 65535 s would leave a dead broker
+            // unnoticed for a day.
+            if (connack.server_keepalive_s > 0)
+                keepalive_ms = std::min<int64_t>(keepalive_ms, connack.server_keepalive_s * 1000LL);
             return "";
         }
         const int64_t left = deadline - steady_clock_ms();

@@ -211,6 +211,7 @@ std::string MqttSession::read_packets(bool& held) {
                 return problem.empty() ? "oversize packet from the broker" : problem;
             if (step == PacketStep::held) held = true;
             if (available.size() >= frame.total_size()) {
+                last_received_ms_ = steady_clock_ms();
                 in_begin_ += frame.total_size();  // all of it is here already
             } else {
                 skip_bytes_ = frame.total_size() - available.size();  // the rest is still to come
@@ -219,6 +220,8 @@ std::string MqttSession::read_packets(bool& held) {
             continue;
         }
         if (frame.total_size() > available.size()) break;
+        // Only a whole packet is a sign of life: a broker trickling bytes is not alive for that.
+        last_received_ms_ = steady_clock_ms();
         PacketStep step =
             client_.packet(*this, frame, available.substr(frame.header_size, frame.remaining_size), problem);
         if (step == PacketStep::drop) return problem;
@@ -246,12 +249,12 @@ std::string MqttSession::read_more() {
     if (n < 0) return transport_.error();
     last_read_bytes_ = static_cast<size_t>(std::max<ssize_t>(n, 0));
     if (n == 0) return "";
-    last_received_ms_ = steady_clock_ms();
     received_wall_ms_ = wall_clock_ms();
     auto got = static_cast<size_t>(n);
     if (skip_bytes_ > 0) {
         size_t skipped = std::min(skip_bytes_, got);
         skip_bytes_ -= skipped;
+        if (skip_bytes_ == 0) last_received_ms_ = steady_clock_ms();  // the oversize packet ended
         if (skipped < got) std::memmove(in_.data() + in_end_, in_.data() + in_end_ + skipped, got - skipped);
         got -= skipped;
     }

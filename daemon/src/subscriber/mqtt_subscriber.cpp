@@ -90,6 +90,9 @@ void MqttSubscriber::register_metrics(MetricsRegistry& registry) const {
                          [this] { return static_cast<double>(session_.connect_failures()); });
     registry.add_counter("plantd_mqtt_subscribe_failures_total", "MQTT subscriptions the broker refused.",
                          value(subscribe_failures_));
+    registry.add_counter("plantd_mqtt_downgraded_subscriptions_total",
+                         "Subscriptions the broker granted with a lower QoS than [mqtt] qos.",
+                         value(downgraded_subscriptions_));
     registry.add_gauge("plantd_last_message_timestamp_seconds",
                        "When the broker last delivered a message plantd took (Unix time; 0: not yet).",
                        [this] { return static_cast<double>(last_message_ms_.load()) / 1000.0; });
@@ -315,20 +318,47 @@ PacketStep MqttSubscriber::packet(MqttSession& session, const Frame& frame, std:
             problem = mqtt_codec::decode_suback(version, body, suback);
             if (!problem.empty()) return PacketStep::drop;
             if (suback.packet_id != subscribe_id_) return PacketStep::go_on;
+            if (suback.reason_codes.size() != filters_.size()) {
+                problem = fmt::format("SUBACK with {} reason codes for {} filters",
+                                      suback.reason_codes.size(), filters_.size());
+                return PacketStep::drop;
+            }
+            std::vector<int> granted(filters_.size());
             for (size_t i = 0; i < suback.reason_codes.size(); ++i) {
-                if (suback.reason_codes[i] >= 0x80) {
+                const uint8_t code = suback.reason_codes[i];
+                if (code >= 0x80) {
                     subscribe_failures_.fetch_add(1);
                     problem = fmt::format("the broker refused the subscription to {} (reason code {})",
-                                          i < filters_.size() ? filters_[i] : "?", suback.reason_codes[i]);
+                                          filters_[i], code);
                     spdlog::error("mqtt: {}", problem);
                     return PacketStep::drop;
+                }
+                granted[i] = code;
+                if (code > 2) {
+                    problem = fmt::format("SUBACK grants QoS {} for {}: not a QoS", code, filters_[i]);
+                    return PacketStep::drop;
+                }
+                if (code < config_.mqtt.qos) {
+                    // At-least-once would be lost without a word: refused unless the operator accepts it.
+                    downgraded_subscriptions_.fetch_add(1);
+                    problem = fmt::format(
+                        "the broker granted QoS {} for {} although plantd asked for QoS {}: messages could "
+                        "be lost "
+                        "(check the broker's max_qos and ACL){}",
+                        code, filters_[i], config_.mqtt.qos,
+                        config_.mqtt.accept_lower_qos
+                            ? "; going on ([mqtt] accept_lower_qos)"
+                            : "; set [mqtt] accept_lower_qos = true to go on anyway");
+                    spdlog::error("mqtt: {}", problem);
+                    if (!config_.mqtt.accept_lower_qos) return PacketStep::drop;
+                    problem.clear();
                 }
             }
             health_.mqtt_subscribed = true;
             subscribed_once_ = true;
             remember_filters();
-            for (const auto& filter : filters_)
-                spdlog::info("mqtt: subscribed to {} (QoS {})", filter, config_.mqtt.qos);
+            for (size_t i = 0; i < filters_.size(); ++i)
+                spdlog::info("mqtt: subscribed to {} (QoS {})", filters_[i], std::min(granted[i], 1));
             send_status("online");
             return PacketStep::go_on;
         }

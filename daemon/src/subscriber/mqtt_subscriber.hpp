@@ -120,6 +120,7 @@ class MqttSubscriber final : public Service, private MqttSessionClient {
     std::atomic<uint64_t> backpressure_waits_{0};
     std::atomic<int64_t> last_message_ms_{0};  // wall-clock arrival of the last message taken
     std::atomic<uint64_t> subscribe_failures_{0};
+    std::atomic<uint64_t> downgraded_subscriptions_{0};
     std::atomic<uint64_t> internal_errors_{0};
 };
 
