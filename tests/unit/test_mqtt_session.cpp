@@ -375,3 +375,143 @@ TEST_CASE("subscriber: a SUBACK granting QoS 0 for QoS 1 is refused, or taken wi
         std::filesystem::remove_all(directory);
     }
 }
+
+namespace {
+
+// A subscriber on a scripted broker, subscribed (SUBACK granted): the rig for protocol errors.
+struct SubscriberRig {
+    FakeBroker broker;
+    char directory[32] = "/tmp/plantd-hostile-XXXXXX";
+    Config config;
+    IngestQueue queue{1, 100, 1 << 20};
+    Accounting accounting;
+    Health health;
+    std::unique_ptr<MqttSubscriber> subscriber;
+    MetricsRegistry metrics;
+
+    explicit SubscriberRig(int version) {
+        REQUIRE(::mkdtemp(directory) != nullptr);
+        config.mqtt = test_mqtt(broker, version);
+        config.durability.directory = directory;
+        subscriber = std::make_unique<MqttSubscriber>(config, std::vector<std::string>{"f/+/d/+/t"}, queue,
+                                                      accounting, health);
+        subscriber->register_metrics(metrics);
+        REQUIRE(subscriber->create().empty());
+        subscriber->start();
+        REQUIRE(broker.accept());
+        REQUIRE(broker.read_until(has_connect));
+        broker.write_all(connack_accepted(version));
+        REQUIRE(broker.read_until([](const auto& p) { return p.back().type == PacketType::subscribe; }));
+        const std::string id = broker.packets().back().body.substr(0, 2);
+        broker.write_all(
+            std::string("\x90", 1) + (version == mqtt_codec::version_5 ? "\x04" : "\x03") + id +
+            (version == mqtt_codec::version_5 ? std::string("\x00\x01", 2) : std::string("\x01", 1)));
+        for (int i = 0; i < 200 && !health.mqtt_subscribed; ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        REQUIRE(health.mqtt_subscribed.load());
+        broker.packets().clear();
+    }
+    ~SubscriberRig() {
+        broker.hang_up();  // a connection waiting for its CONNACK ends now, not at connect_timeout
+        subscriber->stop();
+        std::filesystem::remove_all(directory);
+    }
+    // What plantd does with `bytes`: the packets it sends until it hangs up (or 1.5 s pass).
+    std::vector<FakeBroker::Packet> answer_to(const std::string& bytes) {
+        broker.write_all(bytes);
+        broker.read_until([](const auto&) { return false; }, std::chrono::milliseconds(1500));
+        return broker.packets();
+    }
+    double metric(const std::string& name) {
+        const std::string text = metrics.render_prometheus();
+        const size_t at = text.find("\n" + name + " ");
+        return at == std::string::npos ? -1 : std::stod(text.substr(at + name.size() + 2));
+    }
+};
+
+bool has_type(const std::vector<FakeBroker::Packet>& packets, PacketType type) {
+    return std::any_of(packets.begin(), packets.end(), [&](const auto& p) { return p.type == type; });
+}
+
+}  // namespace
+
+TEST_CASE("hostile broker: protocol errors are never acknowledged; plantd says why and hangs up") {
+    struct Case {
+        const char* what;
+        int version;
+        std::string bytes;
+        int reason;  // the DISCONNECT reason plantd sends (v5), -1: v3.1.1 just closes
+    };
+    const std::vector<Case> cases = {
+        {"v3.1.1 PUBLISH without a topic", mqtt_codec::version_3_1_1,
+         std::string("\x32\x04\x00\x00\x00\x07", 6), -1},
+        {"v5 topic alias never allowed", mqtt_codec::version_5,
+         std::string("\x32\x0d\x00\x05", 4) + "f/1/d" + std::string("\x00\x07\x03\x23\x00\x01", 6), 0x94},
+        {"topic not UTF-8", mqtt_codec::version_5,
+         std::string("\x32\x0a\x00\x05", 4) + "f/\xff/d" + std::string("\x00\x07\x00", 3), 0x81},
+        {"topic with U+0000", mqtt_codec::version_5,
+         std::string("\x32\x0a\x00\x05", 4) + std::string("f/\0/d", 5) + std::string("\x00\x07\x00", 3),
+         0x81},
+        {"topic with a wildcard", mqtt_codec::version_5,
+         std::string("\x32\x0a\x00\x05", 4) + "f/+/d" + std::string("\x00\x07\x00", 3), 0x82},
+        {"property given twice", mqtt_codec::version_5,
+         std::string("\x32\x14\x00\x05", 4) + "f/1/d" +
+             std::string("\x00\x07\x0a\x02\x00\x00\x00\x09\x02\x00\x00\x00\x09", 13),
+         0x81},
+        {"property PUBLISH may not carry", mqtt_codec::version_5,
+         std::string("\x32\x0d\x00\x05", 4) + "f/1/d" + std::string("\x00\x07\x03\x13\x00\x05", 6), 0x81},
+        {"overlong remaining length", mqtt_codec::version_5, std::string("\x30\x80\x00", 3), 0x81},
+        {"reserved flags on PUBACK", mqtt_codec::version_5, std::string("\x41\x02\x00\x01", 4), 0x81},
+        {"reserved flags on PINGRESP", mqtt_codec::version_3_1_1, std::string("\xd1\x00", 2), -1},
+        {"QoS 2 PUBLISH", mqtt_codec::version_5,
+         std::string("\x34\x0a\x00\x05", 4) + "f/1/d" + std::string("\x00\x07\x00", 3), 0x82},
+        {"AUTH", mqtt_codec::version_5, std::string("\xf0\x00", 2), 0x82},
+    };
+    for (const auto& c : cases) {
+        CAPTURE(c.what);
+        SubscriberRig rig(c.version);
+        const auto sent = rig.answer_to(c.bytes);
+        CHECK_FALSE(has_type(sent, PacketType::puback));
+        CHECK_FALSE(has_type(sent, PacketType::pubrec));
+        if (c.reason >= 0) {
+            REQUIRE(has_type(sent, PacketType::disconnect));
+            CHECK(sent.back().type == PacketType::disconnect);
+            CHECK(sent.back().body == std::string(1, static_cast<char>(c.reason)));
+        }
+        CHECK(rig.metric("plantd_mqtt_protocol_errors_total") == 1);
+        CHECK(rig.accounting.messages_received.load() == 0);
+        CHECK(rig.broker.accept());  // it comes back (with backoff) and nothing was taken
+    }
+}
+
+TEST_CASE("hostile broker: unsolicited PINGRESPs are harmless; a DISCONNECT ends the connection cleanly") {
+    SubscriberRig rig(mqtt_codec::version_5);
+    std::string pings;
+    for (int i = 0; i < 1000; ++i) pings += std::string("\xd0\x00", 2);
+    const auto sent = rig.answer_to(pings + std::string("\x32\x0c\x00\x05", 4) + "f/1/d" +
+                                    std::string("\x00\x07\x00", 3) + "{}");
+    CHECK(puback_ids(sent) == std::set<uint16_t>{7});
+    CHECK(rig.metric("plantd_mqtt_protocol_errors_total") == 0);
+    rig.broker.packets().clear();
+    const auto after = rig.answer_to(std::string("\xe0\x01\x8b", 3));  // server shutting down
+    CHECK_FALSE(has_type(after, PacketType::disconnect));
+    CHECK(rig.broker.accept());
+    CHECK(rig.metric("plantd_mqtt_protocol_errors_total") == 0);
+}
+
+TEST_CASE("hostile broker: a CONNACK with a property given twice is refused") {
+    FakeBroker broker;
+    MqttConfig mqtt = test_mqtt(broker, mqtt_codec::version_5);
+    RecordingClient client(mqtt);
+    MqttSession session(mqtt, client, small_session());
+    REQUIRE(session.create().empty());
+    session.start();
+    REQUIRE(broker.accept());
+    REQUIRE(broker.read_until(has_connect));
+    broker.write_all(std::string("\x20\x09\x00\x00\x06\x13\x00\x05\x13\x00\x05", 11));
+    REQUIRE(broker.accept());  // not connected: it tries again
+    CHECK(session.connects() == 0);
+    CHECK(session.connect_failures() >= 1);
+    session.request_stop();
+    session.join();
+}

@@ -1,5 +1,11 @@
 #include "mqtt/mqtt_codec.hpp"
 
+#include <algorithm>
+#include <initializer_list>
+
+#include <fmt/format.h>
+#include <simdjson.h>
+
 namespace plantd::mqtt_codec {
 
 namespace {
@@ -56,24 +62,57 @@ class Reader {
     size_t at_ = 0;
 };
 
-// v5 properties we read; the rest are skipped by their type.
+// v5 properties we read; the rest are checked and skipped by their type.
 struct Properties {
     uint16_t server_keepalive_s = 0;
     std::string_view reason_string;
+    bool topic_alias = false;
 };
 
-bool read_properties(Reader& reader, Properties& out) {
+// Which properties a packet may carry (MQTT 5.0, 2.2.2.2), as a bit per property id.
+enum class PropertiesOf { connack, publish, ack, disconnect, auth };
+
+bool allowed(PropertiesOf packet, uint32_t id) {
+    auto in = [id](std::initializer_list<uint32_t> ids) {
+        return std::find(ids.begin(), ids.end(), id) != ids.end();
+    };
+    switch (packet) {
+        case PropertiesOf::connack:
+            return in({0x11, 0x21, 0x24, 0x25, 0x27, 0x12, 0x22, 0x1F, 0x26, 0x28, 0x29, 0x2A, 0x13, 0x1A,
+                       0x1C, 0x15, 0x16});
+        case PropertiesOf::publish:
+            return in({0x01, 0x02, 0x23, 0x08, 0x09, 0x26, 0x0B, 0x03});
+        case PropertiesOf::ack:
+            return in({0x1F, 0x26});
+        case PropertiesOf::disconnect:
+            return in({0x11, 0x1F, 0x26, 0x1C});
+        case PropertiesOf::auth:
+            return in({0x15, 0x16, 0x1F, 0x26});
+    }
+    return false;
+}
+
+// "" or what is wrong: an unknown property, one the packet may not carry, one given twice (only
+// User Property and Subscription Identifier may repeat), or a value cut short.
+std::string read_properties(Reader& reader, PropertiesOf packet, Properties& out) {
     uint32_t length = 0;
     std::string_view block;
-    if (!reader.varint(length) || !reader.bytes(length, block)) return false;
+    if (!reader.varint(length) || !reader.bytes(length, block)) return "truncated properties";
     Reader props(block);
+    uint64_t seen = 0;  // ids are below 64
     while (props.remaining() > 0) {
         uint32_t id = 0;
-        if (!props.varint(id)) return false;
+        if (!props.varint(id)) return "truncated property";
+        if (id >= 64 || !allowed(packet, id)) return fmt::format("property 0x{:02X} is not allowed here", id);
+        if (id != 0x26 && id != 0x0B) {
+            if (seen & (uint64_t{1} << id)) return fmt::format("property 0x{:02X} given twice", id);
+            seen |= uint64_t{1} << id;
+        }
         uint8_t b = 0;
         uint16_t s = 0;
         uint32_t w = 0;
         std::string_view text;
+        bool ok = true;
         switch (id) {
             case 0x01:
             case 0x17:
@@ -83,27 +122,29 @@ bool read_properties(Reader& reader, Properties& out) {
             case 0x28:
             case 0x29:
             case 0x2A:
-                if (!props.u8(b)) return false;
+                ok = props.u8(b);
                 break;
             case 0x13:
-                if (!props.u16(out.server_keepalive_s)) return false;
+                ok = props.u16(out.server_keepalive_s);
                 break;
+            case 0x23:
+                out.topic_alias = true;
+                [[fallthrough]];
             case 0x21:
             case 0x22:
-            case 0x23:
-                if (!props.u16(s)) return false;
+                ok = props.u16(s);
                 break;
             case 0x02:
             case 0x11:
             case 0x18:
             case 0x27:
-                if (!props.u32(w)) return false;
+                ok = props.u32(w);
                 break;
             case 0x0B:
-                if (!props.varint(w)) return false;
+                ok = props.varint(w);
                 break;
             case 0x1F:
-                if (!props.string(out.reason_string)) return false;
+                ok = props.string(out.reason_string);
                 break;
             case 0x03:
             case 0x08:
@@ -113,22 +154,26 @@ bool read_properties(Reader& reader, Properties& out) {
             case 0x16:
             case 0x1A:
             case 0x1C:
-                if (!props.string(text)) return false;
+                ok = props.string(text);
                 break;
             case 0x26:
-                if (!props.string(text) || !props.string(text)) return false;
+                ok = props.string(text) && props.string(text);
                 break;
             default:
-                return false;  // an unknown property is a protocol error
+                return fmt::format("unknown property 0x{:02X}", id);
         }
+        if (!ok) return fmt::format("property 0x{:02X} cut short", id);
     }
-    return true;
+    return {};
 }
 
-bool skip_properties(Reader& reader) {
-    uint32_t length = 0;
-    std::string_view block;
-    return reader.varint(length) && reader.bytes(length, block);
+// A topic name a broker may send: not empty, valid UTF-8, no U+0000, no wildcard.
+std::string check_topic_name(std::string_view topic) {
+    if (topic.empty()) return "PUBLISH without a topic";
+    if (!simdjson::validate_utf8(topic.data(), topic.size())) return "PUBLISH topic is not valid UTF-8";
+    if (topic.find('\0') != std::string_view::npos) return "PUBLISH topic holds U+0000";
+    if (topic.find_first_of("+#") != std::string_view::npos) return "PUBLISH topic holds a wildcard";
+    return {};
 }
 
 void append_packet(std::string& out, uint8_t first_byte, const std::string& body) {
@@ -254,6 +299,21 @@ void encode_disconnect(int version, std::string& out) {
     out += static_cast<char>(0);
 }
 
+void encode_disconnect_with_reason(uint8_t reason_code, std::string& out) {
+    out += static_cast<char>(0xE0);
+    out += static_cast<char>(1);  // a reason code, no properties
+    out += static_cast<char>(reason_code);
+}
+
+uint8_t reason_code_of(std::string_view decode_problem) {
+    if (decode_problem.find("topic alias") != std::string_view::npos) return 0x94;
+    if (decode_problem.find("wildcard") != std::string_view::npos ||
+        decode_problem.find("QoS 2") != std::string_view::npos ||
+        decode_problem.find("unexpected packet") != std::string_view::npos)
+        return 0x82;
+    return 0x81;
+}
+
 Frame read_frame(std::string_view in) {
     Frame frame;
     if (in.size() < 2) return frame;
@@ -269,7 +329,12 @@ Frame read_frame(std::string_view in) {
             frame.flags = first & 0x0f;
             frame.header_size = i + 1;
             frame.remaining_size = remaining;
-            if ((first >> 4) == 0) frame.status = Frame::Status::malformed;  // type 0 is reserved
+            // Type 0 is reserved; a length must use the fewest bytes (a last byte of 0 after the
+            // first is an overlong encoding); every type but PUBLISH has fixed flags (2.1.3).
+            const unsigned type = first >> 4;
+            const unsigned fixed_flags = type == 6 || type == 8 || type == 10 ? 2 : 0;
+            if (type == 0 || (i > 1 && byte == 0) || (type != 3 && frame.flags != fixed_flags))
+                frame.status = Frame::Status::malformed;
             return frame;
         }
     }
@@ -289,7 +354,14 @@ std::string decode_publish(int version, uint8_t flags, std::string_view body, Pu
         if (!reader.u16(out.packet_id)) return "PUBLISH: truncated packet identifier";
         if (out.packet_id == 0) return "PUBLISH: packet identifier 0";
     }
-    if (version == version_5 && !skip_properties(reader)) return "PUBLISH: malformed properties";
+    if (version == version_5) {
+        Properties props;
+        if (auto problem = read_properties(reader, PropertiesOf::publish, props); !problem.empty())
+            return "PUBLISH: " + problem;
+        // plantd announces no Topic Alias Maximum: the broker may not use one (3.3.2.3.4).
+        if (props.topic_alias) return "PUBLISH with a topic alias, which plantd never allowed";
+    }
+    if (auto problem = check_topic_name(out.topic); !problem.empty()) return problem;
     out.payload = reader.rest();
     return {};
 }
@@ -307,6 +379,8 @@ std::string decode_publish_head(uint8_t flags, std::string_view body_start, Publ
         if (!reader.u16(out.packet_id)) return "PUBLISH: truncated packet identifier";
         if (out.packet_id == 0) return "PUBLISH: packet identifier 0";
     }
+    // Properties of any size may follow and are not read here: a topic alias shows as an empty topic.
+    if (auto problem = check_topic_name(out.topic); !problem.empty()) return problem;
     return {};
 }
 
@@ -317,7 +391,8 @@ std::string decode_connack(int version, std::string_view body, Connack& out) {
     out.session_present = (flags & 1) != 0;
     if (version == version_5 && reader.remaining() > 0) {
         Properties props;
-        if (!read_properties(reader, props)) return "CONNACK: malformed properties";
+        if (auto problem = read_properties(reader, PropertiesOf::connack, props); !problem.empty())
+            return "CONNACK: " + problem;
         out.server_keepalive_s = props.server_keepalive_s;
         out.reason_string = std::string(props.reason_string);
     }
@@ -327,7 +402,11 @@ std::string decode_connack(int version, std::string_view body, Connack& out) {
 std::string decode_suback(int version, std::string_view body, Suback& out) {
     Reader reader(body);
     if (!reader.u16(out.packet_id)) return "SUBACK: truncated";
-    if (version == version_5 && !skip_properties(reader)) return "SUBACK: malformed properties";
+    if (version == version_5) {
+        Properties props;
+        if (auto problem = read_properties(reader, PropertiesOf::ack, props); !problem.empty())
+            return "SUBACK: " + problem;
+    }
     out.reason_codes.clear();
     uint8_t code = 0;
     while (reader.u8(code)) out.reason_codes.push_back(code);
@@ -340,6 +419,12 @@ std::string decode_puback(int version, std::string_view body, uint16_t& packet_i
     reason = 0;
     if (!reader.u16(packet_id)) return "PUBACK: truncated";
     if (version == version_5 && reader.remaining() > 0 && !reader.u8(reason)) return "PUBACK: truncated";
+    if (version == version_5 && reader.remaining() > 0) {
+        Properties props;
+        if (auto problem = read_properties(reader, PropertiesOf::ack, props); !problem.empty())
+            return "PUBACK: " + problem;
+    }
+    if (reader.remaining() > 0) return "PUBACK: bytes after the end";
     return {};
 }
 
@@ -347,6 +432,11 @@ std::string decode_disconnect(int version, std::string_view body, uint8_t& reaso
     Reader reader(body);
     reason = 0;
     if (version == version_5 && reader.remaining() > 0 && !reader.u8(reason)) return "DISCONNECT: truncated";
+    if (version == version_5 && reader.remaining() > 0) {
+        Properties props;
+        if (auto problem = read_properties(reader, PropertiesOf::disconnect, props); !problem.empty())
+            return "DISCONNECT: " + problem;
+    }
     return {};
 }
 

@@ -69,6 +69,10 @@ void encode_publish(int version, std::string_view topic, std::string_view payloa
 void encode_puback(uint16_t packet_id, std::string& out);
 void encode_pingreq(std::string& out);
 void encode_disconnect(int version, std::string& out);
+// v5: DISCONNECT naming why (0x81 malformed packet, 0x82 protocol error, 0x94 topic alias invalid...).
+void encode_disconnect_with_reason(uint8_t reason_code, std::string& out);
+// The reason code for a decode error: 0x94 for a topic alias, 0x82 for what may not come, 0x81 else.
+uint8_t reason_code_of(std::string_view decode_problem);
 
 // ---- decoding ----
 

@@ -136,7 +136,10 @@ PacketStep MqttPublisher::packet(MqttSession& session, const Frame& frame, std::
         uint16_t id = 0;
         uint8_t reason = 0;
         problem = mqtt_codec::decode_puback(session.version(), body, id, reason);
-        if (!problem.empty()) return PacketStep::drop;
+        if (!problem.empty()) {
+            session.protocol_error(mqtt_codec::reason_code_of(problem));
+            return PacketStep::drop;
+        }
         handle_puback(id, reason);
         return PacketStep::go_on;
     }
@@ -148,6 +151,7 @@ PacketStep MqttPublisher::packet(MqttSession& session, const Frame& frame, std::
     }
     if (frame.type == PacketType::pingresp) return PacketStep::go_on;
     problem = fmt::format("unexpected packet type {} from the broker", static_cast<int>(frame.type));
+    session.protocol_error(0x82);
     return PacketStep::drop;
 }
 

@@ -79,6 +79,11 @@ uint16_t MqttSession::next_packet_id() {
     return packet_id_;
 }
 
+void MqttSession::protocol_error(uint8_t reason_code) {
+    protocol_errors_.fetch_add(1);
+    disconnect_reason_ = reason_code;
+}
+
 void MqttSession::heard_now() {
     last_received_ms_ = steady_clock_ms();
 }
@@ -115,12 +120,21 @@ void MqttSession::run() {
     while (!(stopping_.load() && client_.finished())) {
         const int64_t started = steady_clock_ms();
         std::string why;
+        disconnect_reason_ = 0;
         try {
             why = run_connection();
         } catch (const std::exception& e) {
             // Only allocation failures can get here: count, log, and start a fresh connection.
             client_.internal_error();
             why = fmt::format("internal error: {}", e.what());
+        }
+        if (disconnect_reason_ != 0 && connected_.load()) {
+            // Say why before hanging up (v3.1.1 has no reason: the connection just closes).
+            out_.clear();
+            if (version_ == mqtt_codec::version_5)
+                mqtt_codec::encode_disconnect_with_reason(disconnect_reason_, out_);
+            flush(1'000);
+            why += " (protocol error: plantd hung up)";
         }
         transport_.close();
         const bool was_connected = connected_.exchange(false);
@@ -199,10 +213,16 @@ std::string MqttSession::read_packets(bool& held) {
     while (!held) {
         std::string_view available{in_.data() + in_begin_, in_end_ - in_begin_};
         Frame frame = mqtt_codec::read_frame(available);
-        if (frame.status == Frame::Status::malformed) return "malformed packet from the broker";
+        if (frame.status == Frame::Status::malformed) {
+            protocol_error(0x81);
+            return "malformed packet from the broker";
+        }
         if (frame.status == Frame::Status::need_more) break;
         if (frame.total_size() > options_.max_packet_bytes) {
-            if (frame.type != PacketType::publish) return "oversize packet from the broker";
+            if (frame.type != PacketType::publish) {
+                protocol_error(0x95);  // packet too large
+                return "oversize packet from the broker";
+            }
             if (available.size() < options_.max_packet_bytes) break;  // read up to the limit first
             PacketStep step = client_.oversize_publish(
                 *this, frame,

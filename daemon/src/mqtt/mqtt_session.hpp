@@ -94,6 +94,11 @@ class MqttSession {
     int64_t received_wall_ms() const { return received_wall_ms_; }  // the last read's wall-clock time
     void heard_now();  // input is held on purpose: the broker's silence means nothing meanwhile
     const std::string& transport_error() const { return transport_.error(); }
+    // The broker broke the protocol (a packet that does not decode, one that may not come): the
+    // client returns drop, and the session says why in a DISCONNECT (v5 reason code: 0x81 malformed
+    // packet, 0x82 protocol error, 0x94 topic alias invalid) before it hangs up. Counted.
+    void protocol_error(uint8_t reason_code);
+    uint64_t protocol_errors() const { return protocol_errors_.load(); }
 
     uint64_t connects() const { return connects_.load(); }
     uint64_t connection_losses() const { return losses_.load(); }
@@ -125,6 +130,7 @@ class MqttSession {
     int64_t last_received_ms_ = 0;
     int64_t received_wall_ms_ = 0;
     size_t last_read_bytes_ = 0;
+    uint8_t disconnect_reason_ = 0;  // a protocol error to name in the DISCONNECT (0: none)
 
     std::mutex mutex_;
     std::condition_variable wake_;
@@ -135,6 +141,7 @@ class MqttSession {
     std::atomic<uint64_t> connects_{0};
     std::atomic<uint64_t> losses_{0};
     std::atomic<uint64_t> connect_failures_{0};
+    std::atomic<uint64_t> protocol_errors_{0};
     std::thread thread_;
 };
 

@@ -90,6 +90,10 @@ void MqttSubscriber::register_metrics(MetricsRegistry& registry) const {
                          [this] { return static_cast<double>(session_.connect_failures()); });
     registry.add_counter("plantd_mqtt_subscribe_failures_total", "MQTT subscriptions the broker refused.",
                          value(subscribe_failures_));
+    registry.add_counter(
+        "plantd_mqtt_protocol_errors_total",
+        "Packets from the broker that broke the MQTT protocol (plantd hung up, nothing acknowledged).",
+        [this] { return static_cast<double>(session_.protocol_errors()); });
     registry.add_counter("plantd_mqtt_downgraded_subscriptions_total",
                          "Subscriptions the broker granted with a lower QoS than [mqtt] qos.",
                          value(downgraded_subscriptions_));
@@ -290,9 +294,11 @@ PacketStep MqttSubscriber::oversize_publish(MqttSession&, const Frame& frame, st
     // looked for. The message is still acknowledged once the queue takes it.
     mqtt_codec::Publish head;
     problem = mqtt_codec::decode_publish_head(frame.flags, body_start, head);
-    if (!problem.empty()) return PacketStep::drop;
-    if (head.qos > 1) {
+    if (problem.empty() && head.qos > 1)
         problem = "the broker sent QoS 2 although plantd subscribed with QoS 1 at most";
+    if (!problem.empty()) {
+        // Never acknowledged: a message plantd cannot attribute to a topic is the broker's fault.
+        session_.protocol_error(mqtt_codec::reason_code_of(problem));
         return PacketStep::drop;
     }
     const size_t payload_at_most = frame.remaining_size - 2 - head.topic.size() - (head.qos > 0 ? 2 : 0);
@@ -306,9 +312,10 @@ PacketStep MqttSubscriber::packet(MqttSession& session, const Frame& frame, std:
         case PacketType::publish: {
             mqtt_codec::Publish publish;
             problem = mqtt_codec::decode_publish(version, frame.flags, body, publish);
-            if (!problem.empty()) return PacketStep::drop;
-            if (publish.qos > 1) {
+            if (problem.empty() && publish.qos > 1)
                 problem = "the broker sent QoS 2 although plantd subscribed with QoS 1 at most";
+            if (!problem.empty()) {
+                session.protocol_error(mqtt_codec::reason_code_of(problem));
                 return PacketStep::drop;
             }
             return deliver(publish, frame.total_size());
@@ -316,7 +323,10 @@ PacketStep MqttSubscriber::packet(MqttSession& session, const Frame& frame, std:
         case PacketType::suback: {
             mqtt_codec::Suback suback;
             problem = mqtt_codec::decode_suback(version, body, suback);
-            if (!problem.empty()) return PacketStep::drop;
+            if (!problem.empty()) {
+                session.protocol_error(mqtt_codec::reason_code_of(problem));
+                return PacketStep::drop;
+            }
             if (suback.packet_id != subscribe_id_) return PacketStep::go_on;
             if (suback.reason_codes.size() != filters_.size()) {
                 problem = fmt::format("SUBACK with {} reason codes for {} filters",
@@ -366,7 +376,10 @@ PacketStep MqttSubscriber::packet(MqttSession& session, const Frame& frame, std:
             uint16_t id = 0;
             uint8_t reason = 0;
             problem = mqtt_codec::decode_puback(version, body, id, reason);
-            if (!problem.empty()) return PacketStep::drop;
+            if (!problem.empty()) {
+                session.protocol_error(mqtt_codec::reason_code_of(problem));
+                return PacketStep::drop;
+            }
             if (reason >= 0x80)
                 spdlog::warn("mqtt: the broker refused our status message (reason {})", reason);
             return PacketStep::go_on;
@@ -388,7 +401,9 @@ PacketStep MqttSubscriber::packet(MqttSession& session, const Frame& frame, std:
             return PacketStep::drop;
         }
         default:
+            // QoS 2 flow, AUTH (plantd asked for no enhanced authentication), CONNACK again...
             problem = fmt::format("unexpected packet type {} from the broker", static_cast<int>(frame.type));
+            session.protocol_error(0x82);
             return PacketStep::drop;
     }
 }
