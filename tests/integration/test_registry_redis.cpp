@@ -269,6 +269,55 @@ TEST_CASE(
     CHECK(plantd.terminate() == 0);
 }
 
+TEST_CASE("a destination forged in the Redis copy is not trusted while MySQL is down; the factory waits") {
+    RedisWorld w;
+    cli(w.config_path, "device add fa d1");
+    cli(w.config_path, "factory add fb");
+    cli(w.config_path, "device add fb d1");
+    const std::string fb_key = "'" + w.rp + ":registry:{fb}:factory'";
+    {
+        PlantdProcess plantd(w.dir.path(), w.config, w.port);  // writes the copy into Redis
+        REQUIRE_MESSAGE(plantd.wait_ready(std::chrono::seconds(30)), plantd.log());
+        REQUIRE(
+            eventually([&] { return w.redis.cli("EXISTS " + fb_key) == "1\n"; }, std::chrono::seconds(10)));
+        CHECK(plantd.terminate() == 0);
+    }
+    // Someone who can write to Redis routes fb into another database.
+    const std::string victim = unique_name("itest_victim");
+    std::string settings = w.redis.cli("GET " + fb_key);
+    settings.pop_back();  // the newline
+    const std::string field = R"("destination":"")";
+    REQUIRE(settings.find(field) != std::string::npos);
+    settings.replace(settings.find(field), field.size(), R"("destination":")" + victim + "\"");
+    w.redis.cli("SET " + fb_key + " '" + settings + "'");
+
+    // MySQL unreachable: plantd starts on the copy, without fb.
+    std::string config = w.config;
+    const std::string mysql_port = fmt::format("mysql_port = {}", mysql_endpoint().port);
+    config.replace(config.find(mysql_port), mysql_port.size(), fmt::format("mysql_port = {}", free_port()));
+    TempDir second;
+    PlantdProcess plantd(second.path(), config, w.port);
+    REQUIRE(eventually([&] { return plantd.metric("plantd_registry_loads_from_redis_total") == 1; },
+                       std::chrono::seconds(30)));
+    CHECK(plantd.metric("plantd_registry_untrusted_destinations_total") == 1);
+    CHECK(plantd.log().find("routes factory fb to " + victim) != std::string::npos);
+    {
+        Publisher publisher(unique_name("itest-pub"));
+        publisher.publish(device_topic(w.prefix, "fa", "d1"), payload(1));
+        publisher.publish(device_topic(w.prefix, "fb", "d1"), payload(2));
+    }
+    CHECK(eventually(
+        [&] {
+            return plantd.metric("plantd_points_written_total{factory_id=\"fa\"}") == 1 &&
+                   plantd.metric(
+                       "plantd_rejected_total{scope=\"message\",reason=\"unknown_factory\","
+                       "factory_id=\"_unregistered\"}") == 1;
+        },
+        std::chrono::seconds(15)));
+    CHECK(influx_count_seq(victim) == -1);  // never created, never written
+    CHECK(plantd.terminate() == 0);
+}
+
 TEST_CASE("registry degraded: Redis stopped and started (empty) in the middle of a stream") {
     RedisWorld w;
     cli(w.config_path, "device add fa d1");

@@ -112,6 +112,27 @@ TEST_CASE("credentials in a URL are refused, and the error never repeats them") 
     CHECK(load_config_text("[influxdb]\nurl = \"http://influx:8086/proxy/@x\"\n", "t.toml").ok());
 }
 
+TEST_CASE("a database per factory created on first sight needs a list of factories (or the registry)") {
+    CHECK(mentions(error_of("[influxdb]\ndatabase = \"plant_{factory_id}\"\n"),
+                   "lets any publisher create databases: list the factories in [ingest] allowed_factories"));
+    CHECK(load_config_text("[influxdb]\ndatabase = \"plant_{factory_id}\"\n[ingest]\nallowed_factories = "
+                           "[\"hamburg\", \"lyon\"]\n",
+                           "t.toml")
+              .ok());
+    CHECK(
+        load_config_text("[influxdb]\ndatabase = \"plant_{factory_id}\"\ncreate_database = false\n", "t.toml")
+            .ok());
+    CHECK(load_config_text("[influxdb]\ndatabase = \"plant_{factory_id}\"\n[registry]\nenabled = true\n",
+                           "t.toml")
+              .ok());
+    CHECK(mentions(error_of("[ingest]\nallowed_factories = [\"a b\"]\n"), "is not a factory id"));
+    CHECK(mentions(error_of("[ingest]\nallowed_factories = \"hamburg\"\n"), "expected an array of strings"));
+    CHECK(mentions(error_of("[ingest]\nallowed_factories = [1]\n"), "each entry: a string"));
+    auto config = load_config_text("[registry]\nallowed_destinations = [\"plant_shared\"]\n", "t.toml");
+    REQUIRE(config.ok());
+    CHECK(config->registry.allowed_destinations == std::vector<std::string>{"plant_shared"});
+}
+
 TEST_CASE("secrets come from the config, an environment variable or a file, never two") {
     ::setenv("PLANTD_TEST_SECRET", "from-env", 1);
     auto config =

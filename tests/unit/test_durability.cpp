@@ -152,10 +152,12 @@ TEST_CASE("wal format: a write cut short is torn, damage in the middle costs onl
     CHECK(read_all("").empty());
 }
 
-TEST_CASE("wal format: a record forged inside a payload is not replayed when damage makes the reader resync") {
+TEST_CASE(
+    "wal format: a record forged inside a payload is not replayed when damage makes the reader resync") {
     // A publisher of factory A sends a payload holding a whole, well-formed log record for factory B,
     // with a correct plain CRC-32 (and one with the checksum of some other salt).
-    RawMessage forged = RawMessage::make("plant/factory/B/device/d1/telemetry", R"({"metrics":{"t":666}})", 1);
+    RawMessage forged =
+        RawMessage::make("plant/factory/B/device/d1/telemetry", R"({"metrics":{"t":666}})", 1);
     std::string inner_other = wal::segment_header(0x1111);
     wal::append_record(inner_other, forged, 0x1111);
     const std::string payload = unsalted_record(forged) + inner_other.substr(wal::segment_header_bytes);

@@ -129,8 +129,8 @@ struct Bench {
         return TopicRouter(*TopicTemplate::parse(config.mqtt.device_topic, TopicKind::device),
                            *TopicTemplate::parse(config.mqtt.gateway_topic, TopicKind::gateway));
     }
-    explicit Bench(Admission* admission)
-        : dir(make_dir()), config(*load_config_text("", "test.toml")), router(router_of(config)) {
+    explicit Bench(Admission* admission, const std::string& config_text = "")
+        : dir(make_dir()), config(*load_config_text(config_text, "test.toml")), router(router_of(config)) {
         dead_letters = std::move(*DeadLetterStore::open(dir + "/dl.jsonl", 1 << 20));
         WorkerServices services{.config = config,
                                 .router = router,
@@ -321,4 +321,20 @@ TEST_CASE("worker: each line handed to the writer keeps the topic of its message
     CHECK(topics == std::vector<std::string>{"factory/f1/device/d1/telemetry",
                                              "factory/f1/device/d1/telemetry",
                                              "factory/f1/device/d2/telemetry"});
+}
+
+TEST_CASE("worker without a registry: only the factories in allowed_factories are accepted") {
+    Bench bench(nullptr, "[ingest]\nallowed_factories = [\"f1\"]\n");
+    bench.publish("d1", R"({"metrics": {"t": 1}})");
+    RawMessage other =
+        RawMessage::make("factory/f9/device/d1/telemetry", R"({"metrics": {"t": 2}})", wall_clock_ms());
+    REQUIRE(bench.queue.push(other, 1s) == IngestQueue::PushStatus::pushed);
+    bench.finish();
+    CHECK(bench.sink.lines().size() == 1);
+    CHECK(bench.metrics.rejected(RejectScope::message, RejectReason::unknown_factory) == 1);
+    CHECK(bench.metrics.factory_messages("_unregistered") == 1);
+    std::ifstream in(bench.dir + "/dl.jsonl");
+    std::string letters((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    CHECK(letters.find("factory f9 is not in [ingest] allowed_factories") != std::string::npos);
+    CHECK(letters.find(R"("topic":"factory/f9/device/d1/telemetry")") != std::string::npos);
 }

@@ -4,6 +4,7 @@
 //   file:line:column: [section] key: problem
 // (section: "mqtt" for the config, `rule "overheat"` for a rule). finish() rejects the keys that no
 // call asked for, so a misspelt key is an error, not a silent default.
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <set>
@@ -60,6 +61,26 @@ class SectionReader {
                 out = *value;
             else
                 error_at(node, key, "expected a string");
+        }
+    }
+
+    // An array of strings, each 1-`max_bytes` bytes without control characters.
+    void string_list(std::string_view key, std::vector<std::string>& out, size_t max_items,
+                     size_t max_bytes) {
+        const auto* node = find(key);
+        if (!node) return;
+        const auto* array = node->as_array();
+        if (!array) return error_at(node, key, "expected an array of strings");
+        if (array->size() > max_items)
+            return error_at(node, key, fmt::format("at most {} entries", max_items));
+        out.clear();
+        for (const auto& item : *array) {
+            auto value = item.value<std::string>();
+            if (!value || value->empty() || value->size() > max_bytes ||
+                std::any_of(value->begin(), value->end(),
+                            [](char c) { return static_cast<unsigned char>(c) < 0x20; }))
+                return error_at(&item, key, fmt::format("each entry: a string of 1-{} bytes", max_bytes));
+            out.push_back(*value);
         }
     }
 

@@ -134,6 +134,12 @@ int run_daemon(const Config& config) {
     std::unique_ptr<DeviceRegistry> registry;
     if (config.registry.enabled) {
         registry = std::make_unique<DeviceRegistry>(config.registry, health);
+        registry->set_destination_trusted(
+            [&config](std::string_view factory_id, std::string_view destination) {
+                const auto& allowed = config.registry.allowed_destinations;
+                return destination == destination_for(config.influxdb, factory_id) ||
+                       std::find(allowed.begin(), allowed.end(), destination) != allowed.end();
+            });
         registry->set_destination_of([&config](std::string_view factory_id, const RegistryFactory* factory) {
             return factory && !factory->destination.empty() ? factory->destination
                                                             : destination_for(config.influxdb, factory_id);

@@ -42,6 +42,7 @@ struct IngestConfig {
     size_t max_payload_bytes = 256 * 1024;
     int64_t max_future_skew_ms = 5 * 60 * 1000;
     int64_t max_past_age_ms = 7300LL * 86'400'000;  // records older than this are refused (20 years)
+    std::vector<std::string> allowed_factories;     // without a registry: only these (empty: any)
     int workers = 2;
     size_t queue_max_messages = 200'000;
     size_t queue_max_bytes = 128ull * 1024 * 1024;
@@ -120,8 +121,9 @@ struct ShutdownConfig {
 // snapshot the ingest path checks every record against.
 struct RegistryConfig {
     bool enabled = false;  // check every record against the registry (else every valid topic is accepted)
-    int64_t refresh_interval_ms = 5'000;    // how soon an operator's change reaches the ingest path
-    size_t auto_register_backlog = 10'000;  // unknown devices waiting to be registered, at most
+    std::vector<std::string> allowed_destinations;  // trusted from Redis besides the template's
+    int64_t refresh_interval_ms = 5'000;            // how soon an operator's change reaches the ingest path
+    size_t auto_register_backlog = 10'000;          // unknown devices waiting to be registered, at most
     std::string mysql_host = "127.0.0.1";
     int mysql_port = 3306;
     std::string mysql_user = "plantd";

@@ -112,6 +112,11 @@ const std::vector<ConfigKey>& config_keys() {
                AT(ingest.max_past_age_ms),
                "records stamped longer ago than this are rejected (`bad_timestamp`): epoch seconds sent as "
                "milliseconds land in 1970 and are named as such"),
+        ranged(
+            "ingest", "allowed_factories", KeyType::list, 0, 100'000, AT(ingest.allowed_factories),
+            "without the registry: the only factory ids accepted (others are rejected as `unknown_factory`); "
+            "`[]`: any. Required for a `{factory_id}` database with `create_database`, so that publishers "
+            "cannot create databases"),
         ranged("ingest", "workers", KeyType::integer, 1, 64, AT(ingest.workers),
                "decode/encode threads; each has its own InfluxDB writer"),
         ranged("ingest", "queue_max_messages", KeyType::integer, 100, 100'000'000,
@@ -203,6 +208,11 @@ const std::vector<ConfigKey>& config_keys() {
                "start (durability `memory`: dead-lettered as `shutdown_unwritten`)"),
         plain("registry", "enabled", KeyType::flag, AT(registry.enabled),
               "check every record against the registry (see *The device registry*)"),
+        ranged("registry", "allowed_destinations", KeyType::list, 0, 10'000,
+               AT(registry.allowed_destinations),
+               "databases (buckets) a factory's own destination may name when it comes from the copy in "
+               "Redis (MySQL unreachable) besides the configured template's; a factory naming another waits "
+               "for MySQL (its records are rejected as `unknown_factory` and kept)"),
         ranged("registry", "refresh_interval", KeyType::duration, 100, 3600'000,
                AT(registry.refresh_interval_ms),
                "how often the snapshot is reloaded from MySQL while change notifications are off"),

@@ -30,6 +30,7 @@ enum class KeyType {
     size,              // 65536, "64KiB", "4MiB"; bounds in bytes
     secret,            // key, key_env or key_file
     choice,            // one of `choices`
+    list,              // an array of strings; at most `max` entries
 };
 
 // A choice key's value as the index of its word in `choices`.
@@ -40,7 +41,7 @@ struct ChoiceRef {
 
 struct ConfigKey {
     using Target = std::variant<std::string*, bool*, int*, int64_t*, size_t*, double*,
-                                std::optional<std::string>*, ChoiceRef>;
+                                std::optional<std::string>*, ChoiceRef, std::vector<std::string>*>;
     std::string_view section;  // "" for the top level; "mqtt.tls" for a table in [mqtt]
     std::string_view name;
     KeyType type;

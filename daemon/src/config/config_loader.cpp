@@ -109,6 +109,14 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
         SectionReader r(subtable(root, "ingest", source, errors), "ingest", source, errors);
         read_declared_keys(r, "ingest", config);
         r.finish();
+        for (const auto& id : g.allowed_factories) {
+            if (!is_valid_identifier(id)) {
+                r.error_at(
+                    r.last_node("allowed_factories"), "allowed_factories",
+                    fmt::format("\"{}\" is not a factory id (1-64 of A-Z a-z 0-9 _ . -)", printable(id)));
+                break;
+            }
+        }
         if (g.factory_rate_burst > 0 && g.factory_rate_burst < 1) {
             r.error_at(r.last_node("factory_rate_burst"), "factory_rate_burst",
                        "must be 0 (one second's worth) or at least 1 message");
@@ -202,6 +210,20 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
             contains_control_character(g.mysql_database)) {
             r.error_at(r.last_node("mysql_database"), "mysql_database",
                        "must be a plain database name (no backtick, slash, dot, space or control character)");
+        }
+    }
+    {
+        // A database per factory that plantd creates on first sight, with nobody to say which factories
+        // exist: anyone allowed to publish could create databases by inventing factory ids.
+        const auto& i = config.influxdb;
+        const std::string& name = i.api == InfluxApi::v1 ? i.database : i.bucket;
+        if (i.api == InfluxApi::v1 && i.create_database && name.find("{factory_id}") != std::string::npos &&
+            !config.registry.enabled && config.ingest.allowed_factories.empty()) {
+            errors.push_back(SectionReader::format_error(
+                source, "influxdb", "database",
+                "a {factory_id} database with create_database and no registry lets any publisher create "
+                "databases: list the factories in [ingest] allowed_factories, enable [registry], or set "
+                "create_database = false"));
         }
     }
     {

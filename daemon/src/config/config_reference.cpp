@@ -1,5 +1,6 @@
 // Reading the declared keys, and the reference generated from them.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "common/section_reader.hpp"
 #include "common/units.hpp"
@@ -85,6 +86,9 @@ void read_declared_keys(SectionReader& reader, std::string_view section, Config&
                        [&](double* value) { reader.number(key.name, *value, key.min, key.max); },
                        [&](std::optional<std::string>* value) { reader.secret(key.name, *value); },
                        [&](const ChoiceRef& ref) { read_choice(reader, key, ref); },
+                       [&](std::vector<std::string>* value) {
+                           reader.string_list(key.name, *value, static_cast<size_t>(key.max), 255);
+                       },
                    },
                    key.target(config));
     }
@@ -116,6 +120,10 @@ std::string default_text(const ConfigKey& key) {
                 const size_t i = ref.get();
                 return i < key.choices.size() ? fmt::format("`\"{}\"`", key.choices[i]) : std::string("?");
             },
+            [](std::vector<std::string>* value) {
+                return value->empty() ? std::string("`[]`")
+                                      : fmt::format("`[\"{}\"]`", fmt::join(*value, "\", \""));
+            },
         },
         key.target(defaults));
 }
@@ -134,6 +142,8 @@ std::string config_reference_markdown() {
                                 size_text(static_cast<uint64_t>(key.max)));
         else if (key.type == KeyType::integer || key.type == KeyType::number)
             help += fmt::format(" ({} to {})", key.min, key.max);
+        else if (key.type == KeyType::list)
+            help += fmt::format(" (at most {} entries)", key.max);
         out += fmt::format("| {} | {} | {} |\n", name, default_text(key), help);
     }
     return out;
@@ -172,6 +182,9 @@ std::vector<std::string> config_key_problems() {
                 break;
             case KeyType::choice:
                 fits = std::holds_alternative<ChoiceRef>(target) && !key.choices.empty();
+                break;
+            case KeyType::list:
+                fits = std::holds_alternative<std::vector<std::string>*>(target) && key.max > 0;
                 break;
         }
         if (!fits)

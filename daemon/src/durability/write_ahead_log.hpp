@@ -124,7 +124,7 @@ class WriteAheadLog final : public Service {
     uint64_t current_bytes_ = 0;  // committed bytes of the open segment
     int64_t current_opened_ms_ = 0;
     int64_t last_sync_ms_ = 0;
-    bool dirty_ = false;  // written since the last fsync
+    bool dirty_ = false;                     // written since the last fsync
     std::atomic<bool> sync_failing_{false};  // the last fsync failed: every commit syncs until one works
     std::function<int(int)> fdatasync_ = [](int fd) { return ::fdatasync(fd); };
     std::string staged_;

@@ -2,6 +2,7 @@
 
 #include "common/identifiers.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 
@@ -47,6 +48,9 @@ Worker::Worker(size_t shard, WorkerServices services, BatchSink& writer)
         (influx.api == InfluxApi::v1 ? influx.database : influx.bucket).find("{factory_id}") !=
         std::string::npos;
     default_destination_ = destination_for(influx, "");
+    allowed_factories_.assign(services_.config.ingest.allowed_factories.begin(),
+                              services_.config.ingest.allowed_factories.end());
+    std::sort(allowed_factories_.begin(), allowed_factories_.end());
     const size_t workers = static_cast<size_t>(std::max<int64_t>(1, services_.config.ingest.workers));
     hold_capacity_ = std::max<size_t>(1, services_.config.registry.hold_max_messages / workers);
     heartbeat_ms_ = steady_clock_ms();
@@ -202,6 +206,14 @@ Worker::Outcome Worker::process(const RawMessage& message, bool retry) {
         return Outcome::done;
     }
     // The factory first, before any decoding: unknown factories and floods cost next to nothing.
+    if (!services_.registry && !allowed_factories_.empty() &&
+        !std::binary_search(allowed_factories_.begin(), allowed_factories_.end(), match.factory_id)) {
+        reject_message(
+            message, unregistered_factory_label,
+            Rejection{RejectReason::unknown_factory,
+                      fmt::format("factory {} is not in [ingest] allowed_factories", match.factory_id)});
+        return Outcome::done;
+    }
     std::shared_ptr<const RegistrySnapshot> snapshot;  // kept until the records are encoded
     const RegistryFactory* registry_factory = nullptr;
     RateLimit limit{services_.config.ingest.factory_rate_limit, services_.config.ingest.factory_rate_burst};

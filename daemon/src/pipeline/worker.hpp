@@ -126,6 +126,7 @@ class Worker final : public Service {
     std::string templated_destination_;            // scratch for destination_of()
     std::unique_ptr<FieldTypeCache> field_types_;  // without a registry
     std::vector<std::pair<std::string, uint64_t>> factory_tally_;
+    std::vector<std::string> allowed_factories_;  // sorted; empty: any (without a registry)
     // Messages waiting for registry lookups, in arrival order, and their devices ("factory/device"):
     // a later message of a held device waits behind it (per-device order).
     std::deque<RawMessage> held_;

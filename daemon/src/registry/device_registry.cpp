@@ -299,7 +299,18 @@ void DeviceRegistry::load_from_redis() {
     redis_ok();
     if (loaded->empty()) return;  // nothing cached yet: records wait for MySQL
     auto next = std::make_shared<RegistrySnapshot>();
-    for (auto& [id, factory] : *loaded) next->factories.emplace(id, std::move(factory));
+    for (auto& [id, factory] : *loaded) {
+        if (!factory->destination.empty() && destination_trusted_ &&
+            !destination_trusted_(id, factory->destination)) {
+            counters_.untrusted_destinations.fetch_add(1);
+            spdlog::error(
+                "registry: the copy in Redis routes factory {} to {}, which is neither its configured "
+                "database nor in [registry] allowed_destinations; its records wait for MySQL",
+                id, printable(factory->destination));
+            continue;
+        }
+        next->factories.emplace(id, std::move(factory));
+    }
     recount_devices(*next);
     next->loaded_ms = steady_clock_ms();
     next->from_cache = true;

@@ -78,6 +78,11 @@ class DeviceRegistry final : public Admission, public Service {
     using DestinationOf =
         std::function<std::string(std::string_view factory_id, const RegistryFactory* factory)>;
     void set_destination_of(DestinationOf destination_of) { destination_of_ = std::move(destination_of); }
+    // Whether a factory's own destination read from the copy in Redis may be used before MySQL
+    // confirms it (anyone who can write to Redis could otherwise route one factory's data into
+    // another's database). A factory whose destination fails it is left out until MySQL answers.
+    using DestinationTrusted = std::function<bool(std::string_view factory_id, std::string_view destination)>;
+    void set_destination_trusted(DestinationTrusted trusted) { destination_trusted_ = std::move(trusted); }
 
     // How long the last successful load from MySQL took (ms; -1 before the first).
     int64_t last_load_ms() const { return last_load_ms_.load(); }
@@ -138,6 +143,7 @@ class DeviceRegistry final : public Admission, public Service {
     const RegistryConfig& config_;
     mutable RegistryCounters counters_;
     DestinationOf destination_of_;
+    DestinationTrusted destination_trusted_;
     Health& health_;
     std::unique_ptr<RegistryStore> store_;
     std::unique_ptr<RegistryCache> cache_;

@@ -25,6 +25,7 @@ struct RegistryCounters {
     std::atomic<uint64_t> notifications{0};
     std::atomic<uint64_t> factory_reloads{0};
     std::atomic<uint64_t> loads_from_redis{0};
+    std::atomic<uint64_t> untrusted_destinations{0};  // factories left out of a Redis copy for them
     std::atomic<uint64_t> parameters_discovered{0};
     std::atomic<uint64_t> internal_errors{0};
 };

@@ -79,6 +79,10 @@ void DeviceRegistry::register_metrics(MetricsRegistry& registry) const {
                          "Registry change notifications received from Redis.", value(c.notifications));
     registry.add_counter("plantd_registry_factory_reloads_total", "Single factories reloaded after a change.",
                          value(c.factory_reloads));
+    registry.add_counter("plantd_registry_untrusted_destinations_total",
+                         "Factories left out of a start-up from the copy in Redis because their destination "
+                         "was neither the configured one nor an allowed one.",
+                         value(c.untrusted_destinations));
     registry.add_counter("plantd_registry_loads_from_redis_total",
                          "Registry snapshots built from Redis because MySQL was unreachable.",
                          value(c.loads_from_redis));
