@@ -1,11 +1,16 @@
 // Smaller pure pieces: the non-standard number rewrite, dead-letter JSON, metrics, the ingest queue.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
 #include <simdjson.h>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
@@ -270,4 +275,43 @@ TEST_CASE("per-destination metrics: bounded labels, escaped values, one header p
     size_t headers = 0;
     for (size_t at = out.find("# TYPE"); at != std::string::npos; at = out.find("# TYPE", at + 1)) ++headers;
     CHECK(headers == 3);
+}
+
+TEST_CASE("dead letters: one factory's flood is capped at its share and never rotates away another's") {
+    char directory[] = "/tmp/plantd-dlshare-XXXXXX";
+    REQUIRE(::mkdtemp(directory) != nullptr);
+    const std::string path = std::string(directory) + "/dl.jsonl";
+    auto opened = plantd::DeadLetterStore::open(path, 64 * 1024, 0.25);
+    REQUIRE(opened.ok());
+    auto& store = **opened;
+    auto letter = [](std::string_view factory, plantd::RejectReason reason, std::string_view payload) {
+        return plantd::DeadLetter{
+            "message",        "factory/x/device/d/telemetry", "", factory, reason, "flood", payload,
+            1'700'000'000'000};
+    };
+    for (int i = 0; i < 5; ++i) CHECK(store.append(letter("fb", plantd::RejectReason::malformed_json, "{b")));
+    const std::string payload(200, 'a');
+    size_t kept = 0;
+    for (int i = 0; i < 10'000; ++i)
+        kept += store.append(letter("fa", plantd::RejectReason::rate_limited, payload)) ? 1 : 0;
+    for (int i = 0; i < 5; ++i) CHECK(store.append(letter("fb", plantd::RejectReason::malformed_json, "{b")));
+    CHECK(store.append(letter("", plantd::RejectReason::bad_topic, "{}")));  // unattributable: its own share
+    // fa kept a quarter of 64 KiB, the rest dropped and counted by factory and reason.
+    CHECK(kept > 30);
+    CHECK(kept < 70);
+    CHECK(store.dropped("fa", plantd::RejectReason::rate_limited) == 10'000 - kept);
+    CHECK(store.dropped("fb", plantd::RejectReason::malformed_json) == 0);
+    // Nothing rotated: every entry of fb is still in the current file.
+    CHECK_FALSE(std::filesystem::exists(path + ".1"));
+    std::ifstream in(path);
+    size_t fb = 0;
+    for (std::string line; std::getline(in, line);)
+        if (line.find("\"factory_id\":\"fb\"") != std::string::npos) ++fb;
+    CHECK(fb == 10);
+    plantd::MetricsRegistry metrics;
+    store.register_metrics(metrics);
+    CHECK(metrics.render_prometheus().find(fmt::format(
+              "plantd_dead_letters_dropped_total{{factory_id=\"fa\",reason=\"rate_limited\"}} {}\n",
+              10'000 - kept)) != std::string::npos);
+    std::filesystem::remove_all(directory);
 }

@@ -81,7 +81,8 @@ int run_daemon(const Config& config) {
     Health health;
     RateLimitedLog reject_log(std::chrono::milliseconds(config.log.reject_log_interval_ms));
 
-    auto dead_letters = DeadLetterStore::open(config.dead_letter.path, config.dead_letter.max_bytes);
+    auto dead_letters = DeadLetterStore::open(config.dead_letter.path, config.dead_letter.max_bytes,
+                                              config.dead_letter.factory_share);
     if (!dead_letters) {
         spdlog::critical("{}", dead_letters.error());
         return 1;

@@ -169,6 +169,10 @@ const std::vector<ConfigKey>& config_keys() {
               "the dead-letter file: one JSON object per line"),
         ranged("dead_letter", "max_bytes", KeyType::size, 4096, 1ull << 50, AT(dead_letter.max_bytes),
                "size at which it is rotated to `.1`"),
+        ranged("dead_letter", "factory_share", KeyType::number, 0.01, 1, AT(dead_letter.factory_share),
+               "the part of `max_bytes` one factory's entries may take in the current file (unknown "
+               "factories share one, topics without a factory another); beyond it that factory's entries are "
+               "dropped and counted, so that its flood never rotates away other factories' entries"),
         chosen(
             "durability", "mode", {"memory", "process", "power"}, CHOICE(durability.mode),
             "`\"memory\"`: nothing on disk (a crash loses what plantd held); `\"process\"`: in the "

@@ -81,7 +81,8 @@ std::string DeadLetterStore::to_json(const DeadLetter& letter) {
     return out;
 }
 
-Result<std::unique_ptr<DeadLetterStore>> DeadLetterStore::open(const std::string& path, uint64_t max_bytes) {
+Result<std::unique_ptr<DeadLetterStore>> DeadLetterStore::open(const std::string& path, uint64_t max_bytes,
+                                                               double factory_share) {
     std::error_code ec;
     auto parent = std::filesystem::path(path).parent_path();
     if (!parent.empty()) std::filesystem::create_directories(parent, ec);
@@ -92,7 +93,7 @@ Result<std::unique_ptr<DeadLetterStore>> DeadLetterStore::open(const std::string
     if (fd < 0) return fail(fmt::format("dead-letter store {}: cannot open: {}", path, std::strerror(errno)));
     struct stat st {};
     uint64_t size = ::fstat(fd, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
-    return std::unique_ptr<DeadLetterStore>(new DeadLetterStore(path, max_bytes, fd, size));
+    return std::unique_ptr<DeadLetterStore>(new DeadLetterStore(path, max_bytes, factory_share, fd, size));
 }
 
 DeadLetterStore::~DeadLetterStore() {
@@ -107,6 +108,7 @@ bool DeadLetterStore::rotate() {
     ::close(fd_);
     fd_ = fd;
     size_ = 0;
+    bytes_by_factory_.clear();
     spdlog::warn("dead-letter store {} reached {} bytes; the previous file is now {}", path_, max_bytes_,
                  older);
     return true;
@@ -118,7 +120,30 @@ bool DeadLetterStore::append(const DeadLetter& letter) {
     std::string line = to_json(stamped);
     line += '\n';
     std::lock_guard lock(mutex_);
-    if (size_ + line.size() > max_bytes_ && size_ > 0) rotate();
+    // A factory past its share of the current file: dropped and counted (bounded: at most 1000 labels).
+    const std::string_view factory =
+        letter.factory_id.empty() ? std::string_view("_none") : letter.factory_id;
+    auto used = bytes_by_factory_.find(factory);
+    if (used == bytes_by_factory_.end()) {
+        if (bytes_by_factory_.size() >= 1000) {
+            used = bytes_by_factory_.try_emplace("_other", 0).first;
+        } else {
+            used = bytes_by_factory_.emplace(std::string(factory), 0).first;
+        }
+    }
+    if (used->second + line.size() > share_bytes_) {
+        auto& dropped = dropped_[{used->first, letter.reason}];
+        if (dropped++ == 0)
+            spdlog::warn(
+                "dead-letter store {}: factory {} has used its share ({} bytes) of the current file; "
+                "its further {} entries are dropped and counted until the file rotates",
+                path_, used->first, share_bytes_, to_string(letter.reason));
+        return false;
+    }
+    if (size_ + line.size() > max_bytes_ && size_ > 0) {
+        std::string key = used->first;  // rotate() starts every share again
+        if (rotate()) used = bytes_by_factory_.emplace(std::move(key), 0).first;
+    }
     size_t done = 0;
     while (done < line.size()) {
         ssize_t n = ::write(fd_, line.data() + done, line.size() - done);
@@ -131,8 +156,27 @@ bool DeadLetterStore::append(const DeadLetter& letter) {
         done += static_cast<size_t>(n);
     }
     size_ += line.size();
+    used->second += line.size();
     written_.fetch_add(1, std::memory_order_relaxed);
     return true;
+}
+
+uint64_t DeadLetterStore::dropped(std::string_view factory_id, RejectReason reason) const {
+    std::lock_guard lock(mutex_);
+    auto it = dropped_.find({std::string(factory_id.empty() ? "_none" : factory_id), reason});
+    return it == dropped_.end() ? 0 : it->second;
+}
+
+void DeadLetterStore::render_dropped(std::string& out) const {
+    std::lock_guard lock(mutex_);
+    out +=
+        "# HELP plantd_dead_letters_dropped_total Dead letters not kept because their factory had used its "
+        "share of the dead-letter file ([dead_letter] factory_share), by factory and reason.\n"
+        "# TYPE plantd_dead_letters_dropped_total counter\n";
+    for (const auto& [key, n] : dropped_)
+        fmt::format_to(std::back_inserter(out),
+                       "plantd_dead_letters_dropped_total{{factory_id=\"{}\",reason=\"{}\"}} {}\n", key.first,
+                       to_string(key.second), n);
 }
 
 void DeadLetterStore::register_metrics(MetricsRegistry& registry) const {
@@ -140,6 +184,7 @@ void DeadLetterStore::register_metrics(MetricsRegistry& registry) const {
                          [this] { return static_cast<double>(written()); });
     registry.add_counter("plantd_dead_letter_write_errors_total", "Dead letters that could not be written.",
                          [this] { return static_cast<double>(write_errors()); });
+    registry.add_text([this](std::string& out) { render_dropped(out); });
 }
 
 }  // namespace plantd

@@ -5,6 +5,7 @@
 // "payload_base64"}.
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -32,7 +33,11 @@ struct DeadLetter {
 
 class DeadLetterStore {
   public:
-    static Result<std::unique_ptr<DeadLetterStore>> open(const std::string& path, uint64_t max_bytes);
+    // `factory_share`: the part of max_bytes the entries of one factory_id may take in the current
+    // file. Beyond it, that factory's entries are dropped (counted by factory and reason) until the
+    // file rotates, so that one factory's flood can never rotate away another's entries.
+    static Result<std::unique_ptr<DeadLetterStore>> open(const std::string& path, uint64_t max_bytes,
+                                                         double factory_share = 1.0);
     ~DeadLetterStore();
     DeadLetterStore(const DeadLetterStore&) = delete;
     DeadLetterStore& operator=(const DeadLetterStore&) = delete;
@@ -42,6 +47,8 @@ class DeadLetterStore {
 
     const std::string& path() const { return path_; }
     uint64_t written() const { return written_.load(); }
+    // Entries dropped because their factory had used its share, for one factory label and reason.
+    uint64_t dropped(std::string_view factory_id, RejectReason reason) const;
     uint64_t write_errors() const { return write_errors_.load(); }
     void register_metrics(MetricsRegistry& registry) const;
 
@@ -49,15 +56,23 @@ class DeadLetterStore {
     static std::string to_json(const DeadLetter& letter);
 
   private:
-    DeadLetterStore(std::string path, uint64_t max_bytes, int fd, uint64_t size)
-        : path_(std::move(path)), max_bytes_(max_bytes), fd_(fd), size_(size) {}
+    DeadLetterStore(std::string path, uint64_t max_bytes, double factory_share, int fd, uint64_t size)
+        : path_(std::move(path)),
+          max_bytes_(max_bytes),
+          share_bytes_(static_cast<uint64_t>(static_cast<double>(max_bytes) * factory_share)),
+          fd_(fd),
+          size_(size) {}
     bool rotate();  // with mutex_ held
+    void render_dropped(std::string& out) const;
 
     std::string path_;
     uint64_t max_bytes_;
+    uint64_t share_bytes_;
     int fd_;
     uint64_t size_;
-    std::mutex mutex_;
+    mutable std::mutex mutex_;
+    std::map<std::string, uint64_t, std::less<>> bytes_by_factory_;  // in the current file
+    std::map<std::pair<std::string, RejectReason>, uint64_t> dropped_;
     std::atomic<uint64_t> written_{0};
     std::atomic<uint64_t> write_errors_{0};
 };
