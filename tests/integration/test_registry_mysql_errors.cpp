@@ -9,6 +9,7 @@
 #include <doctest/doctest.h>
 #include <mysql_driver.h>
 
+#include <cstdlib>
 #include <thread>
 
 #include <fmt/format.h>
@@ -309,4 +310,36 @@ TEST_CASE("registry store: a restarted server and an unreachable one") {
         CHECK(factories->size() == 1);
         CHECK(store->connected());
     }
+}
+
+TEST_CASE("registry: TLS to MySQL when asked (or when the server is not on loopback), verified with a CA") {
+    ScratchMysqlDatabase scratch("plantd_itest_tls");
+    auto cipher_of = [](RegistryConfig config) -> std::string {
+        auto session = MysqlSession::connect(config);
+        if (!session) return "error: " + session.error();
+        return (*session)->run(MysqlSession::Retry::after_lost_connection, [&] {
+            std::unique_ptr<sql::Statement> statement((*session)->connection().createStatement());
+            std::unique_ptr<sql::ResultSet> rows(
+                statement->executeQuery("SHOW SESSION STATUS LIKE 'Ssl_cipher'"));
+            return rows->next() ? std::string(rows->getString(2)) : std::string();
+        });
+    };
+    RegistryConfig config = registry_on(scratch.name());
+    config.mysql_tls = MysqlTls::automatic;  // 127.0.0.1: loopback, no TLS needed
+    CHECK(cipher_of(config).empty());
+    config.mysql_tls = MysqlTls::required;
+    const std::string required = cipher_of(config);
+    CHECK_MESSAGE(!required.empty(), required);
+    CHECK(required.rfind("error", 0) != 0);
+    const char* ca = std::getenv("PLANTD_MYSQL_CA");
+    REQUIRE_MESSAGE(ca != nullptr, "scripts/stack env sets PLANTD_MYSQL_CA");
+    config.mysql_tls = MysqlTls::verify;
+    config.mysql_tls_ca = ca;
+    const std::string verified = cipher_of(config);
+    CHECK_MESSAGE(!verified.empty(), verified);
+    CHECK(verified.rfind("error", 0) != 0);
+    // A CA that did not sign the server's certificate: no connection, and the error says so.
+    config.mysql_tls_ca = "/etc/ssl/certs/ca-certificates.crt";
+    const std::string refused = cipher_of(config);
+    CHECK_MESSAGE(refused.rfind("error", 0) == 0, refused);
 }

@@ -120,6 +120,8 @@ struct ShutdownConfig {
 
 // The device registry's MySQL/MariaDB database: the operator commands, and (when enabled) the
 // snapshot the ingest path checks every record against.
+enum class MysqlTls { automatic, off, required, verify };
+
 struct RegistryConfig {
     bool enabled = false;  // check every record against the registry (else every valid topic is accepted)
     std::vector<std::string> allowed_destinations;  // trusted from Redis besides the template's
@@ -130,6 +132,10 @@ struct RegistryConfig {
     std::string mysql_user = "plantd";
     std::optional<std::string> mysql_password;
     std::string mysql_database = "plantd";
+    // TLS to MySQL: auto (required unless mysql_host is loopback), off, required, verify (the server's
+    // certificate against mysql_tls_ca, and its name).
+    MysqlTls mysql_tls = MysqlTls::automatic;
+    std::string mysql_tls_ca;
     int64_t connect_timeout_ms = 5'000;
     int64_t lock_wait_timeout_ms = 5'000;  // innodb_lock_wait_timeout of plantd's sessions (then retried)
     // Redis (optional, redis_host empty = none): a shared cache of the registry in front of MySQL

@@ -206,6 +206,8 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
         if (g.redis_password && g.redis_host.empty())
             r.error_at(r.last_node("redis_password"), "redis_password", "needs redis_host");
         if (g.mysql_host.empty()) r.error_at(r.last_node("mysql_host"), "mysql_host", "must not be empty");
+        if (g.mysql_tls == MysqlTls::verify && g.mysql_tls_ca.empty())
+            r.error_at(r.last_node("mysql_tls"), "mysql_tls", "\"verify\" needs mysql_tls_ca");
         if (g.mysql_database.empty() || g.mysql_database.find_first_of("`\\/. ") != std::string::npos ||
             contains_control_character(g.mysql_database)) {
             r.error_at(r.last_node("mysql_database"), "mysql_database",

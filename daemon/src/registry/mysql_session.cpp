@@ -97,6 +97,16 @@ std::unique_ptr<sql::Connection> MysqlSession::open(const RegistryConfig& config
     options["OPT_CHARSET_NAME"] = "utf8mb4";
     options["OPT_RECONNECT"] = false;     // a silent reconnect would lose a transaction's state
     options["CLIENT_FOUND_ROWS"] = true;  // an UPDATE that changes nothing still "finds" its row
+    // TLS: the password (and the registry) cross the network encrypted unless the operator says off.
+    const bool loopback =
+        config.mysql_host == "127.0.0.1" || config.mysql_host == "::1" || config.mysql_host == "localhost";
+    const bool tls = config.mysql_tls == MysqlTls::required || config.mysql_tls == MysqlTls::verify ||
+                     (config.mysql_tls == MysqlTls::automatic && !loopback);
+    if (tls) options["sslEnforce"] = true;
+    if (config.mysql_tls == MysqlTls::verify) {
+        options["sslVerify"] = true;
+        options["sslCA"] = config.mysql_tls_ca;
+    }
     std::unique_ptr<sql::Connection> connection(sql::mysql::get_mysql_driver_instance()->connect(options));
     // A lock held by another writer makes a statement wait this long, not the server's 50 s, and
     // the wait is then retried like a deadlock.
