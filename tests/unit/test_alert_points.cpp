@@ -20,6 +20,7 @@
 #include "control/health.hpp"
 #include "control/rate_limited_log.hpp"
 #include "durability/dead_letter_store.hpp"
+#include "scripted_influx.hpp"
 #include "writer/influx_writer.hpp"
 
 using namespace plantd;
@@ -27,61 +28,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// Answers each /write with the next scripted reply (the last one repeats); notes every request.
-class ScriptedInflux {
-  public:
-    struct Reply {
-        int status;
-        std::string body;
-        std::string retry_after;  // "" = no header
-    };
-    explicit ScriptedInflux(std::vector<Reply> replies) : replies_(std::move(replies)) {
-        server_.Post("/write", [this](const httplib::Request& request, httplib::Response& response) {
-            std::lock_guard lock(mutex_);
-            writes_.push_back(
-                {request.get_param_value("db"), request.body, std::chrono::steady_clock::now()});
-            const Reply& reply = replies_[std::min(next_++, replies_.size() - 1)];
-            response.status = reply.status;
-            if (!reply.retry_after.empty()) response.set_header("Retry-After", reply.retry_after);
-            response.set_content(reply.body, "application/json");
-        });
-        server_.Post("/query", [this](const httplib::Request& request, httplib::Response& response) {
-            std::lock_guard lock(mutex_);
-            queries_.push_back(request.has_param("q") ? request.get_param_value("q") : request.body);
-            response.set_content(R"({"results":[{"statement_id":0}]})", "application/json");
-        });
-        port_ = server_.bind_to_any_port("127.0.0.1");
-        thread_ = std::thread([this] { server_.listen_after_bind(); });
-        while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    ~ScriptedInflux() {
-        server_.stop();
-        thread_.join();
-    }
-    std::string url() const { return fmt::format("http://127.0.0.1:{}", port_); }
-    struct Write {
-        std::string database, body;
-        std::chrono::steady_clock::time_point at;
-    };
-    std::vector<Write> writes() const {
-        std::lock_guard lock(mutex_);
-        return writes_;
-    }
-    std::vector<std::string> queries() const {
-        std::lock_guard lock(mutex_);
-        return queries_;
-    }
-
-  private:
-    httplib::Server server_;
-    std::vector<Reply> replies_;
-    size_t next_ = 0;
-    mutable std::mutex mutex_;
-    std::vector<Write> writes_;
-    std::vector<std::string> queries_;
-    int port_ = 0;
-    std::thread thread_;
-};
+using test::ScriptedInflux;
 
 rules::AlertEvent firing(std::string factory, std::string device) {
     rules::AlertEvent event;
