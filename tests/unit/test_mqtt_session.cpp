@@ -11,6 +11,8 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/resource.h>
+
 #include <filesystem>
 #include <sstream>
 
@@ -514,4 +516,23 @@ TEST_CASE("hostile broker: a CONNACK with a property given twice is refused") {
     CHECK(session.connect_failures() >= 1);
     session.request_stop();
     session.join();
+}
+
+TEST_CASE("hostile broker: a PUBLISH claiming 256 MiB is never allocated; it is rejected by its topic") {
+    SubscriberRig rig(mqtt_codec::version_3_1_1);
+    rusage before{};
+    ::getrusage(RUSAGE_SELF, &before);
+    // Remaining length 268,435,455 (the largest MQTT allows), topic f/1/d, packet id 7, then 1 MiB.
+    std::string head = std::string("\x32\xff\xff\xff\x7f\x00\x05", 7) + "f/1/d" + std::string("\x00\x07", 2);
+    rig.broker.write_all(head + std::string(1 << 20, 'x'));
+    REQUIRE(rig.broker.read_until([](const auto& p) { return puback_ids(p).count(7) == 1; }));
+    CHECK(rig.accounting.messages_received.load() == 1);
+    RawMessage taken;
+    REQUIRE(rig.queue.pop_bulk(0, &taken, 1, std::chrono::milliseconds(100)) == 1);
+    CHECK(taken.topic() == "f/1/d");
+    CHECK(taken.oversize_payload_bytes > 200'000'000);
+    rusage after{};
+    ::getrusage(RUSAGE_SELF, &after);
+    CHECK(after.ru_maxrss - before.ru_maxrss < 64 * 1024);  // KiB: far below the claim
+    CHECK(rig.metric("plantd_mqtt_protocol_errors_total") == 0);
 }
