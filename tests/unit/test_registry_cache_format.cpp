@@ -91,9 +91,9 @@ TEST_CASE("parameter types, names, units and destinations") {
          {ParameterType::float_number, ParameterType::integer, ParameterType::boolean, ParameterType::string})
         CHECK(parse_parameter_type(to_string(type)) == type);
     CHECK_FALSE(parse_parameter_type("double"));
-    CHECK(DeviceRegistry::discovered_type(FieldKind::number) == ParameterType::float_number);
-    CHECK(DeviceRegistry::discovered_type(FieldKind::boolean) == ParameterType::boolean);
-    CHECK(DeviceRegistry::discovered_type(FieldKind::string) == ParameterType::string);
+    CHECK(natural_type(FieldKind::number) == ParameterType::float_number);
+    CHECK(natural_type(FieldKind::boolean) == ParameterType::boolean);
+    CHECK(natural_type(FieldKind::string) == ParameterType::string);
 
     CHECK(check_parameter_name("temp") == "");
     CHECK(check_parameter_name("axis.x y,z=1") == "");

@@ -79,7 +79,7 @@ struct InfluxConfig {
 struct DeadLetterConfig {
     std::string path = "/var/lib/plantd/deadletter.jsonl";
     uint64_t max_bytes = 256ull * 1024 * 1024;  // per file; one rotated file is kept besides
-    double factory_share = 0.25;  // of max_bytes, at most, per factory in the current file
+    double factory_share = 0.25;                // of max_bytes, at most, per factory in the current file
 };
 
 // How far an acknowledged message is safe, and where plantd keeps what it must not lose.

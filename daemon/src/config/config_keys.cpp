@@ -229,10 +229,11 @@ const std::vector<ConfigKey>& config_keys() {
         plain("registry", "mysql_user", KeyType::text, AT(registry.mysql_user), "user"),
         plain("registry", "mysql_password", KeyType::secret, AT(registry.mysql_password), "password"),
         plain("registry", "mysql_database", KeyType::text, AT(registry.mysql_database), "database"),
-        chosen("registry", "mysql_tls", {"auto", "off", "required", "verify"}, CHOICE(registry.mysql_tls),
-               "TLS to MySQL: `\"auto\"` requires it unless `mysql_host` is loopback; `\"required\"` always; "
-               "`\"verify\"` also checks the server's certificate (`mysql_tls_ca`) and name; `\"off\"`: never "
-               "(the operator's choice)"),
+        chosen(
+            "registry", "mysql_tls", {"auto", "off", "required", "verify"}, CHOICE(registry.mysql_tls),
+            "TLS to MySQL: `\"auto\"` requires it unless `mysql_host` is loopback; `\"required\"` always; "
+            "`\"verify\"` also checks the server's certificate (`mysql_tls_ca`) and name; `\"off\"`: never "
+            "(the operator's choice)"),
         plain("registry", "mysql_tls_ca", KeyType::path, AT(registry.mysql_tls_ca),
               "CA file for `mysql_tls = \"verify\"`"),
         ranged("registry", "connect_timeout", KeyType::duration, 1000, 600'000,

@@ -135,18 +135,7 @@ void WriteAheadLog::close_segment() {
         std::string ignored;
         sync(ignored);
     }
-    ::close(fd_);
-    fd_ = -1;
-    std::string retired;
-    {
-        std::lock_guard lock(mutex_);
-        auto it = segments_.find(current_);
-        if (it != segments_.end()) {
-            it->second.open = false;
-            if (it->second.unresolved == 0) retired = retire_locked(current_);
-        }
-    }
-    if (!retired.empty()) ::unlink(retired.c_str());
+    give_up_segment();
 }
 
 std::string WriteAheadLog::retire_locked(uint32_t id) {

@@ -104,8 +104,8 @@ class WriteAheadLog final : public Service {
     bool open_segment(std::string& error);
     void close_segment();  // the open one
     bool sync(std::string& error);
-    // After a failed fsync: closes the open segment without syncing it again (its records stay for
-    // a replay), so that the next commit writes to a new file.
+    // Closes the open segment without syncing it (after a failed fsync: its records stay for a
+    // replay, and the next commit writes to a new file); deletes it if nothing in it is unresolved.
     void give_up_segment();
     // With mutex_ held: removes a closed, resolved segment from the table; returns its path to delete.
     std::string retire_locked(uint32_t id);

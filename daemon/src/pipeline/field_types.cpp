@@ -59,18 +59,6 @@ std::string_view to_string(FieldKind kind) {
     return "?";
 }
 
-ParameterType natural_type(FieldKind kind) {
-    switch (kind) {
-        case FieldKind::boolean:
-            return ParameterType::boolean;
-        case FieldKind::string:
-            return ParameterType::string;
-        case FieldKind::number:
-            break;
-    }
-    return ParameterType::float_number;
-}
-
 std::optional<ParameterType> type_from_influx(std::string_view influx_type) {
     if (influx_type == "float") return ParameterType::float_number;
     if (influx_type == "integer") return ParameterType::integer;

@@ -65,8 +65,6 @@ class FieldTypeCache {
 };
 
 std::string_view to_string(FieldKind kind);
-// The type a value of this kind is written as when nothing says otherwise (numbers as floats).
-ParameterType natural_type(FieldKind kind);
 // InfluxDB's name of a field type (SHOW FIELD KEYS) as plantd's; nullopt for one plantd never writes.
 std::optional<ParameterType> type_from_influx(std::string_view influx_type);
 

@@ -93,10 +93,6 @@ class DeviceRegistry final : public Admission, public Service {
     }
     bool notifications_subscribed() const;
 
-    // The type a field of this kind gets when it names a new parameter (CONTRACT §5: numbers are floats
-    // unless the registry says integer).
-    static ParameterType discovered_type(FieldKind kind);
-
   private:
     struct Lookup {
         std::string factory_id, device_id;

@@ -13,18 +13,6 @@ namespace plantd {
 
 using namespace registry_detail;
 
-ParameterType DeviceRegistry::discovered_type(FieldKind kind) {
-    switch (kind) {
-        case FieldKind::boolean:
-            return ParameterType::boolean;
-        case FieldKind::string:
-            return ParameterType::string;
-        case FieldKind::number:
-            break;
-    }
-    return ParameterType::float_number;
-}
-
 ParameterAnswer DeviceRegistry::discover_parameter(std::string_view factory_id, std::string_view name,
                                                    FieldKind kind, std::string_view device_id) {
     std::string key = key_of(factory_id, name);  // factory ids have no '/': the key is unambiguous
@@ -57,7 +45,7 @@ ParameterAnswer DeviceRegistry::discover_parameter(std::string_view factory_id, 
         discovered_.size() >= max_discovered)
         return ParameterAnswer{ParameterAnswer::State::full};
     const ParameterType type =
-        type_in_destination(current.get(), factory_id, factory, name).value_or(discovered_type(kind));
+        type_in_destination(current.get(), factory_id, factory, name).value_or(natural_type(kind));
     discovered_.push_back(
         DiscoveredParameter{std::string(factory_id), std::string(name), type, std::string(device_id)});
     discovered_types_.emplace(std::move(key), DiscoveredType{type});

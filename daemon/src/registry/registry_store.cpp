@@ -220,15 +220,7 @@ std::string RegistryStore::add_device(const std::string& factory_id, const std::
             insert->setString(1, factory_id);
             insert->setString(2, device_id);
             insert->executeUpdate();
-            std::unique_ptr<sql::PreparedStatement> tag(session_->connection().prepareStatement(
-                "INSERT INTO device_tags (factory_id, device_id, tag_key, tag_value) VALUES (?, ?, ?, ?)"));
-            for (const auto& [key, value] : tags) {
-                tag->setString(1, factory_id);
-                tag->setString(2, device_id);
-                tag->setString(3, key);
-                tag->setString(4, value);
-                tag->executeUpdate();
-            }
+            insert_device_tags(session_->connection(), factory_id, device_id, tags);
             transaction.commit();
             return {};
         });

@@ -66,6 +66,10 @@ struct SeenParameter {
     int64_t minute;  // minutes since the epoch
 };
 
+// Inserts a device's tags (inside the caller's transaction).
+void insert_device_tags(sql::Connection& connection, const std::string& factory_id,
+                        const std::string& device_id, const std::map<std::string, std::string>& tags);
+
 class RegistryStore {
   public:
     static Result<std::unique_ptr<RegistryStore>> connect(const RegistryConfig& config);

@@ -30,6 +30,19 @@ bool device_exists(sql::Connection& connection, const std::string& factory_id, c
 
 }  // namespace
 
+void insert_device_tags(sql::Connection& connection, const std::string& factory_id,
+                        const std::string& device_id, const std::map<std::string, std::string>& tags) {
+    std::unique_ptr<sql::PreparedStatement> tag(connection.prepareStatement(
+        "INSERT INTO device_tags (factory_id, device_id, tag_key, tag_value) VALUES (?, ?, ?, ?)"));
+    for (const auto& [key, value] : tags) {
+        tag->setString(1, factory_id);
+        tag->setString(2, device_id);
+        tag->setString(3, key);
+        tag->setString(4, value);
+        tag->executeUpdate();
+    }
+}
+
 std::string RegistryStore::set_device_tags(const std::string& factory_id, const std::string& device_id,
                                            const std::map<std::string, std::string>& tags) {
     if (auto problem = check_identifier("factory_id", factory_id); !problem.empty()) return problem;
@@ -49,15 +62,7 @@ std::string RegistryStore::set_device_tags(const std::string& factory_id, const 
             clear->setString(1, factory_id);
             clear->setString(2, device_id);
             clear->executeUpdate();
-            std::unique_ptr<sql::PreparedStatement> tag(connection.prepareStatement(
-                "INSERT INTO device_tags (factory_id, device_id, tag_key, tag_value) VALUES (?, ?, ?, ?)"));
-            for (const auto& [key, value] : tags) {
-                tag->setString(1, factory_id);
-                tag->setString(2, device_id);
-                tag->setString(3, key);
-                tag->setString(4, value);
-                tag->executeUpdate();
-            }
+            insert_device_tags(connection, factory_id, device_id, tags);
             transaction.commit();
             return {};
         });

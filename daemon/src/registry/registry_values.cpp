@@ -57,6 +57,18 @@ std::string check_tag(std::string_view key, std::string_view value) {
 
 namespace plantd {
 
+ParameterType natural_type(FieldKind kind) {
+    switch (kind) {
+        case FieldKind::boolean:
+            return ParameterType::boolean;
+        case FieldKind::string:
+            return ParameterType::string;
+        case FieldKind::number:
+            break;
+    }
+    return ParameterType::float_number;
+}
+
 std::string_view to_string(ParameterType type) {
     switch (type) {
         case ParameterType::float_number:

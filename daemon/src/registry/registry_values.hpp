@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "decoding/record.hpp"
+
 namespace plantd {
 
 enum class UnknownDevicePolicy { reject, auto_register };
@@ -20,6 +22,8 @@ enum class ParameterType : uint8_t { float_number, integer, boolean, string };
 
 std::string_view to_string(ParameterType type);
 std::optional<ParameterType> parse_parameter_type(std::string_view text);
+// The type a value of this kind is written as when nothing says otherwise (numbers as floats).
+ParameterType natural_type(FieldKind kind);
 
 // "" if `name` can be a parameter (a metric name as the decoder produces it), else why not.
 std::string check_parameter_name(std::string_view name);
