@@ -79,6 +79,15 @@ TEST_CASE("control port: GET and HEAD only, no request body, headers bounded; ea
     const std::string health = exchange(w.port, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
     CHECK(health.starts_with("HTTP/1.1 200 OK\r\n"));
     CHECK(health.find("\"status\":") != std::string::npos);
+    {
+        // A client that half-closes after its request (nc -N, HTTP/1.0 tools) still gets the answer.
+        const int fd = connect_to(w.port);
+        const std::string request = "GET /health HTTP/1.0\r\n\r\n";
+        ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+        ::shutdown(fd, SHUT_WR);
+        CHECK(read_all(fd).starts_with("HTTP/1.1 200 OK\r\n"));
+        ::close(fd);
+    }
     const std::string head = exchange(w.port, "HEAD /health HTTP/1.1\r\n\r\n");
     CHECK(head.starts_with("HTTP/1.1 200 OK\r\n"));
     CHECK(head.ends_with("\r\n\r\n"));  // no body

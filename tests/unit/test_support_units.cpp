@@ -281,37 +281,70 @@ TEST_CASE("dead letters: one factory's flood is capped at its share and never ro
     char directory[] = "/tmp/plantd-dlshare-XXXXXX";
     REQUIRE(::mkdtemp(directory) != nullptr);
     const std::string path = std::string(directory) + "/dl.jsonl";
-    auto opened = plantd::DeadLetterStore::open(path, 64 * 1024, 0.25);
-    REQUIRE(opened.ok());
-    auto& store = **opened;
     auto letter = [](std::string_view factory, plantd::RejectReason reason, std::string_view payload) {
         return plantd::DeadLetter{
             "message",        "factory/x/device/d/telemetry", "", factory, reason, "flood", payload,
             1'700'000'000'000};
     };
-    for (int i = 0; i < 5; ++i) CHECK(store.append(letter("fb", plantd::RejectReason::malformed_json, "{b")));
+    auto count_in = [](const std::string& file, std::string_view factory) {
+        std::ifstream in(file);
+        size_t n = 0;
+        for (std::string line; std::getline(in, line);)
+            if (line.find(fmt::format("\"factory_id\":\"{}\"", factory)) != std::string::npos) ++n;
+        return n;
+    };
     const std::string payload(200, 'a');
     size_t kept = 0;
-    for (int i = 0; i < 10'000; ++i)
-        kept += store.append(letter("fa", plantd::RejectReason::rate_limited, payload)) ? 1 : 0;
-    for (int i = 0; i < 5; ++i) CHECK(store.append(letter("fb", plantd::RejectReason::malformed_json, "{b")));
-    CHECK(store.append(letter("", plantd::RejectReason::bad_topic, "{}")));  // unattributable: its own share
-    // fa kept a quarter of 64 KiB, the rest dropped and counted by factory and reason.
-    CHECK(kept > 30);
-    CHECK(kept < 70);
-    CHECK(store.dropped("fa", plantd::RejectReason::rate_limited) == 10'000 - kept);
-    CHECK(store.dropped("fb", plantd::RejectReason::malformed_json) == 0);
-    // Nothing rotated: every entry of fb is still in the current file.
-    CHECK_FALSE(std::filesystem::exists(path + ".1"));
-    std::ifstream in(path);
-    size_t fb = 0;
-    for (std::string line; std::getline(in, line);)
-        if (line.find("\"factory_id\":\"fb\"") != std::string::npos) ++fb;
-    CHECK(fb == 10);
-    plantd::MetricsRegistry metrics;
-    store.register_metrics(metrics);
-    CHECK(metrics.render_prometheus().find(fmt::format(
-              "plantd_dead_letters_dropped_total{{factory_id=\"fa\",reason=\"rate_limited\"}} {}\n",
-              10'000 - kept)) != std::string::npos);
+    {
+        auto opened = plantd::DeadLetterStore::open(path, 64 * 1024, 0.25);
+        REQUIRE(opened.ok());
+        auto& store = **opened;
+        for (int i = 0; i < 5; ++i)
+            CHECK(store.append(letter("fb", plantd::RejectReason::malformed_json, "{b")));
+        for (int i = 0; i < 10'000; ++i)
+            kept += store.append(letter("fa", plantd::RejectReason::rate_limited, payload)) ? 1 : 0;
+        for (int i = 0; i < 5; ++i)
+            CHECK(store.append(letter("fb", plantd::RejectReason::malformed_json, "{b")));
+        CHECK(store.append(
+            letter("", plantd::RejectReason::bad_topic, "{}")));  // unattributable: its own share
+        // fa filled the file once (nothing of the others was in .1 yet), then only its share of the next.
+        CHECK(kept > 150);  // a whole file (about 170 entries of ~380 bytes) and a share of the next (~43)
+        CHECK(kept < 300);
+        CHECK(store.dropped("fa", plantd::RejectReason::rate_limited) == 10'000 - kept);
+        CHECK(store.dropped("fb", plantd::RejectReason::malformed_json) == 0);
+        plantd::MetricsRegistry metrics;
+        store.register_metrics(metrics);
+        CHECK(metrics.render_prometheus().find(fmt::format(
+                  "plantd_dead_letters_dropped_total{{factory_id=\"fa\",reason=\"rate_limited\"}} {}\n",
+                  10'000 - kept)) != std::string::npos);
+    }
+    // Every entry of fb survived the flood.
+    CHECK(count_in(path, "fb") + count_in(path + ".1", "fb") == 10);
+    {
+        // After a restart the shares are read from the files: fa is still capped, fb still kept.
+        auto opened = plantd::DeadLetterStore::open(path, 64 * 1024, 0.25);
+        REQUIRE(opened.ok());
+        size_t more = 0;
+        for (int i = 0; i < 10'000; ++i)
+            more += (*opened)->append(letter("fa", plantd::RejectReason::rate_limited, payload)) ? 1 : 0;
+        CHECK(more < 100);
+    }
+    CHECK(count_in(path, "fb") + count_in(path + ".1", "fb") == 10);
+    std::filesystem::remove_all(directory);
+}
+
+TEST_CASE("dead letters: a site with one factory keeps writing; the file rotates as before") {
+    char directory[] = "/tmp/plantd-dlone-XXXXXX";
+    REQUIRE(::mkdtemp(directory) != nullptr);
+    const std::string path = std::string(directory) + "/dl.jsonl";
+    auto opened = plantd::DeadLetterStore::open(path, 16 * 1024, 0.25);
+    REQUIRE(opened.ok());
+    const std::string payload(100, 'p');
+    for (int i = 0; i < 2'000; ++i)
+        CHECK((*opened)->append(plantd::DeadLetter{"message", "t", "", "fa",
+                                                   plantd::RejectReason::malformed_json, "x", payload,
+                                                   1'700'000'000'000}));
+    CHECK(std::filesystem::exists(path + ".1"));
+    CHECK((*opened)->dropped("fa", plantd::RejectReason::malformed_json) == 0);
     std::filesystem::remove_all(directory);
 }

@@ -22,6 +22,7 @@ namespace plantd {
 struct HttpListener::Connection {
     int fd = -1;
     int64_t accepted_ms = 0;
+    uint64_t accepted_turn = 0;  // the poll turn it was accepted in (never evicted in that turn)
     int64_t deadline_ms = 0;
     bool writing = false;
     std::string in;
@@ -169,7 +170,9 @@ void HttpListener::read_request(Connection& connection, int64_t now_ms) {
             if (connection.in.size() > limits_.max_request_bytes) break;
             continue;
         }
-        if (n == 0) {  // the client gave up before finishing its request
+        if (n == 0) {
+            // The client is done sending: answer what it sent, if it is a whole request.
+            if (connection.in.find("\r\n\r\n") != std::string::npos) break;
             ::close(connection.fd);
             connection.fd = -1;
             return;
@@ -238,10 +241,15 @@ void HttpListener::run() {
     std::list<Connection> connections;  // oldest first
     std::vector<pollfd> fds;
     std::vector<Connection*> polled;
+    uint64_t turn = 0;
+    int64_t accept_paused_until = 0;  // out of file descriptors: the listener rests a moment
     while (!stopping_) {
+        ++turn;
         int64_t now = steady_clock_ms();
         int64_t next_deadline = now + 1'000;
-        fds.assign({pollfd{listen_fd_, POLLIN, 0}, pollfd{wake_fds_[0], POLLIN, 0}});
+        const bool accepting = now >= accept_paused_until;
+        if (!accepting) next_deadline = std::min(next_deadline, accept_paused_until);
+        fds.assign({pollfd{accepting ? listen_fd_ : -1, POLLIN, 0}, pollfd{wake_fds_[0], POLLIN, 0}});
         polled.clear();
         for (auto& c : connections) {
             fds.push_back(pollfd{c.fd, static_cast<short>(c.writing ? POLLOUT : POLLIN), 0});
@@ -250,7 +258,11 @@ void HttpListener::run() {
         }
         const int rc =
             ::poll(fds.data(), fds.size(), static_cast<int>(std::max<int64_t>(0, next_deadline - now)));
-        if (rc < 0 && errno != EINTR) break;
+        if (rc < 0 && errno != EINTR) {
+            // Only EFAULT, EINVAL or ENOMEM: try again after a pause rather than leave the port dead.
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            continue;
+        }
         now = steady_clock_ms();
         for (size_t i = 0; i < polled.size(); ++i) {
             Connection& c = *polled[i];
@@ -271,7 +283,12 @@ void HttpListener::run() {
                     }
                 }
                 if (c.sent >= c.out.size()) {
+                    // Read what the client still sends (a refused body) before closing, so that the
+                    // close is a FIN, not a reset that could cost the client the response.
                     ::shutdown(c.fd, SHUT_WR);
+                    char sink[4096];
+                    for (int drained = 0; drained < 16 && ::recv(c.fd, sink, sizeof sink, 0) > 0; ++drained) {
+                    }
                     ::close(c.fd);
                     c.fd = -1;
                 }
@@ -287,13 +304,20 @@ void HttpListener::run() {
         }
         connections.remove_if([](const Connection& c) { return c.fd < 0; });
         if (fds[0].revents & POLLIN) {
-            while (true) {
+            // A few per turn, so that a flood of connections cannot evict, unread, the ones accepted
+            // just before (their requests are in the kernel's buffer; the next turn reads them).
+            for (int accepted = 0; accepted < 8; ++accepted) {
                 const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-                if (fd < 0) break;
+                if (fd < 0) {
+                    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                        accept_paused_until = now + 100;  // else poll() would wake at once, for ever
+                    break;
+                }
                 if (connections.size() >= limits_.max_connections) {
                     // Room for the newcomer: the connection reading its request the longest goes.
-                    auto oldest = std::find_if(connections.begin(), connections.end(),
-                                               [](const Connection& c) { return !c.writing; });
+                    auto oldest = std::find_if(
+                        connections.begin(), connections.end(),
+                        [turn](const Connection& c) { return !c.writing && c.accepted_turn != turn; });
                     if (oldest == connections.end()) {
                         rejected_.fetch_add(1);
                         ::close(fd);
@@ -307,6 +331,7 @@ void HttpListener::run() {
                 added.fd = fd;
                 added.accepted_ms = now;
                 added.deadline_ms = now + limits_.request_timeout_ms;
+                added.accepted_turn = turn;
             }
         }
     }

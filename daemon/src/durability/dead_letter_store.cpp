@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include <fmt/format.h>
 #include <simdjson.h>
@@ -81,6 +82,32 @@ std::string DeadLetterStore::to_json(const DeadLetter& letter) {
     return out;
 }
 
+namespace {
+
+// Bytes by factory label of a dead-letter file (a missing file holds none). The key comes before the
+// payload and every string value is JSON-escaped, so the first `"factory_id":"` of a line is its own.
+std::map<std::string, uint64_t, std::less<>> shares_in(const std::string& path, uint64_t& total) {
+    std::map<std::string, uint64_t, std::less<>> shares;
+    total = 0;
+    std::ifstream in(path, std::ios::binary);
+    constexpr std::string_view key = "\"factory_id\":\"";
+    for (std::string line; std::getline(in, line);) {
+        const size_t at = line.find(key);
+        std::string label = "_earlier";
+        if (at != std::string::npos) {
+            const size_t end = line.find('"', at + key.size());
+            if (end != std::string::npos) label = line.substr(at + key.size(), end - at - key.size());
+        }
+        if (label.empty()) label = "_none";
+        if (shares.size() >= 1000 && !shares.count(label)) label = "_other";
+        shares[label] += line.size() + 1;
+        total += line.size() + 1;
+    }
+    return shares;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<DeadLetterStore>> DeadLetterStore::open(const std::string& path, uint64_t max_bytes,
                                                                double factory_share) {
     std::error_code ec;
@@ -93,7 +120,11 @@ Result<std::unique_ptr<DeadLetterStore>> DeadLetterStore::open(const std::string
     if (fd < 0) return fail(fmt::format("dead-letter store {}: cannot open: {}", path, std::strerror(errno)));
     struct stat st {};
     uint64_t size = ::fstat(fd, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
-    return std::unique_ptr<DeadLetterStore>(new DeadLetterStore(path, max_bytes, factory_share, fd, size));
+    std::unique_ptr<DeadLetterStore> store(new DeadLetterStore(path, max_bytes, factory_share, fd, size));
+    uint64_t ignored = 0;
+    store->current_ = shares_in(path, ignored);
+    store->previous_ = shares_in(path + ".1", store->previous_bytes_);
+    return store;
 }
 
 DeadLetterStore::~DeadLetterStore() {
@@ -108,7 +139,10 @@ bool DeadLetterStore::rotate() {
     ::close(fd_);
     fd_ = fd;
     size_ = 0;
-    bytes_by_factory_.clear();
+    previous_ = std::move(current_);
+    current_.clear();
+    previous_bytes_ = 0;
+    for (const auto& [label, bytes] : previous_) previous_bytes_ += bytes;
     spdlog::warn("dead-letter store {} reached {} bytes; the previous file is now {}", path_, max_bytes_,
                  older);
     return true;
@@ -120,29 +154,32 @@ bool DeadLetterStore::append(const DeadLetter& letter) {
     std::string line = to_json(stamped);
     line += '\n';
     std::lock_guard lock(mutex_);
-    // A factory past its share of the current file: dropped and counted (bounded: at most 1000 labels).
+    // A factory past its share of the current file is dropped and counted, unless the rotated file
+    // holds nothing of the others (then its writes can only age out its own entries).
     const std::string_view factory =
         letter.factory_id.empty() ? std::string_view("_none") : letter.factory_id;
-    auto used = bytes_by_factory_.find(factory);
-    if (used == bytes_by_factory_.end()) {
-        if (bytes_by_factory_.size() >= 1000) {
-            used = bytes_by_factory_.try_emplace("_other", 0).first;
-        } else {
-            used = bytes_by_factory_.emplace(std::string(factory), 0).first;
-        }
+    auto used = current_.find(factory);
+    if (used == current_.end()) {
+        used = current_.size() >= 1000 ? current_.try_emplace("_other", 0).first
+                                       : current_.emplace(std::string(factory), 0).first;
     }
     if (used->second + line.size() > share_bytes_) {
-        auto& dropped = dropped_[{used->first, letter.reason}];
-        if (dropped++ == 0)
-            spdlog::warn(
-                "dead-letter store {}: factory {} has used its share ({} bytes) of the current file; "
-                "its further {} entries are dropped and counted until the file rotates",
-                path_, used->first, share_bytes_, to_string(letter.reason));
-        return false;
+        const auto own_previous = previous_.find(used->first);
+        const uint64_t others_previous =
+            previous_bytes_ - (own_previous == previous_.end() ? 0 : own_previous->second);
+        if (others_previous > 0) {
+            auto& dropped = dropped_[{used->first, letter.reason}];
+            if (dropped++ % 10'000 == 0)
+                spdlog::warn(
+                    "dead-letter store {}: factory {} has used its share ({} bytes) of the current "
+                    "file; its {} entries are dropped and counted (plantd_dead_letters_dropped_total)",
+                    path_, used->first, share_bytes_, to_string(letter.reason));
+            return false;
+        }
     }
     if (size_ + line.size() > max_bytes_ && size_ > 0) {
         std::string key = used->first;  // rotate() starts every share again
-        if (rotate()) used = bytes_by_factory_.emplace(std::move(key), 0).first;
+        if (rotate()) used = current_.emplace(std::move(key), 0).first;
     }
     size_t done = 0;
     while (done < line.size()) {

@@ -34,8 +34,10 @@ struct DeadLetter {
 class DeadLetterStore {
   public:
     // `factory_share`: the part of max_bytes the entries of one factory_id may take in the current
-    // file. Beyond it, that factory's entries are dropped (counted by factory and reason) until the
-    // file rotates, so that one factory's flood can never rotate away another's entries.
+    // file. Beyond it, that factory's entries are dropped (counted by factory and reason), unless the
+    // rotated file holds nothing of any other factory (a rotation then only ages out its own), so
+    // that one factory's flood can never rotate away another's entries. What the files hold is read
+    // at open().
     static Result<std::unique_ptr<DeadLetterStore>> open(const std::string& path, uint64_t max_bytes,
                                                          double factory_share = 1.0);
     ~DeadLetterStore();
@@ -71,7 +73,10 @@ class DeadLetterStore {
     int fd_;
     uint64_t size_;
     mutable std::mutex mutex_;
-    std::map<std::string, uint64_t, std::less<>> bytes_by_factory_;  // in the current file
+    using Shares = std::map<std::string, uint64_t, std::less<>>;  // bytes by factory label
+    Shares current_;                                              // in the current file
+    Shares previous_;                                             // in the rotated file (.1)
+    uint64_t previous_bytes_ = 0;
     std::map<std::pair<std::string, RejectReason>, uint64_t> dropped_;
     std::atomic<uint64_t> written_{0};
     std::atomic<uint64_t> write_errors_{0};

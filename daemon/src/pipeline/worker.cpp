@@ -177,8 +177,9 @@ Worker::Outcome Worker::process(const RawMessage& message, bool retry) {
     TopicMatch match;
     TopicError topic_error = services_.router.route(topic, match);
     if (topic_error != TopicError::none) {
-        std::string_view factory =
-            topic_error == TopicError::invalid_source_id ? match.factory_id : std::string_view{};
+        std::string_view factory = topic_error == TopicError::invalid_source_id
+                                       ? verified_factory(match.factory_id)
+                                       : std::string_view{};
         std::string detail;
         switch (topic_error) {
             case TopicError::no_match:
@@ -198,7 +199,7 @@ Worker::Outcome Worker::process(const RawMessage& message, bool retry) {
         return Outcome::done;
     }
     if (message.oversize_payload_bytes > 0) {  // the subscriber kept only the topic
-        reject_message(message, match.factory_id,
+        reject_message(message, verified_factory(match.factory_id),
                        Rejection{RejectReason::oversize,
                                  fmt::format("payload is about {} bytes (not kept), max_payload_bytes is {}",
                                              message.oversize_payload_bytes,
@@ -385,6 +386,19 @@ void Worker::flush_all() {
     for (Batch& batch : open_batches_) {
         if (batch.lines() > 0) hand_to_writer(batch);
     }
+}
+
+std::string_view Worker::verified_factory(std::string_view factory) const {
+    // Counted (and given a dead-letter share) under its own name only if it is known to exist: a
+    // topic must not be able to mint labels or shares by inventing factory ids.
+    if (services_.registry) {
+        const auto snapshot = services_.registry->snapshot();
+        return snapshot && snapshot->factory(factory) ? factory : unregistered_factory_label;
+    }
+    if (!allowed_factories_.empty() &&
+        !std::binary_search(allowed_factories_.begin(), allowed_factories_.end(), factory))
+        return unregistered_factory_label;
+    return factory;
 }
 
 void Worker::tally_factory(std::string_view label) {

@@ -109,6 +109,8 @@ class Worker final : public Service {
     // Messages decided on, by factory label: counted here and added to the ledger once per loop turn
     // (one lock per turn, not one per message).
     void tally_factory(std::string_view label);
+    // `factory` if the registry (or allowed_factories) knows it, else the label of unknown factories.
+    std::string_view verified_factory(std::string_view factory) const;
     void flush_factory_tally();
     void hand_to_writer(Batch& batch);
 
