@@ -378,8 +378,13 @@ int run_daemon(const Config& config) {
                    steady_clock_ms() - last_influx_probe_ms >= 5'000) {
             last_influx_probe_ms = steady_clock_ms();
             if (recheck_influxdb(config.influxdb, health)) {
-                influx_unanswered = false;
-                spdlog::info("influxdb: answering at {} now", config.influxdb.url);
+                // A writer that began retrying during the probe has the last word.
+                if (writer_stats.destinations.failing() > 0) {
+                    health.influx_failing = true;
+                } else {
+                    influx_unanswered = false;
+                    spdlog::info("influxdb: answering at {} now", config.influxdb.url);
+                }
             }
         }
         reject_log.log_summary();

@@ -212,11 +212,11 @@ const std::vector<ConfigKey>& config_keys() {
                "start (durability `memory`: dead-lettered as `shutdown_unwritten`)"),
         plain("registry", "enabled", KeyType::flag, AT(registry.enabled),
               "check every record against the registry (see *The device registry*)"),
-        ranged("registry", "allowed_destinations", KeyType::list, 0, 10'000,
-               AT(registry.allowed_destinations),
-               "databases (buckets) a factory's own destination may name when it comes from the copy in "
-               "Redis (MySQL unreachable) besides the configured template's; a factory naming another waits "
-               "for MySQL (its records are rejected as `unknown_factory` and kept)"),
+        ranged(
+            "registry", "allowed_destinations", KeyType::list, 0, 10'000, AT(registry.allowed_destinations),
+            "databases (buckets) a factory's own destination may name when it comes from the copy in "
+            "Redis (MySQL unreachable) besides the configured template's; a factory naming another is left "
+            "out until MySQL answers (its records are rejected as `unknown_factory` and kept)"),
         ranged("registry", "refresh_interval", KeyType::duration, 100, 3600'000,
                AT(registry.refresh_interval_ms),
                "how often the snapshot is reloaded from MySQL while change notifications are off"),

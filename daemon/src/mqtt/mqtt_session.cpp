@@ -129,8 +129,8 @@ void MqttSession::run() {
             why = fmt::format("internal error: {}", e.what());
         }
         if (disconnect_reason_ != 0 && connected_.load()) {
-            // Say why before hanging up (v3.1.1 has no reason: the connection just closes).
-            out_.clear();
+            // Say why before hanging up (v3.1.1 has no reason: the connection just closes), after
+            // the acknowledgements of what was taken already.
             if (version_ == mqtt_codec::version_5)
                 mqtt_codec::encode_disconnect_with_reason(disconnect_reason_, out_);
             flush(1'000);
@@ -168,6 +168,7 @@ std::string MqttSession::run_connection() {
     received_wall_ms_ = wall_clock_ms();
     last_sent_ms_ = last_received_ms_ = steady_clock_ms();
     last_read_bytes_ = 0;
+    bytes_since_alive_ = 0;
     if (!problem.empty()) return problem;
     connects_.fetch_add(1);
     connected_ = true;
@@ -271,6 +272,13 @@ std::string MqttSession::read_more() {
     if (n == 0) return "";
     received_wall_ms_ = wall_clock_ms();
     auto got = static_cast<size_t>(n);
+    // A large packet on a slow link is alive too: every 4 KiB of it counts (stray bytes trickled to
+    // look alive do not get that far within 1.5 keepalives at any rate worth the name).
+    bytes_since_alive_ += got;
+    if (bytes_since_alive_ >= 4096) {
+        bytes_since_alive_ = 0;
+        last_received_ms_ = steady_clock_ms();
+    }
     if (skip_bytes_ > 0) {
         size_t skipped = std::min(skip_bytes_, got);
         skip_bytes_ -= skipped;

@@ -130,6 +130,7 @@ class MqttSession {
     int64_t last_received_ms_ = 0;
     int64_t received_wall_ms_ = 0;
     size_t last_read_bytes_ = 0;
+    size_t bytes_since_alive_ = 0;   // read since liveness was last granted by bytes alone
     uint8_t disconnect_reason_ = 0;  // a protocol error to name in the DISCONNECT (0: none)
 
     std::mutex mutex_;

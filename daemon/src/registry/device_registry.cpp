@@ -305,7 +305,9 @@ void DeviceRegistry::load_from_redis() {
             counters_.untrusted_destinations.fetch_add(1);
             spdlog::error(
                 "registry: the copy in Redis routes factory {} to {}, which is neither its configured "
-                "database nor in [registry] allowed_destinations; its records wait for MySQL",
+                "database nor in [registry] allowed_destinations; its records are rejected as "
+                "unknown_factory (and "
+                "kept as dead letters) until MySQL answers",
                 id, printable(factory->destination));
             continue;
         }

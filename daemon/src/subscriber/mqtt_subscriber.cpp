@@ -331,6 +331,7 @@ PacketStep MqttSubscriber::packet(MqttSession& session, const Frame& frame, std:
             if (suback.reason_codes.size() != filters_.size()) {
                 problem = fmt::format("SUBACK with {} reason codes for {} filters",
                                       suback.reason_codes.size(), filters_.size());
+                session.protocol_error(0x82);
                 return PacketStep::drop;
             }
             std::vector<int> granted(filters_.size());
@@ -346,6 +347,7 @@ PacketStep MqttSubscriber::packet(MqttSession& session, const Frame& frame, std:
                 granted[i] = code;
                 if (code > 2) {
                     problem = fmt::format("SUBACK grants QoS {} for {}: not a QoS", code, filters_[i]);
+                    session.protocol_error(0x82);
                     return PacketStep::drop;
                 }
                 if (code < config_.mqtt.qos) {

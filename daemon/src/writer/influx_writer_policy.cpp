@@ -31,9 +31,11 @@ bool InfluxWriter::deliver_range(Batch& batch, size_t first, size_t last, bool d
             if (!marked) entry.failing_writers.fetch_add(1);
             marked = true;
         }
-        ~FailingInPlace() {
+        void unmark() {
             if (marked) entry.failing_writers.fetch_sub(1);
+            marked = false;
         }
+        ~FailingInPlace() { unmark(); }
     } failing_in_place{per_destination};
     while (true) {
         if (past_deadline()) {
@@ -50,8 +52,9 @@ bool InfluxWriter::deliver_range(Batch& batch, size_t first, size_t last, bool d
         stats_.write_bytes_sent.fetch_add(outcome.bytes_sent, std::memory_order_relaxed);
         if (outcome.status == WriteStatus::ok) {
             per_destination.last_write_ms.store(wall_clock_ms(), std::memory_order_relaxed);
-            if (attempt > 0 && health_.influx_failing_destinations.load() == 0 &&
-                health_.influx_failing.exchange(false)) {
+            failing_in_place.unmark();
+            // Healthy again only if no writer is retrying on any destination (in place or deferred).
+            if (attempt > 0 && stats_.destinations.failing() == 0 && health_.influx_failing.exchange(false)) {
                 spdlog::info("writer {}: InfluxDB accepts writes again", index_);
                 health_.set_influx_error({});
             }
