@@ -58,10 +58,16 @@ std::string encode_batch(const Batch& batch) {
         file_io::put_le64(payload, static_cast<uint64_t>(batch.line_time_ms[i]));
     }
     put_string(payload, batch.body);
-    put_string(payload, batch.topic_text);
-    file_io::put_le32(payload, static_cast<uint32_t>(batch.topic_ends.size()));
-    for (uint32_t end : batch.topic_ends) file_io::put_le32(payload, end);
-    for (size_t i = 0; i < batch.lines(); ++i) file_io::put_le32(payload, batch.line_topic[i]);
+    // Lines without a topic (a batch built without end_line's topic) get one empty topic.
+    const bool topics = batch.line_topic.size() == batch.lines() && !batch.topic_ends.empty();
+    put_string(payload, topics ? std::string_view(batch.topic_text) : std::string_view());
+    file_io::put_le32(payload, topics ? static_cast<uint32_t>(batch.topic_ends.size()) : 1);
+    if (topics) {
+        for (uint32_t end : batch.topic_ends) file_io::put_le32(payload, end);
+    } else {
+        file_io::put_le32(payload, 0);
+    }
+    for (size_t i = 0; i < batch.lines(); ++i) file_io::put_le32(payload, topics ? batch.line_topic[i] : 0);
     std::string out(batch_magic);
     file_io::put_le32(out, file_io::crc32_of(payload));
     file_io::put_le32(out, static_cast<uint32_t>(payload.size()));
