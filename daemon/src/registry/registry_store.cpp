@@ -234,23 +234,9 @@ std::string RegistryStore::add_device(const std::string& factory_id, const std::
 
 std::string RegistryStore::set_device_enabled(const std::string& factory_id, const std::string& device_id,
                                               bool enabled) {
-    if (auto problem = check_identifier("factory_id", factory_id); !problem.empty()) return problem;
-    if (auto problem = check_identifier("device_id", device_id); !problem.empty()) return problem;
-    if (auto problem = require_migrated(); !problem.empty()) return problem;
-    try {
-        return session_->run(MysqlSession::Retry::after_lost_connection, [&]() -> std::string {
-            std::unique_ptr<sql::PreparedStatement> update(session_->connection().prepareStatement(
-                "UPDATE devices SET enabled = ? WHERE factory_id = ? AND device_id = ?"));
-            update->setBoolean(1, enabled);
-            update->setString(2, factory_id);
-            update->setString(3, device_id);
-            if (update->executeUpdate() == 0)
-                return fmt::format("no device {} in factory {}", device_id, factory_id);
-            return {};
-        });
-    } catch (const sql::SQLException& e) {
-        return describe(e);
-    }
+    return change_device(factory_id, device_id,
+                         "UPDATE devices SET enabled = ? WHERE factory_id = ? AND device_id = ?", enabled,
+                         MysqlSession::Retry::after_lost_connection);
 }
 
 Result<std::vector<DeviceRow>> RegistryStore::list_devices(const std::string& factory_id) {

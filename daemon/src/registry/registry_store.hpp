@@ -146,6 +146,10 @@ class RegistryStore {
     std::string require_migrated();
     template <class Bind>
     std::string update_factory(const std::string& factory_id, const std::string& sql, Bind bind);
+    // One statement on one device row: `sql` binds `enabled` first when given, then factory and
+    // device; no row touched is "no device D in factory F".
+    std::string change_device(const std::string& factory_id, const std::string& device_id, const char* sql,
+                              std::optional<bool> enabled, MysqlSession::Retry retry);
 
     std::unique_ptr<MysqlSession> session_;
 };

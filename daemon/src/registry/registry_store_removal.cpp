@@ -71,24 +71,32 @@ std::string RegistryStore::set_device_tags(const std::string& factory_id, const 
     }
 }
 
-std::string RegistryStore::remove_device(const std::string& factory_id, const std::string& device_id) {
+std::string RegistryStore::change_device(const std::string& factory_id, const std::string& device_id,
+                                         const char* sql, std::optional<bool> enabled,
+                                         MysqlSession::Retry retry) {
     if (auto problem = check_identifier("factory_id", factory_id); !problem.empty()) return problem;
     if (auto problem = check_identifier("device_id", device_id); !problem.empty()) return problem;
     if (auto problem = require_migrated(); !problem.empty()) return problem;
     try {
-        return session_->run(MysqlSession::Retry::transient_only, [&]() -> std::string {
-            // Its tags go with it (ON DELETE CASCADE).
-            std::unique_ptr<sql::PreparedStatement> remove(session_->connection().prepareStatement(
-                "DELETE FROM devices WHERE factory_id = ? AND device_id = ?"));
-            remove->setString(1, factory_id);
-            remove->setString(2, device_id);
-            if (remove->executeUpdate() == 0)
+        return session_->run(retry, [&]() -> std::string {
+            std::unique_ptr<sql::PreparedStatement> statement(session_->connection().prepareStatement(sql));
+            int next = 1;
+            if (enabled) statement->setBoolean(next++, *enabled);
+            statement->setString(next++, factory_id);
+            statement->setString(next, device_id);
+            if (statement->executeUpdate() == 0)
                 return fmt::format("no device {} in factory {}", device_id, factory_id);
             return {};
         });
     } catch (const sql::SQLException& e) {
         return describe(e);
     }
+}
+
+std::string RegistryStore::remove_device(const std::string& factory_id, const std::string& device_id) {
+    // Its tags go with it (ON DELETE CASCADE). Not run twice: a lost answer is reported, not guessed.
+    return change_device(factory_id, device_id, "DELETE FROM devices WHERE factory_id = ? AND device_id = ?",
+                         std::nullopt, MysqlSession::Retry::transient_only);
 }
 
 std::string RegistryStore::remove_factory(const std::string& factory_id, bool with_contents,
