@@ -128,6 +128,12 @@ TEST_CASE("a database per factory created on first sight needs a list of factori
     CHECK(mentions(error_of("[ingest]\nallowed_factories = [\"a b\"]\n"), "is not a factory id"));
     CHECK(mentions(error_of("[ingest]\nallowed_factories = \"hamburg\"\n"), "expected an array of strings"));
     CHECK(mentions(error_of("[ingest]\nallowed_factories = [1]\n"), "each entry: a string"));
+    CHECK(mentions(error_of("[registry]\nallowed_destinations = [\"a/b\"]\n"),
+                   "not a database or bucket name"));
+    CHECK(mentions(error_of("[registry]\nallowed_destinations = [\"x\", \"x\"]\n"), "given twice"));
+    CHECK(mentions(error_of("[registry]\nmysql_tls = \"verify\"\nmysql_tls_ca = \"/nonexistent/ca.crt\"\n"),
+                   "cannot read /nonexistent/ca.crt"));
+    CHECK(load_config_text("[influxdb]\nurl = \"http://influx:8086?note=a@b\"\n", "t.toml").ok());
     auto config = load_config_text("[registry]\nallowed_destinations = [\"plant_shared\"]\n", "t.toml");
     REQUIRE(config.ok());
     CHECK(config->registry.allowed_destinations == std::vector<std::string>{"plant_shared"});

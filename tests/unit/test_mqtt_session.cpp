@@ -295,7 +295,7 @@ TEST_CASE("MQTT session: only whole packets are a sign of life; a broker trickli
     REQUIRE(reconnected);
     const auto after = std::chrono::steady_clock::now() - connected_at;
     CHECK(after >= std::chrono::milliseconds(2'400));  // 1.5 keepalives + 1 s after the CONNACK
-    CHECK(after < std::chrono::milliseconds(4'500));
+    CHECK(after < std::chrono::milliseconds(6'500));
     CHECK(session.connection_losses() == 1);
     rig.stop();
 }
@@ -528,7 +528,7 @@ TEST_CASE("hostile broker: a PUBLISH claiming 256 MiB is never allocated; it is 
     REQUIRE(rig.broker.read_until([](const auto& p) { return puback_ids(p).count(7) == 1; }));
     CHECK(rig.accounting.messages_received.load() == 1);
     RawMessage taken;
-    REQUIRE(rig.queue.pop_bulk(0, &taken, 1, std::chrono::milliseconds(100)) == 1);
+    REQUIRE(rig.queue.pop_bulk(0, &taken, 1, std::chrono::milliseconds(2000)) == 1);
     CHECK(taken.topic() == "f/1/d");
     CHECK(taken.oversize_payload_bytes > 200'000'000);
     rusage after{};

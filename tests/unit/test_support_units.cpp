@@ -348,3 +348,25 @@ TEST_CASE("dead letters: a site with one factory keeps writing; the file rotates
     CHECK((*opened)->dropped("fa", plantd::RejectReason::malformed_json) == 0);
     std::filesystem::remove_all(directory);
 }
+
+TEST_CASE("dead letters: a damaged file (no newlines, odd labels) is read at open without harm") {
+    char directory[] = "/tmp/plantd-dldamaged-XXXXXX";
+    REQUIRE(::mkdtemp(directory) != nullptr);
+    const std::string path = std::string(directory) + "/dl.jsonl";
+    {
+        std::ofstream out(path, std::ios::binary);
+        out << std::string(3 << 20, '\xff');  // 3 MiB, not a line
+        out << "\n{\"factory_id\":\"a\\\"}\nb\"}\n";
+    }
+    auto opened = plantd::DeadLetterStore::open(path, 1 << 20, 0.25);
+    REQUIRE(opened.ok());
+    CHECK((*opened)->append(plantd::DeadLetter{"message", "t", "", "fb", plantd::RejectReason::malformed_json,
+                                               "x", "{", 1'700'000'000'000}));
+    // A label that is not an identifier never reaches a metric: it counts as _other.
+    CHECK((*opened)->append(plantd::DeadLetter{"message", "t", "", "a\"b\n", plantd::RejectReason::bad_topic,
+                                               "x", "{", 1'700'000'000'000}));
+    plantd::MetricsRegistry metrics;
+    (*opened)->register_metrics(metrics);
+    CHECK(metrics.render_prometheus().find("a\"b") == std::string::npos);
+    std::filesystem::remove_all(directory);
+}

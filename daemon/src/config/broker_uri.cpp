@@ -20,7 +20,7 @@ Result<BrokerEndpoint> parse_broker_uri(std::string_view uri) {
     }
     // user:password@host: refused before anything else is said about the text (an error naming a
     // "port" or "host" could otherwise repeat the password).
-    if (rest.substr(0, rest.find('/')).find('@') != std::string_view::npos)
+    if (rest.substr(0, rest.find_first_of("/?#")).find('@') != std::string_view::npos)
         return fail(
             std::string("must not hold a user name or password (they would show in logs): use [mqtt] "
                         "username and password"));

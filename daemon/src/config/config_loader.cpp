@@ -1,5 +1,6 @@
 // Reads the TOML config into Config, validating every key: unknown keys, wrong types and values out of
 // range are errors that name file, line, section and key.
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <fstream>
@@ -135,7 +136,7 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
         if (i.url.rfind("http://", 0) != 0 && i.url.rfind("https://", 0) != 0) {
             r.error_at(r.last_node("url"), "url", "expected http:// or https://");
         } else if (const std::string_view rest = std::string_view(i.url).substr(i.url.find("://") + 3);
-                   rest.substr(0, rest.find('/')).find('@') != std::string_view::npos) {
+                   rest.substr(0, rest.find_first_of("/?#")).find('@') != std::string_view::npos) {
             r.error_at(r.last_node("url"), "url",
                        "must not hold a user name or password (they would show in logs): use [influxdb] "
                        "username and password, or token");
@@ -208,6 +209,23 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
         if (g.mysql_host.empty()) r.error_at(r.last_node("mysql_host"), "mysql_host", "must not be empty");
         if (g.mysql_tls == MysqlTls::verify && g.mysql_tls_ca.empty())
             r.error_at(r.last_node("mysql_tls"), "mysql_tls", "\"verify\" needs mysql_tls_ca");
+        if (!g.mysql_tls_ca.empty() && !std::ifstream(g.mysql_tls_ca))
+            r.error_at(r.last_node("mysql_tls_ca"), "mysql_tls_ca",
+                       fmt::format("cannot read {}", g.mysql_tls_ca));
+        for (size_t k = 0; k < g.allowed_destinations.size(); ++k) {
+            const std::string& name = g.allowed_destinations[k];
+            const bool repeated =
+                std::find(g.allowed_destinations.begin(),
+                          g.allowed_destinations.begin() + static_cast<std::ptrdiff_t>(k),
+                          name) != g.allowed_destinations.begin() + static_cast<std::ptrdiff_t>(k);
+            if (repeated || name.find_first_of("`\"\\/ ") != std::string::npos || name == "." ||
+                name == ".." || contains_control_character(name)) {
+                r.error_at(r.last_node("allowed_destinations"), "allowed_destinations",
+                           fmt::format("\"{}\" is {}", printable(name),
+                                       repeated ? "given twice" : "not a database or bucket name"));
+                break;
+            }
+        }
         if (g.mysql_database.empty() || g.mysql_database.find_first_of("`\\/. ") != std::string::npos ||
             contains_control_character(g.mysql_database)) {
             r.error_at(r.last_node("mysql_database"), "mysql_database",

@@ -7,11 +7,13 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
 #include <fmt/format.h>
 #include <simdjson.h>
 #include <spdlog/spdlog.h>
 
+#include "common/identifiers.hpp"
 #include "util/clock.hpp"
 #include "util/json_text.hpp"
 
@@ -84,25 +86,50 @@ std::string DeadLetterStore::to_json(const DeadLetter& letter) {
 
 namespace {
 
-// Bytes by factory label of a dead-letter file (a missing file holds none). The key comes before the
-// payload and every string value is JSON-escaped, so the first `"factory_id":"` of a line is its own.
+// A label fit for a metric and a share: a factory id, or one of plantd's own (_none, _other, ...).
+bool is_label(std::string_view label) {
+    if (label.size() > 1 && label.front() == '_') label.remove_prefix(1);
+    return is_valid_identifier(label);
+}
+
+// Bytes by factory label of a dead-letter file (a missing file holds none), read in blocks: only the
+// first 512 bytes of a line are looked at, so a damaged file without newlines costs no memory. The key
+// comes before the payload and every string value is JSON-escaped, so the first `"factory_id":"` of a
+// line is its own.
 std::map<std::string, uint64_t, std::less<>> shares_in(const std::string& path, uint64_t& total) {
     std::map<std::string, uint64_t, std::less<>> shares;
     total = 0;
     std::ifstream in(path, std::ios::binary);
     constexpr std::string_view key = "\"factory_id\":\"";
-    for (std::string line; std::getline(in, line);) {
-        const size_t at = line.find(key);
+    std::string head;  // the start of the current line
+    uint64_t line_bytes = 0;
+    auto end_line = [&] {
         std::string label = "_earlier";
-        if (at != std::string::npos) {
-            const size_t end = line.find('"', at + key.size());
-            if (end != std::string::npos) label = line.substr(at + key.size(), end - at - key.size());
+        if (const size_t at = head.find(key); at != std::string::npos) {
+            const size_t end = head.find('"', at + key.size());
+            if (end != std::string::npos) label = head.substr(at + key.size(), end - at - key.size());
         }
         if (label.empty()) label = "_none";
+        if (!is_label(label)) label = "_earlier";
         if (shares.size() >= 1000 && !shares.count(label)) label = "_other";
-        shares[label] += line.size() + 1;
-        total += line.size() + 1;
+        shares[label] += line_bytes;
+        total += line_bytes;
+        head.clear();
+        line_bytes = 0;
+    };
+    std::vector<char> block(65536);
+    while (in.read(block.data(), static_cast<std::streamsize>(block.size())) || in.gcount() > 0) {
+        const std::string_view data(block.data(), static_cast<size_t>(in.gcount()));
+        for (size_t at = 0; at < data.size();) {
+            const size_t newline = data.find('\n', at);
+            const size_t end = newline == std::string_view::npos ? data.size() : newline + 1;
+            if (head.size() < 512) head.append(data.substr(at, std::min(end - at, 512 - head.size())));
+            line_bytes += end - at;
+            at = end;
+            if (newline != std::string_view::npos) end_line();
+        }
     }
+    if (line_bytes > 0) end_line();
     return shares;
 }
 
@@ -156,8 +183,8 @@ bool DeadLetterStore::append(const DeadLetter& letter) {
     std::lock_guard lock(mutex_);
     // A factory past its share of the current file is dropped and counted, unless the rotated file
     // holds nothing of the others (then its writes can only age out its own entries).
-    const std::string_view factory =
-        letter.factory_id.empty() ? std::string_view("_none") : letter.factory_id;
+    std::string_view factory = letter.factory_id.empty() ? std::string_view("_none") : letter.factory_id;
+    if (!is_label(factory)) factory = "_other";  // never raw text in a metric label
     auto used = current_.find(factory);
     if (used == current_.end()) {
         used = current_.size() >= 1000 ? current_.try_emplace("_other", 0).first
