@@ -10,6 +10,7 @@
 #include "config/config.hpp"
 #include "config/config_keys.hpp"
 #include "core/reject_reason.hpp"
+#include "util/build_info.hpp"
 
 int main(int argc, char** argv) {
     CLI::App app{"plantd: industrial telemetry ingestion (MQTT -> InfluxDB)"};
@@ -17,6 +18,8 @@ int main(int argc, char** argv) {
     bool check_only = false;
     app.add_option("-c,--config", config_path, "configuration file")->capture_default_str();
     app.add_flag("--check-config", check_only, "validate the configuration and exit");
+    app.set_version_flag("-V,--version", plantd::build_info::describe(),
+                         "print the version, commit and build type");
 
     auto* deadletter = app.add_subcommand("deadletter", "inspect the dead-letter store");
     auto* list = deadletter->add_subcommand("list", "list dead letters, newest last");

@@ -317,7 +317,17 @@ int run_daemon(const Config& config) {
         // stop request is honoured meanwhile (the workers may wait for the registry): what is not
         // replayed yet stays in the log.
         const timespec no_wait{0, 0};
+        // A long replay must not run into systemd's start timeout: ask for more time as it goes.
+        int64_t last_extension_ms = 0;
+        uint64_t replayed = 0;
         const auto recovery = wal->recover([&](RawMessage&& message) {
+            if (steady_clock_ms() - last_extension_ms >= 5'000) {
+                last_extension_ms = steady_clock_ms();
+                systemd::notify_extend_timeout(std::chrono::seconds(30));
+                systemd::notify_status(
+                    fmt::format("replaying the write-ahead log: {} messages so far", replayed));
+            }
+            ++replayed;
             while (!stop_requested) {
                 if (queue.push(message, std::chrono::milliseconds(100)) != IngestQueue::PushStatus::full) {
                     accounting.messages_received.fetch_add(1, std::memory_order_relaxed);

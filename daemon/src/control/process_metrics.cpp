@@ -12,9 +12,7 @@
 
 #include <fmt/format.h>
 
-#ifndef PLANTD_VERSION
-#define PLANTD_VERSION "unknown"
-#endif
+#include "util/build_info.hpp"
 
 namespace plantd {
 
@@ -60,8 +58,10 @@ double boot_time_seconds() {
 void register_process_metrics(MetricsRegistry& registry) {
     const double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
     const double page = static_cast<double>(::sysconf(_SC_PAGESIZE));
-    registry.add_gauge(fmt::format("plantd_build_info{{version=\"{}\"}}", PLANTD_VERSION),
-                       "plantd's version (the value is always 1).", [] { return 1.0; });
+    registry.add_gauge(fmt::format("plantd_build_info{{version=\"{}\",commit=\"{}\",build_type=\"{}\"}}",
+                                   build_info::version(), build_info::commit(), build_info::build_type()),
+                       "plantd's version, commit and build type (the value is always 1).",
+                       [] { return 1.0; });
     registry.add_counter("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
                          [ticks] { return (stat_field(14) + stat_field(15)) / ticks; });
     registry.add_gauge("process_resident_memory_bytes", "Resident memory size in bytes.",

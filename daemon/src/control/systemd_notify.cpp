@@ -18,6 +18,10 @@ void notify_status(std::string_view status) {
     sd_notify(0, ("STATUS=" + std::string(status)).c_str());
 }
 
+void notify_extend_timeout(std::chrono::microseconds more) {
+    sd_notify(0, ("EXTEND_TIMEOUT_USEC=" + std::to_string(more.count())).c_str());
+}
+
 std::chrono::microseconds watchdog_interval() {
     uint64_t usec = 0;
     if (sd_watchdog_enabled(0, &usec) > 0) return std::chrono::microseconds(usec);

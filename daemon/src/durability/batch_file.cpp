@@ -10,6 +10,7 @@ namespace {
 
 constexpr std::string_view batch_magic = "PLNTBUF2";
 constexpr std::string_view batch_magic_without_topics = "PLNTBUF1";
+static_assert(batch_magic.back() == newest_batch_format);
 
 void put_string(std::string& out, std::string_view s) {
     file_io::put_le32(out, static_cast<uint32_t>(s.size()));

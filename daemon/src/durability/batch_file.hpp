@@ -12,6 +12,8 @@
 
 namespace plantd {
 
+// The format digit of the files encode_batch() writes ("PLNTBUF2"); decode_batch() reads 1 and 2.
+inline constexpr char newest_batch_format = '2';
 std::string encode_batch(const Batch& batch);
 Result<Batch> decode_batch(std::string_view bytes);
 

@@ -68,6 +68,8 @@ Result<DiskBuffer> DiskBuffer::open(const DurabilityConfig& config, size_t write
         entry.path = directory + "/" + name;
         const std::string bytes = file_io::read_file(entry.path);
         auto batch = decode_batch(bytes);
+        if (!batch && file_io::newer_format(bytes, "PLNTBUF", newest_batch_format))
+            return fail(file_io::newer_format_message(entry.path, bytes, newest_batch_format));
         if (!batch) {
             spdlog::error("disk buffer: {}: {}; moved aside as {}.damaged", entry.path, batch.error(),
                           entry.path);

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include <fmt/format.h>
 #include <zlib.h>
 
 namespace plantd::file_io {
@@ -15,6 +16,27 @@ std::string read_file(const std::string& path) {
     std::ostringstream content;
     content << in.rdbuf();
     return std::move(content).str();
+}
+
+std::string read_head(const std::string& path, size_t count) {
+    std::ifstream in(path, std::ios::binary);
+    std::string head(count, '\0');
+    in.read(head.data(), static_cast<std::streamsize>(count));
+    head.resize(static_cast<size_t>(std::max<std::streamsize>(in.gcount(), 0)));
+    return head;
+}
+
+bool newer_format(std::string_view head, std::string_view family, char newest_known) {
+    if (head.size() <= family.size() || head.substr(0, family.size()) != family) return false;
+    const char digit = head[family.size()];
+    return digit >= '0' && digit <= '9' && digit > newest_known;
+}
+
+std::string newer_format_message(const std::string& path, std::string_view head, char newest_known) {
+    return fmt::format(
+        "{} is in format {}, written by a newer plantd; this version reads up to format {}. Start the "
+        "newer version again until it has drained it (or move the file aside and accept losing it)",
+        path, head.substr(0, 8), newest_known);
 }
 
 void sync_directory(const std::string& directory) {

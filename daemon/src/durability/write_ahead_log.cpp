@@ -71,6 +71,9 @@ Result<std::unique_ptr<WriteAheadLog>> WriteAheadLog::open(const DurabilityConfi
     for (uint32_t id : log->recovered_) {
         Segment segment;
         segment.path = log->path_of(id);
+        const std::string head = file_io::read_head(segment.path, wal::segment_magic.size());
+        if (file_io::newer_format(head, "PLNTWAL", wal::segment_magic.back()))
+            return fail(file_io::newer_format_message(segment.path, head, wal::segment_magic.back()));
         segment.bytes = std::filesystem::file_size(segment.path, ec);
         if (ec) segment.bytes = 0;
         log->total_bytes_ += segment.bytes;
