@@ -21,19 +21,38 @@ int main(int argc, char** argv) {
     app.set_version_flag("-V,--version", plantd::build_info::describe(),
                          "print the version, commit and build type");
 
-    auto* deadletter = app.add_subcommand("deadletter", "inspect the dead-letter store");
-    auto* list = deadletter->add_subcommand("list", "list dead letters, newest last");
-    size_t limit = 50;
-    std::string reason;
-    list->add_option("-n,--limit", limit, "show at most this many (the newest)")->capture_default_str();
+    auto* deadletter = app.add_subcommand("deadletter", "inspect, count and replay the dead letters");
     std::vector<std::string> reasons;
     for (size_t i = 0; i < plantd::reject_reason_count; ++i)
         reasons.emplace_back(plantd::to_string(static_cast<plantd::RejectReason>(i)));
-    list->add_option("--reason", reason, "only this reason (e.g. malformed_json)")
-        ->check(CLI::IsMember(reasons));
+    plantd::ReplayRequest replay_request;
+    plantd::DeadLetterFilter& filter = replay_request.filter;
+    std::string since, until;
+    bool json = false;
+    auto add_filters = [&](CLI::App* sub) {
+        sub->add_option("--factory", filter.factory_id, "only this factory's");
+        sub->add_option("--reason", filter.reason, "only this reason (e.g. unknown_device)")
+            ->check(CLI::IsMember(reasons));
+        sub->add_option("--since", since, "only from this time on: RFC 3339, or a duration ago (\"2h\")");
+        sub->add_option("--until", until, "only before this time: RFC 3339, or a duration ago");
+        sub->add_flag("--json", json, "one JSON document on stdout");
+    };
+    auto* list = deadletter->add_subcommand("list", "list dead letters, newest last");
+    size_t limit = 50;
+    list->add_option("-n,--limit", limit, "show at most this many (the newest)")->capture_default_str();
+    add_filters(list);
     auto* show = deadletter->add_subcommand("show", "one dead letter whole, with its payload");
     size_t dead_letter_id = 0;
     show->add_option("ID", dead_letter_id, "its number in `deadletter list`")->required();
+    auto* stats = deadletter->add_subcommand("stats", "count dead letters by factory and reason");
+    add_filters(stats);
+    auto* replay = deadletter->add_subcommand(
+        "replay", "re-submit dead letters through the running daemon's pipeline (each one once)");
+    add_filters(replay);
+    replay->add_option("-n,--limit", replay_request.limit, "replay at most this many (the oldest first)")
+        ->capture_default_str()
+        ->check(CLI::Range(size_t{1}, size_t{100'000}));
+    replay->add_flag("--dry-run", replay_request.dry_run, "say what would be replayed, replay nothing");
     deadletter->require_subcommand(0, 1);
 
     // Registry operator commands (MySQL from [registry]).
@@ -46,14 +65,16 @@ int main(int argc, char** argv) {
     };
     auto* registry = app.add_subcommand("registry", "the device registry's schema");
     verb(registry, "migrate", "apply the registry's schema migrations (idempotent)", "registry-migrate");
-    verb(registry, "status", "show the registry's schema version", "registry-status");
+    verb(registry, "status", "show the registry's schema version", "registry-status")
+        ->add_flag("--json", registry_command.json, "one JSON document on stdout");
     registry->require_subcommand(0, 1);
     auto* factory = app.add_subcommand("factory", "registry: factories");
     auto* factory_add = verb(factory, "add", "add a factory", "factory-add");
     factory_add->add_option("factory_id", registry_command.factory_id)->required();
     factory_add->add_option("--unknown-devices", registry_command.policy,
                             "reject (default) or auto_register");
-    verb(factory, "list", "list factories", "factory-list");
+    verb(factory, "list", "list factories", "factory-list")
+        ->add_flag("--json", registry_command.json, "one JSON array on stdout");
     for (auto [name, id] : {std::pair{"enable", "factory-enable"}, std::pair{"disable", "factory-disable"}}) {
         verb(factory, name,
              name == std::string("enable") ? "accept the factory's data" : "reject the factory's data", id)
@@ -91,6 +112,7 @@ int main(int argc, char** argv) {
     parameter_add->add_option("--unit", registry_command.unit, "e.g. degC");
     auto* parameter_list = verb(parameter, "list", "list a factory's parameters", "parameter-list");
     parameter_list->add_option("factory_id", registry_command.factory_id)->required();
+    parameter_list->add_flag("--json", registry_command.json, "one JSON array on stdout");
     auto* parameter_unit =
         verb(parameter, "set-unit", "set or clear a parameter's unit", "parameter-set-unit");
     parameter_unit->add_option("factory_id", registry_command.factory_id)->required();
@@ -106,6 +128,7 @@ int main(int argc, char** argv) {
                            "key=value, an InfluxDB tag on the device's points");
     auto* device_list = verb(device, "list", "list the devices of a factory", "device-list");
     device_list->add_option("factory_id", registry_command.factory_id)->required();
+    device_list->add_flag("--json", registry_command.json, "one JSON array on stdout");
     for (auto [name, id] : {std::pair{"enable", "device-enable"}, std::pair{"disable", "device-disable"}}) {
         auto* sub =
             verb(device, name,
@@ -135,6 +158,7 @@ int main(int argc, char** argv) {
         alerts->add_subcommand("list", "active alerts (newest first), of one factory or of every factory");
     alerts_list->add_option("factory_id", alert_command.factory_id, "only this factory's");
     alerts_list->add_flag("--all", alert_command.all, "resolved alerts too (the history)");
+    alerts_list->add_flag("--json", alert_command.json, "one JSON array on stdout");
     alerts_list->add_option("-n,--limit", alert_command.limit, "show at most this many")
         ->capture_default_str();
     auto* alerts_ack =
@@ -189,9 +213,25 @@ int main(int argc, char** argv) {
         alert_command.verb = alerts_list->parsed() ? "alerts-list" : "alerts-ack";
         return plantd::run_alert_command(alert_command, config->registry, std::cout, std::cerr);
     }
-    if (list->parsed()) return plantd::list_dead_letters(config->dead_letter.path, limit, reason, std::cout);
-    if (show->parsed())
-        return plantd::show_dead_letter(config->dead_letter.path, dead_letter_id, std::cout, std::cerr);
+    if (list->parsed() || stats->parsed() || replay->parsed()) {
+        for (auto [text, bound] :
+             {std::pair{&since, &filter.since_ms}, std::pair{&until, &filter.until_ms}}) {
+            if (text->empty()) continue;
+            *bound = plantd::parse_time_or_ago(*text);
+            if (!*bound) {
+                std::cerr << "plantd deadletter: \"" << *text
+                          << "\" is neither an RFC 3339 time nor a duration such as 2h\n";
+                return plantd::exit_usage;
+            }
+        }
+    }
+    const std::string& dead_letters = config->dead_letter.path;
+    if (list->parsed()) return plantd::list_dead_letters(dead_letters, limit, filter, json, std::cout);
+    if (show->parsed()) return plantd::show_dead_letter(dead_letters, dead_letter_id, std::cout, std::cerr);
+    if (stats->parsed()) return plantd::dead_letter_stats(dead_letters, filter, json, std::cout);
+    if (replay->parsed())
+        return plantd::replay_dead_letters(plantd::control_socket_path(*config), replay_request, json,
+                                           std::cout, std::cerr);
     for (const auto& [sub, id] : registry_verbs) {
         if (sub->parsed()) {
             registry_command.verb = id;

@@ -4,8 +4,10 @@
 
 #include "alerting/alert_acks.hpp"
 #include "alerting/alert_table.hpp"
+#include "app/registry_tool.hpp"
 #include "common/identifiers.hpp"
 #include "util/clock.hpp"
+#include "util/json_writer.hpp"
 
 namespace plantd {
 
@@ -13,6 +15,37 @@ namespace {
 
 std::string time_or_dash(const std::optional<int64_t>& ms) {
     return ms ? format_rfc3339_ms(*ms) : std::string("-");
+}
+
+void print_json(const std::vector<AlertRow>& rows, std::ostream& out) {
+    JsonWriter w;
+    w.begin_array();
+    auto time_or_null = [&w](std::string_view name, const std::optional<int64_t>& ms) {
+        w.key(name);
+        ms ? w.string(format_rfc3339_ms(*ms)) : w.null();
+    };
+    for (const auto& row : rows) {
+        w.begin_object()
+            .field("factory_id", row.factory_id)
+            .field("alert_id", row.alert_id)
+            .field("device_id", row.device_id)
+            .field("rule_id", row.rule_id)
+            .field("severity", row.severity)
+            .field("state", row.state)
+            .field("message", row.message)
+            .key("value");
+        row.value_json.empty() ? w.null() : w.raw(row.value_json);
+        w.field("started", format_rfc3339_ms(row.started_ms));
+        time_or_null("fired", row.fired_ms);
+        time_or_null("resolved", row.resolved_ms);
+        w.key("resolve_reason");
+        row.resolve_reason.empty() ? w.null() : w.string(row.resolve_reason);
+        time_or_null("acknowledged", row.acknowledged_ms);
+        w.key("acknowledged_by");
+        row.acknowledged_ms ? w.string(row.acknowledged_by) : w.null();
+        w.end_object();
+    }
+    out << w.end_array().text() << "\n";
 }
 
 }  // namespace
@@ -30,7 +63,11 @@ int run_alert_command(const AlertCommand& c, const RegistryConfig& config, std::
         auto rows = table.list(factory, !c.all, c.limit);
         if (!rows) {
             err << "plantd: " << rows.error() << "\n";
-            return 1;
+            return exit_code_of(rows.error());
+        }
+        if (c.json) {
+            print_json(*rows, out);
+            return 0;
         }
         out << fmt::format("{:<24} {:<36}  {:<20} {:<20} {:<8} {:<8} {:<24} {:<24} {:<24} {}\n", "FACTORY",
                            "ALERT_ID", "DEVICE", "RULE", "SEVERITY", "STATE", "STARTED", "FIRED", "RESOLVED",
@@ -59,7 +96,7 @@ int run_alert_command(const AlertCommand& c, const RegistryConfig& config, std::
             case Acknowledgement::Outcome::not_found:
                 err << fmt::format("plantd: factory {} has no alert {}\n", c.factory_id,
                                    printable(c.alert_id));
-                return 1;
+                return exit_not_found;
             case Acknowledgement::Outcome::ambiguous: {
                 std::string ids;
                 for (const auto& id : ack->candidates) ids += (ids.empty() ? "" : ", ") + id;
@@ -85,7 +122,7 @@ int run_alert_command(const AlertCommand& c, const RegistryConfig& config, std::
         return 0;
     }
     err << "plantd: unknown alerts command " << c.verb << "\n";
-    return 1;
+    return exit_usage;
 }
 
 }  // namespace plantd

@@ -18,6 +18,7 @@ struct AlertCommand {
     std::string by;
     bool all = false;
     size_t limit = 50;
+    bool json = false;  // list: one JSON array on stdout
 };
 
 int run_alert_command(const AlertCommand& command, const RegistryConfig& config, std::ostream& out,

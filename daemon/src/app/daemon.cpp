@@ -12,10 +12,12 @@
 #include "alerting/alert_sinks.hpp"
 #include "alerting/rule_feed.hpp"
 #include "alerting/rule_runner.hpp"
+#include "app/dead_letter_replay.hpp"
 #include "app/http_server.hpp"
 #include "app/startup_checks.hpp"
 #include "control/accounting.hpp"
 #include "control/health.hpp"
+#include "control/http_listener.hpp"
 #include "control/log_format.hpp"
 #include "control/metrics_registry.hpp"
 #include "control/process_metrics.hpp"
@@ -32,6 +34,7 @@
 #include "registry/redis_channel_listener.hpp"
 #include "rules/rule_loader.hpp"
 #include "subscriber/mqtt_subscriber.hpp"
+#include "util/build_info.hpp"
 #include "util/clock.hpp"
 #include "util/service.hpp"
 #include "writer/influx_client.hpp"
@@ -125,6 +128,10 @@ int run_daemon(const Config& config) {
     // server starts serving only once every component it reads exists (it is stopped before they go).
     ControlServer control(metrics, accounting, health);
     MqttSubscriber subscriber(config, router.subscription_filters(), queue, accounting, health, wal.get());
+    ReplayInbox replay_inbox;  // the operator's dead-letter replays, taken by the subscriber's thread
+    subscriber.set_replay_inbox(&replay_inbox);
+    DeadLetterReplayer replayer(config.dead_letter.path, replay_inbox);
+    replayer.register_metrics(metrics);
     if (std::string error = subscriber.create(); !error.empty()) {
         spdlog::critical("{}: {}", config.source, error);
         return 1;
@@ -282,6 +289,19 @@ int run_daemon(const Config& config) {
         }
         spdlog::info("control: http://{}/metrics, /health, /ready", config.control.listen);
     }
+    // The operator's commands: a Unix socket that only plantd's user and group may open.
+    HttpListener operator_socket;
+    operator_socket.route("/version", [] {
+        return HttpResponse{200, "text/plain", build_info::describe() + "\n"};
+    });
+    operator_socket.route_action("/deadletter/replay", [&replayer](std::string_view query) {
+        auto request = parse_replay_query(query);
+        if (!request) return HttpResponse{400, "text/plain; charset=utf-8", request.error() + "\n"};
+        return HttpResponse{200, "application/json", to_json(replayer.replay(*request)) + "\n"};
+    });
+    if (std::string error = operator_socket.start_unix(control_socket_path(config)); !error.empty())
+        spdlog::warn("control: no operator socket ({}): `plantd deadletter replay` cannot reach this plantd",
+                     error);
 
     // Started in the order in which each stage's consumers are there before it, and stopped (once,
     // also when this scope is left early) in the reverse one: receiving stops first (what the queue

@@ -5,8 +5,16 @@
 #include "common/identifiers.hpp"
 #include "registry/registry_cache.hpp"
 #include "registry/registry_store.hpp"
+#include "util/json_writer.hpp"
 
 namespace plantd {
+
+int exit_code_of(const std::string& problem) {
+    // The store names what does not exist as "no factory X", "no device X in factory Y", ...
+    for (const char* missing : {"no factory ", "no device ", "no parameter "})
+        if (problem.starts_with(missing)) return exit_not_found;
+    return exit_failed;
+}
 
 namespace {
 
@@ -16,11 +24,29 @@ std::string rate_text(const FactoryRow& row) {
                           : fmt::format("{:g}/s", *row.rate_limit_per_s);
 }
 
-int print_factories(RegistryStore& store, std::ostream& out, std::ostream& err) {
+int print_factories(RegistryStore& store, bool json, std::ostream& out, std::ostream& err) {
     auto rows = store.list_factories();
     if (!rows) {
         err << "plantd: " << rows.error() << "\n";
-        return 1;
+        return exit_code_of(rows.error());
+    }
+    if (json) {
+        JsonWriter w;
+        w.begin_array();
+        for (const auto& row : *rows) {
+            w.begin_object()
+                .field("factory_id", row.factory_id)
+                .field("enabled", row.enabled)
+                .field("unknown_devices", to_string(row.unknown_devices))
+                .field("rate_limit_per_s", row.rate_limit_per_s)
+                .field("rate_burst", row.rate_burst)
+                .field("devices", row.devices)
+                .key("destination");
+            row.destination.empty() ? w.null() : w.string(row.destination);
+            w.end_object();
+        }
+        out << w.end_array().text() << "\n";
+        return 0;
     }
     out << fmt::format("{:<24} {:<8} {:<16} {:<24} {:<8} {}\n", "FACTORY", "ENABLED", "UNKNOWN DEVICES",
                        "RATE LIMIT", "DEVICES", "DESTINATION");
@@ -32,11 +58,29 @@ int print_factories(RegistryStore& store, std::ostream& out, std::ostream& err) 
     return 0;
 }
 
-int print_devices(RegistryStore& store, const std::string& factory_id, std::ostream& out, std::ostream& err) {
+int print_devices(RegistryStore& store, const std::string& factory_id, bool json, std::ostream& out,
+                  std::ostream& err) {
     auto rows = store.list_devices(factory_id);
     if (!rows) {
         err << "plantd: " << rows.error() << "\n";
-        return 1;
+        return exit_code_of(rows.error());
+    }
+    if (json) {
+        JsonWriter w;
+        w.begin_array();
+        for (const auto& row : *rows) {
+            w.begin_object()
+                .field("factory_id", factory_id)
+                .field("device_id", row.device_id)
+                .field("enabled", row.enabled)
+                .field("auto_registered", row.auto_registered)
+                .key("tags")
+                .begin_object();
+            for (const auto& [key, value] : row.tags) w.field(key, value);
+            w.end_object().end_object();
+        }
+        out << w.end_array().text() << "\n";
+        return 0;
     }
     out << fmt::format("{:<24} {:<8} {:<6} {}\n", "DEVICE", "ENABLED", "AUTO", "TAGS");
     for (const auto& row : *rows) {
@@ -49,12 +93,30 @@ int print_devices(RegistryStore& store, const std::string& factory_id, std::ostr
     return 0;
 }
 
-int print_parameters(RegistryStore& store, const std::string& factory_id, std::ostream& out,
+int print_parameters(RegistryStore& store, const std::string& factory_id, bool json, std::ostream& out,
                      std::ostream& err) {
     auto rows = store.list_parameters(factory_id);
     if (!rows) {
         err << "plantd: " << rows.error() << "\n";
-        return 1;
+        return exit_code_of(rows.error());
+    }
+    if (json) {
+        JsonWriter w;
+        w.begin_array();
+        for (const auto& row : *rows) {
+            w.begin_object()
+                .field("factory_id", factory_id)
+                .field("name", row.name)
+                .field("type", row.type)
+                .key("unit");
+            row.unit.empty() ? w.null() : w.string(row.unit);
+            w.field("first_device_id", row.first_device_id)
+                .field("first_seen", row.first_seen)
+                .field("last_seen", row.last_seen)
+                .end_object();
+        }
+        out << w.end_array().text() << "\n";
+        return 0;
     }
     out << fmt::format("{:<32} {:<8} {:<10} {:<24} {:<20} {}\n", "PARAMETER", "TYPE", "UNIT", "FIRST DEVICE",
                        "FIRST SEEN (UTC)", "LAST SEEN (UTC)");
@@ -86,13 +148,13 @@ int run_registry_command(const RegistryCommand& c, const RegistryConfig& config,
     auto connected = RegistryStore::connect(config);
     if (!connected) {
         err << "plantd: " << connected.error() << "\n";
-        return 1;
+        return exit_failed;
     }
     RegistryStore& store = **connected;
     auto done = [&](const std::string& problem, const std::string& what) {
         if (!problem.empty()) {
             err << "plantd: " << problem << "\n";
-            return 1;
+            return exit_code_of(problem);
         }
         out << what << "\n";
         // Every verb that changes a factory names it; list and schema verbs do not change one.
@@ -113,12 +175,23 @@ int run_registry_command(const RegistryCommand& c, const RegistryConfig& config,
     if (c.verb == "registry-status") {
         auto version = store.schema_version();
         if (!version) return done(version.error(), "");
+        if (c.json) {
+            JsonWriter w;
+            w.begin_object()
+                .field("schema_version", static_cast<int64_t>(*version))
+                .field("mysql_host", config.mysql_host)
+                .field("mysql_port", static_cast<int64_t>(config.mysql_port))
+                .field("mysql_database", config.mysql_database)
+                .end_object();
+            out << w.text() << "\n";
+            return 0;
+        }
         return done("", fmt::format("registry schema version {} (MySQL {}:{}/{})", *version,
                                     config.mysql_host, config.mysql_port, config.mysql_database));
     }
-    if (c.verb == "factory-list") return print_factories(store, out, err);
-    if (c.verb == "device-list") return print_devices(store, c.factory_id, out, err);
-    if (c.verb == "parameter-list") return print_parameters(store, c.factory_id, out, err);
+    if (c.verb == "factory-list") return print_factories(store, c.json, out, err);
+    if (c.verb == "device-list") return print_devices(store, c.factory_id, c.json, out, err);
+    if (c.verb == "parameter-list") return print_parameters(store, c.factory_id, c.json, out, err);
     if (c.verb == "factory-set-destination") {
         if (c.clear == !c.destination.empty()) return done("give a database (bucket) name, or --clear", "");
         return done(
@@ -214,7 +287,8 @@ int run_registry_command(const RegistryCommand& c, const RegistryConfig& config,
                     fmt::format("device {} of factory {} {}", c.device_id, c.factory_id,
                                 enable ? "enabled" : "disabled"));
     }
-    return done("unknown registry command " + c.verb, "");
+    err << "plantd: unknown registry command " << c.verb << "\n";
+    return exit_usage;
 }
 
 }  // namespace plantd

@@ -106,6 +106,7 @@ struct DurabilityConfig {
 
 struct ControlConfig {
     std::string listen = "127.0.0.1:9102";  // "" disables the HTTP endpoint
+    std::string socket;                     // the operator's socket; "" = control.sock in the state directory
     bool detailed_latency = false;          // every bucket of the record-age histogram (benchmarks)
 };
 
@@ -187,6 +188,11 @@ struct Config {
 
 // Reads and validates a config file. The error names file, line, key and problem.
 Result<Config> load_config_file(const std::string& path);
+// Where the running daemon listens for the operator's commands (deadletter replay).
+inline std::string control_socket_path(const Config& config) {
+    return config.control.socket.empty() ? config.durability.directory + "/control.sock"
+                                         : config.control.socket;
+}
 // The same for a config held in memory (tests); `source` names it in errors.
 Result<Config> load_config_text(std::string_view text, const std::string& source);
 

@@ -199,6 +199,10 @@ const std::vector<ConfigKey>& config_keys() {
                "oldest buffered batch (`buffer_overflow`)"),
         plain("control", "listen", KeyType::text, AT(control.listen),
               "`/metrics`, `/health`, `/ready`; `\"\"` disables"),
+        plain("control", "socket", KeyType::path, AT(control.socket),
+              "the Unix socket of the operator's commands to the running daemon (`plantd deadletter "
+              "replay`); mode 0660, so only its user and group may use it; `\"\"`: `control.sock` in "
+              "`[durability] directory`"),
         plain("control", "detailed_latency", KeyType::flag, AT(control.detailed_latency),
               "`plantd_record_age_at_write_seconds` with all 142 buckets (1 ms steps to 10 ms, then 5 ms to "
               "100 ms, 25 ms to 2 s, "

@@ -4,6 +4,8 @@
 #include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -86,7 +88,40 @@ HttpListener::~HttpListener() {
 }
 
 void HttpListener::route(std::string path, Handler handler) {
-    routes_[std::move(path)] = std::move(handler);
+    routes_[std::move(path)].get = std::move(handler);
+}
+
+void HttpListener::route_action(std::string path, ActionHandler handler) {
+    routes_[std::move(path)].action = std::move(handler);
+}
+
+std::string HttpListener::start_unix(const std::string& path) {
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    if (path.empty() || path.size() >= sizeof address.sun_path)
+        return fmt::format("socket path {} is empty or longer than {} bytes", path,
+                           sizeof address.sun_path - 1);
+    std::memcpy(address.sun_path, path.data(), path.size());
+    struct stat existing {};
+    if (::lstat(path.c_str(), &existing) == 0) {
+        if (!S_ISSOCK(existing.st_mode)) return fmt::format("{} exists and is not a socket", path);
+        ::unlink(path.c_str());  // left by a plantd that did not stop cleanly (the state lock is ours)
+    }
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return std::strerror(errno);
+    // Created with no permissions for others from the start, then opened to the group.
+    const mode_t before = ::umask(0117);
+    const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+    const int bind_error = errno;
+    ::umask(before);
+    if (!bound || ::chmod(path.c_str(), 0660) != 0 || ::listen(fd, 16) != 0 || !set_nonblocking(fd)) {
+        const std::string error = std::strerror(bound ? errno : bind_error);
+        ::close(fd);
+        return fmt::format("cannot listen on {}: {}", path, error);
+    }
+    listen_fd_ = fd;
+    unix_path_ = path;
+    return start_thread();
 }
 
 std::string HttpListener::start(const std::string& host, int port) {
@@ -119,6 +154,10 @@ std::string HttpListener::start(const std::string& host, int port) {
     ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&bound), &length);
     port_ = bound.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
                                         : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+    return start_thread();
+}
+
+std::string HttpListener::start_thread() {
     if (::pipe2(wake_fds_, O_CLOEXEC | O_NONBLOCK) != 0) {
         ::close(listen_fd_);
         listen_fd_ = -1;
@@ -141,6 +180,10 @@ void HttpListener::stop() {
     for (int& fd : {std::ref(listen_fd_), std::ref(wake_fds_[0]), std::ref(wake_fds_[1])}) {
         if (fd >= 0) ::close(fd);
         fd = -1;
+    }
+    if (!unix_path_.empty()) {
+        ::unlink(unix_path_.c_str());
+        unix_path_.clear();
     }
 }
 
@@ -201,8 +244,8 @@ void HttpListener::read_request(Connection& connection, int64_t now_ms) {
     }
     const std::string_view method = line.substr(0, first_space);
     std::string_view target = line.substr(first_space + 1, second_space - first_space - 1);
-    if (method != "GET" && method != "HEAD") {
-        respond(connection, 405, "only GET and HEAD\n", now_ms, "Allow: GET, HEAD\r\n");
+    if (method != "GET" && method != "HEAD" && method != "POST") {
+        respond(connection, 405, "only GET, HEAD and POST\n", now_ms, "Allow: GET, HEAD, POST\r\n");
         return;
     }
     // No request body: GET needs none, and a declared one is not read at all.
@@ -216,24 +259,32 @@ void HttpListener::read_request(Connection& connection, int64_t now_ms) {
             return;
         }
     }
-    target = target.substr(0, target.find('?'));
+    const size_t question = target.find('?');
+    const std::string_view query =
+        question == std::string_view::npos ? std::string_view{} : target.substr(question + 1);
+    target = target.substr(0, question);
     auto route = routes_.find(target);
-    if (route == routes_.end()) {
-        respond(connection, 404, "not found: try /metrics, /health or /ready\n", now_ms);
+    if (route == routes_.end() || (method == "POST" ? !route->second.action : !route->second.get)) {
+        if (route != routes_.end())
+            respond(connection, 405, "not with this method\n", now_ms,
+                    route->second.action ? "Allow: POST\r\n" : "Allow: GET, HEAD\r\n");
+        else
+            respond(connection, 404, "not found: try /metrics, /health or /ready\n", now_ms);
         return;
     }
     HttpResponse response;
     try {
-        response = route->second();
+        response = method == "POST" ? route->second.action(query) : route->second.get();
     } catch (const std::exception&) {
         handler_errors_.fetch_add(1);
         respond(connection, 500, "internal error\n", now_ms);
         return;
     }
+    now_ms = steady_clock_ms();  // an action may have taken a while: the response gets its full time
     std::string head =
         fmt::format("HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                     response.status, reason_of(response.status), response.content_type, response.body.size());
-    if (method == "GET") head += response.body;
+    if (method != "HEAD") head += response.body;
     answer(connection, head, now_ms);
 }
 

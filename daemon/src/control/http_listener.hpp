@@ -1,11 +1,11 @@
 #pragma once
 // A small HTTP/1.1 server for the control port, bounded in every way a client could use against it:
-// GET and HEAD only, no request body, a request line and headers of at most max_request_bytes read
-// within request_timeout of the connection's accept, a response written within response_timeout, at
-// most max_connections at once. One thread, non-blocking sockets and poll(): a client that trickles
-// bytes holds a slot, never a thread, and when every slot is taken the connection that has been
-// reading its request the longest makes room (a scraper sends its request at once; a slow-loris
-// client is the one still reading). Every response closes its connection.
+// GET and HEAD (and POST without a body where a route asks for it), no request body, a request line and
+// headers of at most max_request_bytes read within request_timeout of the connection's accept, a response
+// written within response_timeout, at most max_connections at once. One thread, non-blocking sockets and
+// poll(): a client that trickles bytes holds a slot, never a thread, and when every slot is taken the
+// connection that has been reading its request the longest makes room (a scraper sends its request at once; a
+// slow-loris client is the one still reading). Every response closes its connection.
 //
 // (An HTTP library was used here before. It reads a declared body whatever its size and gives each
 // connection a thread for as long as the client keeps trickling, which is how /health could be made
@@ -15,6 +15,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 #include <thread>
 
 namespace plantd {
@@ -35,6 +36,8 @@ struct HttpResponse {
 class HttpListener {
   public:
     using Handler = std::function<HttpResponse()>;
+    // An action: POST with an empty body, its parameters in the query string (after the '?').
+    using ActionHandler = std::function<HttpResponse(std::string_view query)>;
 
     explicit HttpListener(HttpLimits limits = {});
     ~HttpListener();
@@ -43,8 +46,13 @@ class HttpListener {
 
     // Before start(): GET (and HEAD) of `path` (the query string is ignored) answers with `handler`.
     void route(std::string path, Handler handler);
+    // Before start(): POST of `path` runs `handler` (it may take its time: this listener's thread waits).
+    void route_action(std::string path, ActionHandler handler);
     // Binds host:port (port 0: any free port) and starts serving. "" or what went wrong.
     std::string start(const std::string& host, int port);
+    // Listens on a Unix socket instead, mode 0660: only the owner and group may connect (the way the
+    // operator's commands are authenticated). A stale socket file is replaced; stop() removes it.
+    std::string start_unix(const std::string& path);
     void stop();
     int port() const { return port_; }
 
@@ -62,7 +70,13 @@ class HttpListener {
     void answer(Connection& connection, std::string_view head, int64_t now_ms);
 
     HttpLimits limits_;
-    std::map<std::string, Handler, std::less<>> routes_;
+    struct Route {
+        Handler get;
+        ActionHandler action;
+    };
+    std::string start_thread();
+    std::map<std::string, Route, std::less<>> routes_;
+    std::string unix_path_;
     int listen_fd_ = -1;
     int wake_fds_[2] = {-1, -1};
     int port_ = 0;

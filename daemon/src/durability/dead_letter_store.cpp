@@ -43,10 +43,44 @@ std::string base64_encode(std::string_view data) {
     return out;
 }
 
+std::optional<std::string> base64_decode(std::string_view text) {
+    auto value_of = [](char c) -> int {
+        if (c >= 'A' && c <= 'Z') return c - 'A';
+        if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+        if (c >= '0' && c <= '9') return c - '0' + 52;
+        if (c == '+') return 62;
+        if (c == '/') return 63;
+        return -1;
+    };
+    if (text.size() % 4 != 0) return std::nullopt;
+    std::string out;
+    out.reserve(text.size() / 4 * 3);
+    for (size_t i = 0; i < text.size(); i += 4) {
+        const bool last = i + 4 == text.size();
+        const size_t padding = last ? (text[i + 3] == '=') + (text[i + 2] == '=' && text[i + 3] == '=') : 0;
+        uint32_t n = 0;
+        for (size_t j = 0; j < 4; ++j) {
+            const int v = j >= 4 - padding ? 0 : value_of(text[i + j]);
+            if (v < 0) return std::nullopt;
+            n = (n << 6) | static_cast<uint32_t>(v);
+        }
+        out += static_cast<char>((n >> 16) & 0xff);
+        if (padding < 2) out += static_cast<char>((n >> 8) & 0xff);
+        if (padding < 1) out += static_cast<char>(n & 0xff);
+    }
+    return out;
+}
+
 std::string DeadLetterStore::to_json(const DeadLetter& letter) {
     std::string out;
     out.reserve(letter.payload.size() + letter.detail.size() + 256);
-    out += "{\"time\":";
+    out += '{';
+    if (!letter.id.empty()) {
+        out += "\"id\":";
+        append_json_string(out, letter.id);
+        out += ',';
+    }
+    out += "\"time\":";
     append_json_string(out, format_rfc3339_ms(letter.time_ms));
     out += ",\"kind\":";
     append_json_string(out, letter.kind);
@@ -178,6 +212,8 @@ bool DeadLetterStore::rotate() {
 bool DeadLetterStore::append(const DeadLetter& letter) {
     DeadLetter stamped = letter;
     if (stamped.time_ms == 0) stamped.time_ms = wall_clock_ms();
+    const std::string id = fmt::format("{:08x}{:08x}", run_prefix_, sequence_.fetch_add(1) + 1);
+    if (stamped.id.empty()) stamped.id = id;
     std::string line = to_json(stamped);
     line += '\n';
     std::lock_guard lock(mutex_);

@@ -1,13 +1,15 @@
 #pragma once
 // The dead-letter store: one JSON object per line, appended with a single write() each, so that
 // concurrent writers never interleave and a crash leaves at most one partial last line.
-// Entries: {"time","kind","topic","destination"?,"factory_id","reason","detail","payload" |
+// Entries: {"id","time","kind","topic","destination"?,"factory_id","reason","detail","payload" |
 // "payload_base64"}.
 #include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <random>
 #include <string>
 #include <string_view>
 
@@ -29,6 +31,7 @@ struct DeadLetter {
     std::string_view detail;
     std::string_view payload;
     int64_t time_ms = 0;
+    std::string_view id = {};  // "": append() gives it one (unique across runs: a random run prefix)
 };
 
 class DeadLetterStore {
@@ -78,10 +81,14 @@ class DeadLetterStore {
     Shares previous_;                                             // in the rotated file (.1)
     uint64_t previous_bytes_ = 0;
     std::map<std::pair<std::string, RejectReason>, uint64_t> dropped_;
+    const uint32_t run_prefix_ = std::random_device{}();
+    std::atomic<uint64_t> sequence_{0};
     std::atomic<uint64_t> written_{0};
     std::atomic<uint64_t> write_errors_{0};
 };
 
 std::string base64_encode(std::string_view data);
+// The bytes, or nullopt when `text` is not base64.
+std::optional<std::string> base64_decode(std::string_view text);
 
 }  // namespace plantd

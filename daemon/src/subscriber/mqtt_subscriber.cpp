@@ -208,7 +208,30 @@ bool MqttSubscriber::turn(MqttSession& session, std::string& problem) {
             }
         }
     }
+    if (replay_ && !has_blocked_ && !log_blocked_) take_replays();
     return !has_blocked_ && !log_blocked_;
+}
+
+void MqttSubscriber::take_replays() {
+    std::vector<ReplayInbox::Ticket> tickets;
+    std::vector<RawMessage> messages = replay_->take(1000, tickets);
+    size_t at = 0;
+    for (; at < messages.size(); ++at) {
+        RawMessage& raw = messages[at];
+        const size_t size = raw.size_bytes();
+        if (wal_) {
+            if (!stage(raw, 0, size, tickets[at])) break;  // committed with the broker's, after the packets
+            continue;
+        }
+        if (queue_.push(raw, queue_wait) != IngestQueue::PushStatus::pushed) break;
+        taken(0, size);
+        replay_->taken(tickets[at]);
+    }
+    if (at < messages.size()) {
+        messages.erase(messages.begin(), messages.begin() + static_cast<std::ptrdiff_t>(at));
+        tickets.erase(tickets.begin(), tickets.begin() + static_cast<std::ptrdiff_t>(at));
+        replay_->put_back(std::move(messages), std::move(tickets));
+    }
 }
 
 bool MqttSubscriber::after_packets(MqttSession&) {
@@ -394,17 +417,19 @@ void MqttSubscriber::refresh_wal_full() {
     wal_full_ = log_full;
 }
 
-bool MqttSubscriber::stage(RawMessage& raw, uint16_t ack_id, size_t packet_size) {
+bool MqttSubscriber::stage(RawMessage& raw, uint16_t ack_id, size_t packet_size, ReplayInbox::Ticket ticket) {
     // wal_full_ is refreshed after every commit and while blocked: not a lock per message.
     if (wal_full_ || !queue_.has_room(staged_.size() + 1, staged_bytes_ + raw.size_bytes())) return false;
     wal_->stage(raw);
     staged_bytes_ += raw.size_bytes();
-    staged_.push_back(Staged{std::move(raw), ack_id, packet_size});
+    staged_.push_back(Staged{std::move(raw), ack_id, packet_size, ticket});
     return true;
 }
 
 void MqttSubscriber::drop_staged() {
-    // Not acknowledged: the broker delivers these again.
+    // Not acknowledged: the broker delivers these again (and the operator's next replay its own).
+    for (const auto& staged : staged_)
+        if (staged.replay_ticket) replay_->refused(staged.replay_ticket);
     staged_.clear();
     staged_bytes_ = 0;
     if (wal_) wal_->drop_staged();
@@ -426,8 +451,10 @@ bool MqttSubscriber::commit_staged() {
         // There was room when it was staged, and only this thread pushes: only a closed queue refuses.
         if (queue_.push(staged.message, queue_wait) == IngestQueue::PushStatus::pushed) {
             taken(staged.ack_id, staged.packet_size);
+            if (staged.replay_ticket) replay_->taken(staged.replay_ticket);
         } else {
             wal_->release(segment);  // not acknowledged: the broker delivers it again
+            if (staged.replay_ticket) replay_->refused(staged.replay_ticket);
         }
     }
     staged_.clear();

@@ -24,6 +24,7 @@
 #include "mqtt/mqtt_codec.hpp"
 #include "mqtt/mqtt_session.hpp"
 #include "pipeline/ingest_queue.hpp"
+#include "subscriber/replay_inbox.hpp"
 #include "util/service.hpp"
 
 namespace plantd {
@@ -51,6 +52,10 @@ class MqttSubscriber final : public Service, private MqttSessionClient {
         return session_.alive(now_ms, max_age_ms);
     }
 
+    // Before start(): the operator's replayed messages come in through `inbox` (taken between packets,
+    // through the same log and queue as the broker's, never acknowledged to anyone).
+    void set_replay_inbox(ReplayInbox* inbox) { replay_ = inbox; }
+
     std::string status_topic() const { return "plantd/" + config_.instance + "/status"; }
 
     // Its counters (and the session's), under their Prometheus names.
@@ -75,7 +80,8 @@ class MqttSubscriber final : public Service, private MqttSessionClient {
                        size_t oversize_payload_bytes = 0);
     void taken(uint16_t ack_id, size_t packet_size);
     // With the log: takes the message into the log's staging if the queue and the log have room.
-    bool stage(RawMessage& raw, uint16_t ack_id, size_t packet_size);
+    bool stage(RawMessage& raw, uint16_t ack_id, size_t packet_size, ReplayInbox::Ticket ticket = 0);
+    void take_replays();
     // Writes the staged messages to the log, then hands them to the queue and acknowledges them.
     // False: the log could not be written; they stay staged (not acknowledged) for another try.
     bool commit_staged();
@@ -94,6 +100,7 @@ class MqttSubscriber final : public Service, private MqttSessionClient {
     Accounting& accounting_;
     Health& health_;
     WriteAheadLog* wal_;
+    ReplayInbox* replay_ = nullptr;
     MqttSession session_;
 
     // Session thread state.
@@ -110,6 +117,7 @@ class MqttSubscriber final : public Service, private MqttSessionClient {
         RawMessage message;
         uint16_t ack_id = 0;
         size_t packet_size = 0;
+        ReplayInbox::Ticket replay_ticket = 0;  // 0: from the broker
     };
     std::vector<Staged> staged_;  // in the log's staging, not yet written there nor acknowledged
     size_t staged_bytes_ = 0;
