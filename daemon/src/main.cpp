@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "app/alert_tool.hpp"
+#include "app/connect_check.hpp"
 #include "app/daemon.hpp"
 #include "app/dead_letter_tool.hpp"
 #include "app/registry_tool.hpp"
@@ -168,6 +169,13 @@ int main(int argc, char** argv) {
         ->required();
     alerts_ack->add_option("--by", alert_command.by, "who acknowledges")->capture_default_str();
     alerts->require_subcommand(0, 1);
+    auto* check =
+        app.add_subcommand("check", "check the configuration and rules; with --connect, every server");
+    bool check_connect = false;
+    check->add_flag(
+        "--connect", check_connect,
+        "connect to the broker, InfluxDB, MySQL and Redis as configured: one line each, exit 1 if "
+        "any fails");
     auto* reference =
         app.add_subcommand("config-reference",
                            "print every configuration key with its default and meaning (the README's table)");
@@ -198,7 +206,7 @@ int main(int argc, char** argv) {
         std::cerr << "plantd: invalid configuration:\n" << config.error() << "\n";
         return 2;
     }
-    if (check_only) {
+    if (check_only || check->parsed()) {
         if (!config->rules.directory.empty()) {
             std::string problem = plantd::check_rules(config->rules.directory);
             if (!problem.empty()) {
@@ -207,6 +215,7 @@ int main(int argc, char** argv) {
             }
         }
         std::cout << config_path << ": OK\n";
+        if (check_connect) return plantd::check_connections(*config, std::cout);
         return 0;
     }
     if (alerts_list->parsed() || alerts_ack->parsed()) {

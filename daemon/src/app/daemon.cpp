@@ -132,6 +132,28 @@ int run_daemon(const Config& config) {
     subscriber.set_replay_inbox(&replay_inbox);
     DeadLetterReplayer replayer(config.dead_letter.path, replay_inbox);
     replayer.register_metrics(metrics);
+    // Progress as the watchdog sees it: when every worker, writer and session last turned its loop.
+    const int64_t watchdog_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(systemd::watchdog_interval()).count();
+    std::atomic<int64_t> last_progress_ms{steady_clock_ms()};
+    metrics.add_gauge("plantd_watchdog_interval_seconds",
+                      "The systemd watchdog interval (WatchdogSec=; 0: no watchdog).",
+                      [watchdog_ms] { return static_cast<double>(watchdog_ms) / 1000.0; });
+    metrics.add_gauge("plantd_progress_age_seconds",
+                      "Seconds since every worker, writer and MQTT session was last seen turning its loop "
+                      "(the watchdog is fed only while this is below half its interval).",
+                      [&last_progress_ms] {
+                          return static_cast<double>(steady_clock_ms() - last_progress_ms.load()) / 1000.0;
+                      });
+    metrics.add_gauge("plantd_wal_max_bytes", "[durability] wal_max_bytes: the write-ahead log's bound.",
+                      [&config] { return static_cast<double>(config.durability.wal_max_bytes); });
+    metrics.add_gauge("plantd_buffer_max_bytes",
+                      "[durability] buffer_max_bytes: the disk buffer's bound (0: no disk buffer).",
+                      [&config] {
+                          return config.durability.mode == DurabilityMode::memory
+                                     ? 0.0
+                                     : static_cast<double>(config.durability.buffer_max_bytes);
+                      });
     if (std::string error = subscriber.create(); !error.empty()) {
         spdlog::critical("{}: {}", config.source, error);
         return 1;
@@ -374,8 +396,6 @@ int run_daemon(const Config& config) {
                  config.influxdb.url, config.influxdb.api == InfluxApi::v1 ? "v1" : "v2");
 
     // Main loop: wait for a signal; feed the systemd watchdog only while every worker turns its loop.
-    const auto watchdog = systemd::watchdog_interval();
-    const int64_t watchdog_ms = std::chrono::duration_cast<std::chrono::milliseconds>(watchdog).count();
     const timespec tick{0, 250'000'000};
     int64_t last_influx_probe_ms = steady_clock_ms();
     bool influx_unanswered = health.influx_failing;  // only the start-up check has set it so far
@@ -421,8 +441,11 @@ int run_daemon(const Config& config) {
         uint64_t on_disk = 0;
         for (auto& writer : writers) on_disk += writer->buffered_batches();
         health.buffer_in_use = on_disk > 0;
-        if (watchdog_ms > 0 && services_started.alive(steady_clock_ms(), watchdog_ms / 2))
-            systemd::notify_watchdog();
+        const int64_t now_ms = steady_clock_ms();
+        if (services_started.alive(now_ms, watchdog_ms > 0 ? watchdog_ms / 2 : 15'000)) {
+            last_progress_ms.store(now_ms);
+            if (watchdog_ms > 0) systemd::notify_watchdog();
+        }
     }
 
     // Drain: stop receiving first, so that nothing is acknowledged that is not then written.

@@ -1,6 +1,7 @@
 #include "control/process_metrics.hpp"
 
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <charconv>
@@ -40,17 +41,13 @@ double stat_field(size_t number) {  // number as in proc(5): 14 is utime
     return error == std::errc() ? value : 0.0;
 }
 
+// From the clocks, not /proc/stat: the hardened unit (ProcSubset=pid) shows plantd only its own /proc.
 double boot_time_seconds() {
-    std::ifstream in("/proc/stat");
-    for (std::string key; in >> key;) {
-        if (key == "btime") {
-            double value = 0;
-            in >> value;
-            return value;
-        }
-        in.ignore(1 << 20, '\n');
-    }
-    return 0;
+    timespec now{}, since_boot{};
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    ::clock_gettime(CLOCK_BOOTTIME, &since_boot);
+    return static_cast<double>(now.tv_sec - since_boot.tv_sec) +
+           static_cast<double>(now.tv_nsec - since_boot.tv_nsec) / 1e9;
 }
 
 }  // namespace
