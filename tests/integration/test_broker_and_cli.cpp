@@ -242,7 +242,7 @@ TEST_CASE(
     CHECK(shown.find("topic: factory/f2/device/d7/telemetry") != std::string::npos);
     CHECK(shown.find("payload: {\"ts\": 1700000000}") != std::string::npos);
     run_command(plantd + " deadletter show 3", code);
-    CHECK(code == 1);
+    CHECK(code == 3);  // not found
     const std::string bad_reason = run_command(plantd + " deadletter list --reason nosuch", code);
     CHECK(code != 0);
     CHECK(bad_reason.find("nosuch not in {malformed_json,") != std::string::npos);

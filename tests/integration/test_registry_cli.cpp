@@ -40,6 +40,14 @@ struct Registry {
         CHECK(code == 1);
         return out;
     }
+    // What does not exist: exit code 3, so that scripts tell it from a failure.
+    std::string missing(const std::string& args) const {
+        int code = -1;
+        std::string out = plantd(args, code);
+        INFO(args << " -> " << out);
+        CHECK(code == 3);
+        return out;
+    }
     std::string sql(const std::string& query) const { return mysql_command(database, query); }
 };
 
@@ -92,7 +100,7 @@ TEST_CASE("factories and devices: scoped by factory, case-sensitive, with tags a
     r.ok("device add F1 press-01");
     r.ok("device add f2 press-01 --tag line=L9");
     CHECK(contains(r.refused("device add f1 press-01"), "device press-01 already exists in factory f1"));
-    CHECK(contains(r.refused("device add f3 press-01"), "no factory f3"));
+    CHECK(contains(r.missing("device add f3 press-01"), "no factory f3"));
     CHECK(r.sql("SELECT COUNT(*) FROM devices WHERE device_id = 'press-01'") == "3\n");
     CHECK(r.sql("SELECT tag_key, tag_value FROM device_tags WHERE factory_id = 'f1' ORDER BY tag_key") ==
           "line\tL1\nmodel\tX 200\n");
@@ -103,13 +111,13 @@ TEST_CASE("factories and devices: scoped by factory, case-sensitive, with tags a
     CHECK(contains(f1, "line=L1,model=X 200"));
     CHECK_FALSE(contains(f1, "L9"));
     CHECK(contains(r.ok("device list f2"), "line=L9"));
-    CHECK(contains(r.refused("device list nope"), "no factory nope"));
+    CHECK(contains(r.missing("device list nope"), "no factory nope"));
 
     // Disabling one factory's device leaves the same id in the other factories alone.
     r.ok("device disable f1 press-01");
     CHECK(r.sql("SELECT factory_id, enabled FROM devices WHERE device_id = 'press-01' ORDER BY BINARY "
                 "factory_id") == "F1\t1\nf1\t0\nf2\t1\n");
-    CHECK(contains(r.refused("device disable f1 press-99"), "no device press-99 in factory f1"));
+    CHECK(contains(r.missing("device disable f1 press-99"), "no device press-99 in factory f1"));
     r.ok("device enable f1 press-01");
     r.ok("device enable f1 press-01");  // unchanged is still found
 
@@ -127,8 +135,8 @@ TEST_CASE("factories and devices: scoped by factory, case-sensitive, with tags a
     CHECK(contains(r.refused("factory set-policy f1 maybe"),
                    "policy \"maybe\" must be reject or auto_register"));
     CHECK(contains(r.refused("factory set-rate-limit f1 0"), "must be more than 0"));
-    CHECK(contains(r.refused("factory set-rate-limit nope 10"), "no factory nope"));
-    CHECK(contains(r.refused("factory enable nope"), "no factory nope"));
+    CHECK(contains(r.missing("factory set-rate-limit nope 10"), "no factory nope"));
+    CHECK(contains(r.missing("factory enable nope"), "no factory nope"));
 }
 
 TEST_CASE("hostile identifiers and tags are refused before they reach SQL or InfluxDB") {
@@ -201,7 +209,7 @@ TEST_CASE("device set-tags and remove, factory remove: scoped by factory, and wh
     CHECK(r.sql("SELECT factory_id, tag_key, tag_value FROM device_tags ORDER BY factory_id, tag_key") ==
           "fa\tline\t2\nfb\tline\t9\n");
     CHECK(contains(r.refused("device set-tags fa d1"), "give the tags (--tag key=value ...), or --clear"));
-    CHECK(contains(r.refused("device set-tags fa d2 --tag a=b"), "no device d2 in factory fa"));
+    CHECK(contains(r.missing("device set-tags fa d2 --tag a=b"), "no device d2 in factory fa"));
     CHECK(contains(r.refused("device set-tags fa d1 --tag noequals"), "tag \"noequals\" must be key=value"));
     r.ok("device set-tags fa d1 --clear");
     CHECK(r.sql("SELECT COUNT(*) FROM device_tags WHERE factory_id = 'fa'") == "0\n");
@@ -212,7 +220,7 @@ TEST_CASE("device set-tags and remove, factory remove: scoped by factory, and wh
         "started_at) VALUES ('0c1d0000-0000-4000-8000-000000000001', 'fa', 'd1', 'hot', 'major', 'resolved', "
         "'m', NOW(3))");
     CHECK(contains(r.ok("device remove fa d1"), "its messages are now rejected as unknown_device"));
-    CHECK(contains(r.refused("device remove fa d1"), "no device d1 in factory fa"));
+    CHECK(contains(r.missing("device remove fa d1"), "no device d1 in factory fa"));
     CHECK(r.sql("SELECT factory_id, device_id FROM devices ORDER BY factory_id") == "fb\td1\n");
     CHECK(r.sql("SELECT COUNT(*) FROM alerts WHERE factory_id = 'fa'") == "1\n");
 
@@ -227,7 +235,7 @@ TEST_CASE("device set-tags and remove, factory remove: scoped by factory, and wh
     CHECK(r.sql("SELECT factory_id FROM factories") == "fb\n");
     CHECK(r.sql("SELECT COUNT(*) FROM alerts") == "0\n");
     CHECK(r.sql("SELECT COUNT(*) FROM parameters") == "0\n");
-    CHECK(contains(r.refused("factory remove fa"), "no factory fa"));
+    CHECK(contains(r.missing("factory remove fa"), "no factory fa"));
     // An empty factory needs no --purge.
     r.ok("factory add fc");
     CHECK(contains(r.ok("factory remove fc"), "removed factory fc with 0 devices"));
@@ -266,7 +274,7 @@ TEST_CASE("alerts list across factories; ack by a unique start of the id; a seco
     CHECK(contains(ambiguous, "aaaa is the start of several alerts of factory fa"));
     CHECK(contains(ambiguous, "aaaa1111-0000-4000-8000-000000000001, aaaa2222-0000-4000-8000-000000000002"));
     // Another factory's alert is not found by its prefix either.
-    CHECK(contains(r.refused("alerts ack fa bbbb --by alice"), "factory fa has no alert bbbb"));
+    CHECK(contains(r.missing("alerts ack fa bbbb --by alice"), "factory fa has no alert bbbb"));
     CHECK(contains(r.refused("alerts ack fa 'aa%' --by alice"), "is not an alert id"));
     CHECK(contains(r.ok("alerts ack fa AAAA2 --by alice"),
                    "acknowledged alert aaaa2222-0000-4000-8000-000000000002 of factory fa as alice"));

@@ -244,8 +244,13 @@ void HttpListener::read_request(Connection& connection, int64_t now_ms) {
     }
     const std::string_view method = line.substr(0, first_space);
     std::string_view target = line.substr(first_space + 1, second_space - first_space - 1);
-    if (method != "GET" && method != "HEAD" && method != "POST") {
-        respond(connection, 405, "only GET, HEAD and POST\n", now_ms, "Allow: GET, HEAD, POST\r\n");
+    // What the path allows: GET and HEAD, or POST for an action.
+    const std::string_view path = target.substr(0, target.find('?'));
+    const auto allowed = routes_.find(path);
+    const bool is_action = allowed != routes_.end() && allowed->second.action && !allowed->second.get;
+    if (is_action ? method != "POST" : (method != "GET" && method != "HEAD")) {
+        respond(connection, 405, is_action ? "only POST\n" : "only GET and HEAD\n", now_ms,
+                is_action ? "Allow: POST\r\n" : "Allow: GET, HEAD\r\n");
         return;
     }
     // No request body: GET needs none, and a declared one is not read at all.
@@ -264,12 +269,8 @@ void HttpListener::read_request(Connection& connection, int64_t now_ms) {
         question == std::string_view::npos ? std::string_view{} : target.substr(question + 1);
     target = target.substr(0, question);
     auto route = routes_.find(target);
-    if (route == routes_.end() || (method == "POST" ? !route->second.action : !route->second.get)) {
-        if (route != routes_.end())
-            respond(connection, 405, "not with this method\n", now_ms,
-                    route->second.action ? "Allow: POST\r\n" : "Allow: GET, HEAD\r\n");
-        else
-            respond(connection, 404, "not found: try /metrics, /health or /ready\n", now_ms);
+    if (route == routes_.end()) {
+        respond(connection, 404, "not found: try /metrics, /health or /ready\n", now_ms);
         return;
     }
     HttpResponse response;
