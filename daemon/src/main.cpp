@@ -8,6 +8,7 @@
 #include "app/daemon.hpp"
 #include "app/dead_letter_tool.hpp"
 #include "app/registry_tool.hpp"
+#include "common/identifiers.hpp"
 #include "config/config.hpp"
 #include "config/config_keys.hpp"
 #include "core/reject_reason.hpp"
@@ -223,6 +224,11 @@ int main(int argc, char** argv) {
         return plantd::run_alert_command(alert_command, config->registry, std::cout, std::cerr);
     }
     if (list->parsed() || stats->parsed() || replay->parsed()) {
+        if (!filter.factory_id.empty() && !plantd::is_valid_identifier(filter.factory_id)) {
+            std::cerr << "plantd deadletter: --factory \"" << plantd::printable(filter.factory_id)
+                      << "\" is not a factory id\n";
+            return plantd::exit_usage;
+        }
         for (auto [text, bound] :
              {std::pair{&since, &filter.since_ms}, std::pair{&until, &filter.until_ms}}) {
             if (text->empty()) continue;

@@ -50,7 +50,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 RULES = os.path.join(REPO, "monitoring", "prometheus", "plantd-alerts.yml")
 RULE_TESTS = os.path.join(REPO, "monitoring", "prometheus", "plantd-alerts.test.yml")
 DASHBOARD = os.path.join(REPO, "monitoring", "grafana", "plantd-dashboard.json")
-RUNBOOKS = [os.path.join(REPO, "docs", "OPERATIONS.md"), os.path.join(REPO, "docs", "OPERATIONS-alerts.md")]
+RUNBOOKS = [os.path.join(REPO, "docs", "OPERATIONS.md")]
 
 GOOD = 20  # good messages, one record (one point) each
 BAD = 5  # malformed JSON

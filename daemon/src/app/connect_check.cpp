@@ -45,7 +45,9 @@ std::string check_broker(const Config& config, std::string& reached) {
     int64_t keepalive_ms = 0;
     const std::string problem =
         mqtt_handshake(transport, *endpoint, config.mqtt, request, {in, begin, end}, connack, keepalive_ms);
-    if (!problem.empty()) return problem;
+    if (!problem.empty())
+        return fmt::format("{} (as client id {}: a broker whose ACL names client ids must allow it)", problem,
+                           request.client_id);
     std::string goodbye;
     mqtt_codec::encode_disconnect(request.version, goodbye);
     transport.write_all(goodbye, 1'000);
@@ -91,7 +93,8 @@ int check_connections(const Config& config, std::ostream& out) {
         line("mysql", false, fmt::format("{}: {}", mysql, session.error()));
     }
 
-    if (!config.registry.enabled || config.registry.redis_host.empty()) {
+    // Redis serves the registry and, with rules, the alerts' acknowledgements: checked whenever named.
+    if (config.registry.redis_host.empty()) {
         line.skipped("redis", "not used (no [registry] redis_host)");
     } else {
         const std::string redis =

@@ -362,15 +362,17 @@ int run_daemon(const Config& config) {
         // A long replay must not run into systemd's start timeout: ask for more time as it goes.
         int64_t last_extension_ms = 0;
         uint64_t replayed = 0;
+        auto extend = [&] {
+            if (steady_clock_ms() - last_extension_ms < 5'000) return;
+            last_extension_ms = steady_clock_ms();
+            systemd::notify_extend_timeout(std::chrono::seconds(30));
+            systemd::notify_status(
+                fmt::format("replaying the write-ahead log: {} messages so far", replayed));
+        };
         const auto recovery = wal->recover([&](RawMessage&& message) {
-            if (steady_clock_ms() - last_extension_ms >= 5'000) {
-                last_extension_ms = steady_clock_ms();
-                systemd::notify_extend_timeout(std::chrono::seconds(30));
-                systemd::notify_status(
-                    fmt::format("replaying the write-ahead log: {} messages so far", replayed));
-            }
             ++replayed;
             while (!stop_requested) {
+                extend();  // also while a full queue waits on a registry or an InfluxDB that is away
                 if (queue.push(message, std::chrono::milliseconds(100)) != IngestQueue::PushStatus::full) {
                     accounting.messages_received.fetch_add(1, std::memory_order_relaxed);
                     accounting.bytes_received.fetch_add(message.size_bytes(), std::memory_order_relaxed);
@@ -448,8 +450,10 @@ int run_daemon(const Config& config) {
         }
     }
 
-    // Drain: stop receiving first, so that nothing is acknowledged that is not then written.
+    // Drain: stop receiving first, so that nothing is acknowledged that is not then written (and no
+    // replay is taken any more).
     systemd::notify_stopping();
+    operator_socket.stop();
     // The deadline starts now: a writer stuck on a dead InfluxDB must free the workers waiting on it.
     health.draining = true;
     services_started.stop_all(std::chrono::steady_clock::now() +

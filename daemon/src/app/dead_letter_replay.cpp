@@ -95,13 +95,17 @@ ReplayReport DeadLetterReplayer::replay(const ReplayRequest& request) {
     requests_.fetch_add(1);
     ReplayReport report;
     ReplayMarks marks(path_);
+    if (!marks.error().empty()) {
+        report.problem = marks.error() + "; nothing was replayed (the marks say what was replayed before)";
+        return report;
+    }
     std::vector<StoredDeadLetter> chosen;
     std::unordered_set<std::string> existing;
     // What one request holds in memory at most (letters may be up to max_payload_bytes each).
     constexpr size_t max_request_bytes = 64 * 1024 * 1024;
     size_t chosen_bytes = 0;
     report.unreadable = read_dead_letters(path_, [&](StoredDeadLetter&& letter) {
-        existing.insert(letter.id);
+        if (marks.contains(letter.id)) existing.insert(letter.id);  // only marked ids: bounded by the marks
         if (!request.filter.matches(letter)) return true;
         ++report.matched;
         if (marks.contains(letter.id)) {
@@ -117,11 +121,11 @@ ReplayReport DeadLetterReplayer::replay(const ReplayRequest& request) {
         }
         return true;
     });
-    marks.compact(existing);
     if (request.dry_run) {
         report.would_replay = chosen.size();
         return report;
     }
+    if (!existing.empty()) marks.compact(existing);  // never on a read that found none of the marked
     // In chunks the subscriber takes between packets; each chunk's letters are marked once the log
     // (or, in durability mode "memory", the queue) has them.
     constexpr size_t chunk = 1000;

@@ -195,6 +195,8 @@ int replay_dead_letters(const std::string& socket_path, const ReplayRequest& req
     curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDSIZE, 0L);
     curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDS, "");
     curl_easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl.get(), CURLOPT_CONNECTTIMEOUT_MS, 5'000L);
+    curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT_MS, 3'600'000L);  // one request replays at most 100,000
     curl_easy_setopt(
         curl.get(), CURLOPT_WRITEFUNCTION, +[](char* data, size_t size, size_t count, void* sink) {
             static_cast<std::string*>(sink)->append(data, size * count);

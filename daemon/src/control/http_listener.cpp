@@ -102,13 +102,24 @@ std::string HttpListener::start_unix(const std::string& path) {
         return fmt::format("socket path {} is empty or longer than {} bytes", path,
                            sizeof address.sun_path - 1);
     std::memcpy(address.sun_path, path.data(), path.size());
-    struct stat existing {};
-    if (::lstat(path.c_str(), &existing) == 0) {
-        if (!S_ISSOCK(existing.st_mode)) return fmt::format("{} exists and is not a socket", path);
-        ::unlink(path.c_str());  // left by a plantd that did not stop cleanly (the state lock is ours)
-    }
     int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return std::strerror(errno);
+    struct stat existing {};
+    if (::lstat(path.c_str(), &existing) == 0) {
+        if (!S_ISSOCK(existing.st_mode)) {
+            ::close(fd);
+            return fmt::format("{} exists and is not a socket", path);
+        }
+        // Someone answers there: another plantd owns it, and it is not taken over.
+        if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) {
+            ::close(fd);
+            return fmt::format("{} is in use by another process", path);
+        }
+        ::close(fd);
+        ::unlink(path.c_str());  // left by a plantd that did not stop cleanly
+        fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) return std::strerror(errno);
+    }
     // Created with no permissions for others from the start, then opened to the group.
     const mode_t before = ::umask(0117);
     const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
@@ -276,7 +287,7 @@ void HttpListener::read_request(Connection& connection, int64_t now_ms) {
     HttpResponse response;
     try {
         response = method == "POST" ? route->second.action(query) : route->second.get();
-    } catch (const std::exception&) {
+    } catch (...) {  // no exception leaves this thread
         handler_errors_.fetch_add(1);
         respond(connection, 500, "internal error\n", now_ms);
         return;

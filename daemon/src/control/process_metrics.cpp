@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -42,12 +43,17 @@ double stat_field(size_t number) {  // number as in proc(5): 14 is utime
 }
 
 // From the clocks, not /proc/stat: the hardened unit (ProcSubset=pid) shows plantd only its own /proc.
+// Read once and rounded to whole seconds (as /proc/stat's btime is): two clock reads per scrape
+// would differ by microseconds, and process_start_time_seconds would seem to change.
 double boot_time_seconds() {
-    timespec now{}, since_boot{};
-    ::clock_gettime(CLOCK_REALTIME, &now);
-    ::clock_gettime(CLOCK_BOOTTIME, &since_boot);
-    return static_cast<double>(now.tv_sec - since_boot.tv_sec) +
-           static_cast<double>(now.tv_nsec - since_boot.tv_nsec) / 1e9;
+    static const double boot = [] {
+        timespec now{}, since_boot{};
+        ::clock_gettime(CLOCK_REALTIME, &now);
+        ::clock_gettime(CLOCK_BOOTTIME, &since_boot);
+        return std::round(static_cast<double>(now.tv_sec - since_boot.tv_sec) +
+                          static_cast<double>(now.tv_nsec - since_boot.tv_nsec) / 1e9);
+    }();
+    return boot;
 }
 
 }  // namespace

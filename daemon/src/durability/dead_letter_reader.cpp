@@ -45,6 +45,35 @@ bool DeadLetterFilter::matches(const StoredDeadLetter& letter) const {
     return true;
 }
 
+std::optional<StoredDeadLetter> parse_dead_letter(std::string_view line, simdjson::dom::parser& parser) {
+    simdjson::dom::element entry;
+    if (parser.parse(line.data(), line.size()).get(entry) != simdjson::SUCCESS || !entry.is_object())
+        return std::nullopt;
+    StoredDeadLetter letter;
+    letter.id = string_of(entry, "id");
+    if (letter.id.empty()) letter.id = hash_id(line);
+    letter.time_ms = parse_rfc3339_ms(string_of(entry, "time")).value_or(0);
+    letter.kind = string_of(entry, "kind");
+    letter.topic = string_of(entry, "topic");
+    if (letter.topic.empty()) {
+        if (auto bytes = base64_decode(string_of(entry, "topic_base64"))) letter.topic = *bytes;
+    }
+    letter.factory_id = string_of(entry, "factory_id");
+    letter.reason = string_of(entry, "reason");
+    letter.detail = string_of(entry, "detail");
+    letter.destination = string_of(entry, "destination");
+    std::string_view text;
+    if (entry["payload"].get(text) == simdjson::SUCCESS) {
+        letter.payload = std::string(text);
+    } else if (auto bytes = base64_decode(string_of(entry, "payload_base64"))) {
+        letter.payload = std::move(*bytes);
+    } else {
+        letter.payload_whole = false;
+    }
+    if (letter.reason == "payload_too_large") letter.payload_whole = false;
+    return letter;
+}
+
 size_t read_dead_letters(const std::string& path, const std::function<bool(StoredDeadLetter&&)>& visit) {
     size_t unreadable = 0;
     size_t number = 0;
@@ -54,50 +83,39 @@ size_t read_dead_letters(const std::string& path, const std::function<bool(Store
         std::string line;
         while (std::getline(in, line)) {
             ++number;
-            simdjson::dom::element entry;
-            if (parser.parse(line).get(entry) != simdjson::SUCCESS || !entry.is_object()) {
+            auto letter = parse_dead_letter(line, parser);
+            if (!letter) {
                 ++unreadable;
                 continue;
             }
-            StoredDeadLetter letter;
-            letter.number = number;
-            letter.id = string_of(entry, "id");
-            if (letter.id.empty()) letter.id = hash_id(line);
-            letter.time_ms = parse_rfc3339_ms(string_of(entry, "time")).value_or(0);
-            letter.kind = string_of(entry, "kind");
-            letter.topic = string_of(entry, "topic");
-            if (letter.topic.empty()) {
-                if (auto bytes = base64_decode(string_of(entry, "topic_base64"))) letter.topic = *bytes;
-            }
-            letter.factory_id = string_of(entry, "factory_id");
-            letter.reason = string_of(entry, "reason");
-            letter.detail = string_of(entry, "detail");
-            letter.destination = string_of(entry, "destination");
-            std::string_view text;
-            if (entry["payload"].get(text) == simdjson::SUCCESS) {
-                letter.payload = std::string(text);
-            } else if (auto bytes = base64_decode(string_of(entry, "payload_base64"))) {
-                letter.payload = std::move(*bytes);
-            } else {
-                letter.payload_whole = false;
-            }
-            if (letter.reason == "payload_too_large") letter.payload_whole = false;
-            if (!visit(std::move(letter))) return unreadable;
+            letter->number = number;
+            if (!visit(std::move(*letter))) return unreadable;
         }
     }
     return unreadable;
 }
 
 ReplayMarks::ReplayMarks(std::string dead_letter_path) : path_(std::move(dead_letter_path) + ".replayed") {
-    std::ifstream in(path_);
-    std::string id;
-    while (std::getline(in, id))
-        if (!id.empty()) ids_.insert(id);
+    const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno != ENOENT) error_ = fmt::format("cannot read {}: {}", path_, std::strerror(errno));
+        return;
+    }
+    ::close(fd);
+    const std::string text = file_io::read_file(path_);
+    ends_with_newline_ = text.empty() || text.back() == '\n';
+    size_t at = 0;
+    while (at < text.size()) {
+        const size_t end = std::min(text.find('\n', at), text.size());
+        if (end > at) ids_.emplace(text, at, end - at);
+        at = end + 1;
+    }
 }
 
 std::string ReplayMarks::add(const std::vector<std::string>& ids) {
     if (ids.empty()) return {};
-    std::string text;
+    // After a torn last line (a crash mid-append), a newline first keeps the ids apart.
+    std::string text = ends_with_newline_ ? "" : "\n";
     for (const auto& id : ids) text += id + "\n";
     const int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     if (fd < 0) return fmt::format("cannot open {}: {}", path_, std::strerror(errno));
@@ -106,22 +124,31 @@ std::string ReplayMarks::add(const std::vector<std::string>& ids) {
     const bool synced = written && ::fsync(fd) == 0;
     ::close(fd);
     if (!written || !synced) return fmt::format("cannot write {}: {}", path_, std::strerror(error));
+    ends_with_newline_ = true;
     ids_.insert(ids.begin(), ids.end());
     return {};
 }
 
-void ReplayMarks::compact(const std::unordered_set<std::string>& existing) {
-    size_t kept = 0;
-    for (const auto& id : ids_) kept += existing.count(id);
-    if (ids_.size() < 1000 || ids_.size() < 2 * kept) return;
-    // Marks of entries the store has rotated away: rewritten without them (atomically).
+void ReplayMarks::compact(const std::unordered_set<std::string>& still_stored) {
+    if (ids_.size() < 1000 || ids_.size() < 2 * still_stored.size()) return;
+    // Marks of entries the store has rotated away: rewritten without them, durably, then renamed over.
     std::string text;
     for (const auto& id : ids_)
-        if (existing.count(id)) text += id + "\n";
+        if (still_stored.count(id)) text += id + "\n";
     const std::string temporary = path_ + ".tmp";
-    std::ofstream(temporary, std::ios::binary | std::ios::trunc) << text;
-    if (::rename(temporary.c_str(), path_.c_str()) != 0) return;
-    std::erase_if(ids_, [&](const std::string& id) { return existing.count(id) == 0; });
+    const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (fd < 0) return;
+    const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    const bool synced = written && ::fsync(fd) == 0;
+    ::close(fd);
+    if (!synced || ::rename(temporary.c_str(), path_.c_str()) != 0) {
+        ::unlink(temporary.c_str());
+        return;
+    }
+    const auto slash = path_.rfind('/');
+    file_io::sync_directory(slash == std::string::npos ? "." : path_.substr(0, slash));
+    std::erase_if(ids_, [&](const std::string& id) { return still_stored.count(id) == 0; });
+    ends_with_newline_ = true;
 }
 
 }  // namespace plantd

@@ -7,6 +7,9 @@
 #include <optional>
 #include <string>
 #include <unordered_set>
+#include <vector>
+
+#include <simdjson.h>
 
 namespace plantd {
 
@@ -32,6 +35,8 @@ struct DeadLetterFilter {
     bool matches(const StoredDeadLetter& letter) const;
 };
 
+// One line of the store, or nullopt when it is not an entry (its `number` is left 0).
+std::optional<StoredDeadLetter> parse_dead_letter(std::string_view line, simdjson::dom::parser& parser);
 // Calls `visit` for every readable entry (stop early by returning false); returns how many lines were
 // not readable entries.
 size_t read_dead_letters(const std::string& path, const std::function<bool(StoredDeadLetter&&)>& visit);
@@ -43,13 +48,18 @@ class ReplayMarks {
     size_t size() const { return ids_.size(); }
     // Appends the ids and fsyncs; "" or what went wrong.
     std::string add(const std::vector<std::string>& ids);
-    // Only the ids of entries that still exist are kept when the file grows past twice their number.
-    void compact(const std::unordered_set<std::string>& existing);
+    // `still_stored`: the marked ids a complete read of the store found. When fewer than half of the
+    // marks are still stored, the file is rewritten with those only (a temporary file, fsync, rename).
+    void compact(const std::unordered_set<std::string>& still_stored);
     const std::string& path() const { return path_; }
+    // Not "" when the marks file exists but could not be read: nothing may be replayed then.
+    const std::string& error() const { return error_; }
 
   private:
     std::string path_;
     std::unordered_set<std::string> ids_;
+    std::string error_;
+    bool ends_with_newline_ = true;
 };
 
 }  // namespace plantd

@@ -213,6 +213,8 @@ bool MqttSubscriber::turn(MqttSession& session, std::string& problem) {
 }
 
 void MqttSubscriber::take_replays() {
+    if (replay_->waiting() == 0) return;
+    if (wal_ && wal_full_) refresh_wal_full();  // the log may have drained while the broker was idle
     std::vector<ReplayInbox::Ticket> tickets;
     std::vector<RawMessage> messages = replay_->take(1000, tickets);
     size_t at = 0;
@@ -224,7 +226,7 @@ void MqttSubscriber::take_replays() {
             continue;
         }
         if (queue_.push(raw, queue_wait) != IngestQueue::PushStatus::pushed) break;
-        taken(0, size);
+        taken(0, size, false);
         replay_->taken(tickets[at]);
     }
     if (at < messages.size()) {
@@ -362,11 +364,12 @@ PacketStep MqttSubscriber::packet(MqttSession& session, const Frame& frame, std:
     }
 }
 
-void MqttSubscriber::taken(uint16_t ack_id, size_t packet_size) {
+void MqttSubscriber::taken(uint16_t ack_id, size_t packet_size, bool from_broker) {
     // Counted as received only once plantd holds it: every received message is then accounted for.
     accounting_.messages_received.fetch_add(1, std::memory_order_relaxed);
     accounting_.bytes_received.fetch_add(packet_size, std::memory_order_relaxed);
-    last_message_ms_.store(session_.received_wall_ms(), std::memory_order_relaxed);
+    // A replayed dead letter is not news from the broker: it must not hide the broker's silence.
+    if (from_broker) last_message_ms_.store(session_.received_wall_ms(), std::memory_order_relaxed);
     if (ack_id != 0) mqtt_codec::encode_puback(ack_id, session_.out());
 }
 
@@ -450,7 +453,7 @@ bool MqttSubscriber::commit_staged() {
         staged.message.wal_segment = segment;
         // There was room when it was staged, and only this thread pushes: only a closed queue refuses.
         if (queue_.push(staged.message, queue_wait) == IngestQueue::PushStatus::pushed) {
-            taken(staged.ack_id, staged.packet_size);
+            taken(staged.ack_id, staged.packet_size, staged.replay_ticket == 0);
             if (staged.replay_ticket) replay_->taken(staged.replay_ticket);
         } else {
             wal_->release(segment);  // not acknowledged: the broker delivers it again

@@ -78,7 +78,7 @@ class MqttSubscriber final : public Service, private MqttSessionClient {
     // oversize_payload_bytes > 0: only the topic is kept, and the worker rejects it as oversize.
     PacketStep deliver(const mqtt_codec::Publish& publish, size_t packet_size,
                        size_t oversize_payload_bytes = 0);
-    void taken(uint16_t ack_id, size_t packet_size);
+    void taken(uint16_t ack_id, size_t packet_size, bool from_broker = true);
     // With the log: takes the message into the log's staging if the queue and the log have room.
     bool stage(RawMessage& raw, uint16_t ack_id, size_t packet_size, ReplayInbox::Ticket ticket = 0);
     void take_replays();

@@ -2,6 +2,7 @@
 // Messages the operator replays (dead letters) on their way into the pipeline: the subscriber's thread
 // takes them like messages from the broker, so that they go through the same write-ahead log before
 // they count, and tells which ones the log (or, without a log, the queue) took.
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -19,8 +20,10 @@ class ReplayInbox {
 
     // Operator side. Returns one ticket per message, in order.
     std::vector<Ticket> submit(std::vector<RawMessage> messages);
-    // Waits until each ticket is taken or refused, or until `idle_timeout_ms` passes without any of
-    // them being taken; then withdraws the ones still waiting. Returns the tickets that were taken.
+    // Waits until each ticket is taken or refused, or until `idle_timeout_ms` passes without progress
+    // while none of them is in the subscriber's hands (then at most 30 idle timeouts in all); then
+    // withdraws the ones still waiting. Returns the tickets that were taken. A ticket it no longer
+    // waits for is forgotten: taken() of it counts for no one, put_back() drops it.
     std::set<Ticket> wait(const std::vector<Ticket>& tickets, int64_t idle_timeout_ms);
 
     // Subscriber side: up to `max` waiting messages (their tickets in `tickets`).
@@ -35,12 +38,16 @@ class ReplayInbox {
     size_t waiting() const;
 
   private:
+    void settle(Ticket ticket, bool taken);
     mutable std::mutex mutex_;
     std::condition_variable changed_;
     std::deque<std::pair<Ticket, RawMessage>> waiting_;
+    std::set<Ticket> watched_;  // submitted, and their operator still waits
+    std::set<Ticket> out_;      // handed to the subscriber by take(), not settled yet
     std::set<Ticket> taken_;
     std::set<Ticket> refused_;
     Ticket next_ = 1;
+    std::atomic<size_t> waiting_count_{0};  // take() looks here first: no lock per turn when idle
 };
 
 }  // namespace plantd

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include <fmt/format.h>
+#include <simdjson.h>
 
 #include "util/json_text.hpp"
 
@@ -55,7 +56,23 @@ JsonWriter& JsonWriter::key(std::string_view name) {
 
 JsonWriter& JsonWriter::string(std::string_view text) {
     before_value();
-    append_json_string(out_, text);
+    if (simdjson::validate_utf8(text.data(), text.size())) {
+        append_json_string(out_, text);
+        return *this;
+    }
+    // Not UTF-8 (a value from outside, such as a MySQL column): each byte above 0x7f as the Latin-1
+    // character of that number, so that the document stays valid JSON.
+    std::string latin1;
+    for (char c : text) {
+        const auto u = static_cast<unsigned char>(c);
+        if (u < 0x80) {
+            latin1 += c;
+        } else {
+            latin1 += static_cast<char>(0xc0 | (u >> 6));
+            latin1 += static_cast<char>(0x80 | (u & 0x3f));
+        }
+    }
+    append_json_string(out_, latin1);
     return *this;
 }
 
