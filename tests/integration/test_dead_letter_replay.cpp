@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "decoding/timestamp.hpp"
+#include "durability/dead_letter_store.hpp"
 #include "support.hpp"
 
 using namespace plantd::test;
@@ -19,6 +20,12 @@ namespace {
 
 std::string cli_result(const std::string& config_path, const std::string& args, int& exit_code) {
     return run_command(fmt::format("{} --config {} {} 2>&1", PLANTD_BINARY, config_path, args), exit_code);
+}
+
+// Only stdout: a --json document (a problem is also said on stderr).
+std::string cli_json(const std::string& config_path, const std::string& args, int& exit_code) {
+    return run_command(fmt::format("{} --config {} {} 2>/dev/null", PLANTD_BINARY, config_path, args),
+                       exit_code);
 }
 
 uint64_t field_of(const std::string& json, const char* key) {
@@ -202,4 +209,69 @@ TEST_CASE("operator commands: --json lists and exit codes that tell not found fr
                                               "mysql_port = 1\nconnect_timeout = \"1s\"\n");
     cli_result(config_path, "factory list --json", code);
     CHECK(code == 1);
+}
+
+TEST_CASE(
+    "dead-letter replay without a broker session takes nothing and marks nothing; then --limit in parts") {
+    TempDir dir;
+    PrivateBroker broker(dir.path(), free_port());
+    broker.start();
+    const std::string influx_db = unique_name("itest_replay_limit");
+    const std::string prefix = unique_name("it");
+    const int port = free_port();
+    const std::string dead_letters = dir.path() + "/dl.jsonl";
+    std::string config = base_config(unique_name("plantd-replay2"), prefix, influx_db, port, dead_letters);
+    const auto uri_at = config.find(mqtt_uri());
+    REQUIRE(uri_at != std::string::npos);
+    config.replace(uri_at, mqtt_uri().size(), broker.uri());
+    const std::string config_path = dir.path() + "/cli.toml";
+    std::ofstream(config_path) << config;
+    // Letters as an operator finds them: one in the rotated file, one written before entries had ids,
+    // one whose payload is kept as base64.
+    const std::string topic = prefix + "/factory/f1/device/d1/telemetry";
+    auto letter = [&](const std::string& id, int seq, bool base64) {
+        const std::string payload =
+            fmt::format(R"({{"ts": {}, "metrics": {{"seq": {}}}}})", 1'700'000'000'000 + seq, seq);
+        std::string escaped;
+        for (char c : payload) escaped += c == '"' ? std::string("\\\"") : std::string(1, c);
+        return fmt::format(
+            R"({{{}"time":"2026-12-01T10:00:0{}.000Z","kind":"message","topic":"{}","factory_id":"f1","reason":"registry_unavailable","detail":"x",{}}})",
+            id.empty() ? "" : "\"id\":\"" + id + "\",", seq, topic,
+            base64 ? "\"payload_base64\":\"" + plantd::base64_encode(payload) + "\""
+                   : "\"payload\":\"" + escaped + "\"");
+    };
+    std::ofstream(dead_letters + ".1") << letter("r1", 1, false) << "\n";
+    std::ofstream(dead_letters) << letter("", 2, false) << "\n"
+                                << letter("c3", 3, true) << "\n"
+                                << letter("c4", 4, false) << "\n";
+
+    PlantdProcess plantd(dir.path(), config, port);
+    REQUIRE_MESSAGE(eventually([&] { return plantd.metric("plantd_mqtt_subscribed") == 1; }, 30s),
+                    plantd.log());
+    broker.stop();
+    REQUIRE(eventually([&] { return plantd.metric("plantd_mqtt_connected") == 0; }, 30s));
+    int code = -1;
+    const std::string refused = cli_json(config_path, "deadletter replay --json", code);
+    CHECK(code == 1);
+    CHECK(field_of(refused, "matched") == 4);
+    CHECK(field_of(refused, "replayed") == 0);
+    CHECK(field_of(refused, "not_taken") == 4);
+    CHECK(refused.find("did not take the replayed messages") != std::string::npos);
+
+    broker.start();
+    REQUIRE(eventually([&] { return plantd.metric("plantd_mqtt_subscribed") == 1; }, 30s));
+    const std::string part = cli_result(config_path, "deadletter replay --limit 2 --json", code);
+    CHECK_MESSAGE(code == 0, part);
+    CHECK(field_of(part, "replayed") == 2);
+    CHECK(field_of(part, "beyond_limit") == 2);
+    const std::string rest = cli_result(config_path, "deadletter replay --json", code);
+    CHECK(code == 0);
+    CHECK(field_of(rest, "replayed") == 2);
+    CHECK(field_of(rest, "already_replayed") == 2);
+    CHECK(eventually([&] { return influx_count_seq(influx_db) == 4; }, 30s));
+    auto rows = influx_select(influx_db, "SELECT seq FROM telemetry");
+    REQUIRE(rows.size() == 4);
+    for (int i = 0; i < 4; ++i) CHECK(rows[i].time_ms == 1'700'000'000'000 + i + 1);
+    CHECK(plantd.terminate() == 0);
+    influx_command("DROP DATABASE \"" + influx_db + "\"");
 }

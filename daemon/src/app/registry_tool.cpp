@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <functional>
+
 #include "common/identifiers.hpp"
 #include "registry/registry_cache.hpp"
 #include "registry/registry_store.hpp"
@@ -24,8 +26,11 @@ std::string rate_text(const FactoryRow& row) {
                           : fmt::format("{:g}/s", *row.rate_limit_per_s);
 }
 
-int print_factories(RegistryStore& store, bool json, std::ostream& out, std::ostream& err) {
-    auto rows = store.list_factories();
+// One list command: its rows as a table (a header, then one line each) or as a JSON array.
+template <typename Row>
+int print_list(const Result<std::vector<Row>>& rows, bool json, std::ostream& out, std::ostream& err,
+               const std::function<void(JsonWriter&, const Row&)>& as_json, const std::string& header,
+               const std::function<std::string(const Row&)>& as_line) {
     if (!rows) {
         err << "plantd: " << rows.error() << "\n";
         return exit_code_of(rows.error());
@@ -34,98 +39,86 @@ int print_factories(RegistryStore& store, bool json, std::ostream& out, std::ost
         JsonWriter w;
         w.begin_array();
         for (const auto& row : *rows) {
-            w.begin_object()
-                .field("factory_id", row.factory_id)
+            w.begin_object();
+            as_json(w, row);
+            w.end_object();
+        }
+        out << w.end_array().text() << "\n";
+        return exit_ok;
+    }
+    out << header << "\n";
+    for (const auto& row : *rows) out << as_line(row) << "\n";
+    return exit_ok;
+}
+
+void string_or_null(JsonWriter& w, std::string_view key, const std::string& text) {
+    w.key(key);
+    text.empty() ? w.null() : w.string(text);
+}
+
+int print_factories(RegistryStore& store, bool json, std::ostream& out, std::ostream& err) {
+    return print_list<FactoryRow>(
+        store.list_factories(), json, out, err,
+        [](JsonWriter& w, const FactoryRow& row) {
+            w.field("factory_id", row.factory_id)
                 .field("enabled", row.enabled)
                 .field("unknown_devices", to_string(row.unknown_devices))
                 .field("rate_limit_per_s", row.rate_limit_per_s)
                 .field("rate_burst", row.rate_burst)
-                .field("devices", row.devices)
-                .key("destination");
-            row.destination.empty() ? w.null() : w.string(row.destination);
-            w.end_object();
-        }
-        out << w.end_array().text() << "\n";
-        return 0;
-    }
-    out << fmt::format("{:<24} {:<8} {:<16} {:<24} {:<8} {}\n", "FACTORY", "ENABLED", "UNKNOWN DEVICES",
-                       "RATE LIMIT", "DEVICES", "DESTINATION");
-    for (const auto& row : *rows) {
-        out << fmt::format("{:<24} {:<8} {:<16} {:<24} {:<8} {}\n", row.factory_id,
-                           row.enabled ? "yes" : "no", to_string(row.unknown_devices), rate_text(row),
-                           row.devices, row.destination.empty() ? "default" : row.destination);
-    }
-    return 0;
+                .field("devices", row.devices);
+            string_or_null(w, "destination", row.destination);
+        },
+        fmt::format("{:<24} {:<8} {:<16} {:<24} {:<8} {}", "FACTORY", "ENABLED", "UNKNOWN DEVICES",
+                    "RATE LIMIT", "DEVICES", "DESTINATION"),
+        [](const FactoryRow& row) {
+            return fmt::format("{:<24} {:<8} {:<16} {:<24} {:<8} {}", row.factory_id,
+                               row.enabled ? "yes" : "no", to_string(row.unknown_devices), rate_text(row),
+                               row.devices, row.destination.empty() ? "default" : row.destination);
+        });
 }
 
 int print_devices(RegistryStore& store, const std::string& factory_id, bool json, std::ostream& out,
                   std::ostream& err) {
-    auto rows = store.list_devices(factory_id);
-    if (!rows) {
-        err << "plantd: " << rows.error() << "\n";
-        return exit_code_of(rows.error());
-    }
-    if (json) {
-        JsonWriter w;
-        w.begin_array();
-        for (const auto& row : *rows) {
-            w.begin_object()
-                .field("factory_id", factory_id)
+    return print_list<DeviceRow>(
+        store.list_devices(factory_id), json, out, err,
+        [&factory_id](JsonWriter& w, const DeviceRow& row) {
+            w.field("factory_id", factory_id)
                 .field("device_id", row.device_id)
                 .field("enabled", row.enabled)
                 .field("auto_registered", row.auto_registered)
                 .key("tags")
                 .begin_object();
             for (const auto& [key, value] : row.tags) w.field(key, value);
-            w.end_object().end_object();
-        }
-        out << w.end_array().text() << "\n";
-        return 0;
-    }
-    out << fmt::format("{:<24} {:<8} {:<6} {}\n", "DEVICE", "ENABLED", "AUTO", "TAGS");
-    for (const auto& row : *rows) {
-        std::string tags;
-        for (const auto& [key, value] : row.tags)
-            tags += fmt::format("{}{}={}", tags.empty() ? "" : ",", key, value);
-        out << fmt::format("{:<24} {:<8} {:<6} {}\n", row.device_id, row.enabled ? "yes" : "no",
-                           row.auto_registered ? "yes" : "no", tags);
-    }
-    return 0;
+            w.end_object();
+        },
+        fmt::format("{:<24} {:<8} {:<6} {}", "DEVICE", "ENABLED", "AUTO", "TAGS"),
+        [](const DeviceRow& row) {
+            std::string tags;
+            for (const auto& [key, value] : row.tags)
+                tags += fmt::format("{}{}={}", tags.empty() ? "" : ",", key, value);
+            return fmt::format("{:<24} {:<8} {:<6} {}", row.device_id, row.enabled ? "yes" : "no",
+                               row.auto_registered ? "yes" : "no", tags);
+        });
 }
 
 int print_parameters(RegistryStore& store, const std::string& factory_id, bool json, std::ostream& out,
                      std::ostream& err) {
-    auto rows = store.list_parameters(factory_id);
-    if (!rows) {
-        err << "plantd: " << rows.error() << "\n";
-        return exit_code_of(rows.error());
-    }
-    if (json) {
-        JsonWriter w;
-        w.begin_array();
-        for (const auto& row : *rows) {
-            w.begin_object()
-                .field("factory_id", factory_id)
-                .field("name", row.name)
-                .field("type", row.type)
-                .key("unit");
-            row.unit.empty() ? w.null() : w.string(row.unit);
+    return print_list<ParameterRow>(
+        store.list_parameters(factory_id), json, out, err,
+        [&factory_id](JsonWriter& w, const ParameterRow& row) {
+            w.field("factory_id", factory_id).field("name", row.name).field("type", row.type);
+            string_or_null(w, "unit", row.unit);
             w.field("first_device_id", row.first_device_id)
                 .field("first_seen", row.first_seen)
-                .field("last_seen", row.last_seen)
-                .end_object();
-        }
-        out << w.end_array().text() << "\n";
-        return 0;
-    }
-    out << fmt::format("{:<32} {:<8} {:<10} {:<24} {:<20} {}\n", "PARAMETER", "TYPE", "UNIT", "FIRST DEVICE",
-                       "FIRST SEEN (UTC)", "LAST SEEN (UTC)");
-    for (const auto& row : *rows) {
-        out << fmt::format("{:<32} {:<8} {:<10} {:<24} {:<20} {}\n", row.name, row.type,
-                           row.unit.empty() ? "-" : row.unit, row.first_device_id, row.first_seen,
-                           row.last_seen);
-    }
-    return 0;
+                .field("last_seen", row.last_seen);
+        },
+        fmt::format("{:<32} {:<8} {:<10} {:<24} {:<20} {}", "PARAMETER", "TYPE", "UNIT", "FIRST DEVICE",
+                    "FIRST SEEN (UTC)", "LAST SEEN (UTC)"),
+        [](const ParameterRow& row) {
+            return fmt::format("{:<32} {:<8} {:<10} {:<24} {:<20} {}", row.name, row.type,
+                               row.unit.empty() ? "-" : row.unit, row.first_device_id, row.first_seen,
+                               row.last_seen);
+        });
 }
 
 // Tells running plantd instances (through Redis) that a factory changed; a warning, never a failure:

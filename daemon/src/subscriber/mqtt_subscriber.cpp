@@ -213,7 +213,7 @@ bool MqttSubscriber::turn(MqttSession& session, std::string& problem) {
 }
 
 void MqttSubscriber::take_replays() {
-    if (replay_->waiting() == 0) return;
+    if (!replay_->has_waiting()) return;
     if (wal_ && wal_full_) refresh_wal_full();  // the log may have drained while the broker was idle
     std::vector<ReplayInbox::Ticket> tickets;
     std::vector<RawMessage> messages = replay_->take(1000, tickets);

@@ -36,6 +36,8 @@ class ReplayInbox {
     void put_back(std::vector<RawMessage> messages, std::vector<Ticket> tickets);
 
     size_t waiting() const;
+    // Without a lock (the subscriber asks at every turn): is anything waiting?
+    bool has_waiting() const { return waiting_count_.load(std::memory_order_relaxed) > 0; }
 
   private:
     void settle(Ticket ticket, bool taken);
