@@ -1,0 +1,297 @@
+#include "sparkplug/sparkplug_host.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace plantd::sparkplug {
+
+namespace {
+
+// Metrics of the session itself, not of the process: not written.
+bool is_session_metric(std::string_view name) {
+    return name == "bdSeq" || name.starts_with("Node Control/");
+}
+
+std::optional<int64_t> bd_seq_of(const Payload& payload) {
+    for (const auto& metric : payload.metrics) {
+        if (metric.name != "bdSeq") continue;
+        if (const auto* value = std::get_if<int64_t>(&metric.value)) return *value;
+        if (metric.raw.kind == RawValue::Kind::long_value || metric.raw.kind == RawValue::Kind::int_value)
+            return static_cast<int64_t>(metric.raw.integer);
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+SparkplugHost::Node* SparkplugHost::node_of(const Topic& topic) {
+    auto key = std::pair{std::string(topic.group_id), std::string(topic.edge_node_id)};
+    auto it = nodes_.find(key);
+    if (it == nodes_.end()) {
+        // Each group has its own bound: one group's flood of node ids cannot crowd out another's.
+        size_t& in_group = nodes_per_group_[key.first];
+        if (in_group >= limits_.max_nodes_per_group) return nullptr;
+        ++in_group;
+        it = nodes_.emplace(key, Node{}).first;
+        it->second.group = key.first;
+        it->second.node = key.second;
+    }
+    return &it->second;
+}
+
+bool SparkplugHost::online(std::string_view group_id, std::string_view edge_node_id,
+                           std::string_view device_id) const {
+    auto it = nodes_.find(std::pair{std::string(group_id), std::string(edge_node_id)});
+    if (it == nodes_.end() || !it->second.online) return false;
+    if (device_id.empty()) return true;
+    auto device = it->second.devices.find(device_id);
+    return device != it->second.devices.end() && device->second.online;
+}
+
+void SparkplugHost::reject(const Node& node, std::string_view device, std::string reason, std::string detail,
+                           HostOutput& out) {
+    out.rejected.push_back(
+        {node.group, node.node, std::string(device), std::move(reason), std::move(detail)});
+}
+
+void SparkplugHost::ask_rebirth(Node& node, int64_t now_ms, const std::string& why, HostOutput& out) {
+    // Once per problem: until the birth arrives, asked again only after rebirth_interval_ms (the
+    // request or the birth may have been lost).
+    if (node.rebirth_pending && now_ms - node.last_rebirth_ms < limits_.rebirth_interval_ms) return;
+    node.rebirth_pending = true;
+    node.last_rebirth_ms = now_ms;
+    ++rebirths_requested_;
+    out.rebirths.push_back({node.group, node.node, why});
+}
+
+void SparkplugHost::receive(const Topic& topic, Payload payload, int64_t now_ms, HostOutput& out) {
+    if (!is_edge_message(topic.type)) return;
+    Node* known = node_of(topic);
+    if (!known) {
+        out.rejected.push_back(
+            {std::string(topic.group_id), std::string(topic.edge_node_id), std::string(topic.device_id),
+             "sparkplug_too_many_nodes",
+             fmt::format("group {} already has {} edge nodes", topic.group_id, limits_.max_nodes_per_group)});
+        return;
+    }
+    Node& node = *known;
+    if (topic.type == MessageType::nbirth) return take_birth(node, topic, payload, now_ms, out);
+    if (topic.type == MessageType::ndeath) return take_death(node, topic, payload, now_ms, out);
+    const std::string_view device = topic.device_id;
+    if (!node.born || !node.online) {
+        reject(node, device, "sparkplug_no_birth",
+               fmt::format("{} of edge node {}/{} before its NBIRTH (or after its NDEATH)",
+                           to_string(topic.type), node.group, node.node),
+               out);
+        ask_rebirth(node, now_ms, "data before a birth", out);
+        return;
+    }
+    if (!payload.seq || *payload.seq > 255) {
+        reject(node, device, "sparkplug_bad_seq",
+               payload.seq ? fmt::format("seq {} is not 0-255", *payload.seq) : std::string("no seq"), out);
+        return;
+    }
+    const uint64_t seq = *payload.seq;
+    if (seq != node.expected_seq) {
+        const uint64_t ahead = (seq - node.expected_seq) & 255;
+        if (ahead >= 128 || node.held.count(seq)) {
+            reject(node, device, "sparkplug_bad_seq",
+                   fmt::format("seq {} while {} was expected: a repeat, or from before a gap", seq,
+                               node.expected_seq),
+                   out);
+            return;
+        }
+        // No more room to wait: what is held is taken now (asking for a rebirth for the gap).
+        if (node.held.size() >= limits_.max_held) release_held(node, now_ms, true, out);
+        if (seq != node.expected_seq) {
+            node.held.emplace(seq, Held{topic, std::string(device), std::move(payload), now_ms});
+            return;
+        }
+    }
+    node.expected_seq = (seq + 1) & 255;
+    if (topic.type == MessageType::dbirth) {
+        take_birth(node, topic, payload, now_ms, out);
+    } else if (topic.type == MessageType::ddeath) {
+        take_death(node, topic, payload, now_ms, out);
+    } else {
+        take_data(node, topic, payload, now_ms, out);
+    }
+    release_held(node, now_ms, false, out);
+}
+
+void SparkplugHost::take_birth(Node& node, const Topic& topic, Payload& payload, int64_t now_ms,
+                               HostOutput& out) {
+    const bool is_node = topic.type == MessageType::nbirth;
+    if (is_node) {
+        // A new session: seq starts again from the birth's, the devices' births follow.
+        for (auto& [id, device] : node.devices)
+            if (device.online) out.online.push_back({node.group, node.node, id, false, now_ms});
+        node.devices.clear();
+        node.held.clear();
+        node.rebirth_pending = false;
+        const auto bd_seq = bd_seq_of(payload);
+        node.bd_seq = bd_seq ? std::optional<uint64_t>(static_cast<uint64_t>(*bd_seq)) : std::nullopt;
+        node.expected_seq = payload.seq ? ((*payload.seq + 1) & 255) : 1;
+        node.born = true;
+        if (!node.online) out.online.push_back({node.group, node.node, "", true, now_ms});
+        node.online = true;
+    } else if (!node.devices.count(topic.device_id) && node.devices.size() >= limits_.max_devices) {
+        reject(
+            node, topic.device_id, "sparkplug_too_many_devices",
+            fmt::format("edge node {}/{} already has {} devices", node.group, node.node, limits_.max_devices),
+            out);
+        return;
+    }
+    Birth& birth = is_node ? node.birth : node.devices[std::string(topic.device_id)];
+    birth = Birth{};
+    HostOutput::Data data{node.group,           node.node, std::string(topic.device_id),
+                          payload.timestamp_ms, {},        true};
+    for (auto& metric : payload.metrics) {
+        if (is_session_metric(metric.name)) continue;
+        ResolvedMetric resolved{metric.name, std::move(metric.value), metric.timestamp_ms,
+                                metric.is_historical, std::move(metric.problem)};
+        if (resolved.problem.empty() && metric.name.empty())
+            resolved.problem =
+                fmt::format("a BIRTH metric without a name (alias {})", metric.alias.value_or(0));
+        if (resolved.problem.empty() && !metric.datatype)
+            resolved.problem = "a BIRTH metric without a datatype";
+        if (resolved.problem.empty() && birth.datatypes.size() >= limits_.max_aliases)
+            resolved.problem = fmt::format("more than {} metrics in one birth", limits_.max_aliases);
+        if (resolved.problem.empty() && metric.alias) {
+            auto [at, fresh] =
+                birth.aliases.try_emplace(*metric.alias, AliasEntry{metric.name, *metric.datatype});
+            if (!fresh && at->second.name != metric.name)
+                resolved.problem = fmt::format("alias {} is declared for {} and for {}", *metric.alias,
+                                               at->second.name, metric.name);
+        }
+        if (resolved.problem.empty()) birth.datatypes.emplace(metric.name, *metric.datatype);
+        if (metric.is_null && resolved.problem.empty()) continue;  // declared, no value yet
+        data.metrics.push_back(std::move(resolved));
+    }
+    if (!is_node) out.online.push_back({node.group, node.node, std::string(topic.device_id), true, now_ms});
+    birth.online = true;
+    if (!data.metrics.empty()) out.data.push_back(std::move(data));
+}
+
+void SparkplugHost::take_data(Node& node, const Topic& topic, Payload& payload, int64_t now_ms,
+                              HostOutput& out) {
+    const bool is_node = topic.type == MessageType::ndata;
+    Birth* birth = &node.birth;
+    if (!is_node) {
+        auto device = node.devices.find(topic.device_id);
+        if (device == node.devices.end() || !device->second.online) {
+            reject(
+                node, topic.device_id, "sparkplug_no_birth",
+                fmt::format("DDATA of device {} without its DBIRTH (or after its DDEATH)", topic.device_id),
+                out);
+            ask_rebirth(node, now_ms, "data of a device without its birth", out);
+            return;
+        }
+        birth = &device->second;
+    }
+    HostOutput::Data data{node.group,           node.node, std::string(topic.device_id),
+                          payload.timestamp_ms, {},        false};
+    bool unknown_alias = false;
+    for (auto& metric : payload.metrics) {
+        ResolvedMetric resolved{
+            metric.name, {}, metric.timestamp_ms, metric.is_historical, std::move(metric.problem)};
+        std::optional<uint32_t> datatype = metric.datatype;
+        if (resolved.problem.empty() && resolved.name.empty()) {
+            auto alias = birth->aliases.find(*metric.alias);
+            if (alias == birth->aliases.end()) {
+                resolved.problem = fmt::format("alias {} is not in the birth", *metric.alias);
+                unknown_alias = true;
+            } else {
+                resolved.name = alias->second.name;
+                datatype = datatype.value_or(alias->second.datatype);
+            }
+        }
+        if (resolved.problem.empty() && !datatype) {
+            auto declared = birth->datatypes.find(resolved.name);
+            if (declared != birth->datatypes.end()) datatype = declared->second;
+        }
+        if (resolved.problem.empty() && !datatype)
+            resolved.problem = fmt::format("metric {} has no datatype, here or in the birth", resolved.name);
+        if (is_session_metric(resolved.name)) continue;
+        if (resolved.problem.empty()) {
+            if (metric.is_null) continue;  // no value at this time: nothing to write
+            resolved.value = convert(metric.raw, *datatype, resolved.problem);
+        }
+        if (resolved.name.empty()) resolved.name = fmt::format("alias {}", metric.alias.value_or(0));
+        data.metrics.push_back(std::move(resolved));
+    }
+    if (unknown_alias) ask_rebirth(node, now_ms, "an alias the birth did not declare", out);
+    if (!data.metrics.empty()) out.data.push_back(std::move(data));
+}
+
+void SparkplugHost::take_death(Node& node, const Topic& topic, const Payload& payload, int64_t now_ms,
+                               HostOutput& out) {
+    if (topic.type == MessageType::ddeath) {
+        auto device = node.devices.find(topic.device_id);
+        if (device != node.devices.end() && device->second.online) {
+            device->second.online = false;
+            out.online.push_back({node.group, node.node, std::string(topic.device_id), false, now_ms});
+        }
+        return;
+    }
+    const auto bd_seq = bd_seq_of(payload);
+    if (!node.online || !bd_seq || !node.bd_seq || static_cast<uint64_t>(*bd_seq) != *node.bd_seq) {
+        reject(node, "", "sparkplug_stale_death",
+               fmt::format("NDEATH with bdSeq {} while the current NBIRTH's is {}: from an earlier session",
+                           bd_seq ? std::to_string(*bd_seq) : std::string("(none)"),
+                           node.bd_seq ? std::to_string(*node.bd_seq) : std::string("(none)")),
+               out);
+        return;
+    }
+    node.online = false;
+    node.held.clear();
+    out.online.push_back({node.group, node.node, "", false, now_ms});
+    for (auto& [id, device] : node.devices) {
+        if (!device.online) continue;
+        device.online = false;
+        out.online.push_back({node.group, node.node, id, false, now_ms});
+    }
+}
+
+void SparkplugHost::release_held(Node& node, int64_t now_ms, bool force, HostOutput& out) {
+    while (!node.held.empty()) {
+        auto next = node.held.find(node.expected_seq);
+        if (next == node.held.end()) {
+            // A gap: wait for it until the oldest held message has waited reorder_window_ms (unless
+            // forced), then ask for a rebirth and go on from the nearest seq after the gap.
+            const int64_t oldest =
+                std::min_element(node.held.begin(), node.held.end(), [](const auto& a, const auto& b) {
+                    return a.second.since_ms < b.second.since_ms;
+                })->second.since_ms;
+            if (!force && now_ms - oldest < limits_.reorder_window_ms) return;
+            ask_rebirth(node, now_ms,
+                        fmt::format("seq {} did not arrive within {} ms", node.expected_seq,
+                                    limits_.reorder_window_ms),
+                        out);
+            next = std::min_element(node.held.begin(), node.held.end(), [&](const auto& a, const auto& b) {
+                return ((a.first - node.expected_seq) & 255) < ((b.first - node.expected_seq) & 255);
+            });
+        }
+        Held held = std::move(next->second);
+        node.held.erase(next);
+        node.expected_seq = (held.payload.seq.value_or(0) + 1) & 255;
+        Topic topic = held.topic;
+        topic.group_id = node.group;
+        topic.edge_node_id = node.node;
+        topic.device_id = held.device;
+        if (topic.type == MessageType::dbirth)
+            take_birth(node, topic, held.payload, now_ms, out);
+        else if (topic.type == MessageType::ddeath)
+            take_death(node, topic, held.payload, now_ms, out);
+        else
+            take_data(node, topic, held.payload, now_ms, out);
+    }
+}
+
+void SparkplugHost::tick(int64_t now_ms, HostOutput& out) {
+    for (auto& [key, node] : nodes_)
+        if (!node.held.empty()) release_held(node, now_ms, false, out);
+}
+
+}  // namespace plantd::sparkplug

@@ -1,0 +1,137 @@
+#pragma once
+// The Sparkplug B host application's state, per (group, edge node), as pure logic driven with the
+// time passed in (so that the tests simulate it): the node's bdSeq and online state, the alias tables
+// of its NBIRTH and of each DBIRTH, the expected seq (0-255, wrapping), a short reorder window for
+// DATA that arrives out of order, and the Rebirth requests (NCMD "Node Control/Rebirth" = true).
+//
+// What each message becomes (the policy):
+// - BIRTH: replaces the alias table (of the node, or of that device); NBIRTH starts a new session
+//   (seq 0, its bdSeq) and forgets the devices' tables, whose DBIRTHs follow. Its metrics are data too.
+// - DATA in order: its metrics, names resolved through the aliases, are data.
+// - DATA ahead of the expected seq: held (at most `max_held` per node) for `reorder_window_ms`; if the
+//   missing seq arrives, everything is taken in order. If not, the held DATA is taken as it stands
+//   (its aliases are still those of the current birth) and one Rebirth is requested for the gap.
+// - DATA before any BIRTH, with an alias the birth did not declare, for a device without a DBIRTH, or
+//   of a node that is offline: rejected (dead-lettered with the reason) and one Rebirth requested.
+//   It is not held for the rebirth: a new birth may give the aliases other meanings.
+// - NDEATH: honoured only when its bdSeq is the current NBIRTH's; the node and its devices go
+//   offline. DDEATH: that device goes offline. Each change of online state is reported.
+// - Rebirth requests: at most one per node per `rebirth_interval_ms`; one gap asks once.
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sparkplug/sparkplug_payload.hpp"
+#include "sparkplug/sparkplug_topic.hpp"
+
+namespace plantd::sparkplug {
+
+struct HostLimits {
+    int64_t reorder_window_ms = 2'000;
+    int64_t rebirth_interval_ms = 10'000;
+    size_t max_held = 1'000;       // DATA messages held per node for the reorder window
+    size_t max_aliases = 100'000;  // per birth
+    size_t max_devices = 10'000;   // per node
+    size_t max_nodes_per_group = 10'000;
+};
+
+// One metric that resolved to a name, with its value converted by the birth's datatype.
+struct ResolvedMetric {
+    std::string name;
+    Value value;
+    std::optional<uint64_t> timestamp_ms;  // the metric's own, else the payload's
+    bool is_historical = false;
+    std::string problem;  // not "": rejected field by field
+};
+
+// What one incoming message (or the passing of time) produced.
+struct HostOutput {
+    struct Data {
+        std::string group_id, edge_node_id, device_id;  // device_id "" for node metrics
+        std::optional<uint64_t> timestamp_ms;           // the payload's
+        std::vector<ResolvedMetric> metrics;
+        bool from_birth = false;
+    };
+    struct Rejected {
+        std::string group_id, edge_node_id, device_id;
+        std::string reason;  // e.g. sparkplug_unknown_alias, sparkplug_no_birth, sparkplug_bad_seq
+        std::string detail;
+    };
+    struct Online {
+        std::string group_id, edge_node_id, device_id;
+        bool online = false;
+        int64_t at_ms = 0;
+    };
+    struct Rebirth {
+        std::string group_id, edge_node_id;
+        std::string why;
+    };
+    std::vector<Data> data;
+    std::vector<Rejected> rejected;
+    std::vector<Online> online;
+    std::vector<Rebirth> rebirths;
+};
+
+class SparkplugHost {
+  public:
+    explicit SparkplugHost(HostLimits limits = {}) : limits_(limits) {}
+
+    // One message from an edge node (BIRTH, DATA or DEATH), decoded; appends what it produced.
+    void receive(const Topic& topic, Payload payload, int64_t now_ms, HostOutput& out);
+    // Held DATA whose reorder window has passed; call it regularly.
+    void tick(int64_t now_ms, HostOutput& out);
+
+    // For /metrics and the tests.
+    size_t nodes() const { return nodes_.size(); }
+    bool online(std::string_view group_id, std::string_view edge_node_id,
+                std::string_view device_id = {}) const;
+    uint64_t rebirths_requested() const { return rebirths_requested_; }
+
+  private:
+    struct AliasEntry {
+        std::string name;
+        uint32_t datatype = 0;
+    };
+    struct Birth {
+        std::map<uint64_t, AliasEntry> aliases;
+        std::map<std::string, uint32_t, std::less<>> datatypes;  // by name
+        bool online = false;
+    };
+    struct Held {
+        Topic topic;  // its views point into `group`, `node` and `device` below
+        std::string device;
+        Payload payload;
+        int64_t since_ms = 0;
+    };
+    struct Node {
+        std::string group, node;
+        std::optional<uint64_t> bd_seq;
+        bool online = false;
+        bool born = false;
+        uint64_t expected_seq = 0;
+        Birth birth;
+        std::map<std::string, Birth, std::less<>> devices;
+        std::map<uint64_t, Held> held;  // by seq
+        int64_t last_rebirth_ms = 0;
+        bool rebirth_pending = false;  // asked since the last NBIRTH
+    };
+
+    Node* node_of(const Topic& topic);  // null: the group has max_nodes_per_group already
+    void take_birth(Node& node, const Topic& topic, Payload& payload, int64_t now_ms, HostOutput& out);
+    void take_data(Node& node, const Topic& topic, Payload& payload, int64_t now_ms, HostOutput& out);
+    void take_death(Node& node, const Topic& topic, const Payload& payload, int64_t now_ms, HostOutput& out);
+    void release_held(Node& node, int64_t now_ms, bool force, HostOutput& out);
+    void ask_rebirth(Node& node, int64_t now_ms, const std::string& why, HostOutput& out);
+    void reject(const Node& node, std::string_view device, std::string reason, std::string detail,
+                HostOutput& out);
+
+    HostLimits limits_;
+    std::map<std::pair<std::string, std::string>, Node, std::less<>> nodes_;
+    std::map<std::string, size_t, std::less<>> nodes_per_group_;
+    uint64_t rebirths_requested_ = 0;
+};
+
+}  // namespace plantd::sparkplug
