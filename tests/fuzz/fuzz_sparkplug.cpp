@@ -1,10 +1,12 @@
 // Fuzzes Sparkplug B decoding: any bytes as a payload (every metric's value converted under every
-// datatype), and any text as a topic.
+// datatype), any text as a topic, and the same bytes as a sequence of messages to the host's state
+// (births, data by alias, deaths, any seq, time steps and ticks).
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <string_view>
 
+#include "sparkplug/sparkplug_host.hpp"
 #include "sparkplug/sparkplug_payload.hpp"
 #include "sparkplug/sparkplug_topic.hpp"
 
@@ -30,5 +32,40 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             }
         }
     }
+    // 4 bytes per message: its type, seq, an alias (and node), a time step.
+    SparkplugHost host({.reorder_window_ms = 50,
+                        .rebirth_interval_ms = 100,
+                        .max_held = 8,
+                        .max_devices = 4,
+                        .max_nodes_per_group = 3});
+    constexpr MessageType kinds[] = {MessageType::nbirth, MessageType::ndata, MessageType::ndeath,
+                                     MessageType::dbirth, MessageType::ddata, MessageType::ddeath,
+                                     MessageType::ncmd};
+    static const std::string nodes[] = {"e0", "e1", "e2", "e3"};
+    int64_t now = 0;
+    for (size_t at = 0; at + 4 <= size; at += 4) {
+        const MessageType type = kinds[data[at] % 7];
+        Topic t{type, (data[at] & 0x80) ? "g2" : "g1", nodes[data[at + 2] & 3],
+                is_device_message(type) ? std::string_view("d1") : std::string_view{}};
+        Payload p;
+        p.seq = data[at + 1];
+        Metric m;
+        m.alias = data[at + 2] >> 4;
+        if (type == MessageType::nbirth || type == MessageType::dbirth)
+            m.name = "m" + std::to_string(*m.alias);
+        if (data[at + 3] & 1) m.datatype = data[at + 3] >> 2;
+        m.raw.kind = RawValue::Kind::double_value;
+        m.raw.number = data[at + 3];
+        p.metrics.push_back(m);
+        now += data[at + 3];
+        HostOutput out;
+        host.receive(t, std::move(p), now, out);
+        host.tick(now, out);
+        for (const auto& d : out.data)
+            for (const auto& metric : d.metrics)
+                if (!metric.problem.empty() && !std::holds_alternative<std::monostate>(metric.value))
+                    std::abort();
+    }
+    if (host.nodes() > 6) std::abort();
     return 0;
 }

@@ -144,10 +144,17 @@ TEST_CASE("sparkplug host: a gap that stays open asks for exactly one rebirth, t
     auto repeat = edge.send(MessageType::ndata, {by_alias(9, 1)}, 5);
     CHECK(repeat.rebirths.empty());
     CHECK(host.rebirths_requested() == 1);
-    // The rebirth: a new session, and the next gap may ask again.
+    // The rebirth: a new session. A gap soon after it does not ask again within the interval (a
+    // problem every birth repeats must not become a storm); one after the interval does.
     edge.now += 1'000;
     edge.birth(1);
     edge.send(MessageType::ndata, {by_alias(1, 7)}, 3);
+    host.tick(edge.now + 600, again);
+    CHECK(again.rebirths.empty());
+    CHECK(again.data.size() == 1);  // the held data is still taken
+    edge.now += 20'000;
+    edge.birth(2);
+    edge.send(MessageType::ndata, {by_alias(1, 8)}, 3);
     host.tick(edge.now + 600, again);
     CHECK(again.rebirths.size() == 1);
     CHECK(host.rebirths_requested() == 2);
@@ -231,4 +238,78 @@ TEST_CASE("sparkplug host: repeats and old seqs are rejected; a group's node ids
     Edge other{host, "g1", "e2"};
     CHECK(other.birth(0).rejected.empty());
     CHECK(host.online("g1", "e1"));
+}
+
+TEST_CASE(
+    "sparkplug host: declared but unwritable metrics, session metrics and datatype changes ask no rebirth") {
+    SparkplugHost host;
+    Edge edge{host};
+    edge.seq = 0;
+    Metric dataset;
+    dataset.name = "recipe";
+    dataset.alias = 4;
+    dataset.datatype = static_cast<uint32_t>(DataType::dataset);
+    dataset.problem = "DataSet metrics are not written";
+    Metric scan_rate = named("Node Control/Scan Rate", DataType::float64, 1000, 5);
+    Metric nan = named("flow", DataType::float64, 0, 6);
+    nan.value = {};
+    nan.problem = "nan is not a finite number";
+    auto born = edge.send(MessageType::nbirth, {bd_seq(0), named("temperature", DataType::float64, 20, 1),
+                                                dataset, scan_rate, nan});
+    edge.seq = 1;
+    CHECK(born.rebirths.empty());
+    auto out = edge.data({by_alias(4, 1), by_alias(5, 500), by_alias(6, 2.5), by_alias(1, 21)});
+    CHECK(out.rebirths.empty());
+    REQUIRE(out.data.size() == 1);
+    REQUIRE(out.data[0].metrics.size() == 3);  // the scan rate is the session's: not written
+    CHECK(out.data[0].metrics[0].name == "recipe");
+    CHECK(out.data[0].metrics[0].problem.find("DataSet metrics are not written") != std::string::npos);
+    CHECK(out.data[0].metrics[1].name == "flow");
+    CHECK(value_of(out, 0, 1) == 2.5);  // the birth's NaN was only its first value
+    CHECK(value_of(out, 0, 2) == 21);
+    Metric retyped = by_alias(1, 22);
+    retyped.datatype = static_cast<uint32_t>(DataType::float32);
+    auto changed = edge.data({retyped});
+    REQUIRE(changed.data.size() == 1);
+    CHECK(changed.data[0].metrics[0].problem == "temperature is declared Double in the birth, not Float");
+    CHECK(host.rebirths_requested() == 0);
+}
+
+TEST_CASE("sparkplug host: a gap across 255 to 0, and a seq far behind resynchronises with one rebirth") {
+    SparkplugHost host({.reorder_window_ms = 500});
+    Edge edge{host};
+    edge.birth(0);
+    for (int i = 1; i < 255; ++i) edge.data({by_alias(1, i)});
+    CHECK(edge.seq == 255);
+    auto ahead = edge.send(MessageType::ndata, {by_alias(1, 1000)}, 0);  // 255 is late
+    CHECK(ahead.data.empty());
+    auto late = edge.send(MessageType::ndata, {by_alias(1, 999)}, 255);
+    REQUIRE(late.data.size() == 2);
+    CHECK(value_of(late, 0, 0) == 999);
+    CHECK(value_of(late, 1, 0) == 1000);
+    // The next expected is 1. A message 100 behind: the stream was lost; go on from it.
+    auto far = edge.send(MessageType::ndata, {by_alias(1, 5)}, (1 + 256 - 100) % 256);
+    REQUIRE(far.data.size() == 1);
+    CHECK(far.rebirths.size() == 1);
+    auto repeat = edge.send(MessageType::ndata, {by_alias(1, 5)}, (1 + 256 - 100) % 256);
+    REQUIRE(repeat.rejected.size() == 1);
+    CHECK(repeat.rejected[0].detail.find("a repeat") != std::string::npos);
+}
+
+TEST_CASE("sparkplug host: when the held messages fill the window, one gap is given up at once, in order") {
+    SparkplugHost host({.reorder_window_ms = 60'000, .max_held = 3});
+    Edge edge{host};
+    edge.birth(0);
+    for (uint64_t seq : {2, 3, 4})
+        CHECK(edge.send(MessageType::ndata, {by_alias(1, double(seq))}, seq).data.empty());
+    auto full = edge.send(MessageType::ndata, {by_alias(1, 6)}, 6);  // no room: the gap at 1 is given up
+    CHECK(full.rebirths.size() == 1);
+    REQUIRE(full.data.size() == 3);
+    CHECK(value_of(full, 0, 0) == 2);
+    CHECK(value_of(full, 2, 0) == 4);
+    auto late = edge.send(MessageType::ndata, {by_alias(1, 1)}, 1);  // too late now
+    REQUIRE(late.rejected.size() == 1);
+    auto five = edge.send(MessageType::ndata, {by_alias(1, 5)}, 5);  // the next gap closes in time
+    REQUIRE(five.data.size() == 2);
+    CHECK(value_of(five, 1, 0) == 6);
 }

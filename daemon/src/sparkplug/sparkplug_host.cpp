@@ -8,7 +8,7 @@ namespace plantd::sparkplug {
 
 namespace {
 
-// Metrics of the session itself, not of the process: not written.
+// Metrics of the session itself, not of the process: their aliases count, their values are not written.
 bool is_session_metric(std::string_view name) {
     return name == "bdSeq" || name.starts_with("Node Control/");
 }
@@ -23,15 +23,21 @@ std::optional<int64_t> bd_seq_of(const Payload& payload) {
     return std::nullopt;
 }
 
+constexpr uint64_t repeat_distance = 16;  // a seq this close behind the expected one is a repeat
+
 }  // namespace
 
 SparkplugHost::Node* SparkplugHost::node_of(const Topic& topic) {
     auto key = std::pair{std::string(topic.group_id), std::string(topic.edge_node_id)};
     auto it = nodes_.find(key);
     if (it == nodes_.end()) {
-        // Each group has its own bound: one group's flood of node ids cannot crowd out another's.
+        // Each group has its own bound: one group's flood of node ids cannot crowd out another's
+        // (and all groups together one more).
         size_t& in_group = nodes_per_group_[key.first];
-        if (in_group >= limits_.max_nodes_per_group) return nullptr;
+        if (in_group >= limits_.max_nodes_per_group || nodes_.size() >= limits_.max_nodes) {
+            if (in_group == 0) nodes_per_group_.erase(key.first);
+            return nullptr;
+        }
         ++in_group;
         it = nodes_.emplace(key, Node{}).first;
         it->second.group = key.first;
@@ -56,10 +62,9 @@ void SparkplugHost::reject(const Node& node, std::string_view device, std::strin
 }
 
 void SparkplugHost::ask_rebirth(Node& node, int64_t now_ms, const std::string& why, HostOutput& out) {
-    // Once per problem: until the birth arrives, asked again only after rebirth_interval_ms (the
-    // request or the birth may have been lost).
-    if (node.rebirth_pending && now_ms - node.last_rebirth_ms < limits_.rebirth_interval_ms) return;
-    node.rebirth_pending = true;
+    // At most one per interval, whatever asks, and also across births: a problem each birth repeats
+    // must not become a storm of requests and births.
+    if (node.last_rebirth_ms && now_ms - *node.last_rebirth_ms < limits_.rebirth_interval_ms) return;
     node.last_rebirth_ms = now_ms;
     ++rebirths_requested_;
     out.rebirths.push_back({node.group, node.node, why});
@@ -69,10 +74,10 @@ void SparkplugHost::receive(const Topic& topic, Payload payload, int64_t now_ms,
     if (!is_edge_message(topic.type)) return;
     Node* known = node_of(topic);
     if (!known) {
-        out.rejected.push_back(
-            {std::string(topic.group_id), std::string(topic.edge_node_id), std::string(topic.device_id),
-             "sparkplug_too_many_nodes",
-             fmt::format("group {} already has {} edge nodes", topic.group_id, limits_.max_nodes_per_group)});
+        out.rejected.push_back({std::string(topic.group_id), std::string(topic.edge_node_id),
+                                std::string(topic.device_id), "sparkplug_too_many_nodes",
+                                fmt::format("group {} already has {} edge nodes (or all groups {})",
+                                            topic.group_id, limits_.max_nodes_per_group, limits_.max_nodes)});
         return;
     }
     Node& node = *known;
@@ -95,29 +100,55 @@ void SparkplugHost::receive(const Topic& topic, Payload payload, int64_t now_ms,
     const uint64_t seq = *payload.seq;
     if (seq != node.expected_seq) {
         const uint64_t ahead = (seq - node.expected_seq) & 255;
-        if (ahead >= 128 || node.held.count(seq)) {
+        const uint64_t behind = (node.expected_seq - seq) & 255;
+        if (node.held.count(seq) || (ahead >= 128 && behind <= repeat_distance)) {
             reject(node, device, "sparkplug_bad_seq",
-                   fmt::format("seq {} while {} was expected: a repeat, or from before a gap", seq,
-                               node.expected_seq),
-                   out);
+                   fmt::format("seq {} while {} was expected: a repeat", seq, node.expected_seq), out);
             return;
         }
-        // No more room to wait: what is held is taken now (asking for a rebirth for the gap).
-        if (node.held.size() >= limits_.max_held) release_held(node, now_ms, true, out);
-        if (seq != node.expected_seq) {
-            node.held.emplace(seq, Held{topic, std::string(device), std::move(payload), now_ms});
-            return;
+        if (ahead >= 128) {
+            // Far behind: the stream was lost (many messages missing). Take what is held, go on from here.
+            release_held(node, now_ms, -1, out);
+            ask_rebirth(node, now_ms, fmt::format("seq {} while {} was expected", seq, node.expected_seq),
+                        out);
+            node.expected_seq = seq;
+        } else {
+            const size_t max_held = std::min<size_t>(limits_.max_held, 127);
+            // No room to wait: go over the first gap now, then see where this one stands.
+            while (!node.held.empty() &&
+                   (node.held.size() >= max_held ||
+                    node.held_metrics + payload.metrics.size() > limits_.max_held_metrics)) {
+                const uint64_t before = node.expected_seq;
+                release_held(node, now_ms, 1, out);
+                if (node.expected_seq == before) break;
+            }
+            const uint64_t still_ahead = (seq - node.expected_seq) & 255;
+            if (still_ahead >= 128 || node.held.count(seq)) {
+                reject(node, device, "sparkplug_bad_seq",
+                       fmt::format("seq {} arrived after the gap before it was given up", seq), out);
+                return;
+            }
+            if (seq != node.expected_seq) {
+                node.held_metrics += payload.metrics.size();
+                node.held.emplace(seq, Held{topic.type, std::string(device), std::move(payload), now_ms});
+                return;
+            }
         }
     }
     node.expected_seq = (seq + 1) & 255;
-    if (topic.type == MessageType::dbirth) {
+    take(node, topic.type, device, payload, now_ms, out);
+    release_held(node, now_ms, 0, out);
+}
+
+void SparkplugHost::take(Node& node, MessageType type, std::string_view device, Payload& payload,
+                         int64_t now_ms, HostOutput& out) {
+    const Topic topic{type, node.group, node.node, device};
+    if (type == MessageType::dbirth)
         take_birth(node, topic, payload, now_ms, out);
-    } else if (topic.type == MessageType::ddeath) {
+    else if (type == MessageType::ddeath)
         take_death(node, topic, payload, now_ms, out);
-    } else {
+    else
         take_data(node, topic, payload, now_ms, out);
-    }
-    release_held(node, now_ms, false, out);
 }
 
 void SparkplugHost::take_birth(Node& node, const Topic& topic, Payload& payload, int64_t now_ms,
@@ -129,7 +160,7 @@ void SparkplugHost::take_birth(Node& node, const Topic& topic, Payload& payload,
             if (device.online) out.online.push_back({node.group, node.node, id, false, now_ms});
         node.devices.clear();
         node.held.clear();
-        node.rebirth_pending = false;
+        node.held_metrics = 0;
         const auto bd_seq = bd_seq_of(payload);
         node.bd_seq = bd_seq ? std::optional<uint64_t>(static_cast<uint64_t>(*bd_seq)) : std::nullopt;
         node.expected_seq = payload.seq ? ((*payload.seq + 1) & 255) : 1;
@@ -144,32 +175,40 @@ void SparkplugHost::take_birth(Node& node, const Topic& topic, Payload& payload,
         return;
     }
     Birth& birth = is_node ? node.birth : node.devices[std::string(topic.device_id)];
+    const bool was_online = birth.online;
     birth = Birth{};
     HostOutput::Data data{node.group,           node.node, std::string(topic.device_id),
                           payload.timestamp_ms, {},        true};
     for (auto& metric : payload.metrics) {
-        if (is_session_metric(metric.name)) continue;
-        ResolvedMetric resolved{metric.name, std::move(metric.value), metric.timestamp_ms,
-                                metric.is_historical, std::move(metric.problem)};
-        if (resolved.problem.empty() && metric.name.empty())
-            resolved.problem =
+        // The declaration (name, alias, datatype) is kept whatever the value: a metric plantd does not
+        // write is then rejected metric by metric in DATA, not taken for an unknown alias.
+        std::string declaration_problem;
+        if (metric.name.empty())
+            declaration_problem =
                 fmt::format("a BIRTH metric without a name (alias {})", metric.alias.value_or(0));
-        if (resolved.problem.empty() && !metric.datatype)
-            resolved.problem = "a BIRTH metric without a datatype";
-        if (resolved.problem.empty() && birth.datatypes.size() >= limits_.max_aliases)
-            resolved.problem = fmt::format("more than {} metrics in one birth", limits_.max_aliases);
-        if (resolved.problem.empty() && metric.alias) {
+        else if (!metric.datatype)
+            declaration_problem = fmt::format("BIRTH metric {} without a datatype", metric.name);
+        else if (birth.aliases.size() + birth.datatypes.size() >= 2 * limits_.max_aliases)
+            declaration_problem = fmt::format("more than {} metrics in one birth", limits_.max_aliases);
+        if (declaration_problem.empty() && metric.alias) {
             auto [at, fresh] =
                 birth.aliases.try_emplace(*metric.alias, AliasEntry{metric.name, *metric.datatype});
             if (!fresh && at->second.name != metric.name)
-                resolved.problem = fmt::format("alias {} is declared for {} and for {}", *metric.alias,
-                                               at->second.name, metric.name);
+                declaration_problem = fmt::format("alias {} is declared for {} and for {}", *metric.alias,
+                                                  at->second.name, metric.name);
         }
-        if (resolved.problem.empty()) birth.datatypes.emplace(metric.name, *metric.datatype);
+        if (declaration_problem.empty()) birth.datatypes.emplace(metric.name, *metric.datatype);
+        if (declaration_problem.starts_with("more than")) birth.over_limit = true;
+        if (is_session_metric(metric.name)) continue;
+        ResolvedMetric resolved{
+            metric.name, std::move(metric.value), metric.timestamp_ms, metric.is_historical,
+            declaration_problem.empty() ? std::move(metric.problem) : declaration_problem};
         if (metric.is_null && resolved.problem.empty()) continue;  // declared, no value yet
+        if (resolved.name.empty()) resolved.name = fmt::format("alias {}", metric.alias.value_or(0));
         data.metrics.push_back(std::move(resolved));
     }
-    if (!is_node) out.online.push_back({node.group, node.node, std::string(topic.device_id), true, now_ms});
+    if (!is_node && !was_online)
+        out.online.push_back({node.group, node.node, std::string(topic.device_id), true, now_ms});
     birth.online = true;
     if (!data.metrics.empty()) out.data.push_back(std::move(data));
 }
@@ -181,47 +220,53 @@ void SparkplugHost::take_data(Node& node, const Topic& topic, Payload& payload, 
     if (!is_node) {
         auto device = node.devices.find(topic.device_id);
         if (device == node.devices.end() || !device->second.online) {
+            const bool refused = device == node.devices.end() && node.devices.size() >= limits_.max_devices;
             reject(
-                node, topic.device_id, "sparkplug_no_birth",
+                node, topic.device_id, refused ? "sparkplug_too_many_devices" : "sparkplug_no_birth",
                 fmt::format("DDATA of device {} without its DBIRTH (or after its DDEATH)", topic.device_id),
                 out);
-            ask_rebirth(node, now_ms, "data of a device without its birth", out);
+            if (!refused) ask_rebirth(node, now_ms, "data of a device without its birth", out);
             return;
         }
         birth = &device->second;
     }
     HostOutput::Data data{node.group,           node.node, std::string(topic.device_id),
                           payload.timestamp_ms, {},        false};
-    bool unknown_alias = false;
+    bool undeclared = false;
     for (auto& metric : payload.metrics) {
         ResolvedMetric resolved{
             metric.name, {}, metric.timestamp_ms, metric.is_historical, std::move(metric.problem)};
-        std::optional<uint32_t> datatype = metric.datatype;
+        std::optional<uint32_t> declared;  // the birth's datatype: it decides, always the same
         if (resolved.problem.empty() && resolved.name.empty()) {
-            auto alias = birth->aliases.find(*metric.alias);
+            auto alias = metric.alias ? birth->aliases.find(*metric.alias) : birth->aliases.end();
             if (alias == birth->aliases.end()) {
-                resolved.problem = fmt::format("alias {} is not in the birth", *metric.alias);
-                unknown_alias = true;
+                resolved.problem = fmt::format("alias {} is not in the birth", metric.alias.value_or(0));
+                undeclared = !birth->over_limit;
             } else {
                 resolved.name = alias->second.name;
-                datatype = datatype.value_or(alias->second.datatype);
+                declared = alias->second.datatype;
+            }
+        } else if (resolved.problem.empty()) {
+            auto by_name = birth->datatypes.find(resolved.name);
+            if (by_name == birth->datatypes.end()) {
+                resolved.problem = fmt::format("metric {} is not in the birth", resolved.name);
+                undeclared = !birth->over_limit;
+            } else {
+                declared = by_name->second;
             }
         }
-        if (resolved.problem.empty() && !datatype) {
-            auto declared = birth->datatypes.find(resolved.name);
-            if (declared != birth->datatypes.end()) datatype = declared->second;
-        }
-        if (resolved.problem.empty() && !datatype)
-            resolved.problem = fmt::format("metric {} has no datatype, here or in the birth", resolved.name);
         if (is_session_metric(resolved.name)) continue;
+        if (resolved.problem.empty() && metric.datatype && *metric.datatype != *declared)
+            resolved.problem = fmt::format("{} is declared {} in the birth, not {}", resolved.name,
+                                           datatype_name(*declared), datatype_name(*metric.datatype));
         if (resolved.problem.empty()) {
             if (metric.is_null) continue;  // no value at this time: nothing to write
-            resolved.value = convert(metric.raw, *datatype, resolved.problem);
+            resolved.value = convert(metric.raw, *declared, resolved.problem);
         }
         if (resolved.name.empty()) resolved.name = fmt::format("alias {}", metric.alias.value_or(0));
         data.metrics.push_back(std::move(resolved));
     }
-    if (unknown_alias) ask_rebirth(node, now_ms, "an alias the birth did not declare", out);
+    if (undeclared) ask_rebirth(node, now_ms, "a metric the birth did not declare", out);
     if (!data.metrics.empty()) out.data.push_back(std::move(data));
 }
 
@@ -236,7 +281,11 @@ void SparkplugHost::take_death(Node& node, const Topic& topic, const Payload& pa
         return;
     }
     const auto bd_seq = bd_seq_of(payload);
-    if (!node.online || !bd_seq || !node.bd_seq || static_cast<uint64_t>(*bd_seq) != *node.bd_seq) {
+    if (!node.online) {
+        reject(node, "", "sparkplug_stale_death", "NDEATH of an edge node that is not online", out);
+        return;
+    }
+    if (!bd_seq || !node.bd_seq || static_cast<uint64_t>(*bd_seq) != *node.bd_seq) {
         reject(node, "", "sparkplug_stale_death",
                fmt::format("NDEATH with bdSeq {} while the current NBIRTH's is {}: from an earlier session",
                            bd_seq ? std::to_string(*bd_seq) : std::string("(none)"),
@@ -246,6 +295,7 @@ void SparkplugHost::take_death(Node& node, const Topic& topic, const Payload& pa
     }
     node.online = false;
     node.held.clear();
+    node.held_metrics = 0;
     out.online.push_back({node.group, node.node, "", false, now_ms});
     for (auto& [id, device] : node.devices) {
         if (!device.online) continue;
@@ -254,44 +304,41 @@ void SparkplugHost::take_death(Node& node, const Topic& topic, const Payload& pa
     }
 }
 
-void SparkplugHost::release_held(Node& node, int64_t now_ms, bool force, HostOutput& out) {
+void SparkplugHost::release_held(Node& node, int64_t now_ms, int skip_gaps, HostOutput& out) {
     while (!node.held.empty()) {
         auto next = node.held.find(node.expected_seq);
         if (next == node.held.end()) {
-            // A gap: wait for it until the oldest held message has waited reorder_window_ms (unless
-            // forced), then ask for a rebirth and go on from the nearest seq after the gap.
+            // A gap: waited for until the oldest held message has waited reorder_window_ms, unless
+            // there is no room (or reason) to wait; then a rebirth is asked for, and plantd goes on
+            // from the nearest seq after the gap.
             const int64_t oldest =
                 std::min_element(node.held.begin(), node.held.end(), [](const auto& a, const auto& b) {
                     return a.second.since_ms < b.second.since_ms;
                 })->second.since_ms;
-            if (!force && now_ms - oldest < limits_.reorder_window_ms) return;
+            if (skip_gaps == 0 && now_ms - oldest < limits_.reorder_window_ms) return;
             ask_rebirth(node, now_ms,
-                        fmt::format("seq {} did not arrive within {} ms", node.expected_seq,
-                                    limits_.reorder_window_ms),
+                        skip_gaps == 0
+                            ? fmt::format("seq {} did not arrive within {} ms", node.expected_seq,
+                                          limits_.reorder_window_ms)
+                            : fmt::format("seq {} is missing and the held messages fill the window",
+                                          node.expected_seq),
                         out);
             next = std::min_element(node.held.begin(), node.held.end(), [&](const auto& a, const auto& b) {
                 return ((a.first - node.expected_seq) & 255) < ((b.first - node.expected_seq) & 255);
             });
+            if (skip_gaps > 0) --skip_gaps;  // over this one gap; the next one waits its window
         }
         Held held = std::move(next->second);
+        node.held_metrics -= std::min(node.held_metrics, held.payload.metrics.size());
+        node.expected_seq = (next->first + 1) & 255;
         node.held.erase(next);
-        node.expected_seq = (held.payload.seq.value_or(0) + 1) & 255;
-        Topic topic = held.topic;
-        topic.group_id = node.group;
-        topic.edge_node_id = node.node;
-        topic.device_id = held.device;
-        if (topic.type == MessageType::dbirth)
-            take_birth(node, topic, held.payload, now_ms, out);
-        else if (topic.type == MessageType::ddeath)
-            take_death(node, topic, held.payload, now_ms, out);
-        else
-            take_data(node, topic, held.payload, now_ms, out);
+        take(node, held.type, held.device, held.payload, now_ms, out);
     }
 }
 
 void SparkplugHost::tick(int64_t now_ms, HostOutput& out) {
     for (auto& [key, node] : nodes_)
-        if (!node.held.empty()) release_held(node, now_ms, false, out);
+        if (!node.held.empty()) release_held(node, now_ms, 0, out);
 }
 
 }  // namespace plantd::sparkplug

@@ -8,15 +8,20 @@
 // - BIRTH: replaces the alias table (of the node, or of that device); NBIRTH starts a new session
 //   (seq 0, its bdSeq) and forgets the devices' tables, whose DBIRTHs follow. Its metrics are data too.
 // - DATA in order: its metrics, names resolved through the aliases, are data.
-// - DATA ahead of the expected seq: held (at most `max_held` per node) for `reorder_window_ms`; if the
-//   missing seq arrives, everything is taken in order. If not, the held DATA is taken as it stands
-//   (its aliases are still those of the current birth) and one Rebirth is requested for the gap.
-// - DATA before any BIRTH, with an alias the birth did not declare, for a device without a DBIRTH, or
-//   of a node that is offline: rejected (dead-lettered with the reason) and one Rebirth requested.
-//   It is not held for the rebirth: a new birth may give the aliases other meanings.
+// - DATA ahead of the expected seq: held (at most `max_held` messages and `max_held_metrics` metrics
+//   per node) for `reorder_window_ms`; if the missing seq arrives, everything is taken in order. If
+//   not, the held DATA is taken as it stands (its aliases are still those of the current birth) and
+//   a Rebirth is requested for the gap. A seq far behind the expected one (more than 16) means the
+//   stream was lost: plantd goes on from it and requests a Rebirth; up to 16 behind is a repeat.
+// - DATA before any BIRTH, with an alias or a name the birth did not declare, for a device without a
+//   DBIRTH, or of a node that is offline: rejected (dead-lettered with the reason) and a Rebirth
+//   requested. It is not held for the rebirth: a new birth may give the aliases other meanings. A
+//   metric the birth declared but plantd does not write (a DataSet, a NaN) is rejected metric by
+//   metric without a Rebirth (a rebirth would not change it); so is a datatype other than the birth's.
 // - NDEATH: honoured only when its bdSeq is the current NBIRTH's; the node and its devices go
 //   offline. DDEATH: that device goes offline. Each change of online state is reported.
-// - Rebirth requests: at most one per node per `rebirth_interval_ms`; one gap asks once.
+// - Rebirth requests: at most one per node per `rebirth_interval_ms`, whatever the cause (also across
+//   births: a problem that every birth repeats must not make a rebirth storm).
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -32,10 +37,12 @@ namespace plantd::sparkplug {
 struct HostLimits {
     int64_t reorder_window_ms = 2'000;
     int64_t rebirth_interval_ms = 10'000;
-    size_t max_held = 1'000;       // DATA messages held per node for the reorder window
-    size_t max_aliases = 100'000;  // per birth
-    size_t max_devices = 10'000;   // per node
+    size_t max_held = 127;              // DATA messages held per node (a seq can be at most 127 ahead)
+    size_t max_held_metrics = 100'000;  // their metrics, per node
+    size_t max_aliases = 100'000;       // per birth
+    size_t max_devices = 10'000;        // per node
     size_t max_nodes_per_group = 10'000;
+    size_t max_nodes = 100'000;  // in all groups
 };
 
 // One metric that resolved to a name, with its value converted by the birth's datatype.
@@ -99,9 +106,10 @@ class SparkplugHost {
         std::map<uint64_t, AliasEntry> aliases;
         std::map<std::string, uint32_t, std::less<>> datatypes;  // by name
         bool online = false;
+        bool over_limit = false;  // it declared more than max_aliases: the rest is unknown, no rebirth helps
     };
     struct Held {
-        Topic topic;  // its views point into `group`, `node` and `device` below
+        MessageType type = MessageType::ndata;
         std::string device;
         Payload payload;
         int64_t since_ms = 0;
@@ -115,15 +123,19 @@ class SparkplugHost {
         Birth birth;
         std::map<std::string, Birth, std::less<>> devices;
         std::map<uint64_t, Held> held;  // by seq
-        int64_t last_rebirth_ms = 0;
-        bool rebirth_pending = false;  // asked since the last NBIRTH
+        size_t held_metrics = 0;
+        std::optional<int64_t> last_rebirth_ms;
     };
 
     Node* node_of(const Topic& topic);  // null: the group has max_nodes_per_group already
     void take_birth(Node& node, const Topic& topic, Payload& payload, int64_t now_ms, HostOutput& out);
     void take_data(Node& node, const Topic& topic, Payload& payload, int64_t now_ms, HostOutput& out);
     void take_death(Node& node, const Topic& topic, const Payload& payload, int64_t now_ms, HostOutput& out);
-    void release_held(Node& node, int64_t now_ms, bool force, HostOutput& out);
+    // Takes held messages in seq order. `skip_gaps`: 0 waits out every gap's window, 1 goes over one
+    // gap now (no room to wait), -1 over all (the stream was lost).
+    void release_held(Node& node, int64_t now_ms, int skip_gaps, HostOutput& out);
+    void take(Node& node, MessageType type, std::string_view device, Payload& payload, int64_t now_ms,
+              HostOutput& out);
     void ask_rebirth(Node& node, int64_t now_ms, const std::string& why, HostOutput& out);
     void reject(const Node& node, std::string_view device, std::string reason, std::string detail,
                 HostOutput& out);
