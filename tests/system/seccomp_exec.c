@@ -73,14 +73,19 @@ static void private_users(const char* ids) {
         close(go[1]);
         if (read(go[0], &c, 1) != 1) _exit(1);
         char path[64], map[128];
-        const struct { const char* file; unsigned id; } maps[] = {{"uid_map", uid}, {"gid_map", gid}};
+        const struct {
+            const char* file;
+            unsigned id;
+        } maps[] = {{"uid_map", uid}, {"gid_map", gid}};
         snprintf(path, sizeof path, "/proc/%d/setgroups", (int)parent);
         int fd = open(path, O_WRONLY | O_CLOEXEC);
         if (fd < 0 || write(fd, "deny\n", 5) != 5) _exit(2);
         close(fd);
         for (int i = 0; i < 2; i++) {
-            if (maps[i].id == 0) snprintf(map, sizeof map, "0 0 1\n");
-            else snprintf(map, sizeof map, "0 0 1\n%u %u 1\n", maps[i].id, maps[i].id);
+            if (maps[i].id == 0)
+                snprintf(map, sizeof map, "0 0 1\n");
+            else
+                snprintf(map, sizeof map, "0 0 1\n%u %u 1\n", maps[i].id, maps[i].id);
             snprintf(path, sizeof path, "/proc/%d/%s", (int)parent, maps[i].file);
             fd = open(path, O_WRONLY | O_CLOEXEC);
             if (fd < 0 || write(fd, map, strlen(map)) != (ssize_t)strlen(map)) _exit(3);
@@ -109,18 +114,30 @@ int main(int argc, char** argv) {
     for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
         const char* a = argv[i];
         const int more = i + 1 < argc;
-        if (strcmp(a, "--address-families") == 0 && more) families = argv[++i];
-        else if (strcmp(a, "--mdwe") == 0) mdwe = 1;
-        else if (strcmp(a, "--restrict-realtime") == 0) realtime = 1;
-        else if (strcmp(a, "--restrict-suid-sgid") == 0) sxid = 1;
-        else if (strcmp(a, "--restrict-namespaces") == 0) namespaces = 1;
-        else if (strcmp(a, "--deny") == 0 && more && denies < 8) deny[denies++] = argv[++i];
-        else if (strcmp(a, "--native") == 0) native = 1;
-        else if (strcmp(a, "--lock-personality") == 0) lock = 1;
-        else if (strcmp(a, "--allow") == 0 && more) allow = argv[++i];
-        else if (strcmp(a, "--errno") == 0 && more) error = atoi(argv[++i]);
-        else if (strcmp(a, "--private-users") == 0 && more) users = argv[++i];
-        else die("unknown or incomplete option %s", a);
+        if (strcmp(a, "--address-families") == 0 && more)
+            families = argv[++i];
+        else if (strcmp(a, "--mdwe") == 0)
+            mdwe = 1;
+        else if (strcmp(a, "--restrict-realtime") == 0)
+            realtime = 1;
+        else if (strcmp(a, "--restrict-suid-sgid") == 0)
+            sxid = 1;
+        else if (strcmp(a, "--restrict-namespaces") == 0)
+            namespaces = 1;
+        else if (strcmp(a, "--deny") == 0 && more && denies < 8)
+            deny[denies++] = argv[++i];
+        else if (strcmp(a, "--native") == 0)
+            native = 1;
+        else if (strcmp(a, "--lock-personality") == 0)
+            lock = 1;
+        else if (strcmp(a, "--allow") == 0 && more)
+            allow = argv[++i];
+        else if (strcmp(a, "--errno") == 0 && more)
+            error = atoi(argv[++i]);
+        else if (strcmp(a, "--private-users") == 0 && more)
+            users = argv[++i];
+        else
+            die("unknown or incomplete option %s", a);
     }
     if (i >= argc - 1) die("usage: seccomp_exec [OPTIONS] -- PROGRAM [ARG...] | seccomp_exec --probe DIR");
     if (users) private_users(users);

@@ -6,14 +6,14 @@
 void die(const char* format, ...) __attribute__((noreturn, format(printf, 1, 2)));
 
 // One seccomp filter each, loaded at once (seccomp_filters.c). no_new_privs must already be set.
-void restrict_address_families(char* list);  // RestrictAddressFamilies=, "AF_INET,AF_UNIX,..." (modified)
-void memory_deny_write_execute(void);        // MemoryDenyWriteExecute=yes
-void restrict_realtime(void);                // RestrictRealtime=yes
-void restrict_suid_sgid(void);               // RestrictSUIDSGID=yes
-void restrict_namespaces(void);              // RestrictNamespaces=yes
-void deny_list(const char* path);            // EPERM for the system calls named in the file
-void native_only(void);                      // SystemCallArchitectures=native
-void lock_personality(void);                 // LockPersonality=yes
+void restrict_address_families(char* list);    // RestrictAddressFamilies=, "AF_INET,AF_UNIX,..." (modified)
+void memory_deny_write_execute(void);          // MemoryDenyWriteExecute=yes
+void restrict_realtime(void);                  // RestrictRealtime=yes
+void restrict_suid_sgid(void);                 // RestrictSUIDSGID=yes
+void restrict_namespaces(void);                // RestrictNamespaces=yes
+void deny_list(const char* path);              // EPERM for the system calls named in the file
+void native_only(void);                        // SystemCallArchitectures=native
+void lock_personality(void);                   // LockPersonality=yes
 void allow_list(const char* path, int error);  // SystemCallFilter= allow list, SystemCallErrorNumber=
 
 // --probe DIR (seccomp_probe.c): the exit status, 1 if any check failed.

@@ -66,7 +66,10 @@ static int read_syscalls(const char* path, int* out, int max) {
 }
 
 static int address_family(const char* name) {
-    static const struct { const char* name; int value; } known[] = {
+    static const struct {
+        const char* name;
+        int value;
+    } known[] = {
         {"AF_UNIX", AF_UNIX},   {"AF_LOCAL", AF_LOCAL},     {"AF_INET", AF_INET},
         {"AF_INET6", AF_INET6}, {"AF_NETLINK", AF_NETLINK}, {"AF_PACKET", AF_PACKET},
     };
@@ -91,7 +94,8 @@ void restrict_address_families(char* list) {
     rule(ctx, refuse, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_LT, first));
     rule(ctx, refuse, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_GT, last));
     for (int af = 1; af < AF_MAX; af++)
-        if (!allowed[af] && af > first && af < last) rule(ctx, refuse, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, af));
+        if (!allowed[af] && af > first && af < last)
+            rule(ctx, refuse, SCMP_SYS(socket), 1, SCMP_A0(SCMP_CMP_EQ, af));
     load(ctx, "RestrictAddressFamilies");
 }
 
@@ -100,7 +104,8 @@ void restrict_address_families(char* list) {
 void memory_deny_write_execute(void) {
     scmp_filter_ctx ctx = new_filter(SCMP_ACT_ALLOW);
     const uint32_t refuse = SCMP_ACT_ERRNO(EPERM);
-    rule(ctx, refuse, SCMP_SYS(mmap), 1, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC | PROT_WRITE, PROT_EXEC | PROT_WRITE));
+    rule(ctx, refuse, SCMP_SYS(mmap), 1,
+         SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC | PROT_WRITE, PROT_EXEC | PROT_WRITE));
     rule(ctx, refuse, SCMP_SYS(mprotect), 1, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, PROT_EXEC));
     rule(ctx, refuse, SCMP_SYS(pkey_mprotect), 1, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, PROT_EXEC));
     rule(ctx, refuse, SCMP_SYS(shmat), 1, SCMP_A2(SCMP_CMP_MASKED_EQ, SHM_EXEC, SHM_EXEC));
@@ -148,7 +153,7 @@ void restrict_suid_sgid(void) {
 // unshare() and clone() refused with any namespace flag. As in systemd 252, clone3() is not
 // filtered (its flags are behind a pointer).
 void restrict_namespaces(void) {
-    static const unsigned long flags[] = {CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS,
+    static const unsigned long flags[] = {CLONE_NEWCGROUP, CLONE_NEWIPC,  CLONE_NEWNET, CLONE_NEWNS,
                                           CLONE_NEWPID,    CLONE_NEWUSER, CLONE_NEWUTS};
     scmp_filter_ctx ctx = new_filter(SCMP_ACT_ALLOW);
     const uint32_t refuse = SCMP_ACT_ERRNO(EPERM);

@@ -43,9 +43,11 @@ static void report(int good, const char* what, const char* detail) {
 // A call that must fail with `expected`: prints what happened.
 static void refused(const char* what, long result, int error, int expected) {
     char detail[128];
-    if (result >= 0) snprintf(detail, sizeof detail, "succeeded, expected %s", strerrorname_np(expected));
-    else snprintf(detail, sizeof detail, "%s%s", strerrorname_np(error),
-                  error == expected ? "" : " (unexpected)");
+    if (result >= 0)
+        snprintf(detail, sizeof detail, "succeeded, expected %s", strerrorname_np(expected));
+    else
+        snprintf(detail, sizeof detail, "%s%s", strerrorname_np(error),
+                 error == expected ? "" : " (unexpected)");
     report(result < 0 && error == expected, what, detail);
 }
 
@@ -53,20 +55,22 @@ static void allowed(const char* what, long result, int error) {
     report(result >= 0, what, result >= 0 ? "works" : strerrorname_np(error));
 }
 
-#define REFUSED(what, expected, call)           \
-    do {                                        \
-        errno = 0;                              \
-        long r_ = (long)(call);                 \
-        refused(what, r_, errno, expected);     \
+#define REFUSED(what, expected, call)       \
+    do {                                    \
+        errno = 0;                          \
+        long r_ = (long)(call);             \
+        refused(what, r_, errno, expected); \
     } while (0)
-#define ALLOWED(what, call)                     \
-    do {                                        \
-        errno = 0;                              \
-        long r_ = (long)(call);                 \
-        allowed(what, r_, errno);               \
+#define ALLOWED(what, call)       \
+    do {                          \
+        errno = 0;                \
+        long r_ = (long)(call);   \
+        allowed(what, r_, errno); \
     } while (0)
 
-static void* thread_main(void* arg) { return arg; }
+static void* thread_main(void* arg) {
+    return arg;
+}
 
 static void status_field(const char* name, const char* expected) {
     FILE* in = fopen("/proc/self/status", "r");
@@ -141,8 +145,8 @@ int probe(const char* dir) {
     REFUSED("openat2() (RestrictSUIDSGID)", ENOSYS, syscall(SYS_openat2, AT_FDCWD, "/", &how, sizeof how));
     REFUSED("ptrace(PTRACE_TRACEME) (@debug)", EPERM, syscall(SYS_ptrace, 0 /* PTRACE_TRACEME */, 0, 0, 0));
     REFUSED("mount() (@mount)", EPERM, mount("none", "/tmp", "tmpfs", 0, NULL));
-    REFUSED("reboot() (@reboot)", EPERM, syscall(SYS_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2,
-                                                  LINUX_REBOOT_CMD_CAD_OFF, NULL));
+    REFUSED("reboot() (@reboot)", EPERM,
+            syscall(SYS_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2, LINUX_REBOOT_CMD_CAD_OFF, NULL));
     REFUSED("sethostname() (ProtectHostname)", EPERM, sethostname("x", 1));
     REFUSED("settimeofday() (ProtectClock: @clock)", EPERM, syscall(SYS_settimeofday, NULL, NULL));
     REFUSED("init_module() (ProtectKernelModules: @module)", EPERM, syscall(SYS_init_module, NULL, 0, ""));
@@ -153,7 +157,8 @@ int probe(const char* dir) {
     REFUSED("mmap(PROT_WRITE|PROT_EXEC) (MemoryDenyWriteExecute)", EPERM,
             (long)mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
     void* page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    report(page != MAP_FAILED, "mmap(PROT_READ|PROT_WRITE)", page != MAP_FAILED ? "works" : strerrorname_np(errno));
+    report(page != MAP_FAILED, "mmap(PROT_READ|PROT_WRITE)",
+           page != MAP_FAILED ? "works" : strerrorname_np(errno));
     if (page != MAP_FAILED)
         REFUSED("mprotect(PROT_EXEC) of a writable page (MemoryDenyWriteExecute)", EPERM,
                 mprotect(page, 4096, PROT_READ | PROT_EXEC));
@@ -232,11 +237,15 @@ int probe(const char* dir) {
     snprintf(detail, sizeof detail, "%d entries (only the test directory)", entries);
     report(entries == 1, "private /tmp (PrivateTmp)", detail);
     ALLOWED("write /tmp (PrivateTmp)", (fd = open("/tmp/probe", O_WRONLY | O_CREAT | O_CLOEXEC, 0600)));
-    if (fd >= 0) { close(fd); unlink("/tmp/probe"); }
+    if (fd >= 0) {
+        close(fd);
+        unlink("/tmp/probe");
+    }
     REFUSED("open /root (ProtectHome)", EACCES, open("/root", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (access("/home", F_OK) == 0)
         REFUSED("open /home (ProtectHome)", EACCES, open("/home", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    REFUSED("/dev/kmsg absent (PrivateDevices, ProtectKernelLogs)", ENOENT, open("/dev/kmsg", O_RDONLY | O_CLOEXEC));
+    REFUSED("/dev/kmsg absent (PrivateDevices, ProtectKernelLogs)", ENOENT,
+            open("/dev/kmsg", O_RDONLY | O_CLOEXEC));
     REFUSED("/dev/mem absent (PrivateDevices)", ENOENT, open("/dev/mem", O_RDONLY | O_CLOEXEC));
     ALLOWED("open /dev/null", (fd = open("/dev/null", O_RDWR | O_CLOEXEC)));
     if (fd >= 0) close(fd);
@@ -246,8 +255,10 @@ int probe(const char* dir) {
         if (d->d_name[0] < '0' || d->d_name[0] > '9') continue;
         struct stat st;
         snprintf(path, sizeof path, "/proc/%s", d->d_name);
-        if (stat(path, &st) == 0 && st.st_uid == getuid()) mine++;
-        else others++;
+        if (stat(path, &st) == 0 && st.st_uid == getuid())
+            mine++;
+        else
+            others++;
     }
     if (proc) closedir(proc);
     snprintf(detail, sizeof detail, "%d own processes, %d of other users", mine, others);

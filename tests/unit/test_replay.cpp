@@ -111,3 +111,39 @@ TEST_CASE("json writer: commas, nesting, escaping, null and numbers") {
     simdjson::dom::element doc;
     CHECK(parser.parse(w.text()).get(doc) == simdjson::SUCCESS);
 }
+
+TEST_CASE("dead letters that cannot be replayed: no payload, no time, an id that is not plain") {
+    simdjson::dom::parser parser;
+    const auto no_payload = parse_dead_letter(
+        R"({"id":"a1","time":"2026-12-01T10:00:00Z","kind":"message","topic":"t","reason":"malformed_json"})",
+        parser);
+    REQUIRE(no_payload.has_value());
+    CHECK_FALSE(no_payload->payload_whole);
+    const auto bad_base64 = parse_dead_letter(
+        R"({"id":"a2","time":"2026-12-01T10:00:00Z","topic":"t","payload_base64":"***"})", parser);
+    REQUIRE(bad_base64.has_value());
+    CHECK_FALSE(bad_base64->payload_whole);
+    const auto no_time = parse_dead_letter(R"({"id":"a3","topic":"t","payload":"{}"})", parser);
+    REQUIRE(no_time.has_value());
+    CHECK_FALSE(no_time->payload_whole);
+    const auto odd_id = parse_dead_letter(
+        R"({"id":"x\ny","time":"2026-12-01T10:00:00Z","topic":"t","payload":"{}"})", parser);
+    REQUIRE(odd_id.has_value());
+    CHECK(odd_id->id.starts_with("h"));  // never a newline into the marks file
+    CHECK(odd_id->payload_whole);
+}
+
+TEST_CASE("replay inbox: closed at a stop, a wait returns at once with nothing taken") {
+    ReplayInbox inbox;
+    const auto tickets = inbox.submit(messages(3));
+    std::thread stopper([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        inbox.close();
+    });
+    const auto start = std::chrono::steady_clock::now();
+    const auto taken = inbox.wait(tickets, 60'000);
+    stopper.join();
+    CHECK(taken.empty());
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(10));
+    CHECK(inbox.waiting() == 0);
+}

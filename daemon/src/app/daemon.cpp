@@ -453,6 +453,7 @@ int run_daemon(const Config& config) {
     // Drain: stop receiving first, so that nothing is acknowledged that is not then written (and no
     // replay is taken any more).
     systemd::notify_stopping();
+    replay_inbox.close();  // a replay in progress ends now, so that the drain keeps its time
     operator_socket.stop();
     // The deadline starts now: a writer stuck on a dead InfluxDB must free the workers waiting on it.
     health.draining = true;

@@ -1,5 +1,7 @@
 #include "app/dead_letter_replay.hpp"
 
+#include <sys/stat.h>
+
 #include <charconv>
 #include <unordered_set>
 #include <vector>
@@ -104,6 +106,16 @@ ReplayReport DeadLetterReplayer::replay(const ReplayRequest& request) {
     // What one request holds in memory at most (letters may be up to max_payload_bytes each).
     constexpr size_t max_request_bytes = 64 * 1024 * 1024;
     size_t chosen_bytes = 0;
+    // The files' identities before and after the read: a rotation in between means the read missed
+    // entries, and the marks must not be compacted from it.
+    auto identity = [this] {
+        struct stat current {
+        }, rotated{};
+        const bool a = ::stat(path_.c_str(), &current) == 0,
+                   b = ::stat((path_ + ".1").c_str(), &rotated) == 0;
+        return std::pair{a ? current.st_ino : ino_t{0}, b ? rotated.st_ino : ino_t{0}};
+    };
+    const auto before = identity();
     report.unreadable = read_dead_letters(path_, [&](StoredDeadLetter&& letter) {
         if (marks.contains(letter.id)) existing.insert(letter.id);  // only marked ids: bounded by the marks
         if (!request.filter.matches(letter)) return true;
@@ -125,7 +137,8 @@ ReplayReport DeadLetterReplayer::replay(const ReplayRequest& request) {
         report.would_replay = chosen.size();
         return report;
     }
-    if (!existing.empty()) marks.compact(existing);  // never on a read that found none of the marked
+    // Never from a read that found none of the marked, or that a rotation cut short.
+    if (!existing.empty() && identity() == before) marks.compact(existing);
     // In chunks the subscriber takes between packets; each chunk's letters are marked once the log
     // (or, in durability mode "memory", the queue) has them.
     constexpr size_t chunk = 1000;

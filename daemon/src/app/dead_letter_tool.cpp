@@ -126,9 +126,10 @@ int show_dead_letter(const std::string& path, size_t number, std::ostream& out, 
             for (auto [key, value] : fields) {
                 std::string_view text;
                 if (value.get(text) == simdjson::SUCCESS)
-                    out << fmt::format("{}: {}\n", key, terminal_safe(text));
+                    out << fmt::format("{}: {}\n", terminal_safe(key), terminal_safe(text));
                 else
-                    out << fmt::format("{}: {}\n", key, simdjson::to_string(value));
+                    out << fmt::format("{}: {}\n", terminal_safe(key),
+                                       terminal_safe(simdjson::to_string(value)));
             }
             std::string_view encoded;
             if (entry["payload_base64"].get(encoded) == simdjson::SUCCESS)

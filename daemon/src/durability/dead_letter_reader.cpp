@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -51,8 +52,14 @@ std::optional<StoredDeadLetter> parse_dead_letter(std::string_view line, simdjso
         return std::nullopt;
     StoredDeadLetter letter;
     letter.id = string_of(entry, "id");
-    if (letter.id.empty()) letter.id = hash_id(line);
-    letter.time_ms = parse_rfc3339_ms(string_of(entry, "time")).value_or(0);
+    // An id goes into the marks file one per line: only plain ones are taken, else the line's hash.
+    const bool plain_id =
+        letter.id.size() <= 64 && std::all_of(letter.id.begin(), letter.id.end(), [](char c) {
+            return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+        });
+    if (letter.id.empty() || !plain_id) letter.id = hash_id(line);
+    const auto time = parse_rfc3339_ms(string_of(entry, "time"));
+    letter.time_ms = time.value_or(0);
     letter.kind = string_of(entry, "kind");
     letter.topic = string_of(entry, "topic");
     if (letter.topic.empty()) {
@@ -63,14 +70,16 @@ std::optional<StoredDeadLetter> parse_dead_letter(std::string_view line, simdjso
     letter.detail = string_of(entry, "detail");
     letter.destination = string_of(entry, "destination");
     std::string_view text;
+    std::string_view encoded;
     if (entry["payload"].get(text) == simdjson::SUCCESS) {
         letter.payload = std::string(text);
-    } else if (auto bytes = base64_decode(string_of(entry, "payload_base64"))) {
-        letter.payload = std::move(*bytes);
+    } else if (entry["payload_base64"].get(encoded) == simdjson::SUCCESS && base64_decode(encoded)) {
+        letter.payload = *base64_decode(encoded);
     } else {
-        letter.payload_whole = false;
+        letter.payload_whole = false;  // no payload at all: nothing to replay
     }
-    if (letter.reason == "payload_too_large") letter.payload_whole = false;
+    // Without the time of receipt a replay could not give a payload without `ts` its time.
+    if (letter.reason == "payload_too_large" || !time) letter.payload_whole = false;
     return letter;
 }
 

@@ -35,8 +35,9 @@ std::set<ReplayInbox::Ticket> ReplayInbox::wait(const std::vector<Ticket>& ticke
     // A message the subscriber holds (staged for the log, whose write may be retried) is waited for,
     // but not for ever: a log that cannot be written for this long is the operator's problem first.
     const auto give_up = Clock::now() + 30 * idle;
-    while (last < tickets.size()) {
+    while (last < tickets.size() && !closed_) {
         changed_.wait_until(lock, std::min(deadline, give_up));
+        if (closed_) break;
         const size_t now = settled();
         if (now > last) {
             last = now;
@@ -102,6 +103,14 @@ void ReplayInbox::put_back(std::vector<RawMessage> messages, std::vector<Ticket>
             if (watched_.count(tickets[i])) waiting_.emplace_front(tickets[i], std::move(messages[i]));
         }
         waiting_count_.store(waiting_.size());
+    }
+    changed_.notify_all();
+}
+
+void ReplayInbox::close() {
+    {
+        std::lock_guard lock(mutex_);
+        closed_ = true;
     }
     changed_.notify_all();
 }

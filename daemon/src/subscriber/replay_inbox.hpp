@@ -36,6 +36,9 @@ class ReplayInbox {
     void put_back(std::vector<RawMessage> messages, std::vector<Ticket> tickets);
 
     size_t waiting() const;
+    // At a stop: every wait() returns at once (what was not taken yet is not marked, and a later
+    // replay tries it again), and nothing new is waited for.
+    void close();
     // Without a lock (the subscriber asks at every turn): is anything waiting?
     bool has_waiting() const { return waiting_count_.load(std::memory_order_relaxed) > 0; }
 
@@ -49,7 +52,8 @@ class ReplayInbox {
     std::set<Ticket> taken_;
     std::set<Ticket> refused_;
     Ticket next_ = 1;
-    std::atomic<size_t> waiting_count_{0};  // take() looks here first: no lock per turn when idle
+    std::atomic<size_t> waiting_count_{0};
+    bool closed_ = false;  // take() looks here first: no lock per turn when idle
 };
 
 }  // namespace plantd
