@@ -7,6 +7,7 @@
 #include "sparkplug/sparkplug_host.hpp"
 
 using namespace plantd::sparkplug;
+using plantd::RejectReason;
 
 namespace {
 
@@ -165,7 +166,7 @@ TEST_CASE("sparkplug host: data before a birth, unknown aliases and devices with
     Edge edge{host};
     auto early = edge.send(MessageType::ndata, {by_alias(1, 1)}, 0);
     REQUIRE(early.rejected.size() == 1);
-    CHECK(early.rejected[0].reason == "sparkplug_no_birth");
+    CHECK(early.rejected[0].reason == RejectReason::sparkplug_no_birth);
     CHECK(early.rebirths.size() == 1);
     edge.now += 20'000;
     edge.birth(0);
@@ -177,7 +178,7 @@ TEST_CASE("sparkplug host: data before a birth, unknown aliases and devices with
     CHECK(unknown.rebirths.size() == 1);
     auto device = edge.data({by_alias(1, 5)}, "press-1");
     REQUIRE(device.rejected.size() == 1);
-    CHECK(device.rejected[0].reason == "sparkplug_no_birth");
+    CHECK(device.rejected[0].reason == RejectReason::sparkplug_no_birth);
     CHECK(device.rejected[0].device_id == "press-1");
     // With its DBIRTH, the device's own aliases.
     auto dbirth =
@@ -199,7 +200,7 @@ TEST_CASE("sparkplug host: NDEATH only with the current bdSeq; it takes the devi
     edge.seq = (edge.seq + 1) & 255;
     auto stale = edge.send(MessageType::ndeath, {bd_seq(3)});
     REQUIRE(stale.rejected.size() == 1);
-    CHECK(stale.rejected[0].reason == "sparkplug_stale_death");
+    CHECK(stale.rejected[0].reason == RejectReason::sparkplug_stale_death);
     CHECK(host.online("g1", "e1"));
     auto death = edge.send(MessageType::ndeath, {bd_seq(4)});
     REQUIRE(death.online.size() == 2);
@@ -217,7 +218,7 @@ TEST_CASE("sparkplug host: repeats and old seqs are rejected; a group's node ids
     edge.data({by_alias(1, 1)});
     auto repeat = edge.send(MessageType::ndata, {by_alias(1, 1)}, 1);
     REQUIRE(repeat.rejected.size() == 1);
-    CHECK(repeat.rejected[0].reason == "sparkplug_bad_seq");
+    CHECK(repeat.rejected[0].reason == RejectReason::sparkplug_bad_seq);
     auto no_seq = [&] {
         Topic topic{MessageType::ndata, "g1", "e1", ""};
         Payload payload;
@@ -234,7 +235,7 @@ TEST_CASE("sparkplug host: repeats and old seqs are rejected; a group's node ids
     Edge flood3{host, "g2", "n3"};
     auto refused = flood3.birth(0);
     REQUIRE(refused.rejected.size() == 1);
-    CHECK(refused.rejected[0].reason == "sparkplug_too_many_nodes");
+    CHECK(refused.rejected[0].reason == RejectReason::sparkplug_too_many_nodes);
     Edge other{host, "g1", "e2"};
     CHECK(other.birth(0).rejected.empty());
     CHECK(host.online("g1", "e1"));

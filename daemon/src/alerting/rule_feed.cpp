@@ -37,6 +37,7 @@ void RuleFeed::offer(std::string_view factory_id, const DecodedMessage& message,
     auto interest = std::atomic_load(&interest_);
     if (!interest || !interest->wants_factory(factory_id)) return;
     for (const Record& record : message.records) {
+        if (record.historical) continue;  // rule state moves forwards only
         offered_.fetch_add(1, std::memory_order_relaxed);
         if (size_.load(std::memory_order_relaxed) >= max_records_) {
             dropped_.fetch_add(1, std::memory_order_relaxed);

@@ -14,6 +14,7 @@
 #include "alerting/rule_runner.hpp"
 #include "app/dead_letter_replay.hpp"
 #include "app/http_server.hpp"
+#include "app/sparkplug_link.hpp"
 #include "app/startup_checks.hpp"
 #include "control/accounting.hpp"
 #include "control/health.hpp"
@@ -33,6 +34,7 @@
 #include "registry/device_registry.hpp"
 #include "registry/redis_channel_listener.hpp"
 #include "rules/rule_loader.hpp"
+#include "sparkplug/sparkplug_topic.hpp"
 #include "subscriber/mqtt_subscriber.hpp"
 #include "util/build_info.hpp"
 #include "util/clock.hpp"
@@ -127,7 +129,10 @@ int run_daemon(const Config& config) {
     // Everything that can fail on bad settings comes before the first thread starts. The control
     // server starts serving only once every component it reads exists (it is stopped before they go).
     ControlServer control(metrics, accounting, health);
-    MqttSubscriber subscriber(config, router.subscription_filters(), queue, accounting, health, wal.get());
+    std::vector<std::string> filters = router.subscription_filters();
+    if (config.sparkplug.enabled)
+        for (std::string& filter : sparkplug::subscription_filters()) filters.push_back(std::move(filter));
+    MqttSubscriber subscriber(config, std::move(filters), queue, accounting, health, wal.get());
     ReplayInbox replay_inbox;  // the operator's dead-letter replays, taken by the subscriber's thread
     subscriber.set_replay_inbox(&replay_inbox);
     DeadLetterReplayer replayer(config.dead_letter.path, replay_inbox);
@@ -262,6 +267,16 @@ int run_daemon(const Config& config) {
         for (const auto& destination : alert_destinations) destination->register_metrics(metrics);
     }
 
+    std::unique_ptr<SparkplugLink> sparkplug_link;  // STATE and rebirth requests
+    if (config.sparkplug.enabled) {
+        sparkplug_link = std::make_unique<SparkplugLink>(config);
+        if (std::string error = sparkplug_link->create(); !error.empty()) {
+            spdlog::critical("{}: {}", config.source, error);
+            return 1;
+        }
+        sparkplug_link->register_metrics(metrics);
+    }
+
     std::vector<std::unique_ptr<InfluxWriter>> writers;
     std::vector<std::unique_ptr<Worker>> workers;
     FactoryRateLimiter rate_limiter;
@@ -284,7 +299,7 @@ int run_daemon(const Config& config) {
     FieldTypes field_types(100'000, seed);
     WorkerServices services{config,          router,     queue,          accounting,
                             **dead_letters,  reject_log, registry.get(), &rate_limiter,
-                            rule_feed.get(), wal.get(),  &field_types};
+                            rule_feed.get(), wal.get(),  &field_types,   sparkplug_link.get()};
     const bool disk_buffer = wal && config.durability.buffer_max_bytes > 0;
     health.buffer_enabled = disk_buffer;
     for (size_t i = 0; i < shards; ++i) {
@@ -351,6 +366,7 @@ int run_daemon(const Config& config) {
         services_started.start(**it);
     if (rule_runner) services_started.start(*rule_runner);
     if (ack_listener) services_started.start(*ack_listener);
+    if (sparkplug_link) services_started.start(*sparkplug_link);
     for (auto& worker : workers) services_started.start(*worker);
     services_started.start(queue);
     bool stop_requested = false;

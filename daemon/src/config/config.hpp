@@ -171,6 +171,21 @@ struct RulesConfig {
     int64_t unseen_metric_grace_ms = 10 * 60 * 1000;  // then a metric no device sent is warned about
 };
 
+// Sparkplug B (README "Sparkplug B"): plantd as a (non-primary) Sparkplug host application.
+struct SparkplugConfig {
+    bool enabled = false;
+    std::string host_id = "plantd";            // STATE topic spBv1.0/STATE/{host_id}; "" = no STATE
+    std::vector<std::string> group_factories;  // "group=factory" pairs; a group not listed is its factory id
+    bool only_listed_groups = false;           // groups not in group_factories are rejected
+    int64_t reorder_window_ms = 2'000;         // how long DATA ahead of its seq waits for the gap to close
+    int64_t rebirth_interval_ms = 10'000;      // at most one rebirth request per edge node this often
+    size_t max_nodes = 100'000;                // edge nodes tracked in all groups
+    size_t max_nodes_per_group = 10'000;
+    size_t max_devices_per_node = 10'000;
+    size_t max_aliases_per_birth = 100'000;
+    std::string online_field = "online";  // the field of the online/offline points
+};
+
 struct Config {
     std::string source;  // the file it came from
     std::string instance = "plantd";
@@ -184,6 +199,7 @@ struct Config {
     ShutdownConfig shutdown;
     RegistryConfig registry;
     RulesConfig rules;
+    SparkplugConfig sparkplug;
 };
 
 // Reads and validates a config file. The error names file, line, key and problem.

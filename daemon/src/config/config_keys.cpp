@@ -293,6 +293,31 @@ const std::vector<ConfigKey>& config_keys() {
                "warned about (log, `plantd_rule_unseen_metrics`, `/health`)"),
         ranged("rules", "alert_max_pending", KeyType::integer, 10, 100'000'000, AT(rules.alert_max_pending),
                "alert events waiting per destination, at most"),
+        plain("sparkplug", "enabled", KeyType::flag, AT(sparkplug.enabled),
+              "subscribe to Sparkplug B edge nodes (`spBv1.0/...`) and write their metrics"),
+        plain(
+            "sparkplug", "host_id", KeyType::text, AT(sparkplug.host_id),
+            "plantd's Sparkplug host id: its STATE is published on `spBv1.0/STATE/{host_id}` (`\"\"`: none)"),
+        ranged("sparkplug", "group_factories", KeyType::list, 0, 100'000, AT(sparkplug.group_factories),
+               "`\"group=factory\"` pairs: the factory of a Sparkplug group; a group not listed is the "
+               "factory of the same id"),
+        plain("sparkplug", "only_listed_groups", KeyType::flag, AT(sparkplug.only_listed_groups),
+              "reject groups that `group_factories` does not list (`unknown_factory`)"),
+        ranged("sparkplug", "reorder_window", KeyType::duration, 0, 60'000, AT(sparkplug.reorder_window_ms),
+               "how long DATA that arrives ahead of its seq waits for the missing one before a rebirth is "
+               "requested"),
+        ranged("sparkplug", "rebirth_interval", KeyType::duration, 1'000, 3600'000,
+               AT(sparkplug.rebirth_interval_ms), "at most one rebirth request per edge node this often"),
+        ranged("sparkplug", "max_nodes", KeyType::integer, 1, 10'000'000, AT(sparkplug.max_nodes),
+               "edge nodes tracked in all groups, at most"),
+        ranged("sparkplug", "max_nodes_per_group", KeyType::integer, 1, 10'000'000,
+               AT(sparkplug.max_nodes_per_group), "edge nodes tracked per group, at most"),
+        ranged("sparkplug", "max_devices_per_node", KeyType::integer, 1, 1'000'000,
+               AT(sparkplug.max_devices_per_node), "devices per edge node, at most"),
+        ranged("sparkplug", "max_aliases_per_birth", KeyType::integer, 1, 1'000'000,
+               AT(sparkplug.max_aliases_per_birth), "metrics one BIRTH may declare, at most"),
+        plain("sparkplug", "online_field", KeyType::text, AT(sparkplug.online_field),
+              "the boolean field of the points that record an edge node or device going online or offline"),
     };
     return keys;
 }

@@ -34,13 +34,47 @@ void check_listen_address(SectionReader& reader, const std::string& listen) {
     }
 }
 
+void read_sparkplug(const toml::table& root, const std::string& source, std::vector<std::string>& errors,
+                    Config& config) {
+    auto& s = config.sparkplug;
+    SectionReader r(subtable(root, "sparkplug", source, errors), "sparkplug", source, errors);
+    read_declared_keys(r, "sparkplug", config);
+    r.finish();
+    if (!s.host_id.empty() && (!is_valid_identifier(s.host_id)))
+        r.error_at(r.last_node("host_id"), "host_id",
+                   "must be \"\" or an identifier (1-64 of A-Z a-z 0-9 _ . -)");
+    std::set<std::string> groups;
+    for (const auto& pair : s.group_factories) {
+        const size_t eq = pair.find('=');
+        const std::string group = pair.substr(0, eq);
+        const std::string factory = eq == std::string::npos ? std::string() : pair.substr(eq + 1);
+        if (eq == std::string::npos || !is_valid_identifier(group) || !is_valid_identifier(factory)) {
+            r.error_at(r.last_node("group_factories"), "group_factories",
+                       fmt::format("\"{}\" is not \"group=factory\" with two identifiers", printable(pair)));
+            break;
+        }
+        if (!groups.insert(group).second) {
+            r.error_at(r.last_node("group_factories"), "group_factories",
+                       fmt::format("group {} is listed twice", group));
+            break;
+        }
+    }
+    if (s.online_field.empty() || s.online_field.front() == '_' || contains_control_character(s.online_field))
+        r.error_at(r.last_node("online_field"), "online_field",
+                   "must be a non-empty name not starting with '_'");
+    if (s.enabled && !config.mqtt.shared_group.empty())
+        r.error_at(r.last_node("enabled"), "enabled",
+                   "Sparkplug needs every message of an edge node in one plantd: it cannot be used with "
+                   "[mqtt] shared_group");
+}
+
 Config read_config(const toml::table& root, const std::string& source, std::vector<std::string>& errors) {
     Config config;
     config.source = source;
 
-    static const std::set<std::string> sections{"instance",    "mqtt",    "ingest",    "influxdb",
-                                                "dead_letter", "control", "log",       "shutdown",
-                                                "registry",    "rules",   "durability"};
+    static const std::set<std::string> sections{"instance",    "mqtt",    "ingest",     "influxdb",
+                                                "dead_letter", "control", "log",        "shutdown",
+                                                "registry",    "rules",   "durability", "sparkplug"};
     for (const auto& [key, node] : root) {
         if (!sections.count(std::string(key.str()))) {
             errors.push_back(fmt::format("{}:{}: unknown section or key \"{}\"", source,
@@ -263,6 +297,7 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
             r.error_at(r.last_node("alert_measurement"), "alert_measurement",
                        "must be a non-empty name not starting with '_'");
     }
+    read_sparkplug(root, source, errors, config);
     return config;
 }
 

@@ -7,6 +7,7 @@
 
 #include "common/identifiers.hpp"
 #include "decoding/decoder_text.hpp"
+#include "decoding/field_name.hpp"
 #include "decoding/nonstandard_numbers.hpp"
 #include "decoding/timestamp.hpp"
 #include "util/clock.hpp"
@@ -314,22 +315,8 @@ void PayloadDecoder::flatten_metrics(Object object, std::string& prefix, int dep
             continue;
         }
         if (type == element_type::NULL_VALUE) continue;  // CONTRACT §2: null is skipped
-        if (!is_valid_metric_name(name)) {
-            reject_field("invalid metric name (1-128 bytes, no control characters, not starting with '_')");
-            continue;
-        }
-        if (name == "time") {
-            reject_field("\"time\" is reserved by InfluxDB, which would refuse the whole point");
-            continue;
-        }
-        // A field named like a tag would shadow it in query results (the real tag becomes
-        // "factory_id_1"): a payload could make a point appear to belong to another factory.
-        if (name == "factory_id" || name == "device_id") {
-            reject_field("the name of a tag plantd sets from the topic; it would shadow the tag in queries");
-            continue;
-        }
-        if (!is_line_protocol_safe_key(name)) {
-            reject_field("metric name ends a backslash run before a separator; InfluxDB cannot store it");
+        if (const std::string_view problem = field_name_problem(name); !problem.empty()) {
+            reject_field(problem);
             continue;
         }
         switch (type) {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include "decoding/record.hpp"
@@ -18,6 +19,11 @@ struct DecoderLimits {
     size_t max_string_bytes = 1024;
     int max_depth = 4;
 };
+
+// `ms` if it lies between max_past_age before `now_ms` and max_future_skew after it; else nullopt
+// and why (an integer in the wrong unit, seconds or microseconds or nanoseconds, is named as such).
+std::optional<int64_t> plausible_timestamp_ms(int64_t ms, bool integer, int64_t now_ms,
+                                              const DecoderLimits& limits, std::string& problem);
 
 class PayloadFormat {
   public:

@@ -36,6 +36,11 @@ std::optional<int64_t> PayloadDecoder::read_timestamp(Element value, std::string
                                   json_type_name(value.type()));
             return std::nullopt;
     }
+    return plausible_timestamp_ms(ms, integer, now_ms_, limits_, problem);
+}
+
+std::optional<int64_t> plausible_timestamp_ms(int64_t ms, bool integer, int64_t now_ms_,
+                                              const DecoderLimits& limits_, std::string& problem) {
     if (ms < 0) {
         problem = fmt::format("{} is before 1970", ms);
         return std::nullopt;

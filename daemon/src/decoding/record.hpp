@@ -29,6 +29,7 @@ struct Record {
     int64_t timestamp_ms = 0;
     uint32_t first_field = 0;  // index into DecodedMessage::fields
     uint32_t field_count = 0;
+    bool historical = false;  // a Sparkplug historical value: written, but not given to the rules
 };
 
 struct Rejection {

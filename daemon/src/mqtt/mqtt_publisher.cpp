@@ -14,10 +14,10 @@ using mqtt_codec::PacketType;
 namespace {
 constexpr size_t window = 32;
 
-MqttSession::Options session_options() {
+MqttSession::Options session_options(const PublisherOptions& publisher) {
     MqttSession::Options options;
-    options.log_name = "alerts";
-    options.thread_name = "plantd-alerts-mqtt";
+    options.log_name = publisher.log_name;
+    options.thread_name = publisher.thread_name;
     options.max_packet_bytes = 64 * 1024;  // only PUBACKs and PINGRESPs come back
     options.read_ahead_bytes = 16 * 1024;
     options.poll_ms = 20;  // how soon a new message leaves
@@ -25,11 +25,13 @@ MqttSession::Options session_options() {
 }
 }  // namespace
 
-MqttPublisher::MqttPublisher(const Config& config, std::string client_id, size_t max_pending)
+MqttPublisher::MqttPublisher(const Config& config, std::string client_id, size_t max_pending,
+                             PublisherOptions options)
     : config_(config),
       client_id_(std::move(client_id)),
       max_pending_(max_pending),
-      session_(config.mqtt, *this, session_options()) {}
+      options_(std::move(options)),
+      session_(config.mqtt, *this, session_options(options_)) {}
 
 MqttPublisher::~MqttPublisher() {
     stop(0);
@@ -48,12 +50,16 @@ void MqttPublisher::stop(int64_t drain_ms) {
         std::lock_guard lock(mutex_);
         if (session_.stop_requested()) return;
         drain_deadline_ms_ = steady_clock_ms() + drain_ms;
+        // A clean stop sends no will: the announcement says offline itself, last.
+        if (options_.announce && !announcement_.topic.empty())
+            outbox_.push_back(Message{announcement_.topic, announcement_.offline, 0, true});
     }
     session_.request_stop();
     session_.join();
     std::lock_guard lock(mutex_);
     if (!outbox_.empty())
-        spdlog::warn("alerts: {} alert messages were not delivered to MQTT before the stop", outbox_.size());
+        spdlog::warn("{}: {} messages were not delivered to MQTT before the stop", options_.log_name,
+                     outbox_.size());
 }
 
 void MqttPublisher::register_metrics(MetricsRegistry& registry) const {
@@ -81,11 +87,25 @@ mqtt_codec::ConnectRequest MqttPublisher::connect_request() {
     auto request = plantd::connect_request(config_.mqtt, session_.version(), client_id_);
     request.clean_start = true;  // nothing to resume: the outbox is ours, and we subscribe to nothing
     request.session_expiry_s = 0;
+    if (options_.announce) {
+        std::lock_guard lock(mutex_);
+        announcement_ = options_.announce();
+        request.will_topic = announcement_.topic;
+        request.will_payload = announcement_.offline;
+        request.will_qos = 1;
+        request.will_retain = true;
+    }
     return request;
 }
 
 std::string MqttPublisher::connected(MqttSession&, const mqtt_codec::Connack&) {
-    spdlog::info("alerts: connected to {} as {}", config_.mqtt.uri, client_id_);
+    spdlog::info("{}: connected to {} as {}", options_.log_name, config_.mqtt.uri, client_id_);
+    if (options_.announce) {
+        // First on this connection, and instead of an earlier connection's that never left.
+        std::lock_guard lock(mutex_);
+        std::erase_if(outbox_, [](const Message& message) { return message.announcement; });
+        outbox_.push_front(Message{announcement_.topic, announcement_.online, 0, true});
+    }
     return "";
 }
 
@@ -105,7 +125,7 @@ bool MqttPublisher::turn(MqttSession& session, std::string&) {
     while (in_flight_ < window && in_flight_ < outbox_.size()) {
         Message& message = outbox_[in_flight_++];
         message.packet_id = session.next_packet_id();
-        mqtt_codec::encode_publish(session.version(), message.topic, message.payload, 1, false,
+        mqtt_codec::encode_publish(session.version(), message.topic, message.payload, 1, message.announcement,
                                    message.packet_id, session.out());
     }
     return true;
@@ -118,8 +138,8 @@ bool MqttPublisher::handle_puback(uint16_t packet_id, uint8_t reason) {
         if (reason >= 0x80) {
             // Refused (v5: not authorized, topic invalid...): sending it again would be refused again.
             refused_.fetch_add(1);
-            spdlog::error("alerts: the broker refused the alert on {} (reason code {}); check its ACL",
-                          outbox_[i].topic, reason);
+            spdlog::error("{}: the broker refused the message on {} (reason code {}); check its ACL",
+                          options_.log_name, outbox_[i].topic, reason);
         } else {
             acknowledged_.fetch_add(1);
         }

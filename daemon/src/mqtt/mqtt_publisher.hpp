@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <string>
 
@@ -18,9 +19,25 @@
 
 namespace plantd {
 
+// A retained message that says whether the publisher is there: published first on every connection
+// (`online`), set as the connection's will (`offline`, the broker publishes it when the connection is
+// lost), and published at a clean stop. Asked for once per connection (its payloads may carry a time).
+struct Announcement {
+    std::string topic;
+    std::string online;
+    std::string offline;
+};
+
+struct PublisherOptions {
+    std::string log_name = "alerts";
+    std::string thread_name = "plantd-alerts-mqtt";  // at most 15 characters
+    std::function<Announcement()> announce;          // empty: none
+};
+
 class MqttPublisher final : public Service, private MqttSessionClient {
   public:
-    MqttPublisher(const Config& config, std::string client_id, size_t max_pending);
+    MqttPublisher(const Config& config, std::string client_id, size_t max_pending,
+                  PublisherOptions options = {});
     ~MqttPublisher() override;
 
     std::string create();  // checks the broker address: "" or the problem
@@ -44,6 +61,7 @@ class MqttPublisher final : public Service, private MqttSessionClient {
         std::string topic;
         std::string payload;
         uint16_t packet_id = 0;
+        bool announcement = false;  // retained; one of a connection's, superseded by the next
     };
     mqtt_codec::ConnectRequest connect_request() override;
     std::string connected(MqttSession& session, const mqtt_codec::Connack& connack) override;
@@ -57,6 +75,8 @@ class MqttPublisher final : public Service, private MqttSessionClient {
     const Config& config_;
     std::string client_id_;
     size_t max_pending_;
+    PublisherOptions options_;
+    Announcement announcement_;  // of the current connection
 
     mutable std::mutex mutex_;
     std::deque<Message> outbox_;  // the first `in_flight_` were sent and wait for their PUBACK

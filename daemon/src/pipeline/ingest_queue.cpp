@@ -12,6 +12,21 @@ IngestQueue::IngestQueue(size_t shards, size_t max_messages, size_t max_bytes)
 }
 
 size_t IngestQueue::shard_of(std::string_view topic) const {
+    // Every message of one Sparkplug edge node (its own and its devices') goes to one worker, which
+    // keeps that node's state: spBv1.0/{group}/{type}/{node}[/{device}] is sharded by group and node.
+    constexpr std::string_view sparkplug_prefix = "spBv1.0/";
+    if (topic.starts_with(sparkplug_prefix)) {
+        const size_t group_end = topic.find('/', sparkplug_prefix.size());
+        const size_t type_end =
+            group_end == std::string_view::npos ? group_end : topic.find('/', group_end + 1);
+        if (type_end != std::string_view::npos) {
+            const size_t node_end = topic.find('/', type_end + 1);
+            const size_t group_hash = std::hash<std::string_view>{}(topic.substr(0, group_end));
+            const size_t node_hash = std::hash<std::string_view>{}(topic.substr(
+                type_end + 1, node_end == std::string_view::npos ? node_end : node_end - type_end - 1));
+            return (group_hash * 31 + node_hash) % shards_.size();
+        }
+    }
     return std::hash<std::string_view>{}(topic) % shards_.size();
 }
 

@@ -54,6 +54,7 @@ Worker::Worker(size_t shard, WorkerServices services, BatchSink& writer)
     const size_t workers = static_cast<size_t>(std::max<int64_t>(1, services_.config.ingest.workers));
     hold_capacity_ = std::max<size_t>(1, services_.config.registry.hold_max_messages / workers);
     heartbeat_ms_ = steady_clock_ms();
+    init_sparkplug();
 }
 
 Worker::~Worker() {
@@ -104,7 +105,7 @@ void Worker::run() {
             const Outcome outcome = process_guarded(messages[i], false);
             services_.queue.done(messages[i]);
             if (outcome == Outcome::held) {
-                held_.push_back(std::move(messages[i]));  // the hold has its own bound
+                held_.push_back({std::move(messages[i]), nullptr});  // the hold has its own bound
                 held_count_.store(held_.size(), std::memory_order_relaxed);
                 holds_.fetch_add(1, std::memory_order_relaxed);
             }
@@ -112,6 +113,7 @@ void Worker::run() {
             // Only now may the hand-off wait (backpressure): the message is fully accounted for.
             flush_full();
         }
+        if (sparkplug_) tick_sparkplug(closed && n == 0);
         flush_aged();
         if (closed && n == 0) {
             // Lookups in flight are usually answered within milliseconds: give them a moment (bounded,
@@ -139,12 +141,15 @@ void Worker::retry_held(bool final) {
     last_retry_ms_ = now;
     held_generation_ = generation;
     final_pass_ = final;
-    std::deque<RawMessage> retry;
+    std::deque<HeldMessage> retry;
     retry.swap(held_);
     held_devices_.clear();
-    for (RawMessage& message : retry) {
-        if (process_guarded(message, true) == Outcome::held) held_.push_back(std::move(message));
-        message = RawMessage{};
+    for (HeldMessage& entry : retry) {
+        retrying_records_ = entry.sparkplug.get();
+        const Outcome outcome = process_guarded(entry.message, true);
+        retrying_records_ = nullptr;
+        if (outcome == Outcome::held) held_.push_back(std::move(entry));
+        entry = HeldMessage{};
         flush_full();
     }
     held_count_.store(held_.size(), std::memory_order_relaxed);
@@ -174,6 +179,9 @@ Worker::Outcome Worker::process_unreleased(const RawMessage& message, bool retry
 
 Worker::Outcome Worker::process(const RawMessage& message, bool retry) {
     const std::string_view topic = message.topic();
+    if (sparkplug_ && topic.starts_with(sparkplug::namespace_prefix) &&
+        topic.size() > sparkplug::namespace_prefix.size() && topic[sparkplug::namespace_prefix.size()] == '/')
+        return process_sparkplug(message, retry);
     TopicMatch match;
     TopicError topic_error = services_.router.route(topic, match);
     if (topic_error != TopicError::none) {
@@ -199,13 +207,32 @@ Worker::Outcome Worker::process(const RawMessage& message, bool retry) {
         return Outcome::done;
     }
     if (message.oversize_payload_bytes > 0) {  // the subscriber kept only the topic
-        reject_message(message, verified_factory(match.factory_id),
-                       Rejection{RejectReason::oversize,
-                                 fmt::format("payload is about {} bytes (not kept), max_payload_bytes is {}",
-                                             message.oversize_payload_bytes,
-                                             services_.config.ingest.max_payload_bytes)});
+        reject_oversize(message, match.factory_id);
         return Outcome::done;
     }
+    FactoryAdmission admission;
+    if (!admit_factory(message, match.factory_id, retry, admission)) return Outcome::done;
+
+    const std::string_view payload = message.payload();
+    auto rejection = format_->decode(match, payload, message.received_ms, wall_clock_ms(), decoded_);
+    if (rejection) {
+        reject_message(message, match.factory_id, *rejection);
+        return Outcome::done;
+    }
+    return admit_decoded(message, match, admission);
+}
+
+void Worker::reject_oversize(const RawMessage& message, std::string_view factory_id) {
+    reject_message(
+        message, verified_factory(factory_id),
+        Rejection{RejectReason::oversize,
+                  fmt::format("payload is about {} bytes (not kept), max_payload_bytes is {}",
+                              message.oversize_payload_bytes, services_.config.ingest.max_payload_bytes)});
+}
+
+bool Worker::admit_factory(const RawMessage& message, std::string_view factory_id, bool retry,
+                           FactoryAdmission& admission) {
+    const TopicMatch match{TopicKind::device, factory_id, {}};
     // The factory first, before any decoding: unknown factories and floods cost next to nothing.
     if (!services_.registry && !allowed_factories_.empty() &&
         !std::binary_search(allowed_factories_.begin(), allowed_factories_.end(), match.factory_id)) {
@@ -213,10 +240,10 @@ Worker::Outcome Worker::process(const RawMessage& message, bool retry) {
             message, unregistered_factory_label,
             Rejection{RejectReason::unknown_factory,
                       fmt::format("factory {} is not in [ingest] allowed_factories", match.factory_id)});
-        return Outcome::done;
+        return false;
     }
-    std::shared_ptr<const RegistrySnapshot> snapshot;  // kept until the records are encoded
-    const RegistryFactory* registry_factory = nullptr;
+    auto& snapshot = admission.snapshot;  // kept until the records are encoded
+    const RegistryFactory*& registry_factory = admission.factory;
     RateLimit limit{services_.config.ingest.factory_rate_limit, services_.config.ingest.factory_rate_burst};
     if (services_.registry) {
         // Read before the snapshot: an answer that lands after this makes the held messages retry.
@@ -226,7 +253,7 @@ Worker::Outcome Worker::process(const RawMessage& message, bool retry) {
             reject_message(message, match.factory_id,
                            Rejection{RejectReason::shutdown_unwritten,
                                      "the registry never loaded, so the message could not be checked"});
-            return Outcome::done;
+            return false;
         }
         registry_factory = snapshot->factory(match.factory_id);
         if (!registry_factory || !registry_factory->enabled) {
@@ -236,7 +263,7 @@ Worker::Outcome Worker::process(const RawMessage& message, bool retry) {
                            Rejection{RejectReason::unknown_factory,
                                      fmt::format("factory {} is {}", match.factory_id,
                                                  registry_factory ? "disabled" : "not registered")});
-            return Outcome::done;
+            return false;
         }
         if (registry_factory->rate_limit_per_s) {
             limit.per_second = *registry_factory->rate_limit_per_s;
@@ -250,16 +277,15 @@ Worker::Outcome Worker::process(const RawMessage& message, bool retry) {
                        Rejection{RejectReason::rate_limited,
                                  fmt::format("factory {} is over its rate limit of {:g} messages/s",
                                              match.factory_id, limit.per_second)});
-        return Outcome::done;
+        return false;
     }
+    return true;
+}
 
-    const std::string_view payload = message.payload();
-    auto rejection = format_->decode(match, payload, message.received_ms, wall_clock_ms(), decoded_);
-    if (rejection) {
-        reject_message(message, match.factory_id, *rejection);
-        return Outcome::done;
-    }
-
+Worker::Outcome Worker::admit_decoded(const RawMessage& message, const TopicMatch& match,
+                                      const FactoryAdmission& admission) {
+    const auto& snapshot = admission.snapshot;
+    const RegistryFactory* registry_factory = admission.factory;
     static const ExtraTags no_extra_tags;
     record_tags_.assign(decoded_.records.size(), &no_extra_tags);
     if (snapshot) {
@@ -483,6 +509,7 @@ void Worker::register_metrics(MetricsRegistry& registry) const {
     registry.add_counter("plantd_internal_errors_total",
                          "Exceptions caught at a thread or callback boundary.",
                          [this] { return static_cast<double>(internal_errors_.load()); });
+    register_sparkplug_metrics(registry);
 }
 
 }  // namespace plantd

@@ -5,8 +5,11 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <map>
+#include <memory>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -24,6 +27,9 @@
 #include "pipeline/field_types.hpp"
 #include "pipeline/ingest_queue.hpp"
 #include "registry/admission.hpp"
+#include "sparkplug/sparkplug_commands.hpp"
+#include "sparkplug/sparkplug_host.hpp"
+#include "sparkplug/sparkplug_records.hpp"
 #include "util/service.hpp"
 
 namespace plantd {
@@ -40,6 +46,7 @@ struct WorkerServices {
     RecordFeed* rules = nullptr;                 // null: no rules
     WriteAheadLog* wal = nullptr;                // null: durability "memory"
     FieldTypes* field_types = nullptr;           // null: no check (a registry types the fields instead)
+    sparkplug::CommandSink* sparkplug_commands = nullptr;  // null: rebirths are counted, not asked for
 };
 
 // The InfluxDB database (v1) or bucket (v2) of a factory: "{factory_id}" in the name is replaced.
@@ -80,6 +87,19 @@ class Worker final : public Service {
     // Also releases the message's write-ahead log entry when it ends up in no batch.
     Outcome process_guarded(const RawMessage& message, bool retry);
     Outcome process_unreleased(const RawMessage& message, bool retry);
+    struct FactoryAdmission {
+        std::shared_ptr<const RegistrySnapshot> snapshot;  // kept until the records are encoded
+        const RegistryFactory* factory = nullptr;          // the registry's, when there is one
+    };
+    // The factory of a message, before any decoding: known (allowed_factories or the registry), enabled,
+    // within its rate limit (not charged again on a retry). False: the message was rejected.
+    bool admit_factory(const RawMessage& message, std::string_view factory_id, bool retry,
+                       FactoryAdmission& admission);
+    // The records in decoded_: devices and parameters (the registry) or field types, then into the
+    // destination's batch, to the rules, and the ledger.
+    Outcome admit_decoded(const RawMessage& message, const TopicMatch& match,
+                          const FactoryAdmission& admission);
+    void reject_oversize(const RawMessage& message, std::string_view factory_id);
     void reject_message(const RawMessage& message, std::string_view factory, const Rejection& rejection);
     void dead_letter_partial(const RawMessage& message, std::string_view factory);
     // Drops the records whose factory or device the registry does not accept (as record rejections,
@@ -129,9 +149,48 @@ class Worker final : public Service {
     std::unique_ptr<FieldTypeCache> field_types_;  // without a registry
     std::vector<std::pair<std::string, uint64_t>> factory_tally_;
     std::vector<std::string> allowed_factories_;  // sorted; empty: any (without a registry)
+    // Sparkplug B ([sparkplug] enabled): this worker's edge nodes (the queue gives all messages of a
+    // node to one worker), the messages the host holds for its reorder window (by token), and the
+    // factory of each listed group.
+    struct Sparkplug {
+        explicit Sparkplug(sparkplug::HostLimits limits) : host(limits) {}
+        sparkplug::SparkplugHost host;
+        sparkplug::HostOutput out;
+        sparkplug::RecordRules rules;
+        std::unordered_map<uint64_t, RawMessage> waiting;
+        std::map<std::string, std::string, std::less<>> group_factories;
+        uint64_t next_token = 1;
+        int64_t last_tick_ms = 0;
+        std::atomic<size_t> nodes{0};
+        std::atomic<size_t> waiting_count{0};
+        std::atomic<uint64_t> rebirths{0};
+    };
+    std::unique_ptr<Sparkplug> sparkplug_;
+    // A Sparkplug message is taken by the host once; when its devices wait for the registry, its
+    // records wait with it (retried from them, not decoded again).
+    struct HeldMessage {
+        RawMessage message;
+        std::unique_ptr<sparkplug::MessageRecords> sparkplug;
+    };
+    const sparkplug::MessageRecords* retrying_records_ = nullptr;  // during a retry of such a message
+    void init_sparkplug();
+    void register_sparkplug_metrics(MetricsRegistry& registry) const;
+    Outcome process_sparkplug(const RawMessage& message, bool retry);
+    // The tokens of the messages in the host's output, in arrival order; and its rebirth requests sent.
+    std::vector<uint64_t> sparkplug_output_tokens() const;
+    void send_rebirths();
+    // What the host made of the message `token` (and of held messages it let go), into batches.
+    void take_sparkplug_output(const RawMessage& message, uint64_t token, std::string_view factory_id,
+                               const FactoryAdmission& admission);
+    Outcome admit_sparkplug(const RawMessage& message, std::string_view factory_id,
+                            const FactoryAdmission& admission, const sparkplug::MessageRecords& records);
+    // Held messages whose reorder window passed (`flush`: all of them, at the stop).
+    void tick_sparkplug(bool flush);
+    void hold_with_records(RawMessage message, std::unique_ptr<sparkplug::MessageRecords> records);
+    std::string_view factory_of_group(std::string_view group_id) const;  // "" when not allowed
     // Messages waiting for registry lookups, in arrival order, and their devices ("factory/device"):
     // a later message of a held device waits behind it (per-device order).
-    std::deque<RawMessage> held_;
+    std::deque<HeldMessage> held_;
     std::unordered_set<std::string> held_devices_;
     std::string device_key_;  // scratch "factory/device"
     size_t hold_capacity_ = 0;

@@ -55,10 +55,9 @@ bool SparkplugHost::online(std::string_view group_id, std::string_view edge_node
     return device != it->second.devices.end() && device->second.online;
 }
 
-void SparkplugHost::reject(const Node& node, std::string_view device, std::string reason, std::string detail,
-                           HostOutput& out) {
-    out.rejected.push_back(
-        {node.group, node.node, std::string(device), std::move(reason), std::move(detail)});
+void SparkplugHost::reject(const Node& node, std::string_view device, RejectReason reason, std::string detail,
+                           uint64_t token, HostOutput& out) {
+    out.rejected.push_back({token, node.group, node.node, std::string(device), reason, std::move(detail)});
 }
 
 void SparkplugHost::ask_rebirth(Node& node, int64_t now_ms, const std::string& why, HostOutput& out) {
@@ -70,31 +69,33 @@ void SparkplugHost::ask_rebirth(Node& node, int64_t now_ms, const std::string& w
     out.rebirths.push_back({node.group, node.node, why});
 }
 
-void SparkplugHost::receive(const Topic& topic, Payload payload, int64_t now_ms, HostOutput& out) {
+void SparkplugHost::receive(const Topic& topic, Payload payload, int64_t now_ms, HostOutput& out,
+                            uint64_t token) {
     if (!is_edge_message(topic.type)) return;
     Node* known = node_of(topic);
     if (!known) {
-        out.rejected.push_back({std::string(topic.group_id), std::string(topic.edge_node_id),
-                                std::string(topic.device_id), "sparkplug_too_many_nodes",
+        out.rejected.push_back({token, std::string(topic.group_id), std::string(topic.edge_node_id),
+                                std::string(topic.device_id), RejectReason::sparkplug_too_many_nodes,
                                 fmt::format("group {} already has {} edge nodes (or all groups {})",
                                             topic.group_id, limits_.max_nodes_per_group, limits_.max_nodes)});
         return;
     }
     Node& node = *known;
-    if (topic.type == MessageType::nbirth) return take_birth(node, topic, payload, now_ms, out);
-    if (topic.type == MessageType::ndeath) return take_death(node, topic, payload, now_ms, out);
+    if (topic.type == MessageType::nbirth) return take_birth(node, topic, payload, now_ms, token, out);
+    if (topic.type == MessageType::ndeath) return take_death(node, topic, payload, now_ms, token, out);
     const std::string_view device = topic.device_id;
     if (!node.born || !node.online) {
-        reject(node, device, "sparkplug_no_birth",
+        reject(node, device, RejectReason::sparkplug_no_birth,
                fmt::format("{} of edge node {}/{} before its NBIRTH (or after its NDEATH)",
                            to_string(topic.type), node.group, node.node),
-               out);
+               token, out);
         ask_rebirth(node, now_ms, "data before a birth", out);
         return;
     }
     if (!payload.seq || *payload.seq > 255) {
-        reject(node, device, "sparkplug_bad_seq",
-               payload.seq ? fmt::format("seq {} is not 0-255", *payload.seq) : std::string("no seq"), out);
+        reject(node, device, RejectReason::sparkplug_bad_seq,
+               payload.seq ? fmt::format("seq {} is not 0-255", *payload.seq) : std::string("no seq"), token,
+               out);
         return;
     }
     const uint64_t seq = *payload.seq;
@@ -102,8 +103,8 @@ void SparkplugHost::receive(const Topic& topic, Payload payload, int64_t now_ms,
         const uint64_t ahead = (seq - node.expected_seq) & 255;
         const uint64_t behind = (node.expected_seq - seq) & 255;
         if (node.held.count(seq) || (ahead >= 128 && behind <= repeat_distance)) {
-            reject(node, device, "sparkplug_bad_seq",
-                   fmt::format("seq {} while {} was expected: a repeat", seq, node.expected_seq), out);
+            reject(node, device, RejectReason::sparkplug_bad_seq,
+                   fmt::format("seq {} while {} was expected: a repeat", seq, node.expected_seq), token, out);
             return;
         }
         if (ahead >= 128) {
@@ -124,61 +125,65 @@ void SparkplugHost::receive(const Topic& topic, Payload payload, int64_t now_ms,
             }
             const uint64_t still_ahead = (seq - node.expected_seq) & 255;
             if (still_ahead >= 128 || node.held.count(seq)) {
-                reject(node, device, "sparkplug_bad_seq",
-                       fmt::format("seq {} arrived after the gap before it was given up", seq), out);
+                reject(node, device, RejectReason::sparkplug_bad_seq,
+                       fmt::format("seq {} arrived after the gap before it was given up", seq), token, out);
                 return;
             }
             if (seq != node.expected_seq) {
                 node.held_metrics += payload.metrics.size();
-                node.held.emplace(seq, Held{topic.type, std::string(device), std::move(payload), now_ms});
+                node.held.emplace(seq,
+                                  Held{topic.type, std::string(device), std::move(payload), now_ms, token});
+                ++held_messages_;
+                out.held.push_back(token);
                 return;
             }
         }
     }
     node.expected_seq = (seq + 1) & 255;
-    take(node, topic.type, device, payload, now_ms, out);
+    take(node, topic.type, device, payload, now_ms, token, out);
     release_held(node, now_ms, 0, out);
 }
 
 void SparkplugHost::take(Node& node, MessageType type, std::string_view device, Payload& payload,
-                         int64_t now_ms, HostOutput& out) {
+                         int64_t now_ms, uint64_t token, HostOutput& out) {
     const Topic topic{type, node.group, node.node, device};
     if (type == MessageType::dbirth)
-        take_birth(node, topic, payload, now_ms, out);
+        take_birth(node, topic, payload, now_ms, token, out);
     else if (type == MessageType::ddeath)
-        take_death(node, topic, payload, now_ms, out);
+        take_death(node, topic, payload, now_ms, token, out);
     else
-        take_data(node, topic, payload, now_ms, out);
+        take_data(node, topic, payload, now_ms, token, out);
 }
 
 void SparkplugHost::take_birth(Node& node, const Topic& topic, Payload& payload, int64_t now_ms,
-                               HostOutput& out) {
+                               uint64_t token, HostOutput& out) {
     const bool is_node = topic.type == MessageType::nbirth;
     if (is_node) {
-        // A new session: seq starts again from the birth's, the devices' births follow.
+        // A new session: what is held belongs to the old one and is taken under its birth (its
+        // aliases still mean what they meant); seq starts again from the birth's, the devices'
+        // births follow.
+        release_held(node, now_ms, -1, out, false);
         for (auto& [id, device] : node.devices)
-            if (device.online) out.online.push_back({node.group, node.node, id, false, now_ms});
+            if (device.online) out.online.push_back({token, node.group, node.node, id, false, now_ms});
         node.devices.clear();
-        node.held.clear();
-        node.held_metrics = 0;
         const auto bd_seq = bd_seq_of(payload);
         node.bd_seq = bd_seq ? std::optional<uint64_t>(static_cast<uint64_t>(*bd_seq)) : std::nullopt;
         node.expected_seq = payload.seq ? ((*payload.seq + 1) & 255) : 1;
         node.born = true;
-        if (!node.online) out.online.push_back({node.group, node.node, "", true, now_ms});
+        if (!node.online) out.online.push_back({token, node.group, node.node, "", true, now_ms});
         node.online = true;
     } else if (!node.devices.count(topic.device_id) && node.devices.size() >= limits_.max_devices) {
         reject(
-            node, topic.device_id, "sparkplug_too_many_devices",
+            node, topic.device_id, RejectReason::sparkplug_too_many_devices,
             fmt::format("edge node {}/{} already has {} devices", node.group, node.node, limits_.max_devices),
-            out);
+            token, out);
         return;
     }
     Birth& birth = is_node ? node.birth : node.devices[std::string(topic.device_id)];
     const bool was_online = birth.online;
     birth = Birth{};
-    HostOutput::Data data{node.group,           node.node, std::string(topic.device_id),
-                          payload.timestamp_ms, {},        true};
+    HostOutput::Data data{token, node.group, node.node, std::string(topic.device_id), payload.timestamp_ms,
+                          {},    true};
     for (auto& metric : payload.metrics) {
         // The declaration (name, alias, datatype) is kept whatever the value: a metric plantd does not
         // write is then rejected metric by metric in DATA, not taken for an unknown alias.
@@ -208,13 +213,13 @@ void SparkplugHost::take_birth(Node& node, const Topic& topic, Payload& payload,
         data.metrics.push_back(std::move(resolved));
     }
     if (!is_node && !was_online)
-        out.online.push_back({node.group, node.node, std::string(topic.device_id), true, now_ms});
+        out.online.push_back({token, node.group, node.node, std::string(topic.device_id), true, now_ms});
     birth.online = true;
     if (!data.metrics.empty()) out.data.push_back(std::move(data));
 }
 
 void SparkplugHost::take_data(Node& node, const Topic& topic, Payload& payload, int64_t now_ms,
-                              HostOutput& out) {
+                              uint64_t token, HostOutput& out) {
     const bool is_node = topic.type == MessageType::ndata;
     Birth* birth = &node.birth;
     if (!is_node) {
@@ -222,16 +227,17 @@ void SparkplugHost::take_data(Node& node, const Topic& topic, Payload& payload, 
         if (device == node.devices.end() || !device->second.online) {
             const bool refused = device == node.devices.end() && node.devices.size() >= limits_.max_devices;
             reject(
-                node, topic.device_id, refused ? "sparkplug_too_many_devices" : "sparkplug_no_birth",
+                node, topic.device_id,
+                refused ? RejectReason::sparkplug_too_many_devices : RejectReason::sparkplug_no_birth,
                 fmt::format("DDATA of device {} without its DBIRTH (or after its DDEATH)", topic.device_id),
-                out);
+                token, out);
             if (!refused) ask_rebirth(node, now_ms, "data of a device without its birth", out);
             return;
         }
         birth = &device->second;
     }
-    HostOutput::Data data{node.group,           node.node, std::string(topic.device_id),
-                          payload.timestamp_ms, {},        false};
+    HostOutput::Data data{token, node.group, node.node, std::string(topic.device_id), payload.timestamp_ms,
+                          {},    false};
     bool undeclared = false;
     for (auto& metric : payload.metrics) {
         ResolvedMetric resolved{
@@ -241,6 +247,7 @@ void SparkplugHost::take_data(Node& node, const Topic& topic, Payload& payload, 
             auto alias = metric.alias ? birth->aliases.find(*metric.alias) : birth->aliases.end();
             if (alias == birth->aliases.end()) {
                 resolved.problem = fmt::format("alias {} is not in the birth", metric.alias.value_or(0));
+                resolved.reason = RejectReason::sparkplug_unknown_metric;
                 undeclared = !birth->over_limit;
             } else {
                 resolved.name = alias->second.name;
@@ -250,6 +257,7 @@ void SparkplugHost::take_data(Node& node, const Topic& topic, Payload& payload, 
             auto by_name = birth->datatypes.find(resolved.name);
             if (by_name == birth->datatypes.end()) {
                 resolved.problem = fmt::format("metric {} is not in the birth", resolved.name);
+                resolved.reason = RejectReason::sparkplug_unknown_metric;
                 undeclared = !birth->over_limit;
             } else {
                 declared = by_name->second;
@@ -271,40 +279,40 @@ void SparkplugHost::take_data(Node& node, const Topic& topic, Payload& payload, 
 }
 
 void SparkplugHost::take_death(Node& node, const Topic& topic, const Payload& payload, int64_t now_ms,
-                               HostOutput& out) {
+                               uint64_t token, HostOutput& out) {
     if (topic.type == MessageType::ddeath) {
         auto device = node.devices.find(topic.device_id);
         if (device != node.devices.end() && device->second.online) {
             device->second.online = false;
-            out.online.push_back({node.group, node.node, std::string(topic.device_id), false, now_ms});
+            out.online.push_back({token, node.group, node.node, std::string(topic.device_id), false, now_ms});
         }
         return;
     }
     const auto bd_seq = bd_seq_of(payload);
     if (!node.online) {
-        reject(node, "", "sparkplug_stale_death", "NDEATH of an edge node that is not online", out);
+        reject(node, "", RejectReason::sparkplug_stale_death, "NDEATH of an edge node that is not online",
+               token, out);
         return;
     }
     if (!bd_seq || !node.bd_seq || static_cast<uint64_t>(*bd_seq) != *node.bd_seq) {
-        reject(node, "", "sparkplug_stale_death",
+        reject(node, "", RejectReason::sparkplug_stale_death,
                fmt::format("NDEATH with bdSeq {} while the current NBIRTH's is {}: from an earlier session",
                            bd_seq ? std::to_string(*bd_seq) : std::string("(none)"),
                            node.bd_seq ? std::to_string(*node.bd_seq) : std::string("(none)")),
-               out);
+               token, out);
         return;
     }
+    release_held(node, now_ms, -1, out, false);  // data of the session that ends: taken under its birth
     node.online = false;
-    node.held.clear();
-    node.held_metrics = 0;
-    out.online.push_back({node.group, node.node, "", false, now_ms});
+    out.online.push_back({token, node.group, node.node, "", false, now_ms});
     for (auto& [id, device] : node.devices) {
         if (!device.online) continue;
         device.online = false;
-        out.online.push_back({node.group, node.node, id, false, now_ms});
+        out.online.push_back({token, node.group, node.node, id, false, now_ms});
     }
 }
 
-void SparkplugHost::release_held(Node& node, int64_t now_ms, int skip_gaps, HostOutput& out) {
+void SparkplugHost::release_held(Node& node, int64_t now_ms, int skip_gaps, HostOutput& out, bool ask) {
     while (!node.held.empty()) {
         auto next = node.held.find(node.expected_seq);
         if (next == node.held.end()) {
@@ -316,13 +324,14 @@ void SparkplugHost::release_held(Node& node, int64_t now_ms, int skip_gaps, Host
                     return a.second.since_ms < b.second.since_ms;
                 })->second.since_ms;
             if (skip_gaps == 0 && now_ms - oldest < limits_.reorder_window_ms) return;
-            ask_rebirth(node, now_ms,
-                        skip_gaps == 0
-                            ? fmt::format("seq {} did not arrive within {} ms", node.expected_seq,
-                                          limits_.reorder_window_ms)
-                            : fmt::format("seq {} is missing and the held messages fill the window",
-                                          node.expected_seq),
-                        out);
+            if (ask)
+                ask_rebirth(node, now_ms,
+                            skip_gaps == 0
+                                ? fmt::format("seq {} did not arrive within {} ms", node.expected_seq,
+                                              limits_.reorder_window_ms)
+                                : fmt::format("seq {} is missing and the held messages fill the window",
+                                              node.expected_seq),
+                            out);
             next = std::min_element(node.held.begin(), node.held.end(), [&](const auto& a, const auto& b) {
                 return ((a.first - node.expected_seq) & 255) < ((b.first - node.expected_seq) & 255);
             });
@@ -332,8 +341,15 @@ void SparkplugHost::release_held(Node& node, int64_t now_ms, int skip_gaps, Host
         node.held_metrics -= std::min(node.held_metrics, held.payload.metrics.size());
         node.expected_seq = (next->first + 1) & 255;
         node.held.erase(next);
-        take(node, held.type, held.device, held.payload, now_ms, out);
+        --held_messages_;
+        out.released.push_back(held.token);
+        take(node, held.type, held.device, held.payload, now_ms, held.token, out);
     }
+}
+
+void SparkplugHost::flush(int64_t now_ms, HostOutput& out) {
+    for (auto& [key, node] : nodes_)
+        if (!node.held.empty()) release_held(node, now_ms, -1, out, false);
 }
 
 void SparkplugHost::tick(int64_t now_ms, HostOutput& out) {

@@ -29,6 +29,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/reject_reason.hpp"
 #include "sparkplug/sparkplug_payload.hpp"
 #include "sparkplug/sparkplug_topic.hpp"
 
@@ -51,23 +52,28 @@ struct ResolvedMetric {
     Value value;
     std::optional<uint64_t> timestamp_ms;  // the metric's own, else the payload's
     bool is_historical = false;
-    std::string problem;  // not "": rejected field by field
+    std::string problem;  // not "": rejected field by field, for `reason`
+    RejectReason reason = RejectReason::invalid_field;
 };
 
-// What one incoming message (or the passing of time) produced.
+// What one incoming message (or the passing of time) produced. Each entry carries the `token` of the
+// message it came from (the caller's handle on that message: held DATA comes out later, with its own).
 struct HostOutput {
     struct Data {
+        uint64_t token = 0;
         std::string group_id, edge_node_id, device_id;  // device_id "" for node metrics
         std::optional<uint64_t> timestamp_ms;           // the payload's
         std::vector<ResolvedMetric> metrics;
         bool from_birth = false;
     };
     struct Rejected {
+        uint64_t token = 0;
         std::string group_id, edge_node_id, device_id;
-        std::string reason;  // e.g. sparkplug_unknown_alias, sparkplug_no_birth, sparkplug_bad_seq
+        RejectReason reason = RejectReason::sparkplug_no_birth;
         std::string detail;
     };
     struct Online {
+        uint64_t token = 0;
         std::string group_id, edge_node_id, device_id;
         bool online = false;
         int64_t at_ms = 0;
@@ -80,6 +86,18 @@ struct HostOutput {
     std::vector<Rejected> rejected;
     std::vector<Online> online;
     std::vector<Rebirth> rebirths;
+    // Tokens of the messages held for the reorder window (they come out later, as data or rejected).
+    std::vector<uint64_t> held;
+    // Tokens of held messages taken now (whatever came of them, perhaps nothing).
+    std::vector<uint64_t> released;
+    void clear() {
+        data.clear();
+        rejected.clear();
+        online.clear();
+        rebirths.clear();
+        held.clear();
+        released.clear();
+    }
 };
 
 class SparkplugHost {
@@ -87,12 +105,16 @@ class SparkplugHost {
     explicit SparkplugHost(HostLimits limits = {}) : limits_(limits) {}
 
     // One message from an edge node (BIRTH, DATA or DEATH), decoded; appends what it produced.
-    void receive(const Topic& topic, Payload payload, int64_t now_ms, HostOutput& out);
+    // `token` identifies the message in what it produces (now or, when held, later).
+    void receive(const Topic& topic, Payload payload, int64_t now_ms, HostOutput& out, uint64_t token = 0);
     // Held DATA whose reorder window has passed; call it regularly.
     void tick(int64_t now_ms, HostOutput& out);
+    // Everything held, taken now in seq order without waiting (plantd stops).
+    void flush(int64_t now_ms, HostOutput& out);
 
     // For /metrics and the tests.
     size_t nodes() const { return nodes_.size(); }
+    size_t held_messages() const { return held_messages_; }
     bool online(std::string_view group_id, std::string_view edge_node_id,
                 std::string_view device_id = {}) const;
     uint64_t rebirths_requested() const { return rebirths_requested_; }
@@ -113,6 +135,7 @@ class SparkplugHost {
         std::string device;
         Payload payload;
         int64_t since_ms = 0;
+        uint64_t token = 0;
     };
     struct Node {
         std::string group, node;
@@ -128,22 +151,27 @@ class SparkplugHost {
     };
 
     Node* node_of(const Topic& topic);  // null: the group has max_nodes_per_group already
-    void take_birth(Node& node, const Topic& topic, Payload& payload, int64_t now_ms, HostOutput& out);
-    void take_data(Node& node, const Topic& topic, Payload& payload, int64_t now_ms, HostOutput& out);
-    void take_death(Node& node, const Topic& topic, const Payload& payload, int64_t now_ms, HostOutput& out);
+    void take_birth(Node& node, const Topic& topic, Payload& payload, int64_t now_ms, uint64_t token,
+                    HostOutput& out);
+    void take_data(Node& node, const Topic& topic, Payload& payload, int64_t now_ms, uint64_t token,
+                   HostOutput& out);
+    void take_death(Node& node, const Topic& topic, const Payload& payload, int64_t now_ms, uint64_t token,
+                    HostOutput& out);
     // Takes held messages in seq order. `skip_gaps`: 0 waits out every gap's window, 1 goes over one
-    // gap now (no room to wait), -1 over all (the stream was lost).
-    void release_held(Node& node, int64_t now_ms, int skip_gaps, HostOutput& out);
+    // gap now (no room to wait), -1 over all (the stream was lost). `ask`: a gap asks for a rebirth
+    // (not when a new birth or a death ends the session anyway).
+    void release_held(Node& node, int64_t now_ms, int skip_gaps, HostOutput& out, bool ask = true);
     void take(Node& node, MessageType type, std::string_view device, Payload& payload, int64_t now_ms,
-              HostOutput& out);
+              uint64_t token, HostOutput& out);
     void ask_rebirth(Node& node, int64_t now_ms, const std::string& why, HostOutput& out);
-    void reject(const Node& node, std::string_view device, std::string reason, std::string detail,
-                HostOutput& out);
+    void reject(const Node& node, std::string_view device, RejectReason reason, std::string detail,
+                uint64_t token, HostOutput& out);
 
     HostLimits limits_;
     std::map<std::pair<std::string, std::string>, Node, std::less<>> nodes_;
     std::map<std::string, size_t, std::less<>> nodes_per_group_;
     uint64_t rebirths_requested_ = 0;
+    size_t held_messages_ = 0;
 };
 
 }  // namespace plantd::sparkplug

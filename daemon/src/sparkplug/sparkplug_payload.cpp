@@ -227,4 +227,61 @@ bool decode_payload(std::string_view bytes, Payload& out, std::string& problem) 
     return true;
 }
 
+std::string encode_payload(const Payload& payload) {
+    wire::Payload wire_payload;
+    if (payload.timestamp_ms) wire_payload.set_timestamp(*payload.timestamp_ms);
+    if (payload.seq) wire_payload.set_seq(*payload.seq);
+    for (const Metric& metric : payload.metrics) {
+        auto* out = wire_payload.add_metrics();
+        if (!metric.name.empty()) out->set_name(metric.name);
+        if (metric.alias) out->set_alias(*metric.alias);
+        if (metric.timestamp_ms) out->set_timestamp(*metric.timestamp_ms);
+        if (metric.datatype) out->set_datatype(*metric.datatype);
+        if (metric.is_historical) out->set_is_historical(true);
+        if (metric.is_transient) out->set_is_transient(true);
+        if (metric.is_null) out->set_is_null(true);
+        const RawValue& raw = metric.raw;
+        switch (raw.kind) {
+            case RawValue::Kind::int_value:
+                out->set_int_value(static_cast<uint32_t>(raw.integer));
+                break;
+            case RawValue::Kind::long_value:
+                out->set_long_value(raw.integer);
+                break;
+            case RawValue::Kind::float_value:
+                out->set_float_value(static_cast<float>(raw.number));
+                break;
+            case RawValue::Kind::double_value:
+                out->set_double_value(raw.number);
+                break;
+            case RawValue::Kind::boolean_value:
+                out->set_boolean_value(raw.boolean);
+                break;
+            case RawValue::Kind::string_value:
+                out->set_string_value(raw.text);
+                break;
+            default:
+                break;
+        }
+    }
+    return wire_payload.SerializeAsString();
+}
+
+std::string encode_rebirth_request(uint64_t timestamp_ms) {
+    Payload payload;
+    payload.timestamp_ms = timestamp_ms;
+    Metric rebirth;
+    rebirth.name = "Node Control/Rebirth";
+    rebirth.timestamp_ms = timestamp_ms;
+    rebirth.datatype = static_cast<uint32_t>(DataType::boolean);
+    rebirth.raw.kind = RawValue::Kind::boolean_value;
+    rebirth.raw.boolean = true;
+    payload.metrics.push_back(std::move(rebirth));
+    return encode_payload(payload);
+}
+
+std::string state_message(bool online, uint64_t timestamp_ms) {
+    return fmt::format("{{\"online\":{},\"timestamp\":{}}}", online ? "true" : "false", timestamp_ms);
+}
+
 }  // namespace plantd::sparkplug

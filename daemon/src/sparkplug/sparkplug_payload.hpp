@@ -97,4 +97,12 @@ inline constexpr size_t max_metrics_per_payload = 100'000;
 // The payload, or false with `problem` (not protobuf, or not a Sparkplug payload).
 bool decode_payload(std::string_view bytes, Payload& out, std::string& problem);
 
+// The protobuf of `payload` (name, alias, timestamp, datatype, flags and the raw value of each metric):
+// the host's commands, and the load generator and tests that play edge nodes.
+std::string encode_payload(const Payload& payload);
+// An NCMD asking an edge node to publish its births again: "Node Control/Rebirth" = true.
+std::string encode_rebirth_request(uint64_t timestamp_ms);
+// The host application's STATE message: {"online":true|false,"timestamp":...}.
+std::string state_message(bool online, uint64_t timestamp_ms);
+
 }  // namespace plantd::sparkplug

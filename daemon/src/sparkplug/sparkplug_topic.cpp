@@ -94,4 +94,13 @@ bool parse_topic(std::string_view topic, Topic& out, std::string& problem) {
     return true;
 }
 
+std::vector<std::string> subscription_filters() {
+    std::vector<std::string> filters;
+    for (const char* type : {"NBIRTH", "NDATA", "NDEATH"})
+        filters.push_back(fmt::format("{}/+/{}/+", namespace_prefix, type));
+    for (const char* type : {"DBIRTH", "DDATA", "DDEATH"})
+        filters.push_back(fmt::format("{}/+/{}/+/+", namespace_prefix, type));
+    return filters;
+}
+
 }  // namespace plantd::sparkplug

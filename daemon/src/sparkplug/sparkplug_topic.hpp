@@ -4,6 +4,7 @@
 // from a topic; the message type decides whether a device id must be there.
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace plantd::sparkplug {
 
@@ -24,5 +25,9 @@ struct Topic {
 
 // The parsed topic, or "" in `problem` replaced by what is wrong with it.
 bool parse_topic(std::string_view topic, Topic& out, std::string& problem);
+
+// What a host subscribes to: the births, data and deaths of every group's edge nodes and devices
+// (not commands, not other hosts' STATE).
+std::vector<std::string> subscription_filters();
 
 }  // namespace plantd::sparkplug
