@@ -161,16 +161,20 @@ void SparkplugHost::take_birth(Node& node, const Topic& topic, Payload& payload,
     if (is_node) {
         // A new session: what is held belongs to the old one and is taken under its birth (its
         // aliases still mean what they meant); seq starts again from the birth's, the devices'
-        // births follow.
+        // births follow. A device stays online (as reported) through a rebirth, but its DATA waits
+        // for its DBIRTH in the new session.
         release_held(node, now_ms, -1, out, false);
-        for (auto& [id, device] : node.devices)
-            if (device.online) out.online.push_back({token, node.group, node.node, id, false, now_ms});
-        node.devices.clear();
+        for (auto& [id, device] : node.devices) {
+            const bool online = device.online;
+            device = Birth{};
+            device.online = online;
+        }
         const auto bd_seq = bd_seq_of(payload);
         node.bd_seq = bd_seq ? std::optional<uint64_t>(static_cast<uint64_t>(*bd_seq)) : std::nullopt;
         node.expected_seq = payload.seq ? ((*payload.seq + 1) & 255) : 1;
         node.born = true;
-        if (!node.online) out.online.push_back({token, node.group, node.node, "", true, now_ms});
+        if (!node.online)
+            out.online.push_back({token, node.group, node.node, "", true, payload.timestamp_ms});
         node.online = true;
     } else if (!node.devices.count(topic.device_id) && node.devices.size() >= limits_.max_devices) {
         reject(
@@ -213,8 +217,10 @@ void SparkplugHost::take_birth(Node& node, const Topic& topic, Payload& payload,
         data.metrics.push_back(std::move(resolved));
     }
     if (!is_node && !was_online)
-        out.online.push_back({token, node.group, node.node, std::string(topic.device_id), true, now_ms});
+        out.online.push_back(
+            {token, node.group, node.node, std::string(topic.device_id), true, payload.timestamp_ms});
     birth.online = true;
+    birth.born = true;
     if (!data.metrics.empty()) out.data.push_back(std::move(data));
 }
 
@@ -224,7 +230,7 @@ void SparkplugHost::take_data(Node& node, const Topic& topic, Payload& payload, 
     Birth* birth = &node.birth;
     if (!is_node) {
         auto device = node.devices.find(topic.device_id);
-        if (device == node.devices.end() || !device->second.online) {
+        if (device == node.devices.end() || !device->second.born || !device->second.online) {
             const bool refused = device == node.devices.end() && node.devices.size() >= limits_.max_devices;
             reject(
                 node, topic.device_id,
@@ -282,9 +288,11 @@ void SparkplugHost::take_death(Node& node, const Topic& topic, const Payload& pa
                                uint64_t token, HostOutput& out) {
     if (topic.type == MessageType::ddeath) {
         auto device = node.devices.find(topic.device_id);
+        if (device != node.devices.end()) device->second.born = false;
         if (device != node.devices.end() && device->second.online) {
             device->second.online = false;
-            out.online.push_back({token, node.group, node.node, std::string(topic.device_id), false, now_ms});
+            out.online.push_back(
+                {token, node.group, node.node, std::string(topic.device_id), false, payload.timestamp_ms});
         }
         return;
     }
@@ -304,11 +312,12 @@ void SparkplugHost::take_death(Node& node, const Topic& topic, const Payload& pa
     }
     release_held(node, now_ms, -1, out, false);  // data of the session that ends: taken under its birth
     node.online = false;
-    out.online.push_back({token, node.group, node.node, "", false, now_ms});
+    out.online.push_back({token, node.group, node.node, "", false, std::nullopt});
     for (auto& [id, device] : node.devices) {
+        device.born = false;
         if (!device.online) continue;
         device.online = false;
-        out.online.push_back({token, node.group, node.node, id, false, now_ms});
+        out.online.push_back({token, node.group, node.node, id, false, std::nullopt});
     }
 }
 

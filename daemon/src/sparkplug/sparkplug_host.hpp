@@ -76,7 +76,9 @@ struct HostOutput {
         uint64_t token = 0;
         std::string group_id, edge_node_id, device_id;
         bool online = false;
-        int64_t at_ms = 0;
+        // When: the BIRTH's or DDEATH's own timestamp; none for an NDEATH (a will's was set when the
+        // node connected), which is stamped when plantd receives it.
+        std::optional<uint64_t> timestamp_ms;
     };
     struct Rebirth {
         std::string group_id, edge_node_id;
@@ -127,7 +129,8 @@ class SparkplugHost {
     struct Birth {
         std::map<uint64_t, AliasEntry> aliases;
         std::map<std::string, uint32_t, std::less<>> datatypes;  // by name
-        bool online = false;
+        bool online = false;      // as last reported (a rebirth does not report a device offline and online)
+        bool born = false;        // born in the node's current session: its DATA can be resolved
         bool over_limit = false;  // it declared more than max_aliases: the rest is unknown, no rebirth helps
     };
     struct Held {

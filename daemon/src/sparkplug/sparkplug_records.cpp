@@ -146,8 +146,14 @@ void collect(const HostOutput& out, uint64_t token, const RecordRules& rules, in
         field.kind = FieldKind::boolean;
         field.boolean = online.online;
         field.number = online.online ? 1.0 : 0.0;
+        // The message's own time if it is plausible, else when plantd received it.
+        std::string problem;
+        std::optional<int64_t> when;
+        if (online.timestamp_ms && *online.timestamp_ms <= static_cast<uint64_t>(INT64_MAX))
+            when = plausible_timestamp_ms(static_cast<int64_t>(*online.timestamp_ms), true, now_ms,
+                                          rules.limits, problem);
         records.records.push_back(
-            {device_name(online.edge_node_id, online.device_id), received_ms, false, {}});
+            {device_name(online.edge_node_id, online.device_id), when.value_or(received_ms), false, {}});
         records.records.back().fields.push_back(std::move(field));
     }
     for (const auto& rejected : out.rejected) {

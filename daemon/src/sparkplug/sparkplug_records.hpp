@@ -59,7 +59,7 @@ std::string device_name(std::string_view edge_node_id, std::string_view device_i
 std::string naming_problem(const Topic& topic);
 
 // Collects everything `out` holds for the message `token` into `records`. `received_ms` stamps the
-// online/offline records; `now_ms` (wall clock) bounds the timestamps.
+// online/offline records that have no time of their own; `now_ms` (wall clock) bounds the timestamps.
 void collect(const HostOutput& out, uint64_t token, const RecordRules& rules, int64_t received_ms,
              int64_t now_ms, MessageRecords& records);
 
