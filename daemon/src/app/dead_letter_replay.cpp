@@ -122,7 +122,10 @@ ReplayReport DeadLetterReplayer::replay(const ReplayRequest& request) {
         ++report.matched;
         if (marks.contains(letter.id)) {
             ++report.already_replayed;
-        } else if (letter.kind == "line" || !letter.payload_whole || letter.topic.empty()) {
+        } else if (letter.kind == "line" || !letter.payload_whole || letter.topic.empty() ||
+                   letter.topic.starts_with("spBv1.0/")) {
+            // A Sparkplug message belongs to a session (seq, aliases) that has moved on: replayed, it
+            // would be rejected again at best, and at worst make the live session resynchronise.
             ++report.not_replayable;
         } else if (chosen.size() >= request.limit ||
                    chosen_bytes + letter.payload.size() > max_request_bytes) {

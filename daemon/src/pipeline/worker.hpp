@@ -157,6 +157,8 @@ class Worker final : public Service {
         sparkplug::SparkplugHost host;
         sparkplug::HostOutput out;
         sparkplug::RecordRules rules;
+        sparkplug::MessageRecords scratch;  // the records of the message being taken
+        sparkplug::Payload payload;         // the message being decoded (its capacity kept)
         std::unordered_map<uint64_t, RawMessage> waiting;
         std::map<std::string, std::string, std::less<>> group_factories;
         uint64_t next_token = 1;

@@ -77,14 +77,14 @@ Worker::Outcome Worker::process_sparkplug(const RawMessage& message, bool retry)
     if (!admit_factory(message, factory, retry, admission)) return Outcome::done;
     if (retry && retrying_records_) return admit_sparkplug(message, factory, admission, *retrying_records_);
 
-    sparkplug::Payload payload;
+    sparkplug::Payload& payload = sparkplug_->payload;
     if (!sparkplug::decode_payload(message.payload(), payload, problem)) {
         reject_message(message, factory, Rejection{RejectReason::sparkplug_malformed, std::move(problem)});
         return Outcome::done;
     }
     const uint64_t token = sparkplug_->next_token++;
     sparkplug_->out.clear();
-    sparkplug_->host.receive(topic, std::move(payload), steady_clock_ms(), sparkplug_->out, token);
+    sparkplug_->host.receive(topic, payload, steady_clock_ms(), sparkplug_->out, token);
     take_sparkplug_output(message, token, factory, admission);
     return Outcome::done;
 }
@@ -134,11 +134,15 @@ void Worker::take_sparkplug_output(const RawMessage& message, uint64_t token, st
         }
         const RawMessage& source = current ? message : released;
         current_seen = current_seen || current;
-        auto records = std::make_unique<sparkplug::MessageRecords>();
-        sparkplug::collect(state.out, t, state.rules, source.received_ms, wall_clock_ms(), *records);
+        const int64_t now = wall_clock_ms();
+        state.scratch.clear();
+        sparkplug::collect(state.out, t, state.rules, source.received_ms, now, state.scratch);
         batched_ = false;
-        const Outcome outcome = admit_sparkplug(source, factory_id, admission, *records);
+        const Outcome outcome = admit_sparkplug(source, factory_id, admission, state.scratch);
         if (outcome == Outcome::held) {
+            // Its records wait with it: collected again where they can stay.
+            auto records = std::make_unique<sparkplug::MessageRecords>();
+            sparkplug::collect(state.out, t, state.rules, source.received_ms, now, *records);
             hold_with_records(current ? RawMessage(message) : std::move(released), std::move(records));
             current_kept = current_kept || current;
         } else if (current) {
@@ -217,9 +221,12 @@ void Worker::tick_sparkplug(bool flush) {
             if (services_.wal) services_.wal->release(message.wal_segment);
             continue;
         }
-        auto records = std::make_unique<sparkplug::MessageRecords>();
-        sparkplug::collect(state.out, t, state.rules, message.received_ms, wall_clock_ms(), *records);
-        if (admit_sparkplug(message, factory, admission, *records) == Outcome::held) {
+        const int64_t wall_now = wall_clock_ms();
+        state.scratch.clear();
+        sparkplug::collect(state.out, t, state.rules, message.received_ms, wall_now, state.scratch);
+        if (admit_sparkplug(message, factory, admission, state.scratch) == Outcome::held) {
+            auto records = std::make_unique<sparkplug::MessageRecords>();
+            sparkplug::collect(state.out, t, state.rules, message.received_ms, wall_now, *records);
             hold_with_records(std::move(message), std::move(records));
         } else if (!batched_ && services_.wal) {
             services_.wal->release(message.wal_segment);

@@ -28,6 +28,9 @@ constexpr uint64_t repeat_distance = 16;  // a seq this close behind the expecte
 }  // namespace
 
 SparkplugHost::Node* SparkplugHost::node_of(const Topic& topic) {
+    // Messages of one node tend to come in runs: no key to build for those.
+    if (last_node_ && last_node_->node == topic.edge_node_id && last_node_->group == topic.group_id)
+        return last_node_;
     auto key = std::pair{std::string(topic.group_id), std::string(topic.edge_node_id)};
     auto it = nodes_.find(key);
     if (it == nodes_.end()) {
@@ -43,7 +46,8 @@ SparkplugHost::Node* SparkplugHost::node_of(const Topic& topic) {
         it->second.group = key.first;
         it->second.node = key.second;
     }
-    return &it->second;
+    last_node_ = &it->second;
+    return last_node_;
 }
 
 bool SparkplugHost::online(std::string_view group_id, std::string_view edge_node_id,
@@ -69,7 +73,7 @@ void SparkplugHost::ask_rebirth(Node& node, int64_t now_ms, const std::string& w
     out.rebirths.push_back({node.group, node.node, why});
 }
 
-void SparkplugHost::receive(const Topic& topic, Payload payload, int64_t now_ms, HostOutput& out,
+void SparkplugHost::receive(const Topic& topic, Payload& payload, int64_t now_ms, HostOutput& out,
                             uint64_t token) {
     if (!is_edge_message(topic.type)) return;
     Node* known = node_of(topic);
@@ -188,6 +192,7 @@ void SparkplugHost::take_birth(Node& node, const Topic& topic, Payload& payload,
     birth = Birth{};
     HostOutput::Data data{token, node.group, node.node, std::string(topic.device_id), payload.timestamp_ms,
                           {},    true};
+    data.metrics.reserve(payload.metrics.size());
     for (auto& metric : payload.metrics) {
         // The declaration (name, alias, datatype) is kept whatever the value: a metric plantd does not
         // write is then rejected metric by metric in DATA, not taken for an unknown alias.
@@ -244,6 +249,7 @@ void SparkplugHost::take_data(Node& node, const Topic& topic, Payload& payload, 
     }
     HostOutput::Data data{token, node.group, node.node, std::string(topic.device_id), payload.timestamp_ms,
                           {},    false};
+    data.metrics.reserve(payload.metrics.size());
     bool undeclared = false;
     for (auto& metric : payload.metrics) {
         ResolvedMetric resolved{

@@ -108,7 +108,11 @@ class SparkplugHost {
 
     // One message from an edge node (BIRTH, DATA or DEATH), decoded; appends what it produced.
     // `token` identifies the message in what it produces (now or, when held, later).
-    void receive(const Topic& topic, Payload payload, int64_t now_ms, HostOutput& out, uint64_t token = 0);
+    // `payload` is taken from (moved) only when the message is held; else the caller may reuse it.
+    void receive(const Topic& topic, Payload& payload, int64_t now_ms, HostOutput& out, uint64_t token = 0);
+    void receive(const Topic& topic, Payload&& payload, int64_t now_ms, HostOutput& out, uint64_t token = 0) {
+        receive(topic, payload, now_ms, out, token);
+    }
     // Held DATA whose reorder window has passed; call it regularly.
     void tick(int64_t now_ms, HostOutput& out);
     // Everything held, taken now in seq order without waiting (plantd stops).
@@ -175,6 +179,7 @@ class SparkplugHost {
     std::map<std::string, size_t, std::less<>> nodes_per_group_;
     uint64_t rebirths_requested_ = 0;
     size_t held_messages_ = 0;
+    Node* last_node_ = nullptr;  // the node of the last message (nodes are never erased: it stays valid)
 };
 
 }  // namespace plantd::sparkplug

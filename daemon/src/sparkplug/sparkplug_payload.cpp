@@ -189,7 +189,8 @@ Value convert(const RawValue& raw, uint32_t datatype, std::string& problem) {
 }
 
 bool decode_payload(std::string_view bytes, Payload& out, std::string& problem) {
-    wire::Payload payload;
+    // One per thread, parsed into again and again: protobuf keeps the metrics' memory across parses.
+    thread_local wire::Payload payload;
     if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max()) ||
         !payload.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
         problem = "not a Sparkplug B payload (the protobuf does not decode)";
@@ -200,12 +201,14 @@ bool decode_payload(std::string_view bytes, Payload& out, std::string& problem) 
                               max_metrics_per_payload);
         return false;
     }
-    out = Payload{};
+    out.timestamp_ms.reset();
+    out.seq.reset();
+    out.metrics.clear();  // keeps its capacity for the next payload
     if (payload.has_timestamp()) out.timestamp_ms = payload.timestamp();
     if (payload.has_seq()) out.seq = payload.seq();
     out.metrics.reserve(static_cast<size_t>(payload.metrics_size()));
     for (const auto& wire_metric : payload.metrics()) {
-        Metric metric;
+        Metric& metric = out.metrics.emplace_back();
         metric.name = wire_metric.name();
         if (wire_metric.has_alias()) metric.alias = wire_metric.alias();
         if (wire_metric.has_timestamp()) metric.timestamp_ms = wire_metric.timestamp();
@@ -214,7 +217,7 @@ bool decode_payload(std::string_view bytes, Payload& out, std::string& problem) 
         metric.is_historical = wire_metric.is_historical();
         metric.is_transient = wire_metric.is_transient();
         metric.raw = raw_of(wire_metric);
-        if (!simdjson::validate_utf8(metric.name.data(), metric.name.size())) {
+        if (!metric.name.empty() && !simdjson::validate_utf8(metric.name.data(), metric.name.size())) {
             metric.problem = "a metric name that is not UTF-8";
             metric.name.clear();
         } else if (metric.name.empty() && !metric.alias) {
@@ -222,7 +225,6 @@ bool decode_payload(std::string_view bytes, Payload& out, std::string& problem) 
         } else if (metric.datatype && !metric.is_null) {
             metric.value = convert(metric.raw, *metric.datatype, metric.problem);
         }
-        out.metrics.push_back(std::move(metric));
     }
     return true;
 }

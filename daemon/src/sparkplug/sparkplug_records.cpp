@@ -38,6 +38,19 @@ std::string naming_problem(const Topic& topic) {
     return {};
 }
 
+void MessageRecords::clear() {
+    // The records' field vectors are kept for the next message's records (no allocation per message).
+    for (Item& item : records) {
+        item.fields.clear();
+        spare_fields.push_back(std::move(item.fields));
+    }
+    records.clear();
+    texts.clear();
+    record_rejections.clear();
+    field_rejections.clear();
+    message_rejection.reset();
+}
+
 void MessageRecords::fill(DecodedMessage& out) const {
     out.clear();
     for (const Item& item : records) {
@@ -62,26 +75,27 @@ void collect(const HostOutput& out, uint64_t token, const RecordRules& rules, in
     for (const auto& data : out.data) {
         if (data.token != token) continue;
         const std::string device = device_name(data.edge_node_id, data.device_id);
-        std::map<std::pair<int64_t, bool>, size_t> by_time;
+        const size_t first_record = records.records.size();  // this data's records start here
         for (const ResolvedMetric& metric : data.metrics) {
-            const std::string where = where_of(device, metric.name);
+            // Only a rejection names where (formatting costs more than the rest of the metric).
+            auto where = [&] { return where_of(device, metric.name); };
             if (!metric.problem.empty()) {
                 records.field_rejections.push_back(
-                    {metric.reason, fmt::format("{}: {}", where, metric.problem)});
+                    {metric.reason, fmt::format("{}: {}", where(), metric.problem)});
                 continue;
             }
             std::string name = metric.name;
             std::replace(name.begin(), name.end(), '/', '.');  // Sparkplug's folders, as JSON's nesting
             if (const std::string_view problem = field_name_problem(name); !problem.empty()) {
                 records.field_rejections.push_back(
-                    {RejectReason::invalid_field, fmt::format("{}: {}", where, problem)});
+                    {RejectReason::invalid_field, fmt::format("{}: {}", where(), problem)});
                 continue;
             }
             const auto stamp = metric.timestamp_ms ? metric.timestamp_ms : data.timestamp_ms;
             if (!stamp) {
                 records.field_rejections.push_back(
                     {RejectReason::bad_timestamp,
-                     fmt::format("{}: no timestamp, neither the metric's nor the payload's", where)});
+                     fmt::format("{}: no timestamp, neither the metric's nor the payload's", where())});
                 continue;
             }
             std::string problem;
@@ -92,7 +106,7 @@ void collect(const HostOutput& out, uint64_t token, const RecordRules& rules, in
             if (!timestamp) {
                 records.field_rejections.push_back(
                     {RejectReason::bad_timestamp,
-                     fmt::format("{}: timestamp {}", where,
+                     fmt::format("{}: timestamp {}", where(),
                                  problem.empty() ? std::string("out of range") : problem)});
                 continue;
             }
@@ -115,25 +129,37 @@ void collect(const HostOutput& out, uint64_t token, const RecordRules& rules, in
                 if (text->size() > rules.limits.max_string_bytes) {
                     records.field_rejections.push_back(
                         {RejectReason::invalid_field,
-                         fmt::format("{}: a string of {} bytes; at most {}", where, text->size(),
+                         fmt::format("{}: a string of {} bytes; at most {}", where(), text->size(),
                                      rules.limits.max_string_bytes)});
                     continue;
                 }
                 field.kind = FieldKind::string;
-                field.text = records.texts.emplace_back(*text);
+                field.text = records.texts.emplace_front(*text);
             } else {
                 continue;  // no value (is_null): nothing to write
             }
-            auto [slot, fresh] =
-                by_time.try_emplace({*timestamp, metric.is_historical}, records.records.size());
-            if (fresh) records.records.push_back({device, *timestamp, metric.is_historical, {}});
-            auto& fields = records.records[slot->second].fields;
+            // The record of this time (a message has few distinct times: a short scan).
+            auto slot = std::find_if(records.records.begin() + static_cast<std::ptrdiff_t>(first_record),
+                                     records.records.end(), [&](const MessageRecords::Item& item) {
+                                         return item.timestamp_ms == *timestamp &&
+                                                item.historical == metric.is_historical;
+                                     });
+            if (slot == records.records.end()) {
+                records.records.push_back({device, *timestamp, metric.is_historical, {}});
+                slot = records.records.end() - 1;
+                if (!records.spare_fields.empty()) {
+                    slot->fields = std::move(records.spare_fields.back());
+                    records.spare_fields.pop_back();
+                }
+                slot->fields.reserve(data.metrics.size());
+            }
+            auto& fields = slot->fields;
             // The same metric twice at one time: the first is written, the other rejected.
             if (std::any_of(fields.begin(), fields.end(),
                             [&](const Field& f) { return f.name == field.name; })) {
                 records.field_rejections.push_back(
                     {RejectReason::invalid_field,
-                     fmt::format("{}: the same metric twice at one time", where)});
+                     fmt::format("{}: the same metric twice at one time", where())});
                 continue;
             }
             fields.push_back(std::move(field));

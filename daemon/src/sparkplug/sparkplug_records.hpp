@@ -11,8 +11,7 @@
 // its own timestamp, or historical, makes its own. A node or device going online or offline is a
 // record with one boolean field (`online_field`).
 #include <cstdint>
-#include <deque>
-#include <map>
+#include <forward_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -39,16 +38,18 @@ struct MessageRecords {
         std::vector<Field> fields;
     };
     std::vector<Item> records;
-    std::deque<std::string> texts;  // text values (a deque: the views stay valid as it grows)
+    std::forward_list<std::string> texts;  // text values (a list: the views stay valid as it grows)
     std::vector<Rejection> record_rejections;
     std::vector<Rejection> field_rejections;
-    std::optional<Rejection> message_rejection;  // the whole message (nothing else came of it)
+    std::optional<Rejection> message_rejection;    // the whole message (nothing else came of it)
+    std::vector<std::vector<Field>> spare_fields;  // of earlier records, kept by clear() for reuse
 
     MessageRecords() = default;
     MessageRecords(const MessageRecords&) = delete;
     MessageRecords& operator=(const MessageRecords&) = delete;
 
     bool empty() const { return records.empty(); }
+    void clear();  // for the next message (keeps the capacity)
     // Fills `out` (records, fields, rejections) with views into this object.
     void fill(DecodedMessage& out) const;
 };
