@@ -1,7 +1,9 @@
 // plantd-loadgen: publishes telemetry as CONTRACT §2 describes for F factories x D devices over MQTT, flat
 // out or at a target rate, QoS 0 or 1, over several connections. Each record carries "ts" = its publish time
 // (ms, strictly increasing per device) and a per-device "seq", so that end-to-end latency and completeness
-// can be measured.
+// can be measured. With --format sparkplug, each device is a Sparkplug B edge node of the group of its
+// factory: its first message is its NBIRTH (the metrics with names and aliases, and their first values),
+// every later one an NDATA by alias only, with the Sparkplug seq; the same "seq" and ts are metrics.
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
@@ -15,6 +17,7 @@
 #include <mqtt/async_client.h>
 
 #include "raw_mqtt_publisher.hpp"
+#include "sparkplug/sparkplug_payload.hpp"
 
 namespace {
 
@@ -34,6 +37,7 @@ struct Options {
     int window = 1000;  // QoS 1 publishes in flight per connection
     std::string client = "raw";
     std::string client_prefix = "plantd-loadgen";
+    std::string format = "json";
 };
 
 std::pair<std::string, int> host_port(const std::string& uri) {
@@ -57,6 +61,37 @@ std::string payload_for(const Options& o, long long seq, int64_t ts) {
     }
     out += "}}";
     return out;
+}
+
+// Sparkplug B: the NBIRTH (seq 0: names, aliases, datatypes and the first values) or an NDATA by alias.
+std::string sparkplug_payload_for(const Options& o, long long seq, int64_t ts) {
+    namespace spb = plantd::sparkplug;
+    const bool birth = seq == 0;
+    spb::Payload payload;
+    payload.timestamp_ms = static_cast<uint64_t>(ts);
+    payload.seq = static_cast<uint64_t>(seq & 255);
+    payload.metrics.reserve(static_cast<size_t>(o.metrics) + 1);
+    for (int m = 0; m < o.metrics; ++m) {
+        spb::Metric& metric = payload.metrics.emplace_back();
+        metric.alias = static_cast<uint64_t>(m + 1);
+        if (birth) metric.name = m == 0 ? std::string("seq") : fmt::format("m{}", m);
+        if (m == 0) {
+            if (birth) metric.datatype = static_cast<uint32_t>(spb::DataType::int64);
+            metric.raw.kind = spb::RawValue::Kind::long_value;
+            metric.raw.integer = static_cast<uint64_t>(seq);
+        } else {
+            if (birth) metric.datatype = static_cast<uint32_t>(spb::DataType::float64);
+            metric.raw.kind = spb::RawValue::Kind::double_value;
+            metric.raw.number = static_cast<double>(seq % 1000) * 0.5 + m;
+        }
+    }
+    if (birth) {
+        spb::Metric& bd_seq = payload.metrics.emplace_back();
+        bd_seq.name = "bdSeq";
+        bd_seq.datatype = static_cast<uint32_t>(spb::DataType::uint64);
+        bd_seq.raw.kind = spb::RawValue::Kind::long_value;
+    }
+    return spb::encode_payload(payload);
 }
 
 }  // namespace
@@ -90,6 +125,10 @@ int main(int argc, char** argv) {
     app.add_option("--client", o.client, "raw (pipelined MQTT 3.1.1) or paho (Paho C++ async)")
         ->capture_default_str()
         ->check(CLI::IsMember({"raw", "paho"}));
+    app.add_option("--format", o.format,
+                   "json (factory/F/device/D/telemetry) or sparkplug (spBv1.0/{prefix}F/NBIRTH|NDATA/D)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"json", "sparkplug"}));
     CLI11_PARSE(app, argc, argv);
     std::signal(SIGPIPE, SIG_IGN);
 
@@ -154,12 +193,20 @@ int main(int argc, char** argv) {
                     }
                     int factory = o.first_factory + static_cast<int>(device / o.devices);
                     int local = o.first_device + static_cast<int>(device % o.devices);
-                    std::string topic =
-                        fmt::format("{}{}factory/f{:03}/device/d{:05}/telemetry", o.topic_prefix,
-                                    o.topic_prefix.empty() ? "" : "/", factory, local);
                     const auto slot = static_cast<size_t>(device / o.connections);
                     last_ts[slot] = std::max(now_ms(), last_ts[slot] + 1);
-                    publish(topic, payload_for(o, seq[slot]++, last_ts[slot]));
+                    if (o.format == "sparkplug") {
+                        // The group carries the prefix (the namespace spBv1.0 is fixed).
+                        const std::string topic =
+                            fmt::format("spBv1.0/{}f{:03}/{}/d{:05}", o.topic_prefix, factory,
+                                        seq[slot] == 0 ? "NBIRTH" : "NDATA", local);
+                        publish(topic, sparkplug_payload_for(o, seq[slot]++, last_ts[slot]));
+                    } else {
+                        const std::string topic =
+                            fmt::format("{}{}factory/f{:03}/device/d{:05}/telemetry", o.topic_prefix,
+                                        o.topic_prefix.empty() ? "" : "/", factory, local);
+                        publish(topic, payload_for(o, seq[slot]++, last_ts[slot]));
+                    }
                     ++mine;
                     published.fetch_add(1, std::memory_order_relaxed);
                 }

@@ -129,6 +129,7 @@ class Plantd {
 [mqtt]
 uri = "${mqttUrl}"
 client_id = "plantd-spbtest-${run}"
+clean_session = true  # nothing of this test stays queued at the broker after it
 [ingest]
 allowed_factories = ["${factoryA}", "${factoryB}"]
 [influxdb]

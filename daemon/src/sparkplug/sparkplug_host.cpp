@@ -31,20 +31,22 @@ SparkplugHost::Node* SparkplugHost::node_of(const Topic& topic) {
     // Messages of one node tend to come in runs: no key to build for those.
     if (last_node_ && last_node_->node == topic.edge_node_id && last_node_->group == topic.group_id)
         return last_node_;
-    auto key = std::pair{std::string(topic.group_id), std::string(topic.edge_node_id)};
-    auto it = nodes_.find(key);
+    // "group/node": neither id contains '/' (each is a topic level).
+    key_.assign(topic.group_id).append(1, '/').append(topic.edge_node_id);
+    auto it = nodes_.find(std::string_view(key_));
     if (it == nodes_.end()) {
         // Each group has its own bound: one group's flood of node ids cannot crowd out another's
         // (and all groups together one more).
-        size_t& in_group = nodes_per_group_[key.first];
+        const std::string group(topic.group_id);
+        size_t& in_group = nodes_per_group_[group];
         if (in_group >= limits_.max_nodes_per_group || nodes_.size() >= limits_.max_nodes) {
-            if (in_group == 0) nodes_per_group_.erase(key.first);
+            if (in_group == 0) nodes_per_group_.erase(group);
             return nullptr;
         }
         ++in_group;
-        it = nodes_.emplace(key, Node{}).first;
-        it->second.group = key.first;
-        it->second.node = key.second;
+        it = nodes_.emplace(key_, Node{}).first;
+        it->second.group = group;
+        it->second.node = std::string(topic.edge_node_id);
     }
     last_node_ = &it->second;
     return last_node_;
@@ -52,7 +54,7 @@ SparkplugHost::Node* SparkplugHost::node_of(const Topic& topic) {
 
 bool SparkplugHost::online(std::string_view group_id, std::string_view edge_node_id,
                            std::string_view device_id) const {
-    auto it = nodes_.find(std::pair{std::string(group_id), std::string(edge_node_id)});
+    auto it = nodes_.find(std::string(group_id) + "/" + std::string(edge_node_id));
     if (it == nodes_.end() || !it->second.online) return false;
     if (device_id.empty()) return true;
     auto device = it->second.devices.find(device_id);

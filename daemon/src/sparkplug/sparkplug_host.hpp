@@ -27,6 +27,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "core/reject_reason.hpp"
@@ -131,7 +132,7 @@ class SparkplugHost {
         uint32_t datatype = 0;
     };
     struct Birth {
-        std::map<uint64_t, AliasEntry> aliases;
+        std::unordered_map<uint64_t, AliasEntry> aliases;
         std::map<std::string, uint32_t, std::less<>> datatypes;  // by name
         bool online = false;      // as last reported (a rebirth does not report a device offline and online)
         bool born = false;        // born in the node's current session: its DATA can be resolved
@@ -175,7 +176,12 @@ class SparkplugHost {
                 uint64_t token, HostOutput& out);
 
     HostLimits limits_;
-    std::map<std::pair<std::string, std::string>, Node, std::less<>> nodes_;
+    struct KeyHash {
+        using is_transparent = void;
+        size_t operator()(std::string_view key) const { return std::hash<std::string_view>{}(key); }
+    };
+    std::unordered_map<std::string, Node, KeyHash, std::equal_to<>> nodes_;  // by "group/node"
+    std::string key_;                                                        // scratch for node_of()
     std::map<std::string, size_t, std::less<>> nodes_per_group_;
     uint64_t rebirths_requested_ = 0;
     size_t held_messages_ = 0;
