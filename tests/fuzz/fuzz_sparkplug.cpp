@@ -6,8 +6,11 @@
 #include <string>
 #include <string_view>
 
+#include <set>
+
 #include "sparkplug/sparkplug_host.hpp"
 #include "sparkplug/sparkplug_payload.hpp"
+#include "sparkplug/sparkplug_records.hpp"
 #include "sparkplug/sparkplug_topic.hpp"
 
 using namespace plantd::sparkplug;
@@ -43,6 +46,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                      MessageType::ncmd};
     static const std::string nodes[] = {"e0", "e1", "e2", "e3"};
     int64_t now = 0;
+    uint64_t token = 0;
+    std::set<uint64_t> held;  // tokens the host holds: each comes out exactly once
+    RecordRules rules;
+    auto check_output = [&](const HostOutput& out) {
+        for (const uint64_t t : out.released)
+            if (held.erase(t) != 1) std::abort();
+        for (const uint64_t t : out.held)
+            if (!held.insert(t).second) std::abort();
+        for (const auto& d : out.data) {
+            MessageRecords records;  // what the worker makes of it (never a record without fields)
+            collect(out, d.token, rules, 1'700'000'000'000, 1'700'000'000'000, records);
+            for (const auto& record : records.records)
+                if (record.fields.empty()) std::abort();
+        }
+    };
     for (size_t at = 0; at + 4 <= size; at += 4) {
         const MessageType type = kinds[data[at] % 7];
         Topic t{type, (data[at] & 0x80) ? "g2" : "g1", nodes[data[at + 2] & 3],
@@ -59,13 +77,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         p.metrics.push_back(m);
         now += data[at + 3];
         HostOutput out;
-        host.receive(t, std::move(p), now, out);
+        host.receive(t, std::move(p), now, out, ++token);
+        check_output(out);
+        out.clear();
         host.tick(now, out);
+        check_output(out);
         for (const auto& d : out.data)
             for (const auto& metric : d.metrics)
                 if (!metric.problem.empty() && !std::holds_alternative<std::monostate>(metric.value))
                     std::abort();
     }
     if (host.nodes() > 6) std::abort();
+    HostOutput out;
+    host.flush(now, out);
+    check_output(out);
+    if (!held.empty() || host.held_messages() != 0) std::abort();  // nothing is left behind
     return 0;
 }

@@ -32,8 +32,7 @@ PublisherOptions link_options(const Config& config) {
 }  // namespace
 
 SparkplugLink::SparkplugLink(const Config& config)
-    : config_(config),
-      publisher_(config, config.mqtt.client_id + "-sparkplug", max_pending_commands, link_options(config)) {}
+    : publisher_(config, config.mqtt.client_id + "-sparkplug", max_pending_commands, link_options(config)) {}
 
 std::string SparkplugLink::create() {
     return publisher_.create();

@@ -30,7 +30,6 @@ class SparkplugLink final : public Service, public sparkplug::CommandSink {
     void register_metrics(MetricsRegistry& registry) const;
 
   private:
-    const Config& config_;
     MqttPublisher publisher_;
     std::atomic<uint64_t> rebirths_sent_{0};
     std::atomic<uint64_t> rebirths_dropped_{0};
