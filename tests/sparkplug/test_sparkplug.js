@@ -325,6 +325,12 @@ async function main() {
     // Group A's node is untouched: its DATA is still taken in order.
     await edge1.send({ op: "ndata", metrics: [{ alias: 1, type: "Int32", value: 51, timestamp: at(base, 40) }] });
     await eventually("group A's node goes on", async () => (await values(factoryA, "edge1", "count")).includes(51));
+    // An unlisted group named like group A's factory is refused: it would write as group A's nodes.
+    const impostor = 'plantd_rejected_total{scope="message",reason="unknown_factory",factory_id="_unregistered"}';
+    await hostile.send({ op: "raw", topic: `spBv1.0/${factoryA}/NBIRTH/edge1`, seq: 0, metrics: [{ name: "bdSeq", type: "UInt64", value: 0 }, { name: "temperature", alias: 1, type: "Double", value: 997.0, timestamp: at(base, 32) }] });
+    await hostile.send({ op: "raw", topic: `spBv1.0/${factoryA}/NDATA/edge1`, seq: 1, metrics: [{ alias: 1, type: "Double", value: 996.0, timestamp: at(base, 33) }] });
+    await eventually("the impostor group's two messages refused", async () => (await plantd.metrics())[impostor] === 2);
+    check(!(await values(factoryA, "edge1", "temperature")).some((v) => v >= 996), "nothing of the impostor group in group A's database");
 
     // 5. An edge process killed: the broker publishes its will (NDEATH with its bdSeq).
     const edge2 = new Edge("edge2", groupA, "edge2");
@@ -363,7 +369,8 @@ async function main() {
     check(typeof rejected[0].payload_base64 === "string" && rejected[0].payload_base64.length > 0, "the dead letter keeps the raw payload in base64");
     for (const letter of deadLetters(dir)) {
       const group = letter.topic.split("/")[1];
-      equal(letter.factory_id, group === groupA ? factoryA : factoryB, `the factory of the dead letter on ${letter.topic}`);
+      const expected = group === groupA ? factoryA : group === factoryA ? "_unregistered" : factoryB;
+      equal(letter.factory_id, expected, `the factory of the dead letter on ${letter.topic}`);
     }
 
     const last = await plantd.metrics();

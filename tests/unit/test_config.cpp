@@ -267,3 +267,18 @@ TEST_CASE("a secret file that is empty or a directory is an error, not an empty 
     CHECK(mentions(directory.error(), "is a directory, not a file"));
     std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("Sparkplug groups map to factories one to one") {
+    CHECK(error_of(
+              "[sparkplug]\nenabled = true\ngroup_factories = [\"plantA=hamburg\", \"plantB=bremen\"]\n") ==
+          "(accepted)");
+    const std::string twice =
+        error_of("[sparkplug]\nenabled = true\ngroup_factories = [\"plantA=hamburg\", \"plantB=hamburg\"]\n");
+    CHECK(mentions(twice, "test.toml:3"));
+    CHECK(mentions(twice, "groups plantA and plantB both map to factory hamburg"));
+    CHECK(mentions(error_of("[sparkplug]\ngroup_factories = [\"plantA=hamburg\", \"plantA=bremen\"]\n"),
+                   "group plantA is listed twice"));
+    CHECK(mentions(error_of("[sparkplug]\ngroup_factories = [\"plantA\"]\n"), "\"group=factory\""));
+    CHECK(mentions(error_of("[sparkplug]\nenabled = true\n[mqtt]\nversion = 5\nshared_group = \"g\"\n"),
+                   "cannot be used with [mqtt] shared_group"));
+}

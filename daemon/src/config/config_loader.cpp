@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -44,6 +45,7 @@ void read_sparkplug(const toml::table& root, const std::string& source, std::vec
         r.error_at(r.last_node("host_id"), "host_id",
                    "must be \"\" or an identifier (1-64 of A-Z a-z 0-9 _ . -)");
     std::set<std::string> groups;
+    std::map<std::string, std::string> group_of_factory;
     for (const auto& pair : s.group_factories) {
         const size_t eq = pair.find('=');
         const std::string group = pair.substr(0, eq);
@@ -56,6 +58,14 @@ void read_sparkplug(const toml::table& root, const std::string& source, std::vec
         if (!groups.insert(group).second) {
             r.error_at(r.last_node("group_factories"), "group_factories",
                        fmt::format("group {} is listed twice", group));
+            break;
+        }
+        // One group per factory: two groups' edge nodes of one name would be one device.
+        if (auto [it, added] = group_of_factory.emplace(factory, group); !added) {
+            r.error_at(r.last_node("group_factories"), "group_factories",
+                       fmt::format("groups {} and {} both map to factory {}: a factory takes one group, so "
+                                   "that one group's edge nodes cannot write as another's",
+                                   it->second, group, factory));
             break;
         }
     }

@@ -50,9 +50,9 @@ void MqttPublisher::stop(int64_t drain_ms) {
         std::lock_guard lock(mutex_);
         if (session_.stop_requested()) return;
         drain_deadline_ms_ = steady_clock_ms() + drain_ms;
+        stopping_ = true;
         // A clean stop sends no will: the announcement says offline itself, last.
-        if (options_.announce && !announcement_.topic.empty())
-            outbox_.push_back(Message{announcement_.topic, announcement_.offline, 0, true});
+        if (options_.announce && !announcement_.topic.empty()) announce_last(announcement_.offline);
     }
     session_.request_stop();
     session_.join();
@@ -101,12 +101,24 @@ mqtt_codec::ConnectRequest MqttPublisher::connect_request() {
 std::string MqttPublisher::connected(MqttSession&, const mqtt_codec::Connack&) {
     spdlog::info("{}: connected to {} as {}", options_.log_name, config_.mqtt.uri, client_id_);
     if (options_.announce) {
-        // First on this connection, and instead of an earlier connection's that never left.
+        // First on this connection, and instead of an earlier connection's that never left; a
+        // connection made while stopping says offline, last (a clean goodbye fires no will).
         std::lock_guard lock(mutex_);
-        std::erase_if(outbox_, [](const Message& message) { return message.announcement; });
-        outbox_.push_front(Message{announcement_.topic, announcement_.online, 0, true});
+        if (stopping_) {
+            announce_last(announcement_.offline);
+        } else {
+            std::erase_if(outbox_, [](const Message& message) { return message.announcement; });
+            outbox_.push_front(Message{announcement_.topic, announcement_.online, 0, true});
+        }
     }
     return "";
+}
+
+void MqttPublisher::announce_last(const std::string& payload) {
+    // Earlier announcements not yet sent go; one already in flight stays (its PUBACK is awaited).
+    for (size_t i = outbox_.size(); i-- > in_flight_;)
+        if (outbox_[i].announcement) outbox_.erase(outbox_.begin() + static_cast<std::ptrdiff_t>(i));
+    outbox_.push_back(Message{announcement_.topic, payload, 0, true});
 }
 
 bool MqttPublisher::finished() {

@@ -66,6 +66,7 @@ class MqttPublisher final : public Service, private MqttSessionClient {
     mqtt_codec::ConnectRequest connect_request() override;
     std::string connected(MqttSession& session, const mqtt_codec::Connack& connack) override;
     bool finished() override;
+    void announce_last(const std::string& payload);  // under mutex_
     bool turn(MqttSession& session, std::string& problem) override;
     PacketStep packet(MqttSession& session, const mqtt_codec::Frame& frame, std::string_view body,
                       std::string& problem) override;
@@ -82,6 +83,7 @@ class MqttPublisher final : public Service, private MqttSessionClient {
     std::deque<Message> outbox_;  // the first `in_flight_` were sent and wait for their PUBACK
     size_t in_flight_ = 0;
     int64_t drain_deadline_ms_ = 0;
+    bool stopping_ = false;  // from stop() on: every connection's last announcement says offline
     std::atomic<uint64_t> acknowledged_{0};
     std::atomic<uint64_t> refused_{0};
     MqttSession session_;  // last: its thread stops before the outbox goes

@@ -7,6 +7,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -161,6 +162,7 @@ class Worker final : public Service {
         sparkplug::Payload payload;         // the message being decoded (its capacity kept)
         std::unordered_map<uint64_t, RawMessage> waiting;
         std::map<std::string, std::string, std::less<>> group_factories;
+        std::set<std::string, std::less<>> mapped_factories;  // the factories group_factories names
         uint64_t next_token = 1;
         int64_t last_tick_ms = 0;
         std::atomic<size_t> nodes{0};

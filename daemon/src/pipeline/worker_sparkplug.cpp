@@ -41,13 +41,17 @@ void Worker::init_sparkplug() {
     for (const std::string& pair : config.group_factories) {
         const size_t eq = pair.find('=');
         sparkplug_->group_factories.emplace(pair.substr(0, eq), pair.substr(eq + 1));
+        sparkplug_->mapped_factories.insert(pair.substr(eq + 1));
     }
 }
 
 std::string_view Worker::factory_of_group(std::string_view group_id) const {
     auto listed = sparkplug_->group_factories.find(group_id);
     if (listed != sparkplug_->group_factories.end()) return listed->second;
-    return services_.config.sparkplug.only_listed_groups ? std::string_view{} : group_id;
+    // An unlisted group named like a listed group's factory would share that factory's devices.
+    if (services_.config.sparkplug.only_listed_groups || sparkplug_->mapped_factories.contains(group_id))
+        return {};
+    return group_id;
 }
 
 Worker::Outcome Worker::process_sparkplug(const RawMessage& message, bool retry) {
@@ -65,8 +69,12 @@ Worker::Outcome Worker::process_sparkplug(const RawMessage& message, bool retry)
     if (factory.empty()) {
         reject_message(message, unregistered_factory_label,
                        Rejection{RejectReason::unknown_factory,
-                                 fmt::format("Sparkplug group {} is not in [sparkplug] group_factories",
-                                             topic.group_id)});
+                                 sparkplug_->mapped_factories.contains(topic.group_id)
+                                     ? fmt::format("Sparkplug group {} is not in [sparkplug] group_factories "
+                                                   "and another group's factory has its name",
+                                                   topic.group_id)
+                                     : fmt::format("Sparkplug group {} is not in [sparkplug] group_factories",
+                                                   topic.group_id)});
         return Outcome::done;
     }
     if (message.oversize_payload_bytes > 0) {
@@ -217,6 +225,10 @@ void Worker::tick_sparkplug(bool flush) {
         const std::string_view factory = factory_of_group(topic.group_id);
         FactoryAdmission admission;
         batched_ = false;
+        if (factory.empty()) {  // not so: the mapping is fixed at start, and it had a factory then
+            reject_message(message, unregistered_factory_label,
+                           Rejection{RejectReason::unknown_factory, "its Sparkplug group has no factory"});
+        }
         if (factory.empty() || !admit_factory(message, factory, true, admission)) {
             if (services_.wal) services_.wal->release(message.wal_segment);
             continue;
