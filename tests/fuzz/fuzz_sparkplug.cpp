@@ -77,7 +77,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         p.metrics.push_back(m);
         now += data[at + 3];
         HostOutput out;
-        host.receive(t, std::move(p), now, out, ++token);
+        if ((data[at + 1] & 0x60) == 0x60) {
+            host.forget_unread(t, now, out);  // refused before the host read it
+            if (!out.data.empty() || !out.held.empty() || !out.released.empty()) std::abort();
+        } else {
+            host.receive(t, std::move(p), now, out, ++token);
+        }
         check_output(out);
         out.clear();
         host.tick(now, out);

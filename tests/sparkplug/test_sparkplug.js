@@ -132,6 +132,7 @@ client_id = "plantd-spbtest-${run}"
 clean_session = true  # nothing of this test stays queued at the broker after it
 [ingest]
 allowed_factories = ["${factoryA}", "${factoryB}"]
+max_payload_bytes = "64KiB"
 [influxdb]
 url = "${influxUrl}"
 database = "spbtest_{factory_id}"
@@ -344,8 +345,28 @@ async function main() {
     equal(await values(factoryA, "edge2", "level"), [-5, 6], "Int16 values, sign kept");
     equal(await values(factoryA, "edge2", "online"), [true, false], "edge2 online, then offline by its will");
 
+    // 5b. A birth plantd refuses unread (over max_payload_bytes): DATA is not resolved through the
+    // aliases of the birth before it (the refused one may have renumbered them) until a birth is read.
+    const edge3 = new Edge("edge3", groupA, "edge3");
+    edges.push(edge3);
+    await edge3.connected();
+    await edge3.send({ op: "nbirth", metrics: [{ name: "level", alias: 1, type: "Int32", value: 1, timestamp: base }] });
+    await edge3.send({ op: "ndata", metrics: [{ alias: 1, type: "Int32", value: 2, timestamp: at(base, 1) }] });
+    await eventually("edge3's data", async () => (await values(factoryA, "edge3", "level")).length === 2);
+    const bulky = { name: "notes", alias: 9, type: "String", value: "x".repeat(70000), timestamp: at(base, 2) };
+    await edge3.send({ op: "nbirth", metrics: [{ name: "flow", alias: 1, type: "Int32", value: 3, timestamp: at(base, 2) }, bulky] });
+    await eventually("a rebirth request for the birth plantd could not read", () => edge3.rebirths() === 1, 5000);
+    await edge3.send({ op: "ndata", metrics: [{ alias: 1, type: "Int32", value: 4, timestamp: at(base, 3) }] });
+    await edge3.send({ op: "nbirth", metrics: [{ name: "flow", alias: 1, type: "Int32", value: 5, timestamp: at(base, 4) }] });
+    await edge3.send({ op: "ndata", metrics: [{ alias: 1, type: "Int32", value: 6, timestamp: at(base, 5) }] });
+    await eventually("edge3's data after a birth plantd read", async () => (await values(factoryA, "edge3", "flow")).length === 2);
+    equal(await values(factoryA, "edge3", "flow"), [5, 6], "flow from the birth plantd read on");
+    equal(await values(factoryA, "edge3", "level"), [1, 2], "no DATA of the unread birth's session resolved as the old birth's level");
+
     const first = await plantd.metrics();
-    equal(first["plantd_sparkplug_rebirth_requests_total"], 2, "rebirths asked for: the gap, and group B's DDATA before a birth");
+    equal(first["plantd_sparkplug_rebirth_requests_total"], 3, "rebirths asked for: the gap, group B's DDATA before a birth, edge3's unread birth");
+    equal(first['plantd_rejected_total{scope="message",reason="oversize",factory_id="' + factoryA + '"}'], 1, "edge3's birth over max_payload_bytes");
+    equal(first['plantd_rejected_total{scope="message",reason="sparkplug_no_birth",factory_id="' + factoryA + '"}'], 1, "edge3's DATA after the unread birth");
     equal(first['plantd_rejected_total{scope="message",reason="sparkplug_stale_death",factory_id="' + factoryA + '"}'], 1, "the forged NDEATH");
     equal(first['plantd_rejected_total{scope="message",reason="sparkplug_no_birth",factory_id="' + factoryB + '"}'], 1, "group B's DDATA before a birth");
 

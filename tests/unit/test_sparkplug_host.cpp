@@ -314,3 +314,60 @@ TEST_CASE("sparkplug host: when the held messages fill the window, one gap is gi
     REQUIRE(five.data.size() == 2);
     CHECK(value_of(five, 1, 0) == 6);
 }
+
+TEST_CASE("sparkplug host: a birth plantd could not read leaves no alias table to resolve through") {
+    SparkplugHost host({.reorder_window_ms = 500, .rebirth_interval_ms = 10'000});
+    Edge edge{host};
+    edge.birth(0);
+    edge.send(MessageType::dbirth, {named("speed", DataType::float64, 1, 5)}, edge.seq++, "press");
+    auto held = edge.send(MessageType::ndata, {by_alias(1, 30)}, edge.seq + 1);  // ahead: held
+    CHECK(held.held.size() == 1);
+
+    // The DATA a refusal cost is a gap like any other: nothing to forget.
+    HostOutput out;
+    host.forget_unread({MessageType::ndata, "g1", "e1", {}}, edge.now, out);
+    CHECK(out.rebirths.empty());
+    // An unknown node is not created by a refused message.
+    host.forget_unread({MessageType::nbirth, "g1", "stranger", {}}, edge.now, out);
+    CHECK(out.rebirths.empty());
+    CHECK(host.nodes() == 1);
+
+    // A refused DBIRTH: that device's DATA is rejected until its next DBIRTH; the node goes on.
+    host.forget_unread({MessageType::dbirth, "g1", "e1", "press"}, edge.now, out);
+    REQUIRE(out.rebirths.size() == 1);
+    CHECK(out.rebirths[0].why == "its DBIRTH could not be read");
+    auto device = edge.send(MessageType::ddata, {by_alias(5, 2)}, edge.seq, "press");
+    REQUIRE(device.rejected.size() == 1);
+    CHECK(device.rejected[0].reason == RejectReason::sparkplug_no_birth);
+    REQUIRE(device.data.size() == 1);  // the held node DATA came out behind it, under the node's birth
+    CHECK(value_of(device, 0, 0) == 30);
+    edge.seq += 2;
+
+    // A refused NBIRTH (the node may have renumbered its aliases): nothing resolves until a birth is
+    // read, what was held is rejected, and the rebirth request is within its interval (one only).
+    held = edge.send(MessageType::ndata, {by_alias(1, 31)}, edge.seq + 1);
+    CHECK(held.held.size() == 1);
+    out.clear();
+    host.forget_unread({MessageType::nbirth, "g1", "e1", {}}, edge.now, out);
+    CHECK(out.rebirths.empty());  // the interval since the DBIRTH's request has not passed
+    auto after = edge.send(MessageType::ndata, {by_alias(1, 32)}, edge.seq);
+    CHECK(after.data.empty());
+    REQUIRE(after.rejected.size() == 1);
+    CHECK(after.rejected[0].reason == RejectReason::sparkplug_no_birth);
+    edge.now += 600;
+    out.clear();
+    host.tick(edge.now, out);
+    CHECK(out.data.empty());
+    REQUIRE(out.rejected.size() == 1);  // the held DATA: its session is in doubt
+    CHECK(out.released.size() == 1);
+    CHECK(host.held_messages() == 0);
+    edge.now += 10'000;
+    out.clear();
+    host.forget_unread({MessageType::ndeath, "g1", "e1", {}}, edge.now, out);
+    CHECK(out.rebirths.size() == 1);
+    // The next birth read makes everything resolve again.
+    edge.birth(1);
+    auto resolved = edge.data({by_alias(1, 33)});
+    REQUIRE(resolved.data.size() == 1);
+    CHECK(value_of(resolved, 0, 0) == 33);
+}

@@ -299,8 +299,8 @@ const std::vector<ConfigKey>& config_keys() {
             "sparkplug", "host_id", KeyType::text, AT(sparkplug.host_id),
             "plantd's Sparkplug host id: its STATE is published on `spBv1.0/STATE/{host_id}` (`\"\"`: none)"),
         ranged("sparkplug", "group_factories", KeyType::list, 0, 100'000, AT(sparkplug.group_factories),
-               "`\"group=factory\"` pairs: the factory of a Sparkplug group; a group not listed is the "
-               "factory of the same id"),
+               "`\"group=factory\"` pairs: the factory of a Sparkplug group, one group per factory; a group "
+               "not listed is the factory of the same id, unless a listed group's factory has that name"),
         plain("sparkplug", "only_listed_groups", KeyType::flag, AT(sparkplug.only_listed_groups),
               "reject groups that `group_factories` does not list (`unknown_factory`)"),
         ranged("sparkplug", "reorder_window", KeyType::duration, 0, 60'000, AT(sparkplug.reorder_window_ms),

@@ -183,6 +183,7 @@ class Worker final : public Service {
     // The tokens of the messages in the host's output, in arrival order; and its rebirth requests sent.
     std::vector<uint64_t> sparkplug_output_tokens() const;
     void send_rebirths();
+    void forget_unread(const sparkplug::Topic& topic);  // the host did not see this message
     // What the host made of the message `token` (and of held messages it let go), into batches.
     void take_sparkplug_output(const RawMessage& message, uint64_t token, std::string_view factory_id,
                                const FactoryAdmission& admission);

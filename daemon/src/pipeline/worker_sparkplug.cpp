@@ -79,15 +79,28 @@ Worker::Outcome Worker::process_sparkplug(const RawMessage& message, bool retry)
     }
     if (message.oversize_payload_bytes > 0) {
         reject_oversize(message, factory);
+        forget_unread(topic);
+        return Outcome::done;
+    }
+    if (const size_t limit = services_.config.ingest.max_payload_bytes; message.payload().size() > limit) {
+        // Here whole but over the limit: the subscriber cut it at the limit + 1 byte.
+        reject_message(message, factory,
+                       Rejection{RejectReason::oversize,
+                                 fmt::format("payload is more than max_payload_bytes ({} bytes)", limit)});
+        forget_unread(topic);
         return Outcome::done;
     }
     FactoryAdmission admission;
-    if (!admit_factory(message, factory, retry, admission)) return Outcome::done;
+    if (!admit_factory(message, factory, retry, admission)) {
+        if (!retry) forget_unread(topic);  // a retry's message was read by the host when it came
+        return Outcome::done;
+    }
     if (retry && retrying_records_) return admit_sparkplug(message, factory, admission, *retrying_records_);
 
     sparkplug::Payload& payload = sparkplug_->payload;
     if (!sparkplug::decode_payload(message.payload(), payload, problem)) {
         reject_message(message, factory, Rejection{RejectReason::sparkplug_malformed, std::move(problem)});
+        forget_unread(topic);
         return Outcome::done;
     }
     const uint64_t token = sparkplug_->next_token++;
@@ -95,6 +108,12 @@ Worker::Outcome Worker::process_sparkplug(const RawMessage& message, bool retry)
     sparkplug_->host.receive(topic, payload, steady_clock_ms(), sparkplug_->out, token);
     take_sparkplug_output(message, token, factory, admission);
     return Outcome::done;
+}
+
+void Worker::forget_unread(const sparkplug::Topic& topic) {
+    sparkplug_->out.clear();
+    sparkplug_->host.forget_unread(topic, steady_clock_ms(), sparkplug_->out);
+    send_rebirths();
 }
 
 std::vector<uint64_t> Worker::sparkplug_output_tokens() const {

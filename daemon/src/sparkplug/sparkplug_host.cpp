@@ -153,6 +153,13 @@ void SparkplugHost::receive(const Topic& topic, Payload& payload, int64_t now_ms
 void SparkplugHost::take(Node& node, MessageType type, std::string_view device, Payload& payload,
                          int64_t now_ms, uint64_t token, HostOutput& out) {
     const Topic topic{type, node.group, node.node, device};
+    if (!node.born) {  // held, and then a birth or death of its node could not be read (forget_unread)
+        reject(node, device, RejectReason::sparkplug_no_birth,
+               fmt::format("{} of edge node {}/{} held while a birth or death of the node could not be read",
+                           to_string(type), node.group, node.node),
+               token, out);
+        return;
+    }
     if (type == MessageType::dbirth)
         take_birth(node, topic, payload, now_ms, token, out);
     else if (type == MessageType::ddeath)
@@ -327,6 +334,23 @@ void SparkplugHost::take_death(Node& node, const Topic& topic, const Payload& pa
         device.online = false;
         out.online.push_back({token, node.group, node.node, id, false, std::nullopt});
     }
+}
+
+void SparkplugHost::forget_unread(const Topic& topic, int64_t now_ms, HostOutput& out) {
+    if (topic.type == MessageType::ndata || topic.type == MessageType::ddata) return;
+    key_.assign(topic.group_id).append(1, '/').append(topic.edge_node_id);
+    auto it = nodes_.find(std::string_view(key_));
+    if (it == nodes_.end()) return;
+    Node& node = it->second;
+    if (topic.type == MessageType::nbirth || topic.type == MessageType::ndeath) {
+        node.born = false;
+        for (auto& [id, device] : node.devices) device.born = false;
+    } else {
+        auto device = node.devices.find(topic.device_id);
+        if (device == node.devices.end()) return;  // its DATA is refused without a DBIRTH anyway
+        device->second.born = false;
+    }
+    ask_rebirth(node, now_ms, fmt::format("its {} could not be read", to_string(topic.type)), out);
 }
 
 void SparkplugHost::release_held(Node& node, int64_t now_ms, int skip_gaps, HostOutput& out, bool ask) {

@@ -114,6 +114,12 @@ class SparkplugHost {
     void receive(const Topic& topic, Payload&& payload, int64_t now_ms, HostOutput& out, uint64_t token = 0) {
         receive(topic, payload, now_ms, out, token);
     }
+    // A message of a known node that plantd refused before reading it (rate limit, size, a payload that
+    // is not protobuf). A BIRTH or DEATH the host did not see leaves the aliases in doubt: the node (for
+    // NBIRTH or NDEATH) or the device (DBIRTH, DDEATH) is no longer born, so that no DATA is resolved
+    // through a table the edge node may have replaced, and a Rebirth is asked for. A DATA needs nothing:
+    // its seq is a gap. Unknown nodes are not created.
+    void forget_unread(const Topic& topic, int64_t now_ms, HostOutput& out);
     // Held DATA whose reorder window has passed; call it regularly.
     void tick(int64_t now_ms, HostOutput& out);
     // Everything held, taken now in seq order without waiting (plantd stops).
