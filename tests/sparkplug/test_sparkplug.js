@@ -14,8 +14,11 @@
 // 3. DDEATH: the device's offline point;
 // 4. a hostile edge node in another group with the same node and device ids, a forged NDEATH with a
 //    wrong bdSeq on the first group's topic, and DATA without a birth: nothing of the first group
-//    changes, the other group's data lands in its own factory's database only;
-// 5. an edge process killed with SIGKILL: the broker's will (NDEATH) makes its offline point;
+//    changes, the other group's data lands in its own factory's database only; an unlisted group
+//    named like the first group's factory is refused;
+// 5. an edge process killed with SIGKILL: the broker's will (NDEATH) makes its offline point; a
+//    birth over max_payload_bytes: no DATA resolved until a birth is read; an alert rule on the
+//    online point fired exactly once per device that went offline;
 // 6. plantd restarted while an edge node goes on sending by alias: after the restart that DATA is
 //    rejected (no birth: never resolved through aliases plantd no longer knows), one rebirth is
 //    asked for, and the re-birthed node's data is right; the host's STATE is retained online while
@@ -41,6 +44,7 @@ const factoryA = `plantA${run}`;
 const groupB = `spbB${run}`; // not listed: its own factory id
 const factoryB = groupB;
 const hostId = `plantd-test-${run}`;
+const alertRoot = `spbalerts${run}`;
 const database = (factory) => `spbtest_${factory}`;
 const started = Date.now();
 
@@ -123,6 +127,12 @@ class Plantd {
     this.port = port;
     this.config = path.join(dir, "plantd.toml");
     this.log = path.join(dir, "plantd.log");
+    fs.mkdirSync(path.join(dir, "rules"));
+    // An alert on the online point: a rule written for any device works on Sparkplug's.
+    fs.writeFileSync(
+      path.join(dir, "rules", "offline.toml"),
+      `[[rule]]\nid = "offline"\nfactory = "${factoryA}"\nwhen = "online < 1"\nseverity = "warning"\nmessage = "offline"\n`,
+    );
     fs.writeFileSync(
       this.config,
       `instance = "spbtest${run}"
@@ -144,6 +154,9 @@ directory = "${path.join(dir, "state")}"
 [control]
 listen = "127.0.0.1:${port}"
 socket = "${path.join(dir, "control.sock")}"
+[rules]
+directory = "${path.join(dir, "rules")}"
+alert_topic = "${alertRoot}/{factory_id}/alerts/{device_id}"
 [sparkplug]
 enabled = true
 host_id = "${hostId}"
@@ -242,6 +255,10 @@ async function main() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "plantd-sparkplug-"));
   const plantd = new Plantd(dir, await freePort());
   const edges = [];
+  const alerts = [];
+  const alertClient = mqtt.connect(mqttUrl, { clientId: `alerts-${run}`, clean: true });
+  await new Promise((resolve) => alertClient.on("connect", () => alertClient.subscribe(`${alertRoot}/#`, { qos: 1 }, resolve)));
+  alertClient.on("message", (_topic, payload) => alerts.push(JSON.parse(payload.toString())));
   try {
     await plantd.start();
     const online = await eventually("STATE online", async () => {
@@ -363,6 +380,12 @@ async function main() {
     equal(await values(factoryA, "edge3", "flow"), [5, 6], "flow from the birth plantd read on");
     equal(await values(factoryA, "edge3", "level"), [1, 2], "no DATA of the unread birth's session resolved as the old birth's level");
 
+    // The offline points drove the rule: one alert for each device that went offline in group A.
+    const firing = () => alerts.filter((a) => a.state === "firing").map((a) => `${a.factory_id}/${a.device_id}/${a.rule}`).sort();
+    await eventually("edge2's offline alert", () => firing().length === 2);
+    await sleep(200);
+    equal(firing(), [`${factoryA}/edge1.press/offline`, `${factoryA}/edge2/offline`], "one firing per device offline, none of group B");
+
     const first = await plantd.metrics();
     equal(first["plantd_sparkplug_rebirth_requests_total"], 3, "rebirths asked for: the gap, group B's DDATA before a birth, edge3's unread birth");
     equal(first['plantd_rejected_total{scope="message",reason="oversize",factory_id="' + factoryA + '"}'], 1, "edge3's birth over max_payload_bytes");
@@ -417,6 +440,7 @@ async function main() {
       edge.child.kill("SIGKILL");
     }
     if (plantd.child && plantd.child.exitCode === null) plantd.child.kill("SIGKILL");
+    alertClient.end(true);
     await clearState();
     for (const factory of process.env.PLANTD_TEST_KEEP ? [] : [factoryA, factoryB])
       await fetch(`${influxUrl}/query?q=${encodeURIComponent(`DROP DATABASE "${database(factory)}"`)}`, { method: "POST" }).catch(() => {});
