@@ -182,6 +182,12 @@ void RuleEngine::observe(const Observation& observation, std::vector<AlertEvent>
     const bool refreshing = device.rules_generation != generation_;
     device.last_seen_ms = std::max(device.last_seen_ms, now);
     refresh(device, now, out);  // arms the dead-man timers of a device it sees first
+    // What this record causes carries its time (for the alert's latency from the sample).
+    struct SampleScope {
+        std::optional<int64_t>& current;
+        ~SampleScope() { current.reset(); }
+    } sample_scope{observed_sample_ms_};
+    observed_sample_ms_ = observation.sample_ms;
     if (first_record && !refreshing && device.has_deadman) {
         for (const auto& entry : device.rules) {
             if (entry.rule->definition.kind == RuleKind::deadman && !device.alert(entry.rule->definition.id))
@@ -346,6 +352,7 @@ void RuleEngine::emit(const ActiveAlert& alert, AlertEvent::Kind kind, int64_t n
     event.kind = kind;
     event.alert = alert;
     event.at_ms = now_ms;
+    event.sample_ms = observed_sample_ms_;
     out.push_back(std::move(event));
 }
 

@@ -33,6 +33,7 @@ TEST_CASE("alert events: the contract's JSON, valid whatever the message holds")
     rules::AlertEvent event;
     event.alert = sample_alert();
     event.at_ms = 1'763'719'260'000;
+    event.sample_ms = 1'763'719'259'990;
     const std::string json = alert_event_json(event);
     simdjson::dom::parser parser;
     simdjson::dom::element root;
@@ -47,6 +48,7 @@ TEST_CASE("alert events: the contract's JSON, valid whatever the message holds")
     CHECK(double(root["value"]["temperature"]) == 88.2);
     CHECK(std::string_view(root["started_at"]) == "2025-11-21T10:00:30.000Z");
     CHECK(std::string_view(root["at"]) == "2025-11-21T10:01:00.000Z");
+    CHECK(std::string_view(root["sample_at"]) == "2025-11-21T10:00:59.990Z");
     CHECK(root["resolved_at"].is_null());
     CHECK(std::string_view(root["event"]) == "transition");
     CHECK(bool(root["acknowledged"]) == false);

@@ -209,6 +209,7 @@ message = "Press overheating"
     CHECK(firing.alert.message == "Press overheating");
     CHECK(firing.alert.started_ms == 2000);
     CHECK(firing.at_ms == 2000);
+    CHECK(firing.sample_ms == 2000);
     CHECK(firing.alert.value == std::vector<MetricValue>{{"temperature", 88.2}});
     const auto& resolved = b.events[1];
     CHECK(resolved.alert.alert_id == "a1");
@@ -231,6 +232,8 @@ TEST_CASE(
     CHECK(b.states() == Strings{"pending:d1:hot"});
     b.engine.tick(31'000, b.events);
     CHECK(b.states() == Strings{"pending:d1:hot", "firing:d1:hot"});
+    CHECK(b.events[0].sample_ms == 1000);
+    CHECK_FALSE(b.events[1].sample_ms.has_value());  // the timer fired it, not a record
     CHECK(b.events[1].alert.started_ms == 1000);
     CHECK(b.events[1].alert.alert_id == b.events[0].alert.alert_id);
     b.events.clear();
@@ -243,8 +246,9 @@ TEST_CASE(
     // A record that arrives after `for` fires it too.
     b.events.clear();
     b.send(200'000, {{"t", 90}}, "d3");
-    b.send(230'000, {{"t", 91}}, "d3");
+    b.send(230'000, {{"t", 91}}, "d3", "f1", 229'990);
     CHECK(b.states() == Strings{"pending:d3:hot", "firing:d3:hot"});
+    CHECK(b.events[1].sample_ms == 229'990);  // the record's own time, not its arrival
 }
 
 TEST_CASE("a metric the record lacks comes from the device's last value, while it is valid") {

@@ -190,14 +190,16 @@ TEST_CASE("the record-age histogram: buckets, quantiles and Prometheus text") {
     CHECK(text.find("age_seconds_bucket{le=\"+Inf\"} 101\n") != std::string::npos);
     CHECK(text.find("age_seconds_count 101\n") != std::string::npos);
     CHECK(text.find("age_seconds_sum 1000.926\n") != std::string::npos);
-    // By default the 15 coarse bounds only, still cumulative and exact at each.
+    // By default the 17 coarse bounds only (1 ms to 5 min), still cumulative and exact at each.
     std::string coarse;
     histogram.render(coarse, "age_seconds", "help");
     size_t buckets = 0;
     for (size_t at = coarse.find("_bucket{"); at != std::string::npos; at = coarse.find("_bucket{", at + 1))
         ++buckets;
-    CHECK(buckets == 16);  // 15 bounds and +Inf
-    CHECK(coarse.find("age_seconds_bucket{le=\"0.001\"}") == std::string::npos);
+    CHECK(buckets == 18);  // 17 bounds and +Inf
+    CHECK(coarse.find("age_seconds_bucket{le=\"0.001\"} 1\n") != std::string::npos);
+    CHECK(coarse.find("age_seconds_bucket{le=\"0.002\"} 1\n") != std::string::npos);
+    CHECK(coarse.find("age_seconds_bucket{le=\"0.003\"}") == std::string::npos);
     CHECK(coarse.find("age_seconds_bucket{le=\"0.005\"} 1\n") != std::string::npos);
     CHECK(coarse.find("age_seconds_bucket{le=\"0.01\"} 99\n") != std::string::npos);
     CHECK(coarse.find("age_seconds_bucket{le=\"0.25\"} 100\n") != std::string::npos);

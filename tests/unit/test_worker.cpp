@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -12,6 +13,8 @@
 #include <map>
 #include <mutex>
 #include <thread>
+
+#include <fmt/format.h>
 
 #include "config/config.hpp"
 #include "control/accounting.hpp"
@@ -30,6 +33,7 @@ class FakeSink final : public BatchSink {
   public:
     void submit(Batch batch) override {
         std::lock_guard lock(mutex_);
+        ++batches_;
         for (size_t i = 0; i < batch.lines(); ++i) {
             lines_.emplace_back(batch.line(i));
             topics_.emplace_back(batch.topic_of(i));
@@ -40,6 +44,12 @@ class FakeSink final : public BatchSink {
         return topics_;
     }
     int64_t heartbeat_ms() const override { return steady_clock_ms(); }
+    bool ready_for(std::string_view) const override { return ready.load(); }
+    std::atomic<bool> ready{true};  // as a writer with nothing to send
+    size_t batches() const {
+        std::lock_guard lock(mutex_);
+        return batches_;
+    }
     std::vector<std::string> lines() const {
         std::lock_guard lock(mutex_);
         return lines_;
@@ -47,6 +57,7 @@ class FakeSink final : public BatchSink {
 
   private:
     mutable std::mutex mutex_;
+    size_t batches_ = 0;
     std::vector<std::string> lines_;
     std::vector<std::string> topics_;
 };
@@ -337,4 +348,25 @@ TEST_CASE("worker without a registry: only the factories in allowed_factories ar
     std::string letters((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     CHECK(letters.find("factory f9 is not in [ingest] allowed_factories") != std::string::npos);
     CHECK(letters.find(R"("topic":"factory/f9/device/d1/telemetry")") != std::string::npos);
+}
+
+TEST_CASE(
+    "worker: an open batch goes after its linger while the writer is free, and fills while it is busy") {
+    Bench bench(nullptr,
+                "[influxdb]\nbatch_linger = \"5ms\"\nflush_interval = \"10s\"\nbatch_max_lines = 1000\n");
+    const auto sent = std::chrono::steady_clock::now();
+    bench.publish("d1", R"({"ts": 1700000000000, "metrics": {"t": 1}})");
+    REQUIRE(bench.eventually([&] { return bench.sink.lines().size() == 1; }));
+    // Well before the flush interval: the writer had nothing to send.
+    CHECK(std::chrono::steady_clock::now() - sent < 1s);
+
+    bench.sink.ready = false;  // the writer is busy: lines gather in one batch
+    for (int i = 0; i < 50; ++i)
+        bench.publish("d1", fmt::format(R"({{"ts": {}, "metrics": {{"t": 1}}}})", 1700000000001 + i));
+    std::this_thread::sleep_for(300ms);
+    CHECK(bench.sink.lines().size() == 1);
+    CHECK(bench.sink.batches() == 1);
+    bench.sink.ready = true;  // free again: the 50 go at once, as one batch
+    REQUIRE(bench.eventually([&] { return bench.sink.lines().size() == 51; }));
+    CHECK(bench.sink.batches() == 2);
 }

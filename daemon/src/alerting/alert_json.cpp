@@ -64,6 +64,7 @@ std::string alert_event_json(const rules::AlertEvent& event) {
     append_field(out, "message", a.message);
     append_time(out, "started_at", a.started_ms);
     append_time(out, "at", event.at_ms);
+    append_time(out, "sample_at", event.sample_ms);
     append_time(out, "fired_at", a.fired_ms);
     append_time(out, "resolved_at", event.resolved_ms);
     if (!event.reason.empty()) append_field(out, "reason", event.reason);

@@ -69,6 +69,7 @@ struct InfluxConfig {
     size_t batch_max_lines = 5000;
     size_t batch_max_bytes = 4 * 1024 * 1024;
     int64_t flush_interval_ms = 1000;
+    int64_t batch_linger_ms = 5;  // an open batch goes this soon when its writer has nothing to send
     bool gzip = true;
     int64_t request_timeout_ms = 10'000;
     int64_t retry_initial_ms = 200;

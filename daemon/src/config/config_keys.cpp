@@ -155,7 +155,10 @@ const std::vector<ConfigKey>& config_keys() {
         ranged("influxdb", "batch_max_bytes", KeyType::size, 1024, 256ull * 1024 * 1024,
                AT(influxdb.batch_max_bytes), "...or this many bytes..."),
         ranged("influxdb", "flush_interval", KeyType::duration, 1, 3600'000, AT(influxdb.flush_interval_ms),
-               "...or when its first line is this old"),
+               "...or when its first line is this old, whatever its writer is doing"),
+        ranged("influxdb", "batch_linger", KeyType::duration, 0, 60'000, AT(influxdb.batch_linger_ms),
+               "...or when it is this old and its writer has nothing to send (low latency at low rates; "
+               "under load batches fill while the writer is busy)"),
         plain("influxdb", "gzip", KeyType::flag, AT(influxdb.gzip), "compress request bodies"),
         ranged("influxdb", "request_timeout", KeyType::duration, 100, 600'000,
                AT(influxdb.request_timeout_ms), "timeout of one write request"),

@@ -47,7 +47,7 @@ int64_t LatencyHistogram::quantile_bound_ms(double q) const {
 
 bool LatencyHistogram::coarse_bound(int64_t bound_ms) {
     for (int64_t coarse :
-         {5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000, 10000, 30000, 60000, 120000, 300000})
+         {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000, 10000, 30000, 60000, 120000, 300000})
         if (bound_ms == coarse) return true;
     return false;
 }

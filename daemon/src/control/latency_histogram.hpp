@@ -41,7 +41,7 @@ class LatencyHistogram {
     // quantile lies above every bound.
     int64_t quantile_bound_ms(double q) const;
     // `detailed`: every bound (for benchmarks reading percentiles to the millisecond); else the
-    // coarse ones only (about 15, as dashboards want them: 5 ms .. 5 min).
+    // coarse ones only (17, as dashboards want them: 1 ms .. 5 min).
     void render(std::string& out, const char* name, const char* help, bool detailed = false) const;
     // The samples only (no HELP/TYPE), with `labels` (e.g. destination="x") on each: one series of a
     // family whose header the caller writes.

@@ -76,6 +76,8 @@ void Worker::run() {
     std::vector<RawMessage> messages(bulk_size);
     const auto idle_wait = std::chrono::milliseconds(
         std::clamp<int64_t>(services_.config.influxdb.flush_interval_ms / 4, 1, 100));
+    const auto linger_wait =
+        std::chrono::milliseconds(std::max<int64_t>(services_.config.influxdb.batch_linger_ms, 1));
     // While messages flow, poll with a short sleep so that they arrive in bulks: waking on every
     // message costs more (semaphore spin, context switch) than decoding it. Block only when idle.
     constexpr auto busy_poll = std::chrono::microseconds(1000);
@@ -96,7 +98,9 @@ void Worker::run() {
                 ++idle_polls;
                 std::this_thread::sleep_for(busy_poll);
             } else {
-                n = services_.queue.pop_bulk(shard_, messages.data(), bulk_size, idle_wait);
+                // An open batch is looked at again after its linger, not only after the idle wait.
+                n = services_.queue.pop_bulk(shard_, messages.data(), bulk_size,
+                                             has_open_lines() ? std::min(idle_wait, linger_wait) : idle_wait);
             }
         }
         if (n > 0) idle_polls = 0;
@@ -398,14 +402,24 @@ Batch& Worker::batch_for(std::string_view factory, std::string_view registry_des
 void Worker::flush_aged() {
     flush_factory_tally();
     const auto max_age = std::chrono::milliseconds(services_.config.influxdb.flush_interval_ms);
+    const auto linger = std::chrono::milliseconds(services_.config.influxdb.batch_linger_ms);
     const auto now = std::chrono::steady_clock::now();
     for (Batch& batch : open_batches_) {
-        if (batch.lines() > 0 && now - batch.opened >= max_age) hand_to_writer(batch);
+        if (batch.lines() == 0) continue;
+        // Old enough to go at all, and either too old to wait or its writer would send it at once:
+        // low latency while the writer is idle, large batches while it is busy.
+        const auto age = now - batch.opened;
+        if (age >= max_age || (age >= linger && writer_.ready_for(batch.destination))) hand_to_writer(batch);
     }
     // Per-factory destinations: forget idle empty batches so the list stays short.
     if (open_batches_.size() > 64) {
         std::erase_if(open_batches_, [](const Batch& b) { return b.lines() == 0; });
     }
+}
+
+bool Worker::has_open_lines() const {
+    return std::any_of(open_batches_.begin(), open_batches_.end(),
+                       [](const Batch& b) { return b.lines() > 0; });
 }
 
 void Worker::flush_all() {

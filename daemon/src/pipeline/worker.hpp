@@ -127,6 +127,7 @@ class Worker final : public Service {
     template <class ProblemOf>
     void keep_fitting_fields(ProblemOf&& problem_of);
     void flush_aged();
+    bool has_open_lines() const;
     // Messages decided on, by factory label: counted here and added to the ledger once per loop turn
     // (one lock per turn, not one per message).
     void tally_factory(std::string_view label);

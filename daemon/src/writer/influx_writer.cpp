@@ -187,6 +187,17 @@ void InfluxWriter::leave_batch_locked(Batch& batch) {
                       "InfluxDB did not accept the batch before the shutdown drain timeout");
 }
 
+bool InfluxWriter::ready_for(std::string_view destination) const {
+    std::lock_guard lock(mutex_);
+    const auto now = std::chrono::steady_clock::now();
+    for (const auto& [name, queue] : destinations_) {
+        if (queue.in_flight) return false;
+        if (queue.items.empty()) continue;
+        if (queue.next_try <= now || name == destination) return false;  // something due, or it backs off
+    }
+    return true;
+}
+
 void InfluxWriter::set_deadline(std::chrono::steady_clock::time_point deadline) {
     std::lock_guard lock(mutex_);
     has_deadline_ = true;

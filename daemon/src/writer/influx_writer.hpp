@@ -55,6 +55,7 @@ class InfluxWriter final : public BatchSink, public Service {
     // Queues a batch; waits while max_pending_batches are in memory and the disk buffer cannot take
     // it (backpressure).
     void submit(Batch batch) override;
+    bool ready_for(std::string_view destination) const override;
     // From now on, retries stop at `deadline`; what is left goes to the disk buffer, else stays in the
     // write-ahead log for the next start, else (durability "memory") is dead-lettered.
     void set_deadline(std::chrono::steady_clock::time_point deadline);

@@ -45,6 +45,8 @@ struct AlertEvent {
     Kind kind = Kind::transition;
     ActiveAlert alert;  // state: the new state (resolved included)
     int64_t at_ms = 0;
+    // The timestamp of the record that caused it; none for what time causes (`for`, dead-man).
+    std::optional<int64_t> sample_ms;
     std::optional<int64_t> resolved_ms;
     std::string reason;  // resolved: why (cleared, data arrived, rule removed, ...)
 };

@@ -126,6 +126,7 @@ class RuleEngine {
     std::vector<std::string> changed_seen_;           // device keys
     std::string key_;                                 // scratch
     std::vector<double> values_;                      // scratch
+    std::optional<int64_t> observed_sample_ms_;       // the record being observed, while it is
     int64_t last_collect_ms_ = 0;
     EngineCounters counters_;
 };
