@@ -28,12 +28,24 @@ bool parse_severity(std::string_view text, Severity& severity) {
     return false;
 }
 
+std::string_view to_string(OnMissing policy) {
+    switch (policy) {
+        case OnMissing::keep:
+            return "keep";
+        case OnMissing::resolve:
+            return "resolve";
+        case OnMissing::absent:
+            return "absent";
+    }
+    return "keep";
+}
+
 std::string RuleDefinition::fingerprint() const {
     // Lengths first, so that no two different definitions print alike.
-    std::string text =
-        fmt::format("{}:{}|{}:{}|{}|{}:{}|{}:{}|{}|{}|{}|{}:{}|", id.size(), id, factory.size(), factory,
-                    static_cast<int>(kind), when.size(), when, clear.size(), clear, for_ms, after_ms,
-                    to_string(severity), message.size(), message);
+    std::string text = fmt::format("{}:{}|{}:{}|{}|{}:{}|{}:{}|{}|{}|{}|{}:{}|{}|{}|{}|", id.size(), id,
+                                   factory.size(), factory, static_cast<int>(kind), when.size(), when,
+                                   clear.size(), clear, for_ms, after_ms, to_string(severity), message.size(),
+                                   message, keep_firing_for_ms, renotify_ms, to_string(on_missing));
     for (const auto& glob : devices) text += fmt::format("{}:{}|", glob.size(), glob);
     return text;
 }

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <random>
 
@@ -42,6 +43,7 @@ struct RuleEngine::DeviceRule {
 struct RuleEngine::AlertSlot {
     ActiveAlert alert;
     bool condition_true = true;  // `when` at its last evaluation (a pending alert fires on it)
+    int64_t notified_ms = 0;     // firing: when it was last announced (renotify_every)
 };
 
 struct RuleEngine::Device {
@@ -169,7 +171,7 @@ void RuleEngine::refresh(Device& device, int64_t now_ms, std::vector<AlertEvent>
 void RuleEngine::schedule_deadman(Device& device, const CompiledRule& rule) {
     if (device.last_seen_ms == never) return;
     timers_.push(Timer{device.last_seen_ms + rule.definition.after_ms, device.key, rule.definition.id,
-                       device.deadman_schedule, true});
+                       device.deadman_schedule, TimerKind::deadman});
 }
 
 void RuleEngine::observe(const Observation& observation, std::vector<AlertEvent>& out) {
@@ -252,21 +254,25 @@ void RuleEngine::evaluate(Device& device, const DeviceRule& entry, int64_t now_m
     bool touched = false;
     for (size_t i = 0; i < inputs.size(); ++i)
         touched |= device.slots[device.inputs[first + i]].stamp == device.stamp;
-    if (!touched) return;  // nothing it reads changed
+    // Nothing it reads changed: nothing to do, unless the rule acts on inputs gone missing.
+    if (!touched && rule.definition.on_missing == OnMissing::keep) return;
     values_.resize(inputs.size());
+    bool missing = false;
     for (size_t i = 0; i < inputs.size(); ++i) {
         const MetricSlot& metric = device.slots[device.inputs[first + i]];
         const int64_t at = inputs[i].rate ? metric.rate_at_ms : metric.value_at_ms;
-        if (at == never || now_ms - at > options_.value_ttl_ms) {
-            ++counters_.unknown_conditions;
-            return;
-        }
         values_[i] = inputs[i].rate ? metric.rate : metric.value;
+        missing |= at == never || now_ms - at > options_.value_ttl_ms || std::isnan(values_[i]);
     }
-    ++counters_.evaluations;
-    auto result = expression->evaluate(values_.data());
+    if (!touched && !missing) return;
+    std::optional<bool> result;
+    if (!missing) {
+        ++counters_.evaluations;
+        result = expression->evaluate(values_.data());
+    }
     if (!result) {
         ++counters_.unknown_conditions;
+        apply_missing(device, slot, rule, now_ms, out);
         return;
     }
     auto value_of_inputs = [&] {
@@ -280,8 +286,11 @@ void RuleEngine::evaluate(Device& device, const DeviceRule& entry, int64_t now_m
     if (firing) {
         const bool cleared = rule.clear ? *result : !*result;
         if (cleared) {
-            slot->alert.value = value_of_inputs();
-            resolve(device, static_cast<size_t>(slot - device.alerts.data()), now_ms, "cleared", out);
+            if (!slot->alert.cleared_ms) slot->alert.value = value_of_inputs();
+            clear_firing(device, *slot, rule, now_ms, "cleared", out);
+        } else if (slot->alert.cleared_ms) {
+            slot->alert.cleared_ms.reset();  // back within keep_firing_for: it goes on firing
+            mark_changed(device, slot->alert.rule_id);
         }
         return;
     }
@@ -321,7 +330,7 @@ void RuleEngine::start_alert(Device& device, const CompiledRule& rule, std::vect
         mark_changed(device, stored.alert.rule_id);
         emit(stored.alert, AlertEvent::Kind::transition, now_ms, out);
         timers_.push(Timer{started_ms + rule.definition.for_ms, device.key, stored.alert.rule_id,
-                           static_cast<uint64_t>(started_ms), false});
+                           static_cast<uint64_t>(started_ms), TimerKind::pending});
         return;
     }
     fire(device, stored, now_ms, out);
@@ -332,6 +341,46 @@ void RuleEngine::fire(Device& device, AlertSlot& slot, int64_t now_ms, std::vect
     slot.alert.fired_ms = now_ms;
     mark_changed(device, slot.alert.rule_id);
     emit(slot.alert, AlertEvent::Kind::transition, now_ms, out);
+    slot.notified_ms = now_ms;
+    if (const DeviceRule* entry = device.rule(slot.alert.rule_id))
+        arm_reminder(device, slot, *entry->rule, now_ms);
+}
+
+void RuleEngine::arm_reminder(const Device& device, const AlertSlot& slot, const CompiledRule& rule,
+                              int64_t from_ms) {
+    if (rule.definition.renotify_ms <= 0) return;
+    timers_.push(Timer{from_ms + rule.definition.renotify_ms, device.key, slot.alert.rule_id,
+                       static_cast<uint64_t>(slot.alert.fired_ms.value_or(0)), TimerKind::reminder});
+}
+
+void RuleEngine::clear_firing(Device& device, AlertSlot& slot, const CompiledRule& rule, int64_t now_ms,
+                              const char* reason, std::vector<AlertEvent>& out) {
+    const int64_t keep = rule.definition.keep_firing_for_ms;
+    if (keep > 0 && !slot.alert.cleared_ms) {
+        slot.alert.cleared_ms = now_ms;  // resolves once it has stayed cleared for keep_firing_for
+        mark_changed(device, slot.alert.rule_id);
+        timers_.push(Timer{now_ms + keep, device.key, slot.alert.rule_id, static_cast<uint64_t>(now_ms),
+                           TimerKind::keep_firing});
+        return;
+    }
+    if (keep > 0 && now_ms - *slot.alert.cleared_ms < keep) return;
+    resolve(device, static_cast<size_t>(&slot - device.alerts.data()), now_ms,
+            keep > 0 ? fmt::format("{} (and stayed so for keep_firing_for)", reason) : std::string(reason),
+            out);
+}
+
+void RuleEngine::apply_missing(Device& device, AlertSlot* slot, const CompiledRule& rule, int64_t now_ms,
+                               std::vector<AlertEvent>& out) {
+    if (!slot || rule.definition.on_missing == OnMissing::keep) return;
+    const size_t index = static_cast<size_t>(slot - device.alerts.data());
+    if (rule.definition.on_missing == OnMissing::resolve) {
+        resolve(device, index, now_ms, "an input is missing or not a number (on_missing = \"resolve\")", out);
+    } else if (slot->alert.state == AlertState::pending) {
+        resolve(device, index, now_ms, "an input is missing or not a number (on_missing = \"absent\")", out);
+    } else {
+        clear_firing(device, *slot, rule, now_ms,
+                     "an input is missing or not a number (on_missing = \"absent\")", out);
+    }
 }
 
 void RuleEngine::resolve(Device& device, size_t slot_index, int64_t now_ms, std::string reason,
@@ -367,42 +416,66 @@ void RuleEngine::tick(int64_t now_ms, std::vector<AlertEvent>& out) {
     while (!timers_.empty() && timers_.top().due_ms <= now_ms) {
         Timer timer = timers_.top();
         timers_.pop();
-        auto it = devices_.find(timer.device_key);
-        if (it == devices_.end()) continue;
-        Device& device = *it->second;
-        refresh(device, now_ms, out);
-        const DeviceRule* entry = device.rule(timer.rule_id);
-        if (!entry) continue;
-        const RuleDefinition& definition = entry->rule->definition;
-        AlertSlot* slot = device.alert(timer.rule_id);
-        if (timer.deadman) {
-            if (timer.schedule != device.deadman_schedule || slot || definition.kind != RuleKind::deadman)
-                continue;
-            const int64_t due = device.last_seen_ms + definition.after_ms;
-            if (due > now_ms) {
-                timer.due_ms = due;
-                timers_.push(std::move(timer));
-                continue;
-            }
-            std::vector<MetricValue> value{
-                {"silent_seconds", static_cast<double>(now_ms - device.last_seen_ms) / 1000.0}};
-            start_alert(device, *entry->rule, std::move(value), due, now_ms, out);
-            continue;
-        }
-        if (!slot || slot->alert.state != AlertState::pending ||
-            static_cast<uint64_t>(slot->alert.started_ms) != timer.schedule)
-            continue;
-        const int64_t due = slot->alert.started_ms + definition.for_ms;
-        if (due > now_ms) {  // `for` grew with a reload
-            timer.due_ms = due;
-            timers_.push(std::move(timer));
-            continue;
-        }
-        if (slot->condition_true) fire(device, *slot, now_ms, out);
+        fire_timer(std::move(timer), now_ms, out);
     }
     if (now_ms - last_collect_ms_ >= collect_interval_ms) {
         last_collect_ms_ = now_ms;
         collect_idle(now_ms);
+    }
+}
+
+void RuleEngine::fire_timer(Timer timer, int64_t now_ms, std::vector<AlertEvent>& out) {
+    auto it = devices_.find(timer.device_key);
+    if (it == devices_.end()) return;
+    Device& device = *it->second;
+    refresh(device, now_ms, out);
+    const DeviceRule* entry = device.rule(timer.rule_id);
+    if (!entry) return;
+    const RuleDefinition& definition = entry->rule->definition;
+    AlertSlot* slot = device.alert(timer.rule_id);
+    // A timer whose due time moved (a reload changed the duration, or it was restored) goes back.
+    auto later = [&](int64_t due) {
+        if (due <= now_ms) return false;
+        timer.due_ms = due;
+        timers_.push(std::move(timer));
+        return true;
+    };
+    switch (timer.kind) {
+        case TimerKind::deadman: {
+            if (timer.schedule != device.deadman_schedule || slot || definition.kind != RuleKind::deadman)
+                return;
+            const int64_t due = device.last_seen_ms + definition.after_ms;
+            if (later(due)) return;
+            std::vector<MetricValue> value{
+                {"silent_seconds", static_cast<double>(now_ms - device.last_seen_ms) / 1000.0}};
+            start_alert(device, *entry->rule, std::move(value), due, now_ms, out);
+            return;
+        }
+        case TimerKind::pending:
+            if (!slot || slot->alert.state != AlertState::pending ||
+                static_cast<uint64_t>(slot->alert.started_ms) != timer.schedule)
+                return;
+            if (later(slot->alert.started_ms + definition.for_ms)) return;
+            if (slot->condition_true) fire(device, *slot, now_ms, out);
+            return;
+        case TimerKind::keep_firing:
+            if (!slot || slot->alert.state != AlertState::firing || !slot->alert.cleared_ms ||
+                static_cast<uint64_t>(*slot->alert.cleared_ms) != timer.schedule)
+                return;  // firing again, or gone
+            if (later(*slot->alert.cleared_ms + definition.keep_firing_for_ms)) return;
+            resolve(device, static_cast<size_t>(slot - device.alerts.data()), now_ms,
+                    "cleared (and stayed so for keep_firing_for)", out);
+            return;
+        case TimerKind::reminder:
+            if (!slot || slot->alert.state != AlertState::firing || slot->alert.acknowledged ||
+                static_cast<uint64_t>(slot->alert.fired_ms.value_or(0)) != timer.schedule ||
+                definition.renotify_ms <= 0)
+                return;  // resolved, acknowledged (someone has it), or no reminders any more
+            if (later(slot->notified_ms + definition.renotify_ms)) return;
+            slot->notified_ms = now_ms;
+            emit(slot->alert, AlertEvent::Kind::reminder, now_ms, out);
+            arm_reminder(device, *slot, *entry->rule, now_ms);
+            return;
     }
 }
 
@@ -454,9 +527,16 @@ void RuleEngine::restore(std::vector<ActiveAlert> alerts, std::vector<DeviceSeen
         if (alert.state == AlertState::pending) {
             timers_.push(Timer{alert.started_ms, device->key, alert.rule_id,
                                static_cast<uint64_t>(alert.started_ms),
-                               false});  // re-armed with the rule's `for` when it is due
+                               TimerKind::pending});  // re-armed with the rule's `for` when it is due
+        } else {
+            // Reminders go on from now; a clearing being kept goes on from when it cleared.
+            timers_.push(Timer{now_ms, device->key, alert.rule_id,
+                               static_cast<uint64_t>(alert.fired_ms.value_or(0)), TimerKind::reminder});
+            if (alert.cleared_ms)
+                timers_.push(Timer{*alert.cleared_ms, device->key, alert.rule_id,
+                                   static_cast<uint64_t>(*alert.cleared_ms), TimerKind::keep_firing});
         }
-        device->alerts.push_back(AlertSlot{std::move(alert), true});
+        device->alerts.push_back(AlertSlot{std::move(alert), true, now_ms});
         touched.push_back(device);
     }
     for (Device* device : touched) {

@@ -95,11 +95,22 @@ std::optional<RuleDefinition> read_rule(const toml::table& table, size_t index, 
             rule.clear_at = reader.where(table.get("clear"));
         }
         if (auto for_ms = reader.duration("for")) rule.for_ms = *for_ms;
+        if (auto keep = reader.duration("keep_firing_for")) rule.keep_firing_for_ms = *keep;
+        if (auto policy = reader.text("on_missing", 32)) {
+            if (*policy == "resolve")
+                rule.on_missing = OnMissing::resolve;
+            else if (*policy == "absent")
+                rule.on_missing = OnMissing::absent;
+            else if (*policy != "keep")
+                reader.error_at(
+                    table.get("on_missing"), "on_missing",
+                    fmt::format("\"{}\" is not a policy (keep, resolve or absent)", printable(*policy)));
+        }
         if (reader.find("after"))
             reader.error_at(table.get("after"), "after",
                             "belongs to dead-man rules (kind = \"deadman\"); use `for`");
     } else {
-        for (const char* key : {"when", "clear", "for"}) {
+        for (const char* key : {"when", "clear", "for", "keep_firing_for", "on_missing"}) {
             if (reader.find(key))
                 reader.error_at(table.get(key), key,
                                 "does not apply to a dead-man rule (it fires on silence, after `after`)");
@@ -117,9 +128,17 @@ std::optional<RuleDefinition> read_rule(const toml::table& table, size_t index, 
                             fmt::format("\"{}\" is not a severity (info, warning, major, critical)",
                                         printable(*severity)));
     }
+    if (auto renotify = reader.duration("renotify_every")) {
+        if (*renotify != 0 && *renotify < 1000)
+            reader.error_at(table.get("renotify_every"), "renotify_every",
+                            "must be 0 (never) or at least 1s");
+        rule.renotify_ms = *renotify;
+    }
     rule.message = reader.text("message", max_message_bytes).value_or(rule.id);
     reader.finish(
-        "is not a rule key (id, factory, devices, kind, when, clear, for, after, severity, message)");
+        "is not a rule key (id, factory, devices, kind, when, clear, for, keep_firing_for, on_missing, "
+        "after, "
+        "renotify_every, severity, message)");
     if (errors.size() != errors_before) return std::nullopt;
     return rule;
 }

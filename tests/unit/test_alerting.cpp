@@ -52,6 +52,11 @@ TEST_CASE("alert events: the contract's JSON, valid whatever the message holds")
     CHECK(root["resolved_at"].is_null());
     CHECK(std::string_view(root["event"]) == "transition");
     CHECK(bool(root["acknowledged"]) == false);
+    event.kind = rules::AlertEvent::Kind::reminder;
+    event.sample_ms.reset();
+    REQUIRE_FALSE(parser.parse(alert_event_json(event)).get(root));
+    CHECK(std::string_view(root["event"]) == "reminder");
+    CHECK(root["sample_at"].is_null());
 }
 
 TEST_CASE("alert state in Redis: round trip, and anything malformed is refused") {
@@ -70,6 +75,9 @@ TEST_CASE("alert state in Redis: round trip, and anything malformed is refused")
     CHECK(back->acknowledged);
     CHECK(back->acknowledged_by == "alice");
     CHECK(back->value == a.value);
+    CHECK_FALSE(back->cleared_ms.has_value());
+    a.cleared_ms = 1'763'719'310'000;  // kept firing after its condition cleared
+    CHECK(parse_active_alert(active_alert_json(a), "f1", "press-01", "overheat")->cleared_ms == a.cleared_ms);
     // The key names factory, device and rule; a stored text cannot move an alert to another factory.
     CHECK(parse_active_alert(active_alert_json(a), "f 2", "press-01", "overheat") == std::nullopt);
     CHECK(parse_active_alert(active_alert_json(a), "f1", "", "overheat") == std::nullopt);

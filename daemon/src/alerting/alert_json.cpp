@@ -74,7 +74,9 @@ std::string alert_event_json(const rules::AlertEvent& event) {
         append_time(out, "acknowledged_at", a.acknowledged_ms);
     }
     append_field(out, "event",
-                 event.kind == rules::AlertEvent::Kind::transition ? "transition" : "acknowledgement");
+                 event.kind == rules::AlertEvent::Kind::transition        ? "transition"
+                 : event.kind == rules::AlertEvent::Kind::acknowledgement ? "acknowledgement"
+                                                                          : "reminder");
     out += '}';
     return out;
 }
@@ -90,6 +92,7 @@ std::string active_alert_json(const rules::ActiveAlert& a) {
                        a.started_ms, a.fired_ms ? std::to_string(*a.fired_ms) : "null", a.acknowledged,
                        a.acknowledged_ms);
     append_field(out, "acknowledged_by", a.acknowledged_by);
+    if (a.cleared_ms) out += fmt::format(",\"cleared_ms\":{}", *a.cleared_ms);
     out += ",\"value\":" + alert_value_json(a.value);
     out += '}';
     return out;
@@ -125,6 +128,8 @@ std::optional<rules::ActiveAlert> parse_active_alert(std::string_view json, std:
     a.acknowledged_by = acknowledged_by;
     int64_t fired = 0;
     if (!root["fired_ms"].get(fired)) a.fired_ms = fired;
+    int64_t cleared = 0;
+    if (!root["cleared_ms"].get(cleared)) a.cleared_ms = cleared;
     for (auto field : value) {
         double number = NAN;
         if (field.value.get(number) && !field.value.is_null()) return std::nullopt;

@@ -30,6 +30,7 @@ std::string alert_line(std::string_view escaped_measurement, const rules::AlertE
     append_quoted_string(line, a.message);
     line += fmt::format(",acknowledged={}", a.acknowledged);
     if (event.kind == rules::AlertEvent::Kind::acknowledgement) line += ",acknowledgement=true";
+    if (event.kind == rules::AlertEvent::Kind::reminder) line += ",reminder=true";
     for (const auto& value : a.value) {
         line += ',';
         append_escaped_key(line, "value." + value.name);

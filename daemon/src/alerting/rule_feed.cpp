@@ -1,6 +1,7 @@
 #include "alerting/rule_feed.hpp"
 
 #include <chrono>
+#include <limits>
 
 namespace plantd {
 
@@ -50,9 +51,12 @@ void RuleFeed::offer(std::string_view factory_id, const DecodedMessage& message,
         out.sample_ms = record.timestamp_ms;
         for (uint32_t i = 0; i < record.field_count; ++i) {
             const Field& field = message.field(record, i);
-            if (field.kind == FieldKind::string || !interest->wants_metric(factory_id, field.name)) continue;
-            out.samples.emplace_back(
-                field.name, field.kind == FieldKind::boolean ? (field.boolean ? 1.0 : 0.0) : field.number);
+            if (!interest->wants_metric(factory_id, field.name)) continue;
+            // A text where a rule wants a number: not a number, which the rule's on_missing decides.
+            const double value = field.kind == FieldKind::string    ? std::numeric_limits<double>::quiet_NaN()
+                                 : field.kind == FieldKind::boolean ? (field.boolean ? 1.0 : 0.0)
+                                                                    : field.number;
+            out.samples.emplace_back(field.name, value);
         }
         size_.fetch_add(1, std::memory_order_relaxed);
         if (!queue_.enqueue(token, std::move(out))) {

@@ -34,6 +34,8 @@ struct ActiveAlert {
     std::string message;
     int64_t started_ms = 0;  // when the condition began to hold (dead-man: when the silence passed `after`)
     std::optional<int64_t> fired_ms;
+    // Firing, its condition cleared at this time, kept firing for the rule's keep_firing_for.
+    std::optional<int64_t> cleared_ms;
     bool acknowledged = false;
     std::string acknowledged_by;
     int64_t acknowledged_ms = 0;
@@ -41,7 +43,8 @@ struct ActiveAlert {
 };
 
 struct AlertEvent {
-    enum class Kind : uint8_t { transition, acknowledgement };
+    // reminder: a firing alert still firing, announced again (renotify_every).
+    enum class Kind : uint8_t { transition, acknowledgement, reminder };
     Kind kind = Kind::transition;
     ActiveAlert alert;  // state: the new state (resolved included)
     int64_t at_ms = 0;

@@ -92,12 +92,15 @@ class RuleEngine {
     struct DeviceRule;
     struct AlertSlot;
     struct Device;
+    enum class TimerKind : uint8_t { pending, deadman, keep_firing, reminder };
     struct Timer {
         int64_t due_ms;
         std::string device_key;
         std::string rule_id;
-        uint64_t schedule;  // dead-man: the device's schedule it belongs to; pending: the alert's start
-        bool deadman;
+        // dead-man: the device's schedule it belongs to; pending: the alert's start; keep_firing: when
+        // its condition cleared; reminder: when it fired
+        uint64_t schedule;
+        TimerKind kind;
         bool operator>(const Timer& other) const { return due_ms > other.due_ms; }
     };
 
@@ -108,6 +111,14 @@ class RuleEngine {
     void start_alert(Device& device, const CompiledRule& rule, std::vector<MetricValue> value,
                      int64_t started_ms, int64_t now_ms, std::vector<AlertEvent>& out);
     void fire(Device& device, AlertSlot& slot, int64_t now_ms, std::vector<AlertEvent>& out);
+    // The condition of a firing alert cleared: resolves it, or keeps it firing for keep_firing_for.
+    void clear_firing(Device& device, AlertSlot& slot, const CompiledRule& rule, int64_t now_ms,
+                      const char* reason, std::vector<AlertEvent>& out);
+    // An input is missing or not a number: the rule's on_missing policy.
+    void apply_missing(Device& device, AlertSlot* slot, const CompiledRule& rule, int64_t now_ms,
+                       std::vector<AlertEvent>& out);
+    void fire_timer(Timer timer, int64_t now_ms, std::vector<AlertEvent>& out);
+    void arm_reminder(const Device& device, const AlertSlot& slot, const CompiledRule& rule, int64_t from_ms);
     void resolve(Device& device, size_t slot_index, int64_t now_ms, std::string reason,
                  std::vector<AlertEvent>& out);
     void emit(const ActiveAlert& alert, AlertEvent::Kind kind, int64_t now_ms, std::vector<AlertEvent>& out);
