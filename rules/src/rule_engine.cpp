@@ -174,6 +174,19 @@ void RuleEngine::schedule_deadman(Device& device, const CompiledRule& rule) {
                        device.deadman_schedule, TimerKind::deadman});
 }
 
+bool RuleEngine::watch(std::string_view factory_id, std::string_view device_id, int64_t since_ms) {
+    bool covered = false;
+    for (const CompiledRule* rule : rules_->rules_for(factory_id))
+        covered |= rule->definition.kind == RuleKind::deadman && rule->applies_to(device_id);
+    if (!covered || device_for(factory_id, device_id, false)) return false;
+    Device* device = device_for(factory_id, device_id, true);
+    if (!device) return false;
+    device->last_seen_ms = since_ms;   // silence counts from when plantd learned of it
+    std::vector<AlertEvent> none;      // a new device has no alert to resolve
+    refresh(*device, since_ms, none);  // arms its dead-man timers
+    return true;
+}
+
 void RuleEngine::observe(const Observation& observation, std::vector<AlertEvent>& out) {
     ++counters_.observations;
     Device* found = device_for(observation.factory_id, observation.device_id, true);
@@ -445,7 +458,7 @@ void RuleEngine::fire_timer(Timer timer, int64_t now_ms, std::vector<AlertEvent>
             if (timer.schedule != device.deadman_schedule || slot || definition.kind != RuleKind::deadman)
                 return;
             const int64_t due = device.last_seen_ms + definition.after_ms;
-            if (later(due)) return;
+            if (later(std::max(due, deadman_hold_until_ms_))) return;
             std::vector<MetricValue> value{
                 {"silent_seconds", static_cast<double>(now_ms - device.last_seen_ms) / 1000.0}};
             start_alert(device, *entry->rule, std::move(value), due, now_ms, out);

@@ -109,7 +109,7 @@ struct RulesWorld {
     std::string config;
     std::string config_path = dir.path() + "/cli.toml";
 
-    explicit RulesWorld(const std::string& rules) {
+    explicit RulesWorld(const std::string& rules, const std::string& startup_grace = "0s") {
         redis.start();
         std::filesystem::create_directories(rules_dir);
         write_rules(rules);
@@ -118,9 +118,9 @@ struct RulesWorld {
                         registry_config(scratch.name()) +
                             fmt::format("enabled = true\nredis_host = \"127.0.0.1\"\nredis_port = {}\n"
                                         "redis_prefix = \"{}\"\n[rules]\ndirectory = \"{}\"\n"
-                                        "watch_interval = \"200ms\"\n"
+                                        "watch_interval = \"200ms\"\nstartup_grace = \"{}\"\n"
                                         "alert_topic = \"{}/factory/{{factory_id}}/alerts/{{device_id}}\"\n",
-                                        redis.port(), unique_name("rp"), rules_dir, prefix));
+                                        redis.port(), unique_name("rp"), rules_dir, startup_grace, prefix));
         std::ofstream(config_path) << config;
         cli(config_path, "registry migrate");
         cli(config_path, "factory add fa --unknown-devices auto_register");
@@ -448,5 +448,39 @@ TEST_CASE("rules: a destination that is down is retried while the others deliver
         },
         60s));
     CHECK(plantd->metric("plantd_alert_delivery_pending{destination=\"mysql\"}") == 0);
+    CHECK(plantd->terminate() == 0);
+}
+
+TEST_CASE("rules: registered devices that never report are watched from the start, after startup_grace") {
+    RulesWorld world(R"([[rule]]
+id = "silent"
+kind = "deadman"
+factory = "fa"
+devices = ["reg-*"]
+after = "1s"
+)",
+                     "3s");
+    cli(world.config_path, "device add fa reg-never");
+    cli(world.config_path, "device add fa reg-off");
+    cli(world.config_path, "device disable fa reg-off");  // disabled: not watched
+    cli(world.config_path, "device add fa other");        // no dead-man rule covers it
+    AlertListener listener(world.prefix);
+    const auto started = std::chrono::steady_clock::now();
+    auto plantd = world.start();
+    auto alerts = listener.wait_for(1, 15s);
+    REQUIRE(alerts.size() == 1);
+    // Not before the grace, although the rule's `after` is shorter.
+    CHECK(std::chrono::steady_clock::now() - started >= 2900ms);
+    CHECK(alerts[0].state == "firing");
+    CHECK(alerts[0].device_id == "reg-never");
+    CHECK(listener.settle(2s).size() == 1);  // nothing for reg-off or other
+    CHECK(plantd->metric("plantd_rule_deadman_registered_watched_total") == 1);
+    Publisher publisher(unique_name("pub"));
+    publisher.publish(world.topic("fa", "reg-never"), reading("x", 1));
+    publisher.flush();
+    alerts = listener.wait_for(2, 10s);
+    REQUIRE(alerts.size() == 2);
+    CHECK(alerts[1].state == "resolved");
+    CHECK(alerts[1].alert_id == alerts[0].alert_id);
     CHECK(plantd->terminate() == 0);
 }

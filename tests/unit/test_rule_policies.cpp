@@ -24,7 +24,8 @@ struct Bench {
     int ids = 0;
 
     explicit Bench(const std::string& toml, int64_t value_ttl_ms = 60'000)
-        : engine(EngineOptions{value_ttl_ms, 1000, [this] { return std::string("a").append(std::to_string(++ids)); }}) {
+        : engine(EngineOptions{value_ttl_ms, 1000,
+                               [this] { return std::string("a").append(std::to_string(++ids)); }}) {
         auto set = build(toml);
         REQUIRE_MESSAGE(set.ok(), (set.ok() ? "" : set.error()));
         engine.replace_rules(std::move(*set), 0, events);
@@ -163,4 +164,25 @@ TEST_CASE("policy keys: checked, named in errors, and only where they apply") {
               .find("keep_firing_for: does not apply to a dead-man rule") != std::string::npos);
     CHECK(error_of("[[rule]]\nid = \"s\"\nkind = \"deadman\"\nafter = \"1m\"\nrenotify_every = \"1h\"\n") ==
           "(accepted)");
+}
+
+TEST_CASE("dead-man: registered devices are watched before they report; nothing fires within the grace") {
+    Bench b("[[rule]]\nid = \"silent\"\nkind = \"deadman\"\ndevices = [\"reg-*\"]\nafter = \"1m\"\n");
+    b.engine.hold_deadman_until(300'000);
+    CHECK(b.engine.watch("f1", "reg-1", 0));
+    CHECK_FALSE(b.engine.watch("f1", "reg-1", 10));  // watched already
+    CHECK_FALSE(b.engine.watch("f1", "other", 0));   // no dead-man rule covers it
+    b.send(250'000, {{"x", 1}}, "reg-2");            // seen within the grace: silent from then
+    CHECK_FALSE(b.engine.watch("f1", "reg-2", 0));   // seen: its own last record counts
+    b.engine.tick(299'999, b.events);
+    CHECK(b.events.empty());
+    b.engine.tick(300'000, b.events);
+    REQUIRE(b.states() == Strings{"firing@300000"});
+    CHECK(b.events[0].alert.device_id == "reg-1");
+    CHECK(b.events[0].alert.value == std::vector<MetricValue>{{"silent_seconds", 300}});
+    b.engine.tick(310'000, b.events);
+    REQUIRE(b.events.size() == 2);
+    CHECK(b.events[1].alert.device_id == "reg-2");
+    b.send(400'000, {{"x", 1}}, "reg-1");
+    CHECK(b.states().back() == "resolved@400000");
 }

@@ -40,6 +40,9 @@ void RuleRunner::register_metrics(MetricsRegistry& registry) const {
         value(c.unseen_metrics));
     registry.add_gauge("plantd_rules_unknown_factory", "Rules for a factory the registry does not know.",
                        value(c.unknown_factories));
+    registry.add_counter("plantd_rule_deadman_registered_watched_total",
+                         "Registered devices put under dead-man rules before they reported.",
+                         value(c.devices_watched_unseen));
     registry.add_counter("plantd_alert_events_total{state=\"pending\"}", "Alert transitions.",
                          value(c.events_pending));
     registry.add_counter("plantd_alert_events_total{state=\"firing\"}", "Alert transitions.",

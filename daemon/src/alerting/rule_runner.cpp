@@ -17,13 +17,14 @@ constexpr int64_t lint_interval_ms = 5'000;
 }  // namespace
 
 RuleRunner::RuleRunner(const Config& config, RuleFeed& feed, std::vector<AlertDelivery*> destinations,
-                       Health& health, RuleLint::FactoryKnown factory_known)
+                       Health& health, RuleLint::FactoryKnown factory_known, RegisteredDevices registered)
     : config_(config),
       feed_(feed),
       destinations_(std::move(destinations)),
       health_(health),
       engine_(rules::EngineOptions{config.rules.value_ttl_ms, config.rules.max_devices, {}}),
-      lint_(config.rules.unseen_metric_grace_ms, std::move(factory_known)) {
+      lint_(config.rules.unseen_metric_grace_ms, std::move(factory_known)),
+      registered_(std::move(registered)) {
     if (!config.registry.redis_host.empty())
         state_store_ = std::make_unique<AlertStateStore>(config.registry);
 }
@@ -66,7 +67,25 @@ std::string RuleRunner::load() {
     return {};
 }
 
+void RuleRunner::watch_registered(int64_t now_ms) {
+    if (!registered_.generation || !registered_.for_each) return;
+    const uint64_t generation = registered_.generation() * 1'000'003 + rules_generation_;
+    if (generation == watched_generation_) return;
+    watched_generation_ = generation;
+    uint64_t added = 0;
+    registered_.for_each([&](std::string_view factory_id, std::string_view device_id) {
+        added += engine_.watch(factory_id, device_id, now_ms) ? 1 : 0;
+    });
+    if (added > 0) {
+        counters_.devices_watched_unseen.fetch_add(added);
+        spdlog::info("rules: {} registered devices that have not reported are watched by dead-man rules",
+                     added);
+    }
+}
+
 void RuleRunner::start() {
+    // Devices get time to report before any dead-man alert fires (also those restored from Redis).
+    engine_.hold_deadman_until(wall_clock_ms() + config_.rules.startup_grace_ms);
     thread_ = std::thread([this] {
         name_this_thread("plantd-rules");
         while (!stopping_.load()) {
@@ -128,6 +147,7 @@ void RuleRunner::run() {
         const int64_t now = wall_clock_ms();
         if (now - last_tick >= tick_interval_ms) {
             last_tick = now;
+            watch_registered(now);
             engine_.tick(now, events_);
         }
         if (now - last_lint_ms_ >= lint_interval_ms) {
@@ -177,6 +197,7 @@ void RuleRunner::reload(bool forced) {
             const size_t events_before = events_.size();
             lint_.rules_loaded(**set, wall_clock_ms());
             engine_.replace_rules(std::move(*set), wall_clock_ms(), events_);
+            ++rules_generation_;  // new dead-man rules may cover registered devices
             counters_.reloads.fetch_add(1);
             health_.rules_reload_failed = false;
             {

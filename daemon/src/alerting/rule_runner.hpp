@@ -6,6 +6,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -39,13 +40,21 @@ struct RuleRunnerCounters {
     std::atomic<size_t> active_alerts{0};
     std::atomic<size_t> unseen_metrics{0};     // (rule, metric) pairs no device has sent after the grace
     std::atomic<size_t> unknown_factories{0};  // rules for factories the registry does not know
+    std::atomic<uint64_t> devices_watched_unseen{0};  // registered devices watched before they reported
+};
+
+// The registry's devices, for dead-man rules on devices that never reported (empty without a registry).
+struct RegisteredDevices {
+    std::function<uint64_t()> generation;  // changes whenever the device list may have changed
+    // Every enabled device of every enabled factory, as (factory_id, device_id).
+    std::function<void(const std::function<void(std::string_view, std::string_view)>&)> for_each;
 };
 
 class RuleRunner final : public Service {
   public:
     // `factory_known`: whether the registry knows a factory (empty without a registry).
     RuleRunner(const Config& config, RuleFeed& feed, std::vector<AlertDelivery*> destinations, Health& health,
-               RuleLint::FactoryKnown factory_known = {});
+               RuleLint::FactoryKnown factory_known = {}, RegisteredDevices registered = {});
     ~RuleRunner();
 
     // Before start(): loads the rules (an error names file, rule and key: plantd does not start) and
@@ -70,6 +79,8 @@ class RuleRunner final : public Service {
     void reload(bool forced);
     void save_state(bool flush_seen);
     void hand_out();
+    // Puts registered devices not seen yet under the dead-man rules that cover them.
+    void watch_registered(int64_t now_ms);
 
     const Config& config_;
     RuleFeed& feed_;
@@ -78,6 +89,9 @@ class RuleRunner final : public Service {
     rules::RuleEngine engine_;
     RuleLint lint_;
     int64_t last_lint_ms_ = 0;
+    RegisteredDevices registered_;
+    uint64_t watched_generation_ = 0;  // the registry's generation (and rules') last watched
+    uint64_t rules_generation_ = 1;
     std::unique_ptr<AlertStateStore> state_store_;  // null without Redis
     std::string files_fingerprint_;
     std::vector<rules::AlertEvent> events_;

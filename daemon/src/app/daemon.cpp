@@ -246,7 +246,22 @@ int run_daemon(const Config& config) {
                 return snapshot->factory(factory_id) != nullptr;
             };
         }
-        rule_runner = std::make_unique<RuleRunner>(config, *rule_feed, destinations, health, factory_known);
+        RegisteredDevices registered;
+        if (registry) {
+            registered.generation = [&registry] { return registry->generation(); };
+            registered.for_each =
+                [&registry](const std::function<void(std::string_view, std::string_view)>& visit) {
+                    auto snapshot = registry->snapshot();
+                    if (!snapshot) return;
+                    for (const auto& [factory_id, factory] : snapshot->factories) {
+                        if (!factory->enabled) continue;
+                        for (const auto& [device_id, device] : factory->devices)
+                            if (device.enabled) visit(factory_id, device_id);
+                    }
+                };
+        }
+        rule_runner = std::make_unique<RuleRunner>(config, *rule_feed, destinations, health, factory_known,
+                                                   std::move(registered));
         if (std::string error = rule_runner->load(); !error.empty()) {
             spdlog::critical("invalid rules:\n{}", error);
             return 1;

@@ -289,6 +289,9 @@ const std::vector<ConfigKey>& config_keys() {
               "the InfluxDB measurement of alert events"),
         plain("rules", "alert_mysql", KeyType::flag, AT(rules.alert_mysql),
               "record alerts in the MySQL `alerts` table (needs `[registry] enabled`)"),
+        ranged("rules", "startup_grace", KeyType::duration, 0, 86400'000LL, AT(rules.startup_grace_ms),
+               "no dead-man alert fires this soon after plantd started: devices get time to report (with "
+               "the registry, enabled registered devices that never reported are watched from the start)"),
         ranged("rules", "unseen_metric_grace", KeyType::duration, 1'000, 7 * 86400'000LL,
                AT(rules.unseen_metric_grace_ms),
                "a rule metric that no device of the rule's factory has sent this long after the rules were "

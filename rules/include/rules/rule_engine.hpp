@@ -70,6 +70,12 @@ class RuleEngine {
                  std::vector<AlertEvent>& out);
 
     void observe(const Observation& observation, std::vector<AlertEvent>& out);
+    // A device known to exist (registered) that plantd has not seen: watched by the dead-man rules
+    // that cover it as if it had last been seen at `since_ms`. Returns whether it is newly watched
+    // (false: no dead-man rule covers it, or it has been seen or watched already).
+    bool watch(std::string_view factory_id, std::string_view device_id, int64_t since_ms);
+    // No dead-man alert fires before this (the start-up grace: devices get time to report).
+    void hold_deadman_until(int64_t ms) { deadman_hold_until_ms_ = ms; }
     // Fires what is due: `for` timers and dead-man silences. Call often (the runner: 4 times a second).
     void tick(int64_t now_ms, std::vector<AlertEvent>& out);
 
@@ -139,6 +145,7 @@ class RuleEngine {
     std::vector<double> values_;                      // scratch
     std::optional<int64_t> observed_sample_ms_;       // the record being observed, while it is
     int64_t last_collect_ms_ = 0;
+    int64_t deadman_hold_until_ms_ = 0;
     EngineCounters counters_;
 };
 
