@@ -15,6 +15,8 @@ constexpr int64_t never = std::numeric_limits<int64_t>::min();
 constexpr size_t max_slots_per_device = 1024;
 constexpr int64_t collect_interval_ms = 60'000;
 
+}  // namespace
+
 std::string random_alert_id() {
     static thread_local std::mt19937_64 random{std::random_device{}()};
     const uint64_t high = (random() & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // version 4
@@ -22,8 +24,6 @@ std::string random_alert_id() {
     return fmt::format("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", high >> 32, (high >> 16) & 0xffff,
                        high & 0xffff, low >> 48, low & 0xffffffffffffULL);
 }
-
-}  // namespace
 
 struct RuleEngine::MetricSlot {
     std::string name;
@@ -172,6 +172,18 @@ void RuleEngine::schedule_deadman(Device& device, const CompiledRule& rule) {
     if (device.last_seen_ms == never) return;
     timers_.push(Timer{device.last_seen_ms + rule.definition.after_ms, device.key, rule.definition.id,
                        device.deadman_schedule, TimerKind::deadman});
+}
+
+void RuleEngine::pause_deadman(int64_t) {
+    deadman_paused_ = true;
+}
+
+void RuleEngine::resume_deadman(int64_t now_ms, int64_t grace_ms) {
+    deadman_paused_ = false;
+    for (auto& [key, device] : devices_)
+        if (device->has_deadman && device->last_seen_ms != never)
+            device->last_seen_ms = std::max(device->last_seen_ms, now_ms);
+    deadman_hold_until_ms_ = std::max(deadman_hold_until_ms_, now_ms + grace_ms);
 }
 
 bool RuleEngine::watch(std::string_view factory_id, std::string_view device_id, int64_t since_ms) {
@@ -457,6 +469,11 @@ void RuleEngine::fire_timer(Timer timer, int64_t now_ms, std::vector<AlertEvent>
         case TimerKind::deadman: {
             if (timer.schedule != device.deadman_schedule || slot || definition.kind != RuleKind::deadman)
                 return;
+            if (deadman_paused_) {  // looked at again once a second, until the input resumes
+                timer.due_ms = now_ms + 1000;
+                timers_.push(std::move(timer));
+                return;
+            }
             const int64_t due = device.last_seen_ms + definition.after_ms;
             if (later(std::max(due, deadman_hold_until_ms_))) return;
             std::vector<MetricValue> value{

@@ -186,3 +186,21 @@ TEST_CASE("dead-man: registered devices are watched before they report; nothing 
     b.send(400'000, {{"x", 1}}, "reg-1");
     CHECK(b.states().back() == "resolved@400000");
 }
+
+TEST_CASE("dead-man: paused while plantd's input is down, restarted with the grace when it resumes") {
+    Bench b("[[rule]]\nid = \"silent\"\nkind = \"deadman\"\nafter = \"10s\"\n");
+    for (int i = 0; i < 100; ++i) b.send(0, {{"x", 1}}, std::string("d").append(std::to_string(i)));
+    b.send(0, {{"x", 1}}, "quiet");  // silent since before the outage
+    b.engine.pause_deadman(5'000);   // the broker went away: every device falls silent at once
+    b.engine.tick(60'000, b.events);
+    CHECK(b.states().size() == 0);  // no storm while the input is down
+    b.engine.resume_deadman(65'000, 20'000);
+    for (int i = 0; i < 100; ++i) b.send(66'000, {{"x", 1}}, std::string("d").append(std::to_string(i)));
+    b.engine.tick(84'000, b.events);
+    CHECK(b.events.empty());  // within the grace (and silence counts from the resumption)
+    for (int i = 0; i < 100; ++i) b.send(84'000, {{"x", 1}}, std::string("d").append(std::to_string(i)));
+    b.engine.tick(85'000, b.events);
+    // Only the device that stayed silent after the input resumed: exactly its own alert.
+    REQUIRE(b.states() == Strings{"firing@85000"});
+    CHECK(b.events[0].alert.device_id == "quiet");
+}

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/identifiers.hpp"
 #include "rules/rule_loader.hpp"
 #include "util/clock.hpp"
 #include "util/thread_name.hpp"
@@ -83,6 +84,49 @@ void RuleRunner::watch_registered(int64_t now_ms) {
     }
 }
 
+void RuleRunner::watch_input(int64_t now_ms) {
+    if (!input_up_) return;
+    if (!input_up_()) {
+        if (!input_down_since_) {
+            input_down_since_ = now_ms;
+            engine_.pause_deadman(now_ms);
+        }
+        if (!ingestion_alert_ && now_ms - *input_down_since_ >= config_.rules.ingestion_alert_after_ms) {
+            rules::ActiveAlert alert;
+            alert.factory_id = std::string(ingestion_alert_factory);
+            alert.device_id = is_valid_identifier(config_.instance) ? config_.instance : "plantd";
+            alert.rule_id = "ingestion";
+            alert.alert_id = rules::random_alert_id();
+            alert.severity = rules::Severity::critical;
+            alert.message =
+                "plantd receives nothing from MQTT (session lost or subscription not confirmed); "
+                "dead-man alerts of its devices wait until it does";
+            alert.started_ms = *input_down_since_;
+            alert.fired_ms = now_ms;
+            alert.state = rules::AlertState::firing;
+            ingestion_alert_ = alert;
+            spdlog::error("rules: input down since {} ms: ingestion alert {} fired, dead-man timers paused",
+                          now_ms - *input_down_since_, alert.alert_id);
+            events_.push_back(
+                rules::AlertEvent{rules::AlertEvent::Kind::transition, alert, now_ms, {}, {}, {}});
+        }
+        return;
+    }
+    if (!input_down_since_) return;
+    // Silence counts again from now, and nothing fires within the grace: no storm after an outage.
+    engine_.resume_deadman(now_ms, config_.rules.startup_grace_ms);
+    input_down_since_.reset();
+    if (ingestion_alert_) {
+        rules::AlertEvent event{
+            rules::AlertEvent::Kind::transition, *ingestion_alert_, now_ms, {}, now_ms, "input resumed"};
+        event.alert.state = rules::AlertState::resolved;
+        events_.push_back(std::move(event));
+        spdlog::info("rules: input resumed: ingestion alert {} resolved, dead-man timers restart",
+                     ingestion_alert_->alert_id);
+        ingestion_alert_.reset();
+    }
+}
+
 void RuleRunner::start() {
     // Devices get time to report before any dead-man alert fires (also those restored from Redis).
     engine_.hold_deadman_until(wall_clock_ms() + config_.rules.startup_grace_ms);
@@ -148,6 +192,7 @@ void RuleRunner::run() {
         if (now - last_tick >= tick_interval_ms) {
             last_tick = now;
             watch_registered(now);
+            watch_input(now);
             engine_.tick(now, events_);
         }
         if (now - last_lint_ms_ >= lint_interval_ms) {

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -43,6 +44,9 @@ struct RuleRunnerCounters {
     std::atomic<uint64_t> devices_watched_unseen{0};  // registered devices watched before they reported
 };
 
+// The factory id of the instance's own alerts (its ingestion): no factory id starts with '_'.
+inline constexpr std::string_view ingestion_alert_factory = "_plantd";
+
 // The registry's devices, for dead-man rules on devices that never reported (empty without a registry).
 struct RegisteredDevices {
     std::function<uint64_t()> generation;  // changes whenever the device list may have changed
@@ -66,6 +70,9 @@ class RuleRunner final : public Service {
     void stop(Deadline) override { stop(); }
 
     void request_reload() { reload_requested_ = true; }
+    // Before start(): whether plantd's own input is up (subscribed). While it is down, dead-man timers
+    // wait, and after [rules] ingestion_alert_after one alert for the instance's ingestion fires.
+    void set_input_probe(std::function<bool()> input_up) { input_up_ = std::move(input_up); }
     // From the acknowledgement listener (any thread).
     void acknowledge(std::string factory_id, std::string alert_id, std::string by);
 
@@ -81,6 +88,8 @@ class RuleRunner final : public Service {
     void hand_out();
     // Puts registered devices not seen yet under the dead-man rules that cover them.
     void watch_registered(int64_t now_ms);
+    // Pauses and restarts the dead-man timers with the input; raises and resolves the ingestion alert.
+    void watch_input(int64_t now_ms);
 
     const Config& config_;
     RuleFeed& feed_;
@@ -90,6 +99,9 @@ class RuleRunner final : public Service {
     RuleLint lint_;
     int64_t last_lint_ms_ = 0;
     RegisteredDevices registered_;
+    std::function<bool()> input_up_;
+    std::optional<int64_t> input_down_since_;
+    std::optional<rules::ActiveAlert> ingestion_alert_;  // firing while the input is down
     uint64_t watched_generation_ = 0;  // the registry's generation (and rules') last watched
     uint64_t rules_generation_ = 1;
     std::unique_ptr<AlertStateStore> state_store_;  // null without Redis

@@ -170,7 +170,8 @@ struct RulesConfig {
     bool alert_mysql = true;                          // the alerts table (needs [registry] enabled)
     size_t alert_max_pending = 100'000;               // per destination (MQTT, MySQL, InfluxDB), at most
     int64_t unseen_metric_grace_ms = 10 * 60 * 1000;  // then a metric no device sent is warned about
-    int64_t startup_grace_ms = 5 * 60 * 1000;          // no dead-man alert fires this soon after start
+    int64_t startup_grace_ms = 5 * 60 * 1000;         // no dead-man alert fires this soon after start
+    int64_t ingestion_alert_after_ms = 10'000;        // input down this long: the ingestion alert
 };
 
 // Sparkplug B (README "Sparkplug B"): plantd as a (non-primary) Sparkplug host application.

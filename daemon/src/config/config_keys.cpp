@@ -289,9 +289,14 @@ const std::vector<ConfigKey>& config_keys() {
               "the InfluxDB measurement of alert events"),
         plain("rules", "alert_mysql", KeyType::flag, AT(rules.alert_mysql),
               "record alerts in the MySQL `alerts` table (needs `[registry] enabled`)"),
+        ranged("rules", "ingestion_alert_after", KeyType::duration, 1'000, 3600'000,
+               AT(rules.ingestion_alert_after_ms),
+               "plantd's own input down this long (MQTT session lost, subscription not confirmed) fires one "
+               "alert for the instance (factory `_plantd`) while every dead-man timer waits"),
         ranged("rules", "startup_grace", KeyType::duration, 0, 86400'000LL, AT(rules.startup_grace_ms),
-               "no dead-man alert fires this soon after plantd started: devices get time to report (with "
-               "the registry, enabled registered devices that never reported are watched from the start)"),
+               "no dead-man alert fires this soon after plantd started, or after its input resumed: devices "
+               "get time to report (with the registry, enabled registered devices that never reported are "
+               "watched from the start)"),
         ranged("rules", "unseen_metric_grace", KeyType::duration, 1'000, 7 * 86400'000LL,
                AT(rules.unseen_metric_grace_ms),
                "a rule metric that no device of the rule's factory has sent this long after the rules were "

@@ -44,6 +44,9 @@ struct Observation {
     std::span<const Sample> samples;
 };
 
+// A random UUID (version 4), as alert ids are.
+std::string random_alert_id();
+
 struct EngineOptions {
     int64_t value_ttl_ms = 10 * 60 * 1000;
     size_t max_devices = 1'000'000;
@@ -76,6 +79,11 @@ class RuleEngine {
     bool watch(std::string_view factory_id, std::string_view device_id, int64_t since_ms);
     // No dead-man alert fires before this (the start-up grace: devices get time to report).
     void hold_deadman_until(int64_t ms) { deadman_hold_until_ms_ = ms; }
+    // While plantd's own input is down its devices' silence means nothing: dead-man timers wait.
+    // Resuming restarts them: silence counts from `now_ms`, and nothing fires within `grace_ms`.
+    void pause_deadman(int64_t now_ms);
+    void resume_deadman(int64_t now_ms, int64_t grace_ms);
+    bool deadman_paused() const { return deadman_paused_; }
     // Fires what is due: `for` timers and dead-man silences. Call often (the runner: 4 times a second).
     void tick(int64_t now_ms, std::vector<AlertEvent>& out);
 
@@ -146,6 +154,7 @@ class RuleEngine {
     std::optional<int64_t> observed_sample_ms_;       // the record being observed, while it is
     int64_t last_collect_ms_ = 0;
     int64_t deadman_hold_until_ms_ = 0;
+    bool deadman_paused_ = false;
     EngineCounters counters_;
 };
 

@@ -1,0 +1,91 @@
+// Inhibition instead of storms, through the real broker, Redis and MariaDB: while plantd's own input
+// is cut (a proxy between plantd and the broker), its many devices under a dead-man rule raise no
+// alert and exactly one alert for the instance's ingestion fires and resolves; afterwards a single
+// device that stops raises exactly its own alert.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "rules_world.hpp"
+
+namespace {
+
+int port_of(const std::string& uri) {
+    return std::stoi(uri.substr(uri.rfind(':') + 1));
+}
+
+}  // namespace
+
+TEST_CASE("rules: input cut with 300 devices under dead-man rules: one ingestion alert, no device alert") {
+    RulesWorld world(R"([[rule]]
+id = "silent"
+kind = "deadman"
+factory = "fa"
+after = "3s"
+)",
+                     "2s");
+    TcpProxy proxy(port_of(mqtt_uri()));
+    const std::string direct = "uri = \"" + mqtt_uri() + "\"";
+    world.config.replace(world.config.find(direct), direct.size(),
+                         fmt::format("uri = \"tcp://127.0.0.1:{}\"", proxy.port()));
+    world.config.replace(world.config.find("startup_grace"), 0, "ingestion_alert_after = \"2s\"\n");
+    AlertListener listener(world.prefix);
+    auto plantd = world.start();
+
+    constexpr int devices = 300;
+    std::atomic<bool> quiet_stops{false};
+    std::atomic<bool> done{false};
+    std::thread publishing([&] {
+        Publisher publisher(unique_name("pub"));
+        while (!done) {
+            for (int i = 0; i < devices; ++i) {
+                if (i == 7 && quiet_stops) continue;
+                publisher.publish(world.topic("fa", fmt::format("dev-{}", i)), reading("x", i));
+            }
+            publisher.flush();
+            std::this_thread::sleep_for(500ms);
+        }
+    });
+    struct Stop {
+        std::atomic<bool>& done;
+        std::thread& thread;
+        ~Stop() {
+            done = true;
+            if (thread.joinable()) thread.join();
+        }
+    } stop{done, publishing};
+
+    REQUIRE(eventually(
+        [&] {
+            return plantd->metric("plantd_alert_events_total{state=\"firing\"}") == 0 &&
+                   plantd->metric("plantd_rule_records_total") >= 3 * devices;
+        },
+        20s));
+    proxy.set_enabled(false);  // plantd hears nothing (and cannot publish) for 8 s: 2.5 times `after`
+    std::this_thread::sleep_for(8s);
+    proxy.set_enabled(true);
+    // The ingestion alert fired while the input was down and went out once the connection was back;
+    // it resolves when the subscription is confirmed again.
+    auto alerts = listener.wait_for(2, 30s);
+    REQUIRE(alerts.size() == 2);
+    CHECK(alerts[0].factory_id == "_plantd");
+    CHECK(alerts[0].rule == "ingestion");
+    CHECK(alerts[0].state == "firing");
+    CHECK(alerts[1].alert_id == alerts[0].alert_id);
+    CHECK(alerts[1].state == "resolved");
+    CHECK(alerts[1].reason == "input resumed");
+    // No device alert: the grace (2 s) and `after` (3 s) pass with every device reporting again.
+    CHECK(listener.settle(6s).size() == 2);
+
+    // One device stops: exactly its own alert.
+    quiet_stops = true;
+    alerts = listener.wait_for(3, 15s);
+    REQUIRE(alerts.size() == 3);
+    CHECK(alerts[2].device_id == "dev-7");
+    CHECK(alerts[2].state == "firing");
+    CHECK(listener.settle(2s).size() == 3);
+    done = true;
+    publishing.join();
+    CHECK(plantd->terminate() == 0);
+}
