@@ -56,6 +56,7 @@ struct RuleEngine::Device {
     uint64_t deadman_schedule = 0;
     bool has_deadman = false;
     bool seen_changed = false;
+    bool watched_unseen = false;  // watched because registered; no record since
     std::vector<MetricSlot> slots;
     std::vector<DeviceRule> rules;
     std::vector<uint32_t> inputs;  // slot index per expression input
@@ -178,11 +179,11 @@ void RuleEngine::pause_deadman(int64_t) {
     deadman_paused_ = true;
 }
 
-void RuleEngine::resume_deadman(int64_t now_ms, int64_t grace_ms) {
+void RuleEngine::resume_deadman(int64_t now_ms, int64_t outage_ms, int64_t grace_ms) {
     deadman_paused_ = false;
     for (auto& [key, device] : devices_)
         if (device->has_deadman && device->last_seen_ms != never)
-            device->last_seen_ms = std::max(device->last_seen_ms, now_ms);
+            device->last_seen_ms = std::min(now_ms, device->last_seen_ms + std::max<int64_t>(outage_ms, 0));
     deadman_hold_until_ms_ = std::max(deadman_hold_until_ms_, now_ms + grace_ms);
 }
 
@@ -193,10 +194,28 @@ bool RuleEngine::watch(std::string_view factory_id, std::string_view device_id, 
     if (!covered || device_for(factory_id, device_id, false)) return false;
     Device* device = device_for(factory_id, device_id, true);
     if (!device) return false;
-    device->last_seen_ms = since_ms;   // silence counts from when plantd learned of it
+    device->last_seen_ms = since_ms;  // silence counts from when plantd learned of it
+    device->watched_unseen = true;
     std::vector<AlertEvent> none;      // a new device has no alert to resolve
     refresh(*device, since_ms, none);  // arms its dead-man timers
     return true;
+}
+
+size_t RuleEngine::unwatch_unlisted(const std::unordered_set<std::string>& listed, int64_t now_ms,
+                                    std::vector<AlertEvent>& out) {
+    size_t dropped = 0;
+    for (auto it = devices_.begin(); it != devices_.end();) {
+        Device& device = *it->second;
+        if (!device.watched_unseen || listed.contains(device.key)) {
+            ++it;
+            continue;
+        }
+        while (!device.alerts.empty())
+            resolve(device, device.alerts.size() - 1, now_ms, "the device is no longer registered", out);
+        it = devices_.erase(it);
+        ++dropped;
+    }
+    return dropped;
 }
 
 void RuleEngine::observe(const Observation& observation, std::vector<AlertEvent>& out) {
@@ -206,6 +225,7 @@ void RuleEngine::observe(const Observation& observation, std::vector<AlertEvent>
     Device& device = *found;
     const int64_t now = observation.arrived_ms;
     const bool first_record = device.last_seen_ms == never;
+    device.watched_unseen = false;
     const bool refreshing = device.rules_generation != generation_;
     device.last_seen_ms = std::max(device.last_seen_ms, now);
     refresh(device, now, out);  // arms the dead-man timers of a device it sees first

@@ -174,6 +174,10 @@ TEST_CASE("dead-man: registered devices are watched before they report; nothing 
     CHECK_FALSE(b.engine.watch("f1", "other", 0));   // no dead-man rule covers it
     b.send(250'000, {{"x", 1}}, "reg-2");            // seen within the grace: silent from then
     CHECK_FALSE(b.engine.watch("f1", "reg-2", 0));   // seen: its own last record counts
+    CHECK(b.engine.watch("f1", "reg-3", 0));
+    // reg-3 leaves the registry before it ever reported: forgotten (reg-2, seen, stays).
+    CHECK(b.engine.unwatch_unlisted({"f1/reg-1"}, 1'000, b.events) == 1);
+    CHECK(b.events.empty());
     b.engine.tick(299'999, b.events);
     CHECK(b.events.empty());
     b.engine.tick(300'000, b.events);
@@ -194,7 +198,7 @@ TEST_CASE("dead-man: paused while plantd's input is down, restarted with the gra
     b.engine.pause_deadman(5'000);   // the broker went away: every device falls silent at once
     b.engine.tick(60'000, b.events);
     CHECK(b.states().size() == 0);  // no storm while the input is down
-    b.engine.resume_deadman(65'000, 20'000);
+    b.engine.resume_deadman(65'000, 60'000, 20'000);
     for (int i = 0; i < 100; ++i) b.send(66'000, {{"x", 1}}, std::string("d").append(std::to_string(i)));
     b.engine.tick(84'000, b.events);
     CHECK(b.events.empty());  // within the grace (and silence counts from the resumption)
@@ -203,4 +207,13 @@ TEST_CASE("dead-man: paused while plantd's input is down, restarted with the gra
     // Only the device that stayed silent after the input resumed: exactly its own alert.
     REQUIRE(b.states() == Strings{"firing@85000"});
     CHECK(b.events[0].alert.device_id == "quiet");
+    // A blip of one second moves a silence on by one second, not back to zero.
+    Bench blip("[[rule]]\nid = \"silent\"\nkind = \"deadman\"\nafter = \"10s\"\n");
+    blip.send(0, {{"x", 1}});
+    blip.engine.pause_deadman(9'000);
+    blip.engine.resume_deadman(10'000, 1'000, 0);
+    blip.engine.tick(10'999, blip.events);
+    CHECK(blip.events.empty());
+    blip.engine.tick(11'000, blip.events);
+    CHECK(blip.states() == Strings{"firing@11000"});
 }

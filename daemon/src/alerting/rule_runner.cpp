@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <unordered_set>
+
 #include "common/identifiers.hpp"
 #include "rules/rule_loader.hpp"
 #include "util/clock.hpp"
@@ -74,9 +76,13 @@ void RuleRunner::watch_registered(int64_t now_ms) {
     if (generation == watched_generation_) return;
     watched_generation_ = generation;
     uint64_t added = 0;
+    std::unordered_set<std::string> listed;
     registered_.for_each([&](std::string_view factory_id, std::string_view device_id) {
         added += engine_.watch(factory_id, device_id, now_ms) ? 1 : 0;
+        listed.insert(std::string(factory_id).append(1, '/').append(device_id));
     });
+    // Removed or disabled before they ever reported: no longer watched (their alerts resolve).
+    engine_.unwatch_unlisted(listed, now_ms, events_);
     if (added > 0) {
         counters_.devices_watched_unseen.fetch_add(added);
         spdlog::info("rules: {} registered devices that have not reported are watched by dead-man rules",
@@ -113,8 +119,12 @@ void RuleRunner::watch_input(int64_t now_ms) {
         return;
     }
     if (!input_down_since_) return;
-    // Silence counts again from now, and nothing fires within the grace: no storm after an outage.
-    engine_.resume_deadman(now_ms, config_.rules.startup_grace_ms);
+    // The outage is no device's silence, and after a real one (not a blip) nothing fires within the
+    // grace: no storm after an outage.
+    const int64_t outage = now_ms - *input_down_since_;
+    engine_.resume_deadman(
+        now_ms, outage,
+        outage >= config_.rules.ingestion_alert_after_ms ? config_.rules.startup_grace_ms : 0);
     input_down_since_.reset();
     if (ingestion_alert_) {
         rules::AlertEvent event{
@@ -150,6 +160,17 @@ void RuleRunner::stop() {
         std::vector<RuleRecord> records;
         while (feed_.take(records, take_at_most, 0) > 0) evaluate(records);
         save_state(true);
+        if (ingestion_alert_) {  // not kept across the stop: the next start watches its input afresh
+            rules::AlertEvent event{rules::AlertEvent::Kind::transition,
+                                    *ingestion_alert_,
+                                    wall_clock_ms(),
+                                    {},
+                                    wall_clock_ms(),
+                                    "plantd stopped"};
+            event.alert.state = rules::AlertState::resolved;
+            events_.push_back(std::move(event));
+            ingestion_alert_.reset();
+        }
         hand_out();
     } catch (const std::exception& e) {
         spdlog::error("rules: final evaluation failed: {}", e.what());
@@ -327,7 +348,11 @@ void RuleRunner::hand_out() {
                     break;
             }
         }
-        for (AlertDelivery* destination : destinations_) destination->enqueue(event);
+        // The instance's own alert is no factory's: the MySQL table and InfluxDB databases are per
+        // factory, so it goes to MQTT (and the log) only.
+        const bool instance_alert = event.alert.factory_id == ingestion_alert_factory;
+        for (AlertDelivery* destination : destinations_)
+            if (!instance_alert || destination->name() == "mqtt") destination->enqueue(event);
     }
     events_.clear();
     bool failing = false;

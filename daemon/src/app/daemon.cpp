@@ -262,7 +262,9 @@ int run_daemon(const Config& config) {
         }
         rule_runner = std::make_unique<RuleRunner>(config, *rule_feed, destinations, health, factory_known,
                                                    std::move(registered));
-        rule_runner->set_input_probe([&health] { return health.mqtt_subscribed.load(); });
+        // A drain stops the input on purpose: that is no outage.
+        rule_runner->set_input_probe(
+            [&health] { return health.mqtt_subscribed.load() || health.draining.load(); });
         if (std::string error = rule_runner->load(); !error.empty()) {
             spdlog::critical("invalid rules:\n{}", error);
             return 1;

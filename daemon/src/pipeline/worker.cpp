@@ -404,13 +404,23 @@ void Worker::flush_aged() {
     const auto max_age = std::chrono::milliseconds(services_.config.influxdb.flush_interval_ms);
     const auto linger = std::chrono::milliseconds(services_.config.influxdb.batch_linger_ms);
     const auto now = std::chrono::steady_clock::now();
-    for (Batch& batch : open_batches_) {
+    // Old enough to go at all, and either too old to wait or its writer would send it at once: low
+    // latency while the writer is idle, large batches while it is busy. The writer is asked once a
+    // turn (after one early hand-off it is busy anyway), starting from another batch each turn.
+    const size_t count = open_batches_.size();
+    bool asked = false;
+    for (size_t k = 0; k < count; ++k) {
+        Batch& batch = open_batches_[(flush_start_ + k) % count];
         if (batch.lines() == 0) continue;
-        // Old enough to go at all, and either too old to wait or its writer would send it at once:
-        // low latency while the writer is idle, large batches while it is busy.
         const auto age = now - batch.opened;
-        if (age >= max_age || (age >= linger && writer_.ready_for(batch.destination))) hand_to_writer(batch);
+        if (age >= max_age) {
+            hand_to_writer(batch);
+        } else if (age >= linger && !asked) {
+            asked = true;
+            if (writer_.ready_for(batch.destination)) hand_to_writer(batch);
+        }
     }
+    flush_start_ = count > 0 ? (flush_start_ + 1) % count : 0;
     // Per-factory destinations: forget idle empty batches so the list stays short.
     if (open_batches_.size() > 64) {
         std::erase_if(open_batches_, [](const Batch& b) { return b.lines() == 0; });

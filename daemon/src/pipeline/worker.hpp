@@ -144,6 +144,7 @@ class Worker final : public Service {
     std::string escaped_measurement_;
     bool per_factory_destination_;
     std::vector<Batch> open_batches_;
+    size_t flush_start_ = 0;                      // where flush_aged starts looking (turns round)
     std::vector<const ExtraTags*> record_tags_;   // per decoded record, from the registry
     std::vector<ParameterAnswer> field_answers_;  // per decoded field, from the registry
     std::string default_destination_;
@@ -184,7 +185,7 @@ class Worker final : public Service {
     // The tokens of the messages in the host's output, in arrival order; and its rebirth requests sent.
     std::vector<uint64_t> sparkplug_output_tokens() const;
     void send_rebirths();
-    void forget_unread(const sparkplug::Topic& topic);  // the host did not see this message
+    void forget_unread(const sparkplug::Topic& topic, bool ask_rebirth = true);  // the host did not see it
     // What the host made of the message `token` (and of held messages it let go), into batches.
     void take_sparkplug_output(const RawMessage& message, uint64_t token, std::string_view factory_id,
                                const FactoryAdmission& admission);

@@ -79,7 +79,7 @@ Worker::Outcome Worker::process_sparkplug(const RawMessage& message, bool retry)
     }
     if (message.oversize_payload_bytes > 0) {
         reject_oversize(message, factory);
-        forget_unread(topic);
+        forget_unread(topic, false);  // a rebirth would be as large
         return Outcome::done;
     }
     if (const size_t limit = services_.config.ingest.max_payload_bytes; message.payload().size() > limit) {
@@ -87,7 +87,7 @@ Worker::Outcome Worker::process_sparkplug(const RawMessage& message, bool retry)
         reject_message(message, factory,
                        Rejection{RejectReason::oversize,
                                  fmt::format("payload is more than max_payload_bytes ({} bytes)", limit)});
-        forget_unread(topic);
+        forget_unread(topic, false);
         return Outcome::done;
     }
     FactoryAdmission admission;
@@ -110,9 +110,9 @@ Worker::Outcome Worker::process_sparkplug(const RawMessage& message, bool retry)
     return Outcome::done;
 }
 
-void Worker::forget_unread(const sparkplug::Topic& topic) {
+void Worker::forget_unread(const sparkplug::Topic& topic, bool ask_rebirth) {
     sparkplug_->out.clear();
-    sparkplug_->host.forget_unread(topic, steady_clock_ms(), sparkplug_->out);
+    sparkplug_->host.forget_unread(topic, steady_clock_ms(), sparkplug_->out, ask_rebirth);
     send_rebirths();
 }
 

@@ -336,7 +336,7 @@ void SparkplugHost::take_death(Node& node, const Topic& topic, const Payload& pa
     }
 }
 
-void SparkplugHost::forget_unread(const Topic& topic, int64_t now_ms, HostOutput& out) {
+void SparkplugHost::forget_unread(const Topic& topic, int64_t now_ms, HostOutput& out, bool ask_rebirth) {
     if (topic.type == MessageType::ndata || topic.type == MessageType::ddata) return;
     key_.assign(topic.group_id).append(1, '/').append(topic.edge_node_id);
     auto it = nodes_.find(std::string_view(key_));
@@ -350,7 +350,8 @@ void SparkplugHost::forget_unread(const Topic& topic, int64_t now_ms, HostOutput
         if (device == node.devices.end()) return;  // its DATA is refused without a DBIRTH anyway
         device->second.born = false;
     }
-    ask_rebirth(node, now_ms, fmt::format("its {} could not be read", to_string(topic.type)), out);
+    if (ask_rebirth)
+        this->ask_rebirth(node, now_ms, fmt::format("its {} could not be read", to_string(topic.type)), out);
 }
 
 void SparkplugHost::release_held(Node& node, int64_t now_ms, int skip_gaps, HostOutput& out, bool ask) {

@@ -119,7 +119,8 @@ class SparkplugHost {
     // NBIRTH or NDEATH) or the device (DBIRTH, DDEATH) is no longer born, so that no DATA is resolved
     // through a table the edge node may have replaced, and a Rebirth is asked for. A DATA needs nothing:
     // its seq is a gap. Unknown nodes are not created.
-    void forget_unread(const Topic& topic, int64_t now_ms, HostOutput& out);
+    // `ask_rebirth` false: the refusal would repeat for the rebirth too (a birth over the size limit).
+    void forget_unread(const Topic& topic, int64_t now_ms, HostOutput& out, bool ask_rebirth = true);
     // Held DATA whose reorder window has passed; call it regularly.
     void tick(int64_t now_ms, HostOutput& out);
     // Everything held, taken now in seq order without waiting (plantd stops).

@@ -77,12 +77,17 @@ class RuleEngine {
     // that cover it as if it had last been seen at `since_ms`. Returns whether it is newly watched
     // (false: no dead-man rule covers it, or it has been seen or watched already).
     bool watch(std::string_view factory_id, std::string_view device_id, int64_t since_ms);
+    // Devices watched that way, never seen since, and no longer in `listed` ("factory/device" keys):
+    // forgotten, their dead-man alerts resolved. Returns how many.
+    size_t unwatch_unlisted(const std::unordered_set<std::string>& listed, int64_t now_ms,
+                            std::vector<AlertEvent>& out);
     // No dead-man alert fires before this (the start-up grace: devices get time to report).
     void hold_deadman_until(int64_t ms) { deadman_hold_until_ms_ = ms; }
     // While plantd's own input is down its devices' silence means nothing: dead-man timers wait.
-    // Resuming restarts them: silence counts from `now_ms`, and nothing fires within `grace_ms`.
+    // Resuming restarts them: the outage does not count as silence (each last-seen time moves on by
+    // `outage_ms`), and nothing fires within `grace_ms` of now.
     void pause_deadman(int64_t now_ms);
-    void resume_deadman(int64_t now_ms, int64_t grace_ms);
+    void resume_deadman(int64_t now_ms, int64_t outage_ms, int64_t grace_ms);
     bool deadman_paused() const { return deadman_paused_; }
     // Fires what is due: `for` timers and dead-man silences. Call often (the runner: 4 times a second).
     void tick(int64_t now_ms, std::vector<AlertEvent>& out);
