@@ -70,6 +70,21 @@ std::string RuleRunner::load() {
     return {};
 }
 
+RegisteredDevices registered_devices_of(const Admission& registry) {
+    RegisteredDevices registered;
+    registered.generation = [&registry] { return registry.generation(); };
+    registered.for_each = [&registry](const std::function<void(std::string_view, std::string_view)>& visit) {
+        auto snapshot = registry.snapshot();
+        if (!snapshot) return;
+        for (const auto& [factory_id, factory] : snapshot->factories) {
+            if (!factory->enabled) continue;
+            for (const auto& [device_id, device] : factory->devices)
+                if (device.enabled) visit(factory_id, device_id);
+        }
+    };
+    return registered;
+}
+
 void RuleRunner::watch_registered(int64_t now_ms) {
     if (!registered_.generation || !registered_.for_each) return;
     const uint64_t generation = registered_.generation() * 1'000'003 + rules_generation_;

@@ -22,6 +22,7 @@
 #include "config/config.hpp"
 #include "control/health.hpp"
 #include "control/metrics_registry.hpp"
+#include "registry/admission.hpp"
 #include "rules/rule_engine.hpp"
 #include "util/service.hpp"
 
@@ -53,6 +54,9 @@ struct RegisteredDevices {
     // Every enabled device of every enabled factory, as (factory_id, device_id).
     std::function<void(const std::function<void(std::string_view, std::string_view)>&)> for_each;
 };
+
+// The enabled devices of the enabled factories of `registry` (which must outlive the result).
+RegisteredDevices registered_devices_of(const Admission& registry);
 
 class RuleRunner final : public Service {
   public:

@@ -247,19 +247,7 @@ int run_daemon(const Config& config) {
             };
         }
         RegisteredDevices registered;
-        if (registry) {
-            registered.generation = [&registry] { return registry->generation(); };
-            registered.for_each =
-                [&registry](const std::function<void(std::string_view, std::string_view)>& visit) {
-                    auto snapshot = registry->snapshot();
-                    if (!snapshot) return;
-                    for (const auto& [factory_id, factory] : snapshot->factories) {
-                        if (!factory->enabled) continue;
-                        for (const auto& [device_id, device] : factory->devices)
-                            if (device.enabled) visit(factory_id, device_id);
-                    }
-                };
-        }
+        if (registry) registered = registered_devices_of(*registry);
         rule_runner = std::make_unique<RuleRunner>(config, *rule_feed, destinations, health, factory_known,
                                                    std::move(registered));
         // A drain stops the input on purpose: that is no outage.
