@@ -23,133 +23,13 @@
 #include "mqtt/mqtt_publisher.hpp"
 #include "mqtt/mqtt_session.hpp"
 #include "pipeline/ingest_queue.hpp"
+#include "session_rig.hpp"
 #include "subscriber/mqtt_subscriber.hpp"
 
 using namespace plantd;
 using namespace plantd::test;
 using mqtt_codec::Frame;
 using mqtt_codec::PacketType;
-
-namespace {
-
-MqttConfig test_mqtt(const FakeBroker& broker, int version) {
-    MqttConfig mqtt;
-    mqtt.uri = broker.uri();
-    mqtt.version = version;
-    mqtt.keepalive_ms = 30'000;
-    mqtt.connect_timeout_ms = 2'000;
-    mqtt.reconnect_min_ms = 10;  // below what a config file may say: the tests need not wait
-    mqtt.reconnect_max_ms = 20;
-    return mqtt;
-}
-
-// Takes every PUBLISH (acknowledging QoS 1), notes the oversize ones by topic.
-class RecordingClient final : public MqttSessionClient {
-  public:
-    explicit RecordingClient(const MqttConfig& mqtt) : mqtt_(mqtt) {}
-    std::vector<std::string> messages;  // "topic=payload", or "topic=<oversize>"
-    std::atomic<int> connections{0};
-    std::atomic<int> disconnects{0};  // connections that had their CONNACK and ended
-    std::string last_problem;
-
-    mqtt_codec::ConnectRequest connect_request() override {
-        return plantd::connect_request(mqtt_, mqtt_.version, "session-test");
-    }
-    std::string connected(MqttSession&, const mqtt_codec::Connack&) override {
-        ++connections;
-        return "";
-    }
-    bool finished() override { return true; }
-    bool turn(MqttSession&, std::string&) override { return true; }
-    PacketStep packet(MqttSession& session, const Frame& frame, std::string_view body,
-                      std::string& problem) override {
-        if (frame.type == PacketType::pingresp) return PacketStep::go_on;
-        if (frame.type != PacketType::publish) {
-            problem = "unexpected packet";
-            return PacketStep::drop;
-        }
-        mqtt_codec::Publish publish;
-        problem = mqtt_codec::decode_publish(session.version(), frame.flags, body, publish);
-        if (!problem.empty()) return PacketStep::drop;
-        messages.push_back(std::string(publish.topic) + "=" + std::string(publish.payload));
-        if (publish.qos == 1) mqtt_codec::encode_puback(publish.packet_id, session.out());
-        return PacketStep::go_on;
-    }
-    PacketStep oversize_publish(MqttSession& session, const Frame& frame, std::string_view body_start,
-                                std::string& problem) override {
-        mqtt_codec::Publish head;
-        problem = mqtt_codec::decode_publish_head(frame.flags, body_start, head);
-        if (!problem.empty()) return PacketStep::drop;
-        messages.push_back(std::string(head.topic) + "=<oversize>");
-        if (head.qos == 1) mqtt_codec::encode_puback(head.packet_id, session.out());
-        return PacketStep::go_on;
-    }
-    bool disconnected(bool was_connected) override {
-        if (was_connected) ++disconnects;
-        return was_connected;
-    }
-
-  private:
-    const MqttConfig& mqtt_;
-};
-
-MqttSession::Options small_session() {
-    MqttSession::Options options;
-    options.log_name = "test";
-    options.thread_name = "test-mqtt";
-    options.max_packet_bytes = 64;  // a 100-byte payload is oversize
-    options.read_ahead_bytes = 32;
-    options.poll_ms = 5;
-    return options;
-}
-
-std::string publish_packet(int version, std::string_view topic, std::string_view payload, int qos,
-                           uint16_t id) {
-    std::string out;
-    mqtt_codec::encode_publish(version, topic, payload, qos, false, id, out);
-    return out;
-}
-
-bool has_connect(const std::vector<FakeBroker::Packet>& packets) {
-    return !packets.empty() && packets.front().type == PacketType::connect;
-}
-
-std::set<uint16_t> puback_ids(const std::vector<FakeBroker::Packet>& packets) {
-    std::set<uint16_t> ids;
-    for (const auto& p : packets)
-        if (p.type == PacketType::puback && p.body.size() >= 2)
-            ids.insert(static_cast<uint16_t>((static_cast<uint8_t>(p.body[0]) << 8) |
-                                             static_cast<uint8_t>(p.body[1])));
-    return ids;
-}
-
-bool eventually_connected(const MqttSession& session) {
-    for (int i = 0; i < 300 && !session.connected(); ++i)
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    return session.connected();
-}
-
-// A session of a RecordingClient, started and connected to a fresh broker that has read its CONNECT.
-struct SessionRig {
-    FakeBroker broker;
-    MqttConfig mqtt;
-    RecordingClient client{mqtt};
-    MqttSession session{mqtt, client, small_session()};
-
-    explicit SessionRig(int version, int64_t keepalive_ms = 30'000) : mqtt(test_mqtt(broker, version)) {
-        mqtt.keepalive_ms = keepalive_ms;
-        REQUIRE(session.create().empty());
-        session.start();
-        REQUIRE(broker.accept());
-        REQUIRE(broker.read_until(has_connect));
-    }
-    void stop() {
-        session.request_stop();
-        session.join();
-    }
-};
-
-}  // namespace
 
 TEST_CASE("MQTT session: the broker's stream cut at every byte offset yields the same packets, in order") {
     for (int version : {mqtt_codec::version_3_1_1, mqtt_codec::version_5}) {
@@ -181,30 +61,6 @@ TEST_CASE("MQTT session: the broker's stream cut at every byte offset yields the
             if (client.messages != expected || !acknowledged) ++failures;
         }
     }
-}
-
-TEST_CASE(
-    "MQTT session: PINGREQ while quiet; a broker silent for 1.5 keepalives is given up and reconnected") {
-    SessionRig rig(mqtt_codec::version_5, 1'000);
-    auto& [broker, mqtt, client, session] = rig;
-    broker.write_all(connack_accepted(mqtt_codec::version_5));
-    const auto connected_at = std::chrono::steady_clock::now();
-    // Half a keepalive of quiet: a PINGREQ. Then no answer at all.
-    CHECK(
-        broker.read_until([](const auto& p) { return p.size() >= 2 && p.back().type == PacketType::pingreq; },
-                          std::chrono::milliseconds(1'500)));
-    // 1.5 keepalives + 1 s after the last packet from the broker (the CONNACK): a new connection.
-    REQUIRE(broker.accept(std::chrono::milliseconds(4'000)));
-    const auto reconnected_after = std::chrono::steady_clock::now() - connected_at;
-    CHECK(reconnected_after >= std::chrono::milliseconds(2'400));
-    CHECK(session.connection_losses() == 1);
-    CHECK(session.connects() == 1);
-    REQUIRE(broker.read_until(has_connect));
-    broker.write_all(connack_accepted(mqtt_codec::version_5));
-    CHECK(broker.read_until([](const auto&) { return false; }, std::chrono::milliseconds(100)) == false);
-    rig.stop();
-    CHECK(session.connects() == 2);
-    CHECK(client.disconnects.load() == 2);  // the silent broker's, and the stop's
 }
 
 TEST_CASE("MQTT session: garbage from the broker ends the connection, counted as a loss, never a crash") {
@@ -278,38 +134,6 @@ TEST_CASE(
     CHECK(publisher.acknowledged() == 2);
     CHECK(publisher.connection_losses() == 1);
     publisher.stop(0);
-}
-
-TEST_CASE("MQTT session: only whole packets are a sign of life; a broker trickling bytes is given up") {
-    SessionRig rig(mqtt_codec::version_3_1_1, 1'000);
-    auto& [broker, mqtt, client, session] = rig;
-    broker.write_all(connack_accepted(mqtt_codec::version_3_1_1));
-    const auto connected_at = std::chrono::steady_clock::now();
-    // A PUBLISH that claims 1000 bytes and never ends: one byte every 200 ms, no PINGRESP ever.
-    broker.write_all(std::string("\x30\xe8\x07", 3));
-    bool reconnected = false;
-    for (int i = 0; i < 30 && !reconnected; ++i) {
-        broker.write_all("x");
-        reconnected = broker.accept(std::chrono::milliseconds(200));
-    }
-    REQUIRE(reconnected);
-    const auto after = std::chrono::steady_clock::now() - connected_at;
-    CHECK(after >= std::chrono::milliseconds(2'400));  // 1.5 keepalives + 1 s after the CONNACK
-    CHECK(after < std::chrono::milliseconds(6'500));
-    CHECK(session.connection_losses() == 1);
-    rig.stop();
-}
-
-TEST_CASE("MQTT session: a Server Keep Alive longer than ours is not adopted") {
-    SessionRig rig(mqtt_codec::version_5, 1'000);
-    auto& [broker, mqtt, client, session] = rig;
-    // CONNACK with Server Keep Alive 65535 s, then silence: given up after our own 1.5 keepalives.
-    broker.write_all(std::string("\x20\x06\x00\x00\x03\x13\xff\xff", 8));
-    const auto connected_at = std::chrono::steady_clock::now();
-    REQUIRE(broker.accept(std::chrono::milliseconds(5'000)));
-    CHECK(std::chrono::steady_clock::now() - connected_at < std::chrono::milliseconds(4'000));
-    CHECK(session.connection_losses() == 1);
-    rig.stop();
 }
 
 TEST_CASE("MQTT session: a broker's reason string cannot forge a log line") {

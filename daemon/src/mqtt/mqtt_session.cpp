@@ -85,7 +85,7 @@ void MqttSession::protocol_error(uint8_t reason_code) {
 }
 
 void MqttSession::heard_now() {
-    last_received_ms_ = steady_clock_ms();
+    saw_whole_packet();
 }
 
 bool MqttSession::flush() {
@@ -168,13 +168,14 @@ std::string MqttSession::run_connection() {
     received_wall_ms_ = wall_clock_ms();
     last_sent_ms_ = last_received_ms_ = steady_clock_ms();
     last_read_bytes_ = 0;
-    bytes_since_alive_ = 0;
+    last_packet_ms_ = last_sent_ms_;
+    bytes_since_packet_ = 0;
     if (!problem.empty()) return problem;
     connects_.fetch_add(1);
     connected_ = true;
     if (problem = client_.connected(*this, connack); !problem.empty()) return problem;
     if (!flush()) return transport_.error();
-    last_received_ms_ = steady_clock_ms();
+    saw_whole_packet();
 
     while (true) {
         const int64_t now = steady_clock_ms();
@@ -200,7 +201,7 @@ std::string MqttSession::run_connection() {
         }
         // Input held on purpose (a full queue): not reading, so the broker's silence means nothing.
         if (held) {
-            last_received_ms_ = steady_clock_ms();
+            saw_whole_packet();
             continue;
         }
         if (steady_clock_ms() - last_received_ms_ > keepalive_ms_ * 3 / 2 + 1'000)
@@ -232,7 +233,7 @@ std::string MqttSession::read_packets(bool& held) {
                 return problem.empty() ? "oversize packet from the broker" : problem;
             if (step == PacketStep::held) held = true;
             if (available.size() >= frame.total_size()) {
-                last_received_ms_ = steady_clock_ms();
+                saw_whole_packet();
                 in_begin_ += frame.total_size();  // all of it is here already
             } else {
                 skip_bytes_ = frame.total_size() - available.size();  // the rest is still to come
@@ -242,7 +243,7 @@ std::string MqttSession::read_packets(bool& held) {
         }
         if (frame.total_size() > available.size()) break;
         // Only a whole packet is a sign of life: a broker trickling bytes is not alive for that.
-        last_received_ms_ = steady_clock_ms();
+        saw_whole_packet();
         PacketStep step =
             client_.packet(*this, frame, available.substr(frame.header_size, frame.remaining_size), problem);
         if (step == PacketStep::drop) return problem;
@@ -252,6 +253,11 @@ std::string MqttSession::read_packets(bool& held) {
         in_begin_ += frame.total_size();
     }
     return "";
+}
+
+void MqttSession::saw_whole_packet() {
+    last_received_ms_ = last_packet_ms_ = steady_clock_ms();
+    bytes_since_packet_ = 0;
 }
 
 std::string MqttSession::read_more() {
@@ -272,17 +278,18 @@ std::string MqttSession::read_more() {
     if (n == 0) return "";
     received_wall_ms_ = wall_clock_ms();
     auto got = static_cast<size_t>(n);
-    // A large packet on a slow link is alive too: every 4 KiB of it counts (stray bytes trickled to
-    // look alive do not get that far within 1.5 keepalives at any rate worth the name).
-    bytes_since_alive_ += got;
-    if (bytes_since_alive_ >= 4096) {
-        bytes_since_alive_ = 0;
-        last_received_ms_ = steady_clock_ms();
-    }
+    // A large packet still arriving is a sign of life only while it arrives at a real link's pace:
+    // on average min_packet_rate since the last whole packet. A broker that trickles a packet (even
+    // in 4 KiB steps inside a 256 MiB one) to look alive is given up like a silent one.
+    bytes_since_packet_ += got;
+    const int64_t now = steady_clock_ms();
+    const auto elapsed_ms = static_cast<uint64_t>(std::max<int64_t>(now - last_packet_ms_, 1));
+    if (bytes_since_packet_ >= 4096 && bytes_since_packet_ * 1000 >= min_packet_rate * elapsed_ms)
+        last_received_ms_ = now;
     if (skip_bytes_ > 0) {
         size_t skipped = std::min(skip_bytes_, got);
         skip_bytes_ -= skipped;
-        if (skip_bytes_ == 0) last_received_ms_ = steady_clock_ms();  // the oversize packet ended
+        if (skip_bytes_ == 0) saw_whole_packet();  // the oversize packet ended
         if (skipped < got) std::memmove(in_.data() + in_end_, in_.data() + in_end_ + skipped, got - skipped);
         got -= skipped;
     }

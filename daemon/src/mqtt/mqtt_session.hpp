@@ -110,6 +110,10 @@ class MqttSession {
     // The packets complete in the buffer, in order, until one is held; "" or why the connection ends.
     std::string read_packets(bool& held);
     std::string read_more();
+    void saw_whole_packet();
+    // Bytes per second a packet in progress must average to count as a sign of life: far below any
+    // LAN or WAN link that carries telemetry, far above a trickle meant to fake liveness.
+    static constexpr uint64_t min_packet_rate = 64 * 1024;
     bool wait_before_retry(int64_t ms);
 
     const MqttConfig& mqtt_;
@@ -130,7 +134,8 @@ class MqttSession {
     int64_t last_received_ms_ = 0;
     int64_t received_wall_ms_ = 0;
     size_t last_read_bytes_ = 0;
-    size_t bytes_since_alive_ = 0;   // read since liveness was last granted by bytes alone
+    int64_t last_packet_ms_ = 0;     // when the last whole packet (or skipped oversize one) ended
+    size_t bytes_since_packet_ = 0;  // read since then: a packet in progress
     uint8_t disconnect_reason_ = 0;  // a protocol error to name in the DISCONNECT (0: none)
 
     std::mutex mutex_;
