@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "config/config.hpp"
 #include "durability/batch_file.hpp"
@@ -295,6 +296,39 @@ TEST_CASE("write-ahead log, mode power: a failed fsync fails the commit until a 
     std::vector<int64_t> replayed;
     (*log)->recover([&](RawMessage&& m) { replayed.push_back(m.received_ms - 1'700'000'000'000); });
     CHECK(replayed == std::vector<int64_t>{0, 1, 2});
+}
+
+TEST_CASE("write-ahead log, mode power: a periodic fsync that fails stops the next commit until one works") {
+    ScratchDirectory scratch;
+    auto config = durability_in(scratch.path);
+    config.mode = DurabilityMode::power;
+    config.fsync_interval_ms = 50;
+    auto log = WriteAheadLog::open(config, 1 << 20);
+    REQUIRE(log.ok());
+    auto& wal = **log;
+    std::string error;
+    wal.stage(message(0));
+    REQUIRE(wal.commit(error));  // the first commit syncs
+    wal.stage(message(1));
+    REQUIRE(wal.commit(error));  // within fsync_interval: acknowledged, synced by the next tick
+    bool disk_fails = true;
+    wal.set_sync_for_test([&](int fd) {
+        if (!disk_fails) return ::fdatasync(fd);
+        errno = EIO;
+        return -1;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));
+    wal.tick();  // the periodic sync fails
+    CHECK(wal.sync_failures() == 1);
+    CHECK(wal.sync_failing());
+    wal.stage(message(2));
+    CHECK_FALSE(wal.commit(error));  // at once, not after another interval: syncs first, fails
+    CHECK(wal.sync_failures() == 2);
+    CHECK(wal.has_staged());
+    disk_fails = false;
+    REQUIRE(wal.commit(error));
+    CHECK_FALSE(wal.sync_failing());
+    CHECK(wal.unresolved() == 3);
 }
 
 TEST_CASE("write-ahead log: a full file system fails the commit, cuts back, and a later commit succeeds") {

@@ -325,6 +325,23 @@ TEST_CASE("hostile broker: unsolicited PINGRESPs are harmless; a DISCONNECT ends
     CHECK(rig.metric("plantd_mqtt_protocol_errors_total") == 0);
 }
 
+TEST_CASE("hostile broker: a malformed DISCONNECT is a counted protocol error; a good one is not") {
+    {
+        SubscriberRig rig(mqtt_codec::version_5);
+        // Reason 0x8b with a property length that claims 5 bytes where 1 follows.
+        rig.answer_to(std::string("\xe0\x03\x8b\x05\x1f", 5));
+        CHECK(rig.broker.accept());
+        CHECK(rig.metric("plantd_mqtt_protocol_errors_total") == 1);
+    }
+    {
+        SubscriberRig rig(mqtt_codec::version_5);
+        // Session taken over, with a reason string: the connection ends, nothing is counted.
+        rig.answer_to(std::string("\xe0\x07\x8e\x05\x1f\x00\x02", 7) + "hi");
+        CHECK(rig.broker.accept());
+        CHECK(rig.metric("plantd_mqtt_protocol_errors_total") == 0);
+    }
+}
+
 TEST_CASE("hostile broker: a CONNACK with a property given twice is refused") {
     FakeBroker broker;
     MqttConfig mqtt = test_mqtt(broker, mqtt_codec::version_5);

@@ -128,5 +128,6 @@ std::string decode_disconnect(int version, std::string_view body, uint8_t& reaso
 
 // Human-readable name of a CONNACK code, for the log.
 std::string_view connack_reason_text(int version, uint8_t reason);
+std::string_view disconnect_reason_text(uint8_t reason);  // MQTT 5
 
 }  // namespace plantd::mqtt_codec

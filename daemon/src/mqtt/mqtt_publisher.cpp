@@ -176,9 +176,7 @@ PacketStep MqttPublisher::packet(MqttSession& session, const Frame& frame, std::
         return PacketStep::go_on;
     }
     if (frame.type == PacketType::disconnect) {
-        uint8_t reason = 0;
-        mqtt_codec::decode_disconnect(session.version(), body, reason);
-        problem = fmt::format("the broker disconnected us (reason code {})", reason);
+        problem = session.broker_disconnected(body);
         return PacketStep::drop;
     }
     if (frame.type == PacketType::pingresp) return PacketStep::go_on;

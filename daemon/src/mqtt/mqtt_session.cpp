@@ -84,6 +84,17 @@ void MqttSession::protocol_error(uint8_t reason_code) {
     disconnect_reason_ = reason_code;
 }
 
+std::string MqttSession::broker_disconnected(std::string_view body) {
+    uint8_t reason = 0;
+    if (std::string bad = mqtt_codec::decode_disconnect(version_, body, reason); !bad.empty()) {
+        protocol_error(mqtt_codec::reason_code_of(bad));
+        return "malformed packet from the broker: " + bad;
+    }
+    if (version_ != mqtt_codec::version_5) return "the broker disconnected us";
+    return fmt::format("the broker disconnected us (reason code 0x{:02x}: {})", reason,
+                       mqtt_codec::disconnect_reason_text(reason));
+}
+
 void MqttSession::heard_now() {
     saw_whole_packet();
 }

@@ -92,6 +92,9 @@ class MqttSession {
     bool flush(int64_t timeout_ms);
     uint16_t next_packet_id();
     int64_t received_wall_ms() const { return received_wall_ms_; }  // the last read's wall-clock time
+    // A DISCONNECT from the broker: why the connection ends, in words; a malformed one is a counted
+    // protocol error.
+    std::string broker_disconnected(std::string_view body);
     void heard_now();  // input is held on purpose: the broker's silence means nothing meanwhile
     const std::string& transport_error() const { return transport_.error(); }
     // The broker broke the protocol (a packet that does not decode, one that may not come): the

@@ -351,9 +351,7 @@ PacketStep MqttSubscriber::packet(MqttSession& session, const Frame& frame, std:
             return PacketStep::go_on;
         }
         case PacketType::disconnect: {
-            uint8_t reason = 0;
-            mqtt_codec::decode_disconnect(version, body, reason);
-            problem = fmt::format("the broker disconnected us (reason code {})", reason);
+            problem = session.broker_disconnected(body);
             return PacketStep::drop;
         }
         default:
