@@ -4,84 +4,18 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
-#include <random>
+
+#include "rule_engine_parts.hpp"
 
 namespace plantd::rules {
 
+using engine_detail::never;
+
 namespace {
 
-constexpr int64_t never = std::numeric_limits<int64_t>::min();
 constexpr size_t max_slots_per_device = 1024;
-constexpr int64_t collect_interval_ms = 60'000;
 
 }  // namespace
-
-std::string random_alert_id() {
-    static thread_local std::mt19937_64 random{std::random_device{}()};
-    const uint64_t high = (random() & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // version 4
-    const uint64_t low = (random() & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;   // variant 1
-    return fmt::format("{:08x}-{:04x}-{:04x}-{:04x}-{:012x}", high >> 32, (high >> 16) & 0xffff,
-                       high & 0xffff, low >> 48, low & 0xffffffffffffULL);
-}
-
-struct RuleEngine::MetricSlot {
-    std::string name;
-    double value = 0;
-    int64_t value_at_ms = never;  // arrival of the value
-    int64_t sample_ms = never;    // its record's timestamp
-    double rate = 0;
-    int64_t rate_at_ms = never;
-    uint64_t stamp = 0;  // the device's observation that brought it
-};
-
-struct RuleEngine::DeviceRule {
-    const CompiledRule* rule;
-    uint32_t first_input;  // into Device::inputs: `when`'s inputs, then `clear`'s
-};
-
-struct RuleEngine::AlertSlot {
-    ActiveAlert alert;
-    bool condition_true = true;  // `when` at its last evaluation (a pending alert fires on it)
-    int64_t notified_ms = 0;     // firing: when it was last announced (renotify_every)
-};
-
-struct RuleEngine::Device {
-    std::string key;  // "factory/device"
-    std::string factory_id;
-    std::string device_id;
-    int64_t last_seen_ms = never;
-    uint64_t rules_generation = 0;
-    uint64_t stamp = 0;
-    uint64_t deadman_schedule = 0;
-    bool has_deadman = false;
-    bool seen_changed = false;
-    bool watched_unseen = false;  // watched because registered; no record since
-    std::vector<MetricSlot> slots;
-    std::vector<DeviceRule> rules;
-    std::vector<uint32_t> inputs;  // slot index per expression input
-    std::vector<AlertSlot> alerts;
-
-    AlertSlot* alert(std::string_view rule_id) {
-        for (auto& slot : alerts) {
-            if (slot.alert.rule_id == rule_id) return &slot;
-        }
-        return nullptr;
-    }
-    const DeviceRule* rule(std::string_view rule_id) const {
-        for (const auto& entry : rules) {
-            if (entry.rule->definition.id == rule_id) return &entry;
-        }
-        return nullptr;
-    }
-    uint32_t slot_for(const std::string& name) {
-        for (uint32_t i = 0; i < slots.size(); ++i) {
-            if (slots[i].name == name) return i;
-        }
-        slots.push_back(MetricSlot{name});
-        return static_cast<uint32_t>(slots.size() - 1);
-    }
-};
 
 RuleEngine::RuleEngine(EngineOptions options) : options_(std::move(options)) {
     if (!options_.new_alert_id) options_.new_alert_id = random_alert_id;
@@ -169,55 +103,6 @@ void RuleEngine::refresh(Device& device, int64_t now_ms, std::vector<AlertEvent>
     }
 }
 
-void RuleEngine::schedule_deadman(Device& device, const CompiledRule& rule) {
-    if (device.last_seen_ms == never) return;
-    timers_.push(Timer{device.last_seen_ms + rule.definition.after_ms, device.key, rule.definition.id,
-                       device.deadman_schedule, TimerKind::deadman});
-}
-
-void RuleEngine::pause_deadman(int64_t) {
-    deadman_paused_ = true;
-}
-
-void RuleEngine::resume_deadman(int64_t now_ms, int64_t outage_ms, int64_t grace_ms) {
-    deadman_paused_ = false;
-    for (auto& [key, device] : devices_)
-        if (device->has_deadman && device->last_seen_ms != never)
-            device->last_seen_ms = std::min(now_ms, device->last_seen_ms + std::max<int64_t>(outage_ms, 0));
-    deadman_hold_until_ms_ = std::max(deadman_hold_until_ms_, now_ms + grace_ms);
-}
-
-bool RuleEngine::watch(std::string_view factory_id, std::string_view device_id, int64_t since_ms) {
-    bool covered = false;
-    for (const CompiledRule* rule : rules_->rules_for(factory_id))
-        covered |= rule->definition.kind == RuleKind::deadman && rule->applies_to(device_id);
-    if (!covered || device_for(factory_id, device_id, false)) return false;
-    Device* device = device_for(factory_id, device_id, true);
-    if (!device) return false;
-    device->last_seen_ms = since_ms;  // silence counts from when plantd learned of it
-    device->watched_unseen = true;
-    std::vector<AlertEvent> none;      // a new device has no alert to resolve
-    refresh(*device, since_ms, none);  // arms its dead-man timers
-    return true;
-}
-
-size_t RuleEngine::unwatch_unlisted(const std::unordered_set<std::string>& listed, int64_t now_ms,
-                                    std::vector<AlertEvent>& out) {
-    size_t dropped = 0;
-    for (auto it = devices_.begin(); it != devices_.end();) {
-        Device& device = *it->second;
-        if (!device.watched_unseen || listed.contains(device.key)) {
-            ++it;
-            continue;
-        }
-        while (!device.alerts.empty())
-            resolve(device, device.alerts.size() - 1, now_ms, "the device is no longer registered", out);
-        it = devices_.erase(it);
-        ++dropped;
-    }
-    return dropped;
-}
-
 void RuleEngine::observe(const Observation& observation, std::vector<AlertEvent>& out) {
     ++counters_.observations;
     Device* found = device_for(observation.factory_id, observation.device_id, true);
@@ -262,10 +147,7 @@ void RuleEngine::observe(const Observation& observation, std::vector<AlertEvent>
         slot->stamp = device.stamp;
     }
     if (device.has_deadman) {
-        if (!device.seen_changed) {
-            device.seen_changed = true;
-            changed_seen_.push_back(device.key);
-        }
+        mark_seen_changed(device);
         for (const auto& entry : device.rules) {
             if (entry.rule->definition.kind != RuleKind::deadman) continue;
             for (size_t i = 0; i < device.alerts.size(); ++i) {
@@ -450,183 +332,17 @@ void RuleEngine::emit(const ActiveAlert& alert, AlertEvent::Kind kind, int64_t n
     out.push_back(std::move(event));
 }
 
+void RuleEngine::mark_seen_changed(Device& device) {
+    if (device.seen_changed) return;
+    device.seen_changed = true;
+    changed_seen_.push_back(device.key);
+}
+
 void RuleEngine::mark_changed(const Device& device, std::string_view rule_id) {
     std::string key = device.key;
     key.push_back('\x1f');
     key.append(rule_id);
     changed_alerts_.insert(std::move(key));
-}
-
-void RuleEngine::tick(int64_t now_ms, std::vector<AlertEvent>& out) {
-    while (!timers_.empty() && timers_.top().due_ms <= now_ms) {
-        Timer timer = timers_.top();
-        timers_.pop();
-        fire_timer(std::move(timer), now_ms, out);
-    }
-    if (now_ms - last_collect_ms_ >= collect_interval_ms) {
-        last_collect_ms_ = now_ms;
-        collect_idle(now_ms);
-    }
-}
-
-void RuleEngine::fire_timer(Timer timer, int64_t now_ms, std::vector<AlertEvent>& out) {
-    auto it = devices_.find(timer.device_key);
-    if (it == devices_.end()) return;
-    Device& device = *it->second;
-    refresh(device, now_ms, out);
-    const DeviceRule* entry = device.rule(timer.rule_id);
-    if (!entry) return;
-    const RuleDefinition& definition = entry->rule->definition;
-    AlertSlot* slot = device.alert(timer.rule_id);
-    // A timer whose due time moved (a reload changed the duration, or it was restored) goes back.
-    auto later = [&](int64_t due) {
-        if (due <= now_ms) return false;
-        timer.due_ms = due;
-        timers_.push(std::move(timer));
-        return true;
-    };
-    switch (timer.kind) {
-        case TimerKind::deadman: {
-            if (timer.schedule != device.deadman_schedule || slot || definition.kind != RuleKind::deadman)
-                return;
-            if (deadman_paused_) {  // looked at again once a second, until the input resumes
-                timer.due_ms = now_ms + 1000;
-                timers_.push(std::move(timer));
-                return;
-            }
-            const int64_t due = device.last_seen_ms + definition.after_ms;
-            if (later(std::max(due, deadman_hold_until_ms_))) return;
-            std::vector<MetricValue> value{
-                {"silent_seconds", static_cast<double>(now_ms - device.last_seen_ms) / 1000.0}};
-            start_alert(device, *entry->rule, std::move(value), due, now_ms, out);
-            return;
-        }
-        case TimerKind::pending:
-            if (!slot || slot->alert.state != AlertState::pending ||
-                static_cast<uint64_t>(slot->alert.started_ms) != timer.schedule)
-                return;
-            if (later(slot->alert.started_ms + definition.for_ms)) return;
-            if (slot->condition_true) fire(device, *slot, now_ms, out);
-            return;
-        case TimerKind::keep_firing:
-            if (!slot || slot->alert.state != AlertState::firing || !slot->alert.cleared_ms ||
-                static_cast<uint64_t>(*slot->alert.cleared_ms) != timer.schedule)
-                return;  // firing again, or gone
-            if (later(*slot->alert.cleared_ms + definition.keep_firing_for_ms)) return;
-            resolve(device, static_cast<size_t>(slot - device.alerts.data()), now_ms,
-                    "cleared (and stayed so for keep_firing_for)", out);
-            return;
-        case TimerKind::reminder:
-            if (!slot || slot->alert.state != AlertState::firing || slot->alert.acknowledged ||
-                static_cast<uint64_t>(slot->alert.fired_ms.value_or(0)) != timer.schedule ||
-                definition.renotify_ms <= 0)
-                return;  // resolved, acknowledged (someone has it), or no reminders any more
-            if (later(slot->notified_ms + definition.renotify_ms)) return;
-            slot->notified_ms = now_ms;
-            emit(slot->alert, AlertEvent::Kind::reminder, now_ms, out);
-            arm_reminder(device, *slot, *entry->rule, now_ms);
-            return;
-    }
-}
-
-void RuleEngine::collect_idle(int64_t now_ms) {
-    // A device with no alert, no dead-man rule and no value still valid holds nothing worth keeping.
-    for (auto it = devices_.begin(); it != devices_.end();) {
-        const Device& device = *it->second;
-        bool idle = device.alerts.empty() && !device.has_deadman;
-        for (const auto& slot : device.slots)
-            idle &= slot.value_at_ms == never || now_ms - slot.value_at_ms > options_.value_ttl_ms;
-        it = idle ? devices_.erase(it) : std::next(it);
-    }
-}
-
-RuleEngine::AckResult RuleEngine::acknowledge(std::string_view factory_id, std::string_view alert_id,
-                                              std::string_view by, int64_t now_ms,
-                                              std::vector<AlertEvent>& out) {
-    auto it = alert_index_.find(std::string(alert_id));
-    if (it == alert_index_.end()) return AckResult::not_found;
-    auto device_it = devices_.find(it->second.first);
-    if (device_it == devices_.end()) return AckResult::not_found;
-    Device& device = *device_it->second;
-    if (device.factory_id != factory_id) return AckResult::not_found;  // another factory's alert
-    AlertSlot* slot = device.alert(it->second.second);
-    if (!slot) return AckResult::not_found;
-    if (slot->alert.acknowledged) return AckResult::already;
-    slot->alert.acknowledged = true;
-    slot->alert.acknowledged_by.assign(by);
-    slot->alert.acknowledged_ms = now_ms;
-    mark_changed(device, slot->alert.rule_id);
-    emit(slot->alert, AlertEvent::Kind::acknowledgement, now_ms, out);
-    return AckResult::acknowledged;
-}
-
-void RuleEngine::restore(std::vector<ActiveAlert> alerts, std::vector<DeviceSeen> seen, int64_t now_ms,
-                         std::vector<AlertEvent>& out) {
-    std::vector<Device*> touched;
-    for (const auto& entry : seen) {
-        Device* device = device_for(entry.factory_id, entry.device_id, true);
-        if (!device) continue;
-        device->last_seen_ms = std::max(device->last_seen_ms, entry.last_seen_ms);
-        touched.push_back(device);
-    }
-    for (auto& alert : alerts) {
-        if (alert.state == AlertState::resolved) continue;
-        Device* device = device_for(alert.factory_id, alert.device_id, true);
-        if (!device || device->alert(alert.rule_id) || alert_index_.count(alert.alert_id)) continue;
-        alert_index_[alert.alert_id] = {device->key, alert.rule_id};
-        if (alert.state == AlertState::pending) {
-            timers_.push(Timer{alert.started_ms, device->key, alert.rule_id,
-                               static_cast<uint64_t>(alert.started_ms),
-                               TimerKind::pending});  // re-armed with the rule's `for` when it is due
-        } else {
-            // Reminders go on from now; a clearing being kept goes on from when it cleared.
-            timers_.push(Timer{now_ms, device->key, alert.rule_id,
-                               static_cast<uint64_t>(alert.fired_ms.value_or(0)), TimerKind::reminder});
-            if (alert.cleared_ms)
-                timers_.push(Timer{*alert.cleared_ms, device->key, alert.rule_id,
-                                   static_cast<uint64_t>(*alert.cleared_ms), TimerKind::keep_firing});
-        }
-        device->alerts.push_back(AlertSlot{std::move(alert), true, now_ms});
-        touched.push_back(device);
-    }
-    for (Device* device : touched) {
-        device->rules_generation = 0;  // checks the restored alerts against the rules, arms dead-man timers
-        refresh(*device, now_ms, out);
-    }
-}
-
-void RuleEngine::take_changes(std::vector<AlertChange>& alerts, std::vector<DeviceSeen>& seen) {
-    for (const auto& key : changed_alerts_) {
-        const size_t separator = key.find('\x1f');
-        AlertChange change;
-        change.rule_id = key.substr(separator + 1);
-        const std::string device_key = key.substr(0, separator);
-        auto it = devices_.find(device_key);
-        const size_t slash = device_key.find('/');
-        change.factory_id = device_key.substr(0, slash);
-        change.device_id = device_key.substr(slash + 1);
-        if (it != devices_.end()) {
-            if (AlertSlot* slot = it->second->alert(change.rule_id)) change.alert = slot->alert;
-        }
-        alerts.push_back(std::move(change));
-    }
-    changed_alerts_.clear();
-    for (const auto& key : changed_seen_) {
-        auto it = devices_.find(key);
-        if (it == devices_.end()) continue;
-        it->second->seen_changed = false;
-        seen.push_back({it->second->factory_id, it->second->device_id, it->second->last_seen_ms});
-    }
-    changed_seen_.clear();
-}
-
-std::vector<ActiveAlert> RuleEngine::active(std::string_view factory_id) const {
-    std::vector<ActiveAlert> result;
-    for (const auto& [key, device] : devices_) {
-        if (device->factory_id != factory_id) continue;
-        for (const auto& slot : device->alerts) result.push_back(slot.alert);
-    }
-    return result;
 }
 
 }  // namespace plantd::rules

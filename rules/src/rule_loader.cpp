@@ -20,11 +20,17 @@ namespace {
 constexpr size_t max_errors = 20;
 constexpr size_t max_message_bytes = 1024;
 constexpr size_t max_glob_bytes = 128;
+constexpr int64_t max_rule_duration_ms = int64_t{30} * 24 * 3600 * 1000;
 
 std::optional<RuleDefinition> read_rule(const toml::table& table, size_t index, const std::string& source,
                                         std::vector<std::string>& errors) {
     const size_t errors_before = errors.size();
     SectionReader reader(&table, fmt::format("rule {}", index + 1), source, errors);
+    // A duration past a month is a typo ("100000d"), not a plan: timers that long never fire.
+    auto at_most_30d = [&](const char* key, int64_t ms) {
+        if (ms > max_rule_duration_ms) reader.error_at(table.get(key), key, "must be at most 30d");
+        return ms;
+    };
     RuleDefinition rule;
     rule.source = source;
     if (auto id = reader.text("id", 64)) {
@@ -94,8 +100,9 @@ std::optional<RuleDefinition> read_rule(const toml::table& table, size_t index, 
             rule.clear = *clear;
             rule.clear_at = reader.where(table.get("clear"));
         }
-        if (auto for_ms = reader.duration("for")) rule.for_ms = *for_ms;
-        if (auto keep = reader.duration("keep_firing_for")) rule.keep_firing_for_ms = *keep;
+        if (auto for_ms = reader.duration("for")) rule.for_ms = at_most_30d("for", *for_ms);
+        if (auto keep = reader.duration("keep_firing_for"))
+            rule.keep_firing_for_ms = at_most_30d("keep_firing_for", *keep);
         if (auto policy = reader.text("on_missing", 32)) {
             if (*policy == "resolve")
                 rule.on_missing = OnMissing::resolve;
@@ -117,7 +124,7 @@ std::optional<RuleDefinition> read_rule(const toml::table& table, size_t index, 
         }
         if (auto after = reader.duration("after")) {
             if (*after <= 0) reader.error_at(table.get("after"), "after", "must be longer than 0");
-            rule.after_ms = *after;
+            rule.after_ms = at_most_30d("after", *after);
         } else if (!reader.present("after")) {
             reader.error_at(nullptr, "after", "is missing (how long a device may be silent)");
         }
@@ -132,7 +139,7 @@ std::optional<RuleDefinition> read_rule(const toml::table& table, size_t index, 
         if (*renotify != 0 && *renotify < 1000)
             reader.error_at(table.get("renotify_every"), "renotify_every",
                             "must be 0 (never) or at least 1s");
-        rule.renotify_ms = *renotify;
+        rule.renotify_ms = at_most_30d("renotify_every", *renotify);
     }
     rule.message = reader.text("message", max_message_bytes).value_or(rule.id);
     reader.finish(

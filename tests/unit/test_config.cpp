@@ -88,6 +88,8 @@ TEST_CASE("invalid values are refused") {
     CHECK(mentions(error_of("[influxdb]\napi = \"v3\"\n"), "[influxdb] api"));
     CHECK(mentions(error_of("[influxdb]\napi = \"v2\"\n"), "org"));
     CHECK(mentions(error_of("[influxdb]\nmeasurement = \"_m\"\n"), "measurement"));
+    CHECK(mentions(error_of("[influxdb]\nbatch_linger = \"2s\"\n"), "longer than flush_interval"));
+    CHECK(mentions(error_of("[influxdb]\nbatch_linger = \"1s\"\n"), "(accepted)"));
     CHECK(mentions(error_of("[ingest]\nmax_payload_bytes = \"lots\"\n"), "size"));
     CHECK(mentions(error_of("[ingest]\nworkers = 0\n"), "[ingest] workers"));
     CHECK(mentions(error_of("[control]\nlisten = \"9102\"\n"), "[control] listen"));

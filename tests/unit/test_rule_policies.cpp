@@ -217,3 +217,59 @@ TEST_CASE("dead-man: paused while plantd's input is down, restarted with the gra
     blip.engine.tick(11'000, blip.events);
     CHECK(blip.states() == Strings{"firing@11000"});
 }
+
+TEST_CASE("dead-man: a registered device's alert restored after a restart ends when it leaves the registry") {
+    const std::string rule = "[[rule]]\nid = \"silent\"\nkind = \"deadman\"\nafter = \"1m\"\n";
+    Bench before(rule);
+    CHECK(before.engine.watch("f1", "reg-1", 0));
+    before.engine.tick(60'000, before.events);
+    REQUIRE(before.states() == Strings{"firing@60000"});
+    std::vector<AlertChange> alerts;
+    std::vector<DeviceSeen> seen;
+    before.engine.take_changes(alerts, seen);
+    REQUIRE(alerts.size() == 1);
+    CHECK(seen.empty());  // never seen: nothing to save
+    std::vector<ActiveAlert> saved{*alerts[0].alert};
+
+    Bench after(rule);  // the next run: only the firing alert tells of reg-1
+    after.engine.restore(saved, {}, 100'000, after.events);
+    CHECK(after.events.empty());
+    CHECK(after.engine.active_alerts() == 1);
+    CHECK_FALSE(after.engine.watch("f1", "reg-1", 100'000));  // known already
+    CHECK(after.engine.unwatch_unlisted({}, 101'000, after.events) == 1);
+    REQUIRE(after.states() == Strings{"resolved@101000"});
+    CHECK(after.events[0].reason == "the device is no longer registered");
+    CHECK(after.engine.active_alerts() == 0);
+}
+
+TEST_CASE("dead-man: silences moved on by an outage are saved, so a restart does not count it again") {
+    Bench b("[[rule]]\nid = \"silent\"\nkind = \"deadman\"\nafter = \"10m\"\n");
+    b.send(1'000, {{"x", 1}});
+    std::vector<AlertChange> alerts;
+    std::vector<DeviceSeen> seen;
+    b.engine.take_changes(alerts, seen);
+    REQUIRE(seen.size() == 1);
+    seen.clear();
+    b.engine.pause_deadman(2'000);
+    b.engine.tick(60'000, b.events);
+    b.engine.resume_deadman(62'000, 60'000, 0);
+    b.engine.take_changes(alerts, seen);
+    REQUIRE(seen.size() == 1);
+    CHECK(seen[0].last_seen_ms == 61'000);  // 1 s of real silence, not the outage's 61 s
+    b.engine.tick(61'000 + 600'000 - 1, b.events);
+    CHECK(b.events.empty());
+    b.engine.tick(61'000 + 600'000, b.events);
+    CHECK(b.states() == Strings{"firing@661000"});
+}
+
+TEST_CASE("rules: durations past 30 days are refused") {
+    for (std::string key : {"for", "keep_firing_for", "renotify_every"}) {
+        auto set = build("[[rule]]\nid = \"hot\"\nwhen = \"t > 85\"\n" + key + " = \"31d\"\n");
+        REQUIRE_FALSE(set.ok());
+        CHECK(set.error().find(key + ": must be at most 30d") != std::string::npos);
+    }
+    auto set = build("[[rule]]\nid = \"s\"\nkind = \"deadman\"\nafter = \"100000d\"\n");
+    REQUIRE_FALSE(set.ok());
+    CHECK(set.error().find("after: must be at most 30d") != std::string::npos);
+    CHECK(build("[[rule]]\nid = \"hot\"\nwhen = \"t > 85\"\nfor = \"30d\"\n").ok());
+}

@@ -4,6 +4,7 @@
 // feed still holds before the destinations drain.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -93,14 +94,15 @@ struct Rig {
     std::unique_ptr<RecordFeedPort> port = feed.open_port();
     DecodedMessage decoded;
 
-    explicit Rig(int second_fails_first) {
+    explicit Rig(int second_fails_first, std::string first_name = "one") {
         dir = fmt::format("{}/plantd-rules-{}", std::filesystem::temp_directory_path().string(), ::getpid());
         std::filesystem::create_directories(dir);
         std::ofstream(fmt::format("{}/plant.toml", dir))
             << "[[rule]]\nid = \"hot\"\nfactory = \"f1\"\n"
                "when = \"t > 10\"\nclear = \"t < 5\"\nseverity = \"critical\"\n";
         config.rules.directory = dir;
-        auto sink = std::make_unique<RecordingSink>("one");
+        config.rules.ingestion_alert_after_ms = 1'000;
+        auto sink = std::make_unique<RecordingSink>(first_name);
         first = sink.get();
         destinations.push_back(std::make_unique<AlertDelivery>(std::move(sink), 100));
         sink = std::make_unique<RecordingSink>("two", second_fails_first);
@@ -150,6 +152,52 @@ TEST_CASE(
     CHECK(rig.runner->counters().events_resolved.load() == 1);
     CHECK(rig.destinations[0]->delivered() == 2);
     CHECK(rig.feed.dropped() == 0);
+}
+
+TEST_CASE(
+    "rule runner: input down fires one ingestion alert, to MQTT only; a drain neither resolves it nor "
+    "starts an outage; the stop resolves it") {
+    Rig rig(0, "mqtt");
+    std::atomic<int> input{static_cast<int>(InputStatus::State::down)};
+    rig.runner->set_input_probe([&input] {
+        return InputStatus{static_cast<InputStatus::State>(input.load()), "test outage"};
+    });
+    rig.start();
+    auto ingestion = [&](std::string_view state) {
+        size_t n = 0;
+        for (const auto& e : rig.first->events())
+            n += e.starts_with(std::string(state) + ":_plantd/") && e.ends_with(":ingestion") ? 1 : 0;
+        return n;
+    };
+    CHECK(eventually([&] { return ingestion("firing") == 1; }, 4s));
+    input = static_cast<int>(InputStatus::State::unchanged);  // a drain begins while it is down
+    std::this_thread::sleep_for(1500ms);
+    CHECK(ingestion("resolved") == 0);
+    CHECK(ingestion("firing") == 1);
+    rig.stop();
+    CHECK(ingestion("resolved") == 1);    // "plantd stopped"
+    CHECK(rig.second->events().empty());  // the instance's alert is no factory's: MQTT only
+    CHECK(rig.first->events().size() == 2);
+}
+
+TEST_CASE(
+    "rule runner: a drain that is not preceded by an outage raises nothing; input back before "
+    "ingestion_alert_after raises nothing") {
+    Rig rig(0, "mqtt");
+    std::atomic<int> input{static_cast<int>(InputStatus::State::up)};
+    rig.runner->set_input_probe([&input] {
+        return InputStatus{static_cast<InputStatus::State>(input.load()), "test outage"};
+    });
+    rig.start();
+    input = static_cast<int>(InputStatus::State::down);
+    std::this_thread::sleep_for(500ms);
+    input = static_cast<int>(InputStatus::State::up);
+    std::this_thread::sleep_for(1000ms);
+    input = static_cast<int>(InputStatus::State::unchanged);
+    std::this_thread::sleep_for(1500ms);
+    rig.stop();
+    CHECK(rig.first->events().empty());
+    CHECK(rig.second->events().empty());
 }
 
 TEST_CASE("alert delivery: a destination that fails is retried on its own; the others deliver meanwhile") {

@@ -72,7 +72,11 @@ std::string RuleRunner::load() {
 
 RegisteredDevices registered_devices_of(const Admission& registry) {
     RegisteredDevices registered;
-    registered.generation = [&registry] { return registry.generation(); };
+    // The snapshot's own sequence: the registry's generation also rises with every answered lookup.
+    registered.generation = [&registry] {
+        auto snapshot = registry.snapshot();
+        return snapshot ? snapshot->sequence : 0;
+    };
     registered.for_each = [&registry](const std::function<void(std::string_view, std::string_view)>& visit) {
         auto snapshot = registry.snapshot();
         if (!snapshot) return;
@@ -106,8 +110,10 @@ void RuleRunner::watch_registered(int64_t now_ms) {
 }
 
 void RuleRunner::watch_input(int64_t now_ms) {
-    if (!input_up_) return;
-    if (!input_up_()) {
+    if (!input_probe_) return;
+    const InputStatus input = input_probe_();
+    if (input.state == InputStatus::State::unchanged) return;
+    if (input.state == InputStatus::State::down) {
         if (!input_down_since_) {
             input_down_since_ = now_ms;
             engine_.pause_deadman(now_ms);
@@ -119,9 +125,8 @@ void RuleRunner::watch_input(int64_t now_ms) {
             alert.rule_id = "ingestion";
             alert.alert_id = rules::random_alert_id();
             alert.severity = rules::Severity::critical;
-            alert.message =
-                "plantd receives nothing from MQTT (session lost or subscription not confirmed); "
-                "dead-man alerts of its devices wait until it does";
+            alert.message = fmt::format(
+                "plantd receives nothing ({}); dead-man alerts of its devices wait until it does", input.why);
             alert.started_ms = *input_down_since_;
             alert.fired_ms = now_ms;
             alert.state = rules::AlertState::firing;

@@ -58,6 +58,17 @@ struct RegisteredDevices {
 // The enabled devices of the enabled factories of `registry` (which must outlive the result).
 RegisteredDevices registered_devices_of(const Admission& registry);
 
+// What plantd's own input is doing, as the rule runner's probe sees it.
+struct InputStatus {
+    enum class State {
+        up,
+        down,       // nothing can arrive: dead-man timers wait; `why` goes into the ingestion alert
+        unchanged,  // stopped on purpose (a drain): neither an outage nor its end
+    };
+    State state = State::up;
+    std::string_view why;  // a static text
+};
+
 class RuleRunner final : public Service {
   public:
     // `factory_known`: whether the registry knows a factory (empty without a registry).
@@ -74,9 +85,9 @@ class RuleRunner final : public Service {
     void stop(Deadline) override { stop(); }
 
     void request_reload() { reload_requested_ = true; }
-    // Before start(): whether plantd's own input is up (subscribed). While it is down, dead-man timers
-    // wait, and after [rules] ingestion_alert_after one alert for the instance's ingestion fires.
-    void set_input_probe(std::function<bool()> input_up) { input_up_ = std::move(input_up); }
+    // Before start(): what plantd's own input is doing. While it is down, dead-man timers wait, and
+    // after [rules] ingestion_alert_after one alert for the instance's ingestion fires.
+    void set_input_probe(std::function<InputStatus()> probe) { input_probe_ = std::move(probe); }
     // From the acknowledgement listener (any thread).
     void acknowledge(std::string factory_id, std::string alert_id, std::string by);
 
@@ -103,7 +114,7 @@ class RuleRunner final : public Service {
     RuleLint lint_;
     int64_t last_lint_ms_ = 0;
     RegisteredDevices registered_;
-    std::function<bool()> input_up_;
+    std::function<InputStatus()> input_probe_;
     std::optional<int64_t> input_down_since_;
     std::optional<rules::ActiveAlert> ingestion_alert_;  // firing while the input is down
     uint64_t watched_generation_ = 0;  // the registry's generation (and rules') last watched

@@ -158,7 +158,8 @@ const std::vector<ConfigKey>& config_keys() {
                "...or when its first line is this old, whatever its writer is doing"),
         ranged("influxdb", "batch_linger", KeyType::duration, 0, 60'000, AT(influxdb.batch_linger_ms),
                "...or when it is this old and its writer has nothing to send (low latency at low rates; "
-               "under load batches fill while the writer is busy)"),
+               "under load batches fill while the writer is busy); at most `flush_interval`, which means "
+               "batches closed by size and age only"),
         plain("influxdb", "gzip", KeyType::flag, AT(influxdb.gzip), "compress request bodies"),
         ranged("influxdb", "request_timeout", KeyType::duration, 100, 600'000,
                AT(influxdb.request_timeout_ms), "timeout of one write request"),
@@ -291,8 +292,9 @@ const std::vector<ConfigKey>& config_keys() {
               "record alerts in the MySQL `alerts` table (needs `[registry] enabled`)"),
         ranged("rules", "ingestion_alert_after", KeyType::duration, 1'000, 3600'000,
                AT(rules.ingestion_alert_after_ms),
-               "plantd's own input down this long (MQTT session lost, subscription not confirmed) fires one "
-               "alert for the instance (factory `_plantd`) while every dead-man timer waits"),
+               "plantd's own input down this long (MQTT session lost, subscription not confirmed, start-up "
+               "replay running) fires one alert for the instance (factory `_plantd`) while every dead-man "
+               "timer waits"),
         ranged("rules", "startup_grace", KeyType::duration, 0, 86400'000LL, AT(rules.startup_grace_ms),
                "no dead-man alert fires this soon after plantd started, or after its input resumed: devices "
                "get time to report (with the registry, enabled registered devices that never reported are "

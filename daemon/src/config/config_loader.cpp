@@ -177,6 +177,10 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
         SectionReader r(subtable(root, "influxdb", source, errors), "influxdb", source, errors);
         read_declared_keys(r, "influxdb", config);
         r.finish();
+        if (i.batch_linger_ms > i.flush_interval_ms)
+            r.error_at(r.last_node("batch_linger"), "batch_linger",
+                       "is longer than flush_interval (a batch goes at flush_interval anyway): at most "
+                       "flush_interval, which means batches closed by size and age only");
         if (i.url.rfind("http://", 0) != 0 && i.url.rfind("https://", 0) != 0) {
             r.error_at(r.last_node("url"), "url", "expected http:// or https://");
         } else if (const std::string_view rest = std::string_view(i.url).substr(i.url.find("://") + 3);

@@ -35,6 +35,7 @@ class Health {
     std::atomic<bool> buffer_full{false};
     std::atomic<int> influx_failing_destinations{0};  // across writers; influx_failing = (> 0)
     std::atomic<bool> wal_enabled{false};
+    std::atomic<bool> wal_replaying{false};  // the start-up replay of the log is still running
     std::atomic<bool> buffer_enabled{false};
     std::atomic<bool> buffer_in_use{false};  // batches are on disk (InfluxDB down or behind)
 

@@ -267,6 +267,7 @@ void DeviceRegistry::load_full() {
         return;
     }
     (*loaded)->loaded_ms = steady_clock_ms();
+    (*loaded)->sequence = ++snapshot_sequence_;
     last_load_ms_.store((*loaded)->loaded_ms - started);
     const size_t devices = (*loaded)->device_count;
     const size_t factories = (*loaded)->factories.size();
@@ -316,6 +317,7 @@ void DeviceRegistry::load_from_redis() {
     recount_devices(*next);
     next->loaded_ms = steady_clock_ms();
     next->from_cache = true;
+    next->sequence = ++snapshot_sequence_;
     spdlog::warn(
         "registry: MySQL is unreachable; running on the copy in Redis ({} factories, {} devices, {} "
         "entries skipped); devices it does not hold wait for MySQL",
@@ -370,6 +372,7 @@ void DeviceRegistry::publish(StringMap<std::shared_ptr<const RegistryFactory>> c
             next->factories.erase(id);
     }
     if (recount) recount_devices(*next);
+    next->sequence = ++snapshot_sequence_;
     snapshot_.store(std::shared_ptr<const RegistrySnapshot>(std::move(next)));
     generation_.fetch_add(1, std::memory_order_release);
 }

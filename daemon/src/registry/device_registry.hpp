@@ -145,6 +145,7 @@ class DeviceRegistry final : public Admission, public Service {
     std::unique_ptr<RegistryCache> cache_;
     std::unique_ptr<RedisChannelListener> notifications_;
     std::atomic<std::shared_ptr<const RegistrySnapshot>> snapshot_;
+    std::atomic<uint64_t> snapshot_sequence_{0};
     std::atomic<int64_t> last_load_ms_{-1};
     std::atomic<bool> ready_{false};
     std::atomic<uint64_t> generation_{0};

@@ -79,6 +79,7 @@ struct RegistrySnapshot {
     int64_t loaded_ms = 0;  // steady clock of the last full load
     size_t device_count = 0;
     bool from_cache = false;  // built from Redis while MySQL was unreachable
+    uint64_t sequence = 0;    // rises with each snapshot put in place (lookups leave it alone)
 
     const RegistryFactory* factory(std::string_view factory_id) const {
         auto it = factories.find(factory_id);

@@ -142,6 +142,7 @@ class RuleEngine {
                  std::vector<AlertEvent>& out);
     void emit(const ActiveAlert& alert, AlertEvent::Kind kind, int64_t now_ms, std::vector<AlertEvent>& out);
     void mark_changed(const Device& device, std::string_view rule_id);
+    void mark_seen_changed(Device& device);  // its last_seen_ms is to be saved
     void collect_idle(int64_t now_ms);
 
     EngineOptions options_;
