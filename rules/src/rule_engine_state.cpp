@@ -102,6 +102,13 @@ void RuleEngine::take_changes(std::vector<AlertChange>& alerts, std::vector<Devi
     changed_seen_.clear();
 }
 
+std::vector<ActiveAlert> RuleEngine::active() const {
+    std::vector<ActiveAlert> result;
+    for (const auto& [key, device] : devices_)
+        for (const auto& slot : device->alerts) result.push_back(slot.alert);
+    return result;
+}
+
 std::vector<ActiveAlert> RuleEngine::active(std::string_view factory_id) const {
     std::vector<ActiveAlert> result;
     for (const auto& [key, device] : devices_) {

@@ -68,27 +68,43 @@ size_t AlertDelivery::pending() const {
 
 void AlertDelivery::run() {
     Backoff backoff(retry_min_ms, retry_max_ms);
+    const int64_t refresh_ms = sink_->refresh_interval_ms();
+    int64_t next_refresh_ms = refresh_ms > 0 ? steady_clock_ms() + refresh_ms : 0;
     while (true) {
         rules::AlertEvent event;
+        bool refresh = false;
         {
             std::unique_lock lock(mutex_);
-            wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-            if (queue_.empty() || (stopping_ && steady_clock_ms() >= drain_deadline_ms_)) return;
-            event = queue_.front();
+            auto ready = [&] { return stopping_ || !queue_.empty(); };
+            if (refresh_ms > 0)
+                wake_.wait_for(
+                    lock,
+                    std::chrono::milliseconds(std::max<int64_t>(next_refresh_ms - steady_clock_ms(), 0)),
+                    ready);
+            else
+                wake_.wait(lock, ready);
+            if (stopping_ && (queue_.empty() || steady_clock_ms() >= drain_deadline_ms_)) return;
+            // Due even while events keep coming: what is still firing must not lapse meanwhile.
+            refresh = refresh_ms > 0 && steady_clock_ms() >= next_refresh_ms;
+            if (!refresh && queue_.empty()) continue;
+            if (!refresh) event = queue_.front();
         }
         std::string problem;
         AlertSink::Outcome outcome;
         try {
-            outcome = sink_->deliver(event, problem);
+            outcome = refresh ? sink_->refresh(problem) : sink_->deliver(event, problem);
         } catch (const std::exception& e) {
             outcome = AlertSink::Outcome::retry;
             problem = e.what();
         }
+        if (refresh) next_refresh_ms = steady_clock_ms() + refresh_ms;
         if (outcome == AlertSink::Outcome::retry) {
             failures_.fetch_add(1);
             if (!failing_.exchange(true))
                 spdlog::warn("alerts: cannot deliver to {}: {}; retrying (ingestion goes on)", sink_->name(),
                              problem);
+            // A refresh that failed is tried again after the backoff, not a whole interval later.
+            if (refresh) next_refresh_ms = steady_clock_ms();
             const int64_t wait_ms = backoff.next_ms();
             std::unique_lock lock(mutex_);
             if (stopping_) {
@@ -102,6 +118,11 @@ void AlertDelivery::run() {
         }
         if (failing_.exchange(false)) spdlog::info("alerts: delivering to {} again", sink_->name());
         backoff.reset();
+        if (refresh) {
+            if (outcome == AlertSink::Outcome::refused)
+                spdlog::error("alerts: {} refused the alerts still firing: {}", sink_->name(), problem);
+            continue;  // the queue is as it was
+        }
         if (outcome == AlertSink::Outcome::refused) {
             refused_.fetch_add(1);
             spdlog::error("alerts: {} refused alert {} ({} on {}/{}): {}", sink_->name(),

@@ -24,6 +24,10 @@ class AlertSink {
     virtual std::string_view name() const = 0;  // "mqtt", "mysql", "influxdb"
     // `problem` says why when not delivered.
     virtual Outcome deliver(const rules::AlertEvent& event, std::string& problem) = 0;
+    // A destination that must be told again what is still true (Alertmanager lets alerts lapse):
+    // refresh() is called about every refresh_interval_ms (0: never), on the delivery thread.
+    virtual int64_t refresh_interval_ms() const { return 0; }
+    virtual Outcome refresh(std::string&) { return Outcome::delivered; }
 };
 
 class AlertDelivery final : public Service {

@@ -1,5 +1,6 @@
 #pragma once
-// The three destinations of alert events (CONTRACT §6).
+// MQTT, MySQL and InfluxDB as destinations of alert events (CONTRACT §6); the Alertmanager has its
+// own file.
 #include <functional>
 #include <memory>
 #include <string>

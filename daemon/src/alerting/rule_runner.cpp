@@ -67,6 +67,14 @@ std::string RuleRunner::load() {
         spdlog::warn("rules: {} entries of the saved state were not valid and are ignored", state->skipped);
     engine_.restore(std::move(state->alerts), std::move(state->seen), now, events_);
     spdlog::info("rules: restored {} pending or firing alerts from Redis", alerts);
+    // A destination that lets alerts lapse (Alertmanager) learns again what still fires: the others
+    // have had these events already.
+    for (const auto& alert : engine_.active()) {
+        if (alert.state != rules::AlertState::firing) continue;
+        const rules::AlertEvent event{rules::AlertEvent::Kind::transition, alert, now, {}, {}, {}};
+        for (AlertDelivery* destination : destinations_)
+            if (destination->name() == "alertmanager") destination->enqueue(event);
+    }
     return {};
 }
 
@@ -369,10 +377,11 @@ void RuleRunner::hand_out() {
             }
         }
         // The instance's own alert is no factory's: the MySQL table and InfluxDB databases are per
-        // factory, so it goes to MQTT (and the log) only.
+        // factory, so it goes to MQTT and the Alertmanager (and the log) only.
         const bool instance_alert = event.alert.factory_id == ingestion_alert_factory;
         for (AlertDelivery* destination : destinations_)
-            if (!instance_alert || destination->name() == "mqtt") destination->enqueue(event);
+            if (!instance_alert || destination->name() == "mqtt" || destination->name() == "alertmanager")
+                destination->enqueue(event);
     }
     events_.clear();
     bool failing = false;

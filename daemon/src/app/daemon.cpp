@@ -10,6 +10,7 @@
 #include "alerting/alert_acks.hpp"
 #include "alerting/alert_delivery.hpp"
 #include "alerting/alert_sinks.hpp"
+#include "alerting/alertmanager_sink.hpp"
 #include "alerting/rule_feed.hpp"
 #include "alerting/rule_runner.hpp"
 #include "app/dead_letter_replay.hpp"
@@ -205,10 +206,13 @@ int run_daemon(const Config& config) {
         }
         alert_destinations.push_back(std::make_unique<AlertDelivery>(
             std::make_unique<MqttAlertSink>(*alert_publisher, r.alert_topic), r.alert_max_pending));
-        if (config.registry.enabled && r.alert_mysql) {
+        if (config.registry.enabled && r.alert_mysql)
             alert_destinations.push_back(std::make_unique<AlertDelivery>(
                 std::make_unique<MysqlAlertSink>(config.registry), r.alert_max_pending));
-        }
+        if (!r.alertmanager_url.empty())
+            alert_destinations.push_back(std::make_unique<AlertDelivery>(
+                std::make_unique<AlertmanagerSink>(r.alertmanager_url, r.alertmanager_resend_ms),
+                r.alert_max_pending));
         auto destination_of = [&config, &registry](std::string_view factory_id) {
             if (registry) {
                 if (auto snapshot = registry->snapshot()) {

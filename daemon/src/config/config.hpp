@@ -172,6 +172,8 @@ struct RulesConfig {
     int64_t unseen_metric_grace_ms = 10 * 60 * 1000;  // then a metric no device sent is warned about
     int64_t startup_grace_ms = 5 * 60 * 1000;         // no dead-man alert fires this soon after start
     int64_t ingestion_alert_after_ms = 10'000;        // input down this long: the ingestion alert
+    std::string alertmanager_url;                     // "" = no Alertmanager destination
+    int64_t alertmanager_resend_ms = 60'000;          // firing alerts posted again this often
 };
 
 // Sparkplug B (README "Sparkplug B"): plantd as a (non-primary) Sparkplug host application.

@@ -306,6 +306,13 @@ const std::vector<ConfigKey>& config_keys() {
                "warned about (log, `plantd_rule_unseen_metrics`, `/health`)"),
         ranged("rules", "alert_max_pending", KeyType::integer, 10, 100'000'000, AT(rules.alert_max_pending),
                "alert events waiting per destination, at most"),
+        plain("rules", "alertmanager_url", KeyType::text, AT(rules.alertmanager_url),
+              "a Prometheus Alertmanager that firing and resolved alerts are posted to (`/api/v2/alerts`), "
+              "e.g. `http://127.0.0.1:9093`; empty: none"),
+        ranged("rules", "alertmanager_resend", KeyType::duration, 1'000, 3600'000,
+               AT(rules.alertmanager_resend_ms),
+               "firing alerts are posted to the Alertmanager again this often, each valid for 4 times as "
+               "long (as Prometheus does), so that Alertmanager never lets one lapse while plantd runs"),
         plain("sparkplug", "enabled", KeyType::flag, AT(sparkplug.enabled),
               "subscribe to Sparkplug B edge nodes (`spBv1.0/...`) and write their metrics"),
         plain(

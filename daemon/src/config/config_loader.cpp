@@ -35,6 +35,16 @@ void check_listen_address(SectionReader& reader, const std::string& listen) {
     }
 }
 
+bool is_http_url(std::string_view url) {
+    return url.starts_with("http://") || url.starts_with("https://");
+}
+
+// user:password@ before the host (an @ after the path does not count).
+bool has_userinfo(std::string_view url) {
+    const std::string_view rest = url.substr(url.find("://") + 3);
+    return rest.substr(0, rest.find_first_of("/?#")).find('@') != std::string_view::npos;
+}
+
 void read_sparkplug(const toml::table& root, const std::string& source, std::vector<std::string>& errors,
                     Config& config) {
     auto& s = config.sparkplug;
@@ -181,10 +191,9 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
             r.error_at(r.last_node("batch_linger"), "batch_linger",
                        "is longer than flush_interval (a batch goes at flush_interval anyway): at most "
                        "flush_interval, which means batches closed by size and age only");
-        if (i.url.rfind("http://", 0) != 0 && i.url.rfind("https://", 0) != 0) {
+        if (!is_http_url(i.url)) {
             r.error_at(r.last_node("url"), "url", "expected http:// or https://");
-        } else if (const std::string_view rest = std::string_view(i.url).substr(i.url.find("://") + 3);
-                   rest.substr(0, rest.find_first_of("/?#")).find('@') != std::string_view::npos) {
+        } else if (has_userinfo(i.url)) {
             r.error_at(r.last_node("url"), "url",
                        "must not hold a user name or password (they would show in logs): use [influxdb] "
                        "username and password, or token");
@@ -305,6 +314,15 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
             contains_control_character(g.alert_topic)) {
             r.error_at(r.last_node("alert_topic"), "alert_topic",
                        "must contain {factory_id} and {device_id} and no wildcard (+ #)");
+        }
+        if (!g.alertmanager_url.empty()) {
+            if (!is_http_url(g.alertmanager_url))
+                r.error_at(r.last_node("alertmanager_url"), "alertmanager_url",
+                           "expected http:// or https://");
+            else if (has_userinfo(g.alertmanager_url))
+                r.error_at(r.last_node("alertmanager_url"), "alertmanager_url",
+                           "must not hold a user name or password (they would show in logs); plantd posts "
+                           "without authentication: keep the Alertmanager on loopback or behind a proxy");
         }
         if (g.alert_measurement.empty() || g.alert_measurement.front() == '_' ||
             contains_control_character(g.alert_measurement))

@@ -105,6 +105,7 @@ class RuleEngine {
     size_t devices() const { return devices_.size(); }
     const EngineCounters& counters() const { return counters_; }
     std::vector<ActiveAlert> active(std::string_view factory_id) const;
+    std::vector<ActiveAlert> active() const;  // of every factory
 
   private:
     struct MetricSlot;
