@@ -61,6 +61,10 @@ void RuleEngine::refresh(Device& device, int64_t now_ms, std::vector<AlertEvent>
     device.slots.clear();
     device.has_deadman = false;
     for (const CompiledRule* rule : rules_->rules_for(device.factory_id)) {
+        if (device.gateway) {  // holds the alerts of the dead-man rules its devices are under
+            if (rule->definition.kind == RuleKind::deadman) device.rules.push_back({rule, 0});
+            continue;
+        }
         if (!rule->applies_to(device.device_id)) continue;
         if (rule->definition.kind == RuleKind::deadman) {
             device.has_deadman = true;
@@ -111,6 +115,11 @@ void RuleEngine::observe(const Observation& observation, std::vector<AlertEvent>
     const int64_t now = observation.arrived_ms;
     const bool first_record = device.last_seen_ms == never;
     device.watched_unseen = false;
+    device.held_by_gateway = false;
+    if (!observation.via.empty())
+        gateway_heard(device, observation.via, now, out);
+    else if (!device.via.empty())
+        device.via.clear();  // on its own topic again: its silence is its own
     const bool refreshing = device.rules_generation != generation_;
     device.last_seen_ms = std::max(device.last_seen_ms, now);
     refresh(device, now, out);  // arms the dead-man timers of a device it sees first
@@ -241,12 +250,17 @@ void RuleEngine::start_alert(Device& device, const CompiledRule& rule, std::vect
     AlertSlot slot;
     ActiveAlert& alert = slot.alert;
     alert.factory_id = device.factory_id;
-    alert.device_id = device.device_id;
+    alert.device_id = device.gateway ? device.device_id.substr(1) : device.device_id;
+    alert.gateway = device.gateway;
     alert.rule_id = rule.definition.id;
     alert.alert_id = options_.new_alert_id();
     alert.kind = rule.definition.kind;
     alert.severity = rule.definition.severity;
-    alert.message = rule.definition.message;
+    alert.message = device.gateway ? fmt::format(
+                                         "gateway {} is silent; the dead-man alerts of the devices "
+                                         "behind it are held ({})",
+                                         alert.device_id, rule.definition.message)
+                                   : rule.definition.message;
     alert.started_ms = started_ms;
     alert.value = std::move(value);
     alert.state = AlertState::pending;

@@ -45,6 +45,12 @@ struct RuleEngine::Device {
     bool has_deadman = false;
     bool seen_changed = false;
     bool watched_unseen = false;  // watched because registered; no record since
+    // A gateway's own entry (key "factory/@gateway", device_id "@gateway"): its last message and the
+    // devices behind it; it holds the gateway's alerts and has no timers of its own.
+    bool gateway = false;
+    std::string via;                   // the gateway its last record came through
+    bool held_by_gateway = false;      // its dead-man alert is held: its gateway is silent
+    std::vector<std::string> members;  // a gateway's: keys of the devices behind it (bounded)
     std::vector<MetricSlot> slots;
     std::vector<DeviceRule> rules;
     std::vector<uint32_t> inputs;  // slot index per expression input

@@ -47,10 +47,22 @@ void RuleEngine::restore(std::vector<ActiveAlert> alerts, std::vector<DeviceSeen
         if (!device) continue;
         device->last_seen_ms = std::max(device->last_seen_ms, entry.last_seen_ms);
         touched.push_back(device);
+        if (entry.via.empty()) continue;
+        // Behind a gateway when it was last heard: the gateway was heard then too.
+        const std::string device_key = device->key;
+        Device* gateway = device_for(entry.factory_id, std::string("@").append(entry.via), true);
+        if (!gateway) continue;
+        device = devices_.at(device_key).get();
+        device->via = entry.via;
+        gateway->gateway = true;
+        gateway->last_seen_ms = std::max(gateway->last_seen_ms, entry.last_seen_ms);
+        gateway->members.push_back(device_key);
+        touched.push_back(gateway);
     }
     for (auto& alert : alerts) {
         if (alert.state == AlertState::resolved) continue;
-        Device* device = device_for(alert.factory_id, alert.device_id, true);
+        Device* device =
+            device_for(alert.factory_id, std::string(alert.gateway ? "@" : "").append(alert.device_id), true);
         if (!device || device->alert(alert.rule_id) || alert_index_.count(alert.alert_id)) continue;
         alert_index_[alert.alert_id] = {device->key, alert.rule_id};
         if (alert.state == AlertState::pending) {
@@ -65,13 +77,14 @@ void RuleEngine::restore(std::vector<ActiveAlert> alerts, std::vector<DeviceSeen
                 timers_.push(Timer{*alert.cleared_ms, device->key, alert.rule_id,
                                    static_cast<uint64_t>(*alert.cleared_ms), TimerKind::keep_firing});
         }
+        if (alert.gateway) device->gateway = true;
         device->alerts.push_back(AlertSlot{std::move(alert), true, now_ms});
         touched.push_back(device);
     }
     for (Device* device : touched) {
         // Known only from an alert (a registered device that never reported, whose dead-man alert
         // fired): still watched as unseen, so that it is let go if it leaves the registry.
-        if (device->last_seen_ms == never) device->watched_unseen = true;
+        if (device->last_seen_ms == never && !device->gateway) device->watched_unseen = true;
         device->rules_generation = 0;  // checks the restored alerts against the rules, arms dead-man timers
         refresh(*device, now_ms, out);
     }
@@ -97,7 +110,8 @@ void RuleEngine::take_changes(std::vector<AlertChange>& alerts, std::vector<Devi
         auto it = devices_.find(key);
         if (it == devices_.end()) continue;
         it->second->seen_changed = false;
-        seen.push_back({it->second->factory_id, it->second->device_id, it->second->last_seen_ms});
+        seen.push_back(
+            {it->second->factory_id, it->second->device_id, it->second->last_seen_ms, it->second->via});
     }
     changed_seen_.clear();
 }

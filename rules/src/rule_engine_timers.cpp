@@ -13,6 +13,7 @@ using engine_detail::never;
 namespace {
 
 constexpr int64_t collect_interval_ms = 60'000;
+constexpr size_t max_gateway_members = 100'000;
 
 }  // namespace
 
@@ -30,10 +31,11 @@ void RuleEngine::resume_deadman(int64_t now_ms, int64_t outage_ms, int64_t grace
     deadman_paused_ = false;
     deadman_hold_until_ms_ = std::max(deadman_hold_until_ms_, now_ms + grace_ms);
     for (auto& [key, device] : devices_) {
-        if (!device->has_deadman || device->last_seen_ms == never) continue;
+        if ((!device->has_deadman && !device->gateway) || device->last_seen_ms == never) continue;
         // The outage was nobody's silence: each silence moves on by its length (saved, so that a
         // restart right after it does not count the outage again).
         device->last_seen_ms = std::min(now_ms, device->last_seen_ms + std::max<int64_t>(outage_ms, 0));
+        if (device->gateway) continue;  // its silence moves on too, so that it is not blamed for the outage
         if (!device->watched_unseen) mark_seen_changed(*device);
         device->deadman_schedule = next_schedule_++;  // timers from before the outage are stale
         for (const auto& entry : device->rules)
@@ -108,6 +110,15 @@ void RuleEngine::fire_timer(Timer timer, int64_t now_ms, std::vector<AlertEvent>
             if (deadman_paused_) return;  // resume_deadman arms it again
             const int64_t due = device.last_seen_ms + definition.after_ms;
             if (later(std::max(due, deadman_hold_until_ms_))) return;
+            // Behind a gateway that fell silent with it (within half of `after`): decided when the
+            // gateway's own silence is due; still silent then, the gateway's alert stands for both.
+            if (Device* gateway = gateway_of(device);
+                gateway && gateway->last_seen_ms - device.last_seen_ms < definition.after_ms / 2) {
+                if (later(std::max(gateway->last_seen_ms + definition.after_ms, deadman_hold_until_ms_)))
+                    return;
+                hold_for_gateway(device, *gateway, *entry->rule, now_ms, out);
+                return;
+            }
             std::vector<MetricValue> value{
                 {"silent_seconds", static_cast<double>(now_ms - device.last_seen_ms) / 1000.0}};
             start_alert(device, *entry->rule, std::move(value), due, now_ms, out);
@@ -145,11 +156,71 @@ void RuleEngine::collect_idle(int64_t now_ms) {
     // A device with no alert, no dead-man rule and no value still valid holds nothing worth keeping.
     for (auto it = devices_.begin(); it != devices_.end();) {
         const Device& device = *it->second;
-        bool idle = device.alerts.empty() && !device.has_deadman;
+        bool idle = device.alerts.empty() && !device.has_deadman && !device.gateway;
         for (const auto& slot : device.slots)
             idle &= slot.value_at_ms == never || now_ms - slot.value_at_ms > options_.value_ttl_ms;
         it = idle ? devices_.erase(it) : std::next(it);
     }
+}
+
+RuleEngine::Device* RuleEngine::gateway_of(const Device& device) {
+    if (device.via.empty()) return nullptr;
+    key_.assign(device.factory_id).append("/@").append(device.via);
+    auto it = devices_.find(key_);
+    if (it == devices_.end() || it->second->last_seen_ms == never) return nullptr;
+    return it->second.get();
+}
+
+void RuleEngine::gateway_heard(Device& device, std::string_view via, int64_t now_ms,
+                               std::vector<AlertEvent>& out) {
+    std::string gateway_id("@");
+    gateway_id.append(via);
+    Device* gateway = device_for(device.factory_id, gateway_id, true);
+    if (!gateway) return;
+    if (!gateway->gateway) {
+        gateway->gateway = true;
+        refresh(*gateway, now_ms, out);
+    }
+    gateway->last_seen_ms = std::max(gateway->last_seen_ms, now_ms);
+    if (device.via != via) {  // newly behind this gateway
+        device.via.assign(via);
+        if (gateway->members.size() < max_gateway_members) gateway->members.push_back(device.key);
+    }
+    if (gateway->alerts.empty()) return;
+    // Back: its alerts resolve, and the devices held behind it count their silence from now.
+    while (!gateway->alerts.empty())
+        resolve(*gateway, gateway->alerts.size() - 1, now_ms, "the gateway sent data again", out);
+    for (const auto& key : gateway->members) {
+        auto it = devices_.find(key);
+        if (it == devices_.end()) continue;
+        Device& member = *it->second;
+        if (!member.held_by_gateway || member.via != via) continue;
+        member.held_by_gateway = false;
+        member.last_seen_ms = std::max(member.last_seen_ms, now_ms);
+        mark_seen_changed(member);
+        member.deadman_schedule = next_schedule_++;
+        for (const auto& entry : member.rules)
+            if (entry.rule->definition.kind == RuleKind::deadman && !member.alert(entry.rule->definition.id))
+                schedule_deadman(member, *entry.rule);
+    }
+}
+
+void RuleEngine::hold_for_gateway(Device& device, Device& gateway, const CompiledRule& rule, int64_t now_ms,
+                                  std::vector<AlertEvent>& out) {
+    device.held_by_gateway = true;
+    ++counters_.deadman_held;
+    refresh(gateway, now_ms, out);
+    if (gateway.alert(rule.definition.id) || !gateway.rule(rule.definition.id)) return;  // one per rule
+    const std::string_view id = std::string_view(gateway.device_id).substr(1);
+    double behind = 0;
+    for (const auto& key : gateway.members) {
+        auto it = devices_.find(key);
+        behind += it != devices_.end() && it->second->via == id ? 1 : 0;
+    }
+    std::vector<MetricValue> value{
+        {"silent_seconds", static_cast<double>(now_ms - gateway.last_seen_ms) / 1000.0}, {"devices", behind}};
+    start_alert(gateway, rule, std::move(value), gateway.last_seen_ms + rule.definition.after_ms, now_ms,
+                out);
 }
 
 }  // namespace plantd::rules

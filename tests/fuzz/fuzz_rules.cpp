@@ -21,8 +21,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     engine.replace_rules(std::move(*set), 0, events);
     const Sample samples[] = {{"temperature", 90}, {"t", -1}, {"a", 0}, {"b", 1e308}, {"axis.x", 3}};
     for (int64_t t = 0; t < 5; ++t) {
-        engine.observe(Observation{"f1", "press-01", t * 1000, t * 1000, samples}, events);
-        engine.observe(Observation{"f2", "d", t * 1000, 0, std::span(samples).subspan(1)}, events);
+        engine.observe(Observation{"f1", "press-01", t * 1000, t * 1000, samples, {}}, events);
+        engine.observe(Observation{"f2", "d", t * 1000, 0, std::span(samples).subspan(1), {}}, events);
         engine.tick(t * 1000 + 500, events);
     }
     engine.tick(86'400'000, events);

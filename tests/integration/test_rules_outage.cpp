@@ -17,12 +17,14 @@ int port_of(const std::string& uri) {
 
 }  // namespace
 
-TEST_CASE("rules: input cut with 300 devices under dead-man rules: one ingestion alert, no device alert") {
+TEST_CASE(
+    "rules: input cut for 60 s with 1,000 devices under dead-man rules: one ingestion alert, no device "
+    "alert") {
     RulesWorld world(R"([[rule]]
 id = "silent"
 kind = "deadman"
 factory = "fa"
-after = "3s"
+after = "10s"
 )",
                      "2s");
     TcpProxy proxy(port_of(mqtt_uri()));
@@ -33,7 +35,7 @@ after = "3s"
     AlertListener listener(world.prefix);
     auto plantd = world.start();
 
-    constexpr int devices = 300;
+    constexpr int devices = 1000;
     std::atomic<bool> quiet_stops{false};
     std::atomic<bool> done{false};
     std::thread publishing([&] {
@@ -44,7 +46,7 @@ after = "3s"
                 publisher.publish(world.topic("fa", fmt::format("dev-{}", i)), reading("x", i));
             }
             publisher.flush();
-            std::this_thread::sleep_for(500ms);
+            std::this_thread::sleep_for(1s);
         }
     });
     struct Stop {
@@ -62,8 +64,9 @@ after = "3s"
                    plantd->metric("plantd_rule_records_total") >= 3 * devices;
         },
         20s));
-    proxy.set_enabled(false);  // plantd hears nothing (and cannot publish) for 8 s: 2.5 times `after`
-    std::this_thread::sleep_for(8s);
+    // plantd hears nothing (and cannot publish) for 60 s, six times `after`: as if the broker were gone.
+    proxy.set_enabled(false);
+    std::this_thread::sleep_for(60s);
     proxy.set_enabled(true);
     // The ingestion alert fired while the input was down and went out once the connection was back;
     // it resolves when the subscription is confirmed again.
@@ -75,16 +78,73 @@ after = "3s"
     CHECK(alerts[1].alert_id == alerts[0].alert_id);
     CHECK(alerts[1].state == "resolved");
     CHECK(alerts[1].reason == "input resumed");
-    // No device alert: the grace (2 s) and `after` (3 s) pass with every device reporting again.
-    CHECK(listener.settle(6s).size() == 2);
+    // No device alert: the grace (2 s) and `after` (10 s) pass with every device reporting again.
+    CHECK(listener.settle(13s).size() == 2);
+    CHECK(plantd->metric("plantd_alert_events_total{state=\"firing\"}") == 1);
 
     // One device stops: exactly its own alert.
     quiet_stops = true;
-    alerts = listener.wait_for(3, 15s);
+    alerts = listener.wait_for(3, 25s);
     REQUIRE(alerts.size() == 3);
     CHECK(alerts[2].device_id == "dev-7");
     CHECK(alerts[2].state == "firing");
     CHECK(listener.settle(2s).size() == 3);
+    done = true;
+    publishing.join();
+    CHECK(plantd->terminate() == 0);
+}
+
+TEST_CASE("rules: a gateway topic that goes silent raises one alert for the gateway, none for its devices") {
+    RulesWorld world(R"([[rule]]
+id = "silent"
+kind = "deadman"
+factory = "fa"
+after = "3s"
+)");
+    AlertListener listener(world.prefix);
+    auto plantd = world.start();
+    const std::string gateway = fmt::format("{}/factory/fa/gateway/gw1/telemetry", world.prefix);
+    std::string batch = R"({"records": [)";
+    for (int i = 0; i < 20; ++i)
+        batch += fmt::format(R"({}{{"device_id": "behind-{}", "metrics": {{"x": {}}}}})", i ? "," : "", i, i);
+    batch += "]}";
+    std::atomic<bool> gateway_up{true};
+    std::atomic<bool> done{false};
+    std::thread publishing([&] {
+        Publisher publisher(unique_name("pub"));
+        while (!done) {
+            if (gateway_up) publisher.publish(gateway, batch);
+            publisher.publish(world.topic("fa", "direct-1"), reading("x", 1));  // on its own topic: goes on
+            publisher.flush();
+            std::this_thread::sleep_for(500ms);
+        }
+    });
+    struct Stop {
+        std::atomic<bool>& done;
+        std::thread& thread;
+        ~Stop() {
+            done = true;
+            if (thread.joinable()) thread.join();
+        }
+    } stop{done, publishing};
+    REQUIRE(eventually([&] { return plantd->metric("plantd_rule_records_total") >= 60; }, 20s));
+    gateway_up = false;
+    auto alerts = listener.wait_for(1, 15s);
+    REQUIRE(alerts.size() == 1);
+    CHECK(alerts[0].device_id == "gw1");
+    CHECK(alerts[0].rule == "silent");
+    CHECK(alerts[0].state == "firing");
+    CHECK(alerts[0].value.at("devices") == 20);
+    CHECK(alerts[0].message.find("gateway gw1 is silent") != std::string::npos);
+    CHECK(listener.settle(4s).size() == 1);  // none of its 20 devices, and not the direct one
+    CHECK(plantd->metric("plantd_rule_deadman_held_total") == 20);
+    gateway_up = true;
+    alerts = listener.wait_for(2, 15s);
+    REQUIRE(alerts.size() == 2);
+    CHECK(alerts[1].alert_id == alerts[0].alert_id);
+    CHECK(alerts[1].state == "resolved");
+    CHECK(alerts[1].reason == "the gateway sent data again");
+    CHECK(listener.settle(4s).size() == 2);
     done = true;
     publishing.join();
     CHECK(plantd->terminate() == 0);

@@ -31,7 +31,7 @@ struct Bench {
         engine.replace_rules(std::move(*set), 0, events);
     }
     void send(int64_t at_ms, std::vector<Sample> samples, std::string_view device = "d1") {
-        engine.observe(Observation{"f1", device, at_ms, at_ms, samples}, events);
+        engine.observe(Observation{"f1", device, at_ms, at_ms, samples, {}}, events);
     }
     std::vector<std::string> states() const {
         std::vector<std::string> out;

@@ -262,15 +262,15 @@ TEST_CASE(
                    std::string("d1"),
                    0,
                    0,
-                   {{std::string("pressure"),
-                     1.0}}});  // pressure: the "*" rule is satisfied by any factory; hamburg's by none yet
+                   {{std::string("pressure"), 1.0}},
+                   {}});  // pressure: the "*" rule is satisfied by any factory; hamburg's by none yet
     lint.check(1'000'000 + 59'000);
     CHECK(lint.unseen_metrics() == 0);  // still within the grace
     CHECK(lint.unknown_factories() == 1);
     lint.check(1'000'000 + 61'000);
     CHECK(lint.unseen_metrics() == 2);  // f1's `temprature`, hamburg's `pressure`
     lint.observe(
-        RuleRecord{std::string("hamburg"), std::string("d1"), 0, 0, {{std::string("pressure"), 1.0}}});
+        RuleRecord{std::string("hamburg"), std::string("d1"), 0, 0, {{std::string("pressure"), 1.0}}, {}});
     lint.check(1'000'000 + 62'000);
     CHECK(lint.unseen_metrics() == 1);
     // New rules: looked for anew, and what was seen still counts.

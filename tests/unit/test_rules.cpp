@@ -40,7 +40,7 @@ struct Bench {
     }
     void send(int64_t at_ms, std::vector<Sample> samples, std::string_view device = "d1",
               std::string_view factory = "f1", std::optional<int64_t> sample_ms = std::nullopt) {
-        engine.observe(Observation{factory, device, at_ms, sample_ms.value_or(at_ms), samples}, events);
+        engine.observe(Observation{factory, device, at_ms, sample_ms.value_or(at_ms), samples, {}}, events);
     }
     std::vector<std::string> states() const {
         std::vector<std::string> out;

@@ -129,7 +129,7 @@ std::vector<std::vector<StateAt>> run_plantd(const std::map<std::string, std::ve
         for (const auto& [device, values] : series) {
             if (values[i] == no_sample) continue;
             const std::vector<Sample> samples{{"temperature", values[i]}};
-            engine.observe(Observation{"f1", device, now, now, samples}, events);
+            engine.observe(Observation{"f1", device, now, now, samples, {}}, events);
         }
         engine.tick(now, events);
         for (const auto& alert : engine.active("f1"))

@@ -68,6 +68,7 @@ std::string alert_event_json(const rules::AlertEvent& event) {
     append_time(out, "fired_at", a.fired_ms);
     append_time(out, "resolved_at", event.resolved_ms);
     if (!event.reason.empty()) append_field(out, "reason", event.reason);
+    if (a.gateway) out += ",\"gateway\":true";
     out += fmt::format(",\"acknowledged\":{}", a.acknowledged);
     if (a.acknowledged) {
         append_field(out, "acknowledged_by", a.acknowledged_by);
@@ -93,6 +94,7 @@ std::string active_alert_json(const rules::ActiveAlert& a) {
                        a.acknowledged_ms);
     append_field(out, "acknowledged_by", a.acknowledged_by);
     if (a.cleared_ms) out += fmt::format(",\"cleared_ms\":{}", *a.cleared_ms);
+    if (a.gateway) out += ",\"gateway\":true";
     out += ",\"value\":" + alert_value_json(a.value);
     out += '}';
     return out;
@@ -130,6 +132,8 @@ std::optional<rules::ActiveAlert> parse_active_alert(std::string_view json, std:
     if (!root["fired_ms"].get(fired)) a.fired_ms = fired;
     int64_t cleared = 0;
     if (!root["cleared_ms"].get(cleared)) a.cleared_ms = cleared;
+    bool gateway = false;
+    if (!root["gateway"].get(gateway)) a.gateway = gateway;
     for (auto field : value) {
         double number = NAN;
         if (field.value.get(number) && !field.value.is_null()) return std::nullopt;

@@ -47,8 +47,10 @@ std::string AlertStateStore::save(const std::vector<rules::AlertChange>& alerts,
     }
     for (const auto& device : seen) {
         factories.insert(device.factory_id);
-        commands.push_back(
-            {"HSET", key(device.factory_id, "seen"), device.device_id, std::to_string(device.last_seen_ms)});
+        commands.push_back({"HSET", key(device.factory_id, "seen"), device.device_id,
+                            device.via.empty()
+                                ? std::to_string(device.last_seen_ms)
+                                : std::to_string(device.last_seen_ms).append(1, ' ').append(device.via)});
     }
     RedisCommand add{"SADD", config_.redis_prefix + ":rules:factories"};
     add.insert(add.end(), factories.begin(), factories.end());
@@ -85,11 +87,15 @@ Result<RuleState> AlertStateStore::load() {
         for (size_t i = 0; i + 1 < alerts.size(); i += 2) {
             const std::string& field = alerts[i].text;
             const size_t slash = field.find('/');
+            // "@gateway/rule": a gateway's own alert.
+            const bool gateway = !field.empty() && field[0] == '@';
             auto alert = slash == std::string::npos
                              ? std::nullopt
-                             : parse_active_alert(alerts[i + 1].text, factory_id,
-                                                  std::string_view(field).substr(0, slash),
-                                                  std::string_view(field).substr(slash + 1));
+                             : parse_active_alert(
+                                   alerts[i + 1].text, factory_id,
+                                   std::string_view(field).substr(gateway ? 1 : 0, slash - (gateway ? 1 : 0)),
+                                   std::string_view(field).substr(slash + 1));
+            if (alert && gateway != alert->gateway) alert.reset();
             if (alert)
                 state.alerts.push_back(std::move(*alert));
             else
@@ -100,11 +106,16 @@ Result<RuleState> AlertStateStore::load() {
             int64_t ms = 0;
             const std::string& text = seen[i + 1].text;
             auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), ms);
-            if (!is_valid_identifier(seen[i].text) || ec != std::errc() || end != text.data() + text.size()) {
+            // "<ms>" or "<ms> <gateway>"
+            const std::string_view via = end < text.data() + text.size() && *end == ' '
+                                             ? std::string_view(end + 1, text.data() + text.size() - end - 1)
+                                             : std::string_view();
+            if (!is_valid_identifier(seen[i].text) || ec != std::errc() ||
+                (via.empty() ? end != text.data() + text.size() : !is_valid_identifier(via))) {
                 ++state.skipped;
                 continue;
             }
-            state.seen.push_back({factory_id, seen[i].text, ms});
+            state.seen.push_back({factory_id, seen[i].text, ms, std::string(via)});
         }
     }
     return state;

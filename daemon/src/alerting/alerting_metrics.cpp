@@ -43,6 +43,11 @@ void RuleRunner::register_metrics(MetricsRegistry& registry) const {
     registry.add_counter("plantd_rule_deadman_registered_watched_total",
                          "Registered devices put under dead-man rules before they reported.",
                          value(c.devices_watched_unseen));
+    registry.add_counter(
+        "plantd_rule_deadman_held_total",
+        "Dead-man alerts held because the device's gateway (or Sparkplug edge node) was silent "
+        "too: the gateway's own alert stands for them.",
+        value(c.deadman_held));
     registry.add_counter("plantd_alert_events_total{state=\"pending\"}", "Alert transitions.",
                          value(c.events_pending));
     registry.add_counter("plantd_alert_events_total{state=\"firing\"}", "Alert transitions.",

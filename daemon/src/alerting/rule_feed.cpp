@@ -49,6 +49,7 @@ void RuleFeed::offer(std::string_view factory_id, const DecodedMessage& message,
         out.device_id.assign(record.device_id);
         out.arrived_ms = arrived_ms;
         out.sample_ms = record.timestamp_ms;
+        if (message.topic.kind == TopicKind::gateway) out.via.assign(message.topic.source_id);
         for (uint32_t i = 0; i < record.field_count; ++i) {
             const Field& field = message.field(record, i);
             if (!interest->wants_metric(factory_id, field.name)) continue;

@@ -23,6 +23,7 @@ struct RuleRecord {
     int64_t arrived_ms = 0;
     int64_t sample_ms = 0;
     std::vector<std::pair<std::string, double>> samples;
+    std::string via;  // the gateway (or Sparkplug edge node) it came through; "" = its own topic
 };
 
 class RuleFeed final : public RecordFeed {

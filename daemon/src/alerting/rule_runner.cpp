@@ -222,7 +222,7 @@ void RuleRunner::evaluate(std::vector<RuleRecord>& records) {
         lint_.observe(record);
         for (const auto& [name, value] : record.samples) samples.push_back({name, value});
         engine_.observe(rules::Observation{record.factory_id, record.device_id, record.arrived_ms,
-                                           record.sample_ms, samples},
+                                           record.sample_ms, samples, record.via},
                         events_);
     }
     const auto& counters = engine_.counters();
@@ -243,6 +243,7 @@ void RuleRunner::run() {
             watch_registered(now);
             watch_input(now);
             engine_.tick(now, events_);
+            counters_.deadman_held = engine_.counters().deadman_held;
         }
         if (now - last_lint_ms_ >= lint_interval_ms) {
             last_lint_ms_ = now;

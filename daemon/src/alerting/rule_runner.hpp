@@ -43,6 +43,7 @@ struct RuleRunnerCounters {
     std::atomic<size_t> unseen_metrics{0};     // (rule, metric) pairs no device has sent after the grace
     std::atomic<size_t> unknown_factories{0};  // rules for factories the registry does not know
     std::atomic<uint64_t> devices_watched_unseen{0};  // registered devices watched before they reported
+    std::atomic<uint64_t> deadman_held{0};            // dead-man alerts held: the device's gateway was silent
 };
 
 // The factory id of the instance's own alerts (its ingestion): no factory id starts with '_'.

@@ -20,7 +20,7 @@ MqttSession::Options session_options(const PublisherOptions& publisher) {
     options.thread_name = publisher.thread_name;
     options.max_packet_bytes = 64 * 1024;  // only PUBACKs and PINGRESPs come back
     options.read_ahead_bytes = 16 * 1024;
-    options.poll_ms = 20;  // how soon a new message leaves
+    options.poll_ms = 20;  // a new message wakes the session; this bounds the wait if it cannot
     return options;
 }
 }  // namespace
@@ -75,6 +75,7 @@ bool MqttPublisher::publish(std::string topic, std::string payload) {
     std::lock_guard lock(mutex_);
     if (outbox_.size() >= max_pending_) return false;
     outbox_.push_back(Message{std::move(topic), std::move(payload)});
+    session_.wake();  // it leaves now, not at the session's next poll
     return true;
 }
 

@@ -1,6 +1,8 @@
 #include "mqtt/mqtt_session.hpp"
 
 #include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -21,11 +23,21 @@ constexpr auto gather_pause = std::chrono::microseconds(1000);
 }  // namespace
 
 MqttSession::MqttSession(const MqttConfig& mqtt, MqttSessionClient& client, Options options)
-    : mqtt_(mqtt), client_(client), options_(std::move(options)) {}
+    : mqtt_(mqtt), client_(client), options_(std::move(options)) {
+    wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);  // without one, poll_ms bounds the delay
+    transport_.set_wake_fd(wake_fd_);
+}
 
 MqttSession::~MqttSession() {
     request_stop();
     join();
+    if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+void MqttSession::wake() {
+    if (wake_fd_ < 0) return;
+    const uint64_t one = 1;
+    [[maybe_unused]] ssize_t ignored = ::write(wake_fd_, &one, sizeof one);
 }
 
 std::string MqttSession::create() {

@@ -70,10 +70,15 @@ void MqttTransport::close() {
     }
 }
 
-bool MqttTransport::wait_for(short events, int64_t timeout_ms) {
-    pollfd p{fd_, events, 0};
-    int rc = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(0, timeout_ms)));
-    return rc > 0;
+bool MqttTransport::wait_for(short events, int64_t timeout_ms, bool wakeable) {
+    pollfd p[2]{{fd_, events, 0}, {wake_fd_, POLLIN, 0}};
+    const nfds_t count = wakeable && wake_fd_ >= 0 ? 2 : 1;
+    int rc = ::poll(p, count, static_cast<int>(std::max<int64_t>(0, timeout_ms)));
+    if (rc > 0 && count == 2 && (p[1].revents & POLLIN)) {
+        uint64_t wakes = 0;
+        [[maybe_unused]] ssize_t ignored = ::read(wake_fd_, &wakes, sizeof wakes);  // drained: woken once
+    }
+    return rc > 0 && p[0].revents != 0;
 }
 
 std::string MqttTransport::connect(const BrokerEndpoint& endpoint, const TlsConfig& tls, int64_t timeout_ms) {
@@ -193,7 +198,7 @@ ssize_t MqttTransport::read_some(char* buffer, size_t size, int64_t timeout_ms) 
             int error = SSL_get_error(ssl_, n);
             if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) {
                 if (waited) return 0;
-                if (!wait_for(error == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, timeout_ms)) return 0;
+                if (!wait_for(error == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, timeout_ms, true)) return 0;
                 waited = true;
                 continue;
             }
@@ -218,7 +223,7 @@ ssize_t MqttTransport::read_some(char* buffer, size_t size, int64_t timeout_ms) 
             return -1;
         }
         if (waited) return 0;
-        if (!wait_for(POLLIN, timeout_ms)) return 0;
+        if (!wait_for(POLLIN, timeout_ms, true)) return 0;
         waited = true;
     }
 }

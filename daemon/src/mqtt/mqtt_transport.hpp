@@ -33,14 +33,17 @@ class MqttTransport {
     bool write_all(std::string_view data, int64_t timeout_ms);
     void close();
     bool is_open() const { return fd_ >= 0; }
+    // An eventfd that ends read_some's wait early (it returns 0, as on a timeout): new work to send.
+    void set_wake_fd(int fd) { wake_fd_ = fd; }
     const std::string& error() const { return error_; }
 
   private:
     std::string connect_tcp(const BrokerEndpoint& endpoint, int64_t deadline_ms);
     std::string handshake(const BrokerEndpoint& endpoint, const TlsConfig& tls, int64_t deadline_ms);
-    bool wait_for(short events, int64_t timeout_ms);
+    bool wait_for(short events, int64_t timeout_ms, bool wakeable = false);
 
     int fd_ = -1;
+    int wake_fd_ = -1;
     SSL_CTX* ssl_context_ = nullptr;
     SSL* ssl_ = nullptr;
     std::string error_;

@@ -40,6 +40,9 @@ struct ActiveAlert {
     std::string acknowledged_by;
     int64_t acknowledged_ms = 0;
     std::vector<MetricValue> value;  // the inputs that started it
+    // A gateway's alert (device_id is the gateway's id): it went silent, and the dead-man alerts of
+    // the devices behind it are held meanwhile.
+    bool gateway = false;
 };
 
 struct AlertEvent {
@@ -58,6 +61,7 @@ struct DeviceSeen {
     std::string factory_id;
     std::string device_id;
     int64_t last_seen_ms = 0;
+    std::string via;  // the gateway its last record came through ("" = its own topic)
 };
 
 // A change of one (factory, device, rule)'s alert since the last time changes were taken.

@@ -42,6 +42,7 @@ struct Observation {
     int64_t arrived_ms = 0;  // plantd's clock
     int64_t sample_ms = 0;   // the record's timestamp
     std::span<const Sample> samples;
+    std::string_view via;  // the gateway (or Sparkplug edge node) it came through; "" = its own topic
 };
 
 // A random UUID (version 4), as alert ids are.
@@ -58,6 +59,7 @@ struct EngineCounters {
     uint64_t evaluations = 0;
     uint64_t unknown_conditions = 0;  // an input missing or expired, or not a number
     uint64_t devices_refused = 0;     // max_devices reached
+    uint64_t deadman_held = 0;        // dead-man alerts held because the device's gateway was silent
 };
 
 class RuleEngine {
@@ -144,6 +146,12 @@ class RuleEngine {
     void emit(const ActiveAlert& alert, AlertEvent::Kind kind, int64_t now_ms, std::vector<AlertEvent>& out);
     void mark_changed(const Device& device, std::string_view rule_id);
     void mark_seen_changed(Device& device);  // its last_seen_ms is to be saved
+    // The gateway entry ("factory/@gateway") a device's record came through.
+    Device* gateway_of(const Device& device);
+    void gateway_heard(Device& device, std::string_view via, int64_t now_ms, std::vector<AlertEvent>& out);
+    // A device's dead-man alert is due while its gateway is silent too: the gateway's alert instead.
+    void hold_for_gateway(Device& device, Device& gateway, const CompiledRule& rule, int64_t now_ms,
+                          std::vector<AlertEvent>& out);
     void collect_idle(int64_t now_ms);
 
     EngineOptions options_;
