@@ -97,6 +97,12 @@ void RuleEngine::refresh(Device& device, int64_t now_ms, std::vector<AlertEvent>
         if (!entry || entry->rule->definition.kind != alert.kind)
             resolve(device, i, now_ms, "rule removed, or it no longer applies to this device", out);
     }
+    // A reload that turned reminders on: they start for what already fires (from now).
+    for (auto& slot : device.alerts) {
+        const DeviceRule* entry = device.rule(slot.alert.rule_id);
+        if (entry && slot.alert.state == AlertState::firing && !slot.alert.acknowledged)
+            arm_reminder(device, slot, *entry->rule, now_ms);
+    }
     if (device.has_deadman) {
         device.deadman_schedule = next_schedule_++;
         for (const auto& entry : device.rules) {
@@ -287,9 +293,10 @@ void RuleEngine::fire(Device& device, AlertSlot& slot, int64_t now_ms, std::vect
         arm_reminder(device, slot, *entry->rule, now_ms);
 }
 
-void RuleEngine::arm_reminder(const Device& device, const AlertSlot& slot, const CompiledRule& rule,
+void RuleEngine::arm_reminder(const Device& device, AlertSlot& slot, const CompiledRule& rule,
                               int64_t from_ms) {
-    if (rule.definition.renotify_ms <= 0) return;
+    if (rule.definition.renotify_ms <= 0 || slot.reminder_armed) return;
+    slot.reminder_armed = true;
     timers_.push(Timer{from_ms + rule.definition.renotify_ms, device.key, slot.alert.rule_id,
                        static_cast<uint64_t>(slot.alert.fired_ms.value_or(0)), TimerKind::reminder});
 }

@@ -30,8 +30,9 @@ struct RuleEngine::DeviceRule {
 
 struct RuleEngine::AlertSlot {
     ActiveAlert alert;
-    bool condition_true = true;  // `when` at its last evaluation (a pending alert fires on it)
-    int64_t notified_ms = 0;     // firing: when it was last announced (renotify_every)
+    bool condition_true = true;   // `when` at its last evaluation (a pending alert fires on it)
+    int64_t notified_ms = 0;      // firing: when it was last announced (renotify_every)
+    bool reminder_armed = false;  // a reminder timer of it is queued
 };
 
 struct RuleEngine::Device {

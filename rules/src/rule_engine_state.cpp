@@ -78,7 +78,8 @@ void RuleEngine::restore(std::vector<ActiveAlert> alerts, std::vector<DeviceSeen
                                    static_cast<uint64_t>(*alert.cleared_ms), TimerKind::keep_firing});
         }
         if (alert.gateway) device->gateway = true;
-        device->alerts.push_back(AlertSlot{std::move(alert), true, now_ms});
+        const bool reminded = alert.state == AlertState::firing;  // its reminder timer is queued above
+        device->alerts.push_back(AlertSlot{std::move(alert), true, now_ms, reminded});
         touched.push_back(device);
     }
     for (Device* device : touched) {

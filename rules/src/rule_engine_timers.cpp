@@ -140,11 +140,15 @@ void RuleEngine::fire_timer(Timer timer, int64_t now_ms, std::vector<AlertEvent>
                     "cleared (and stayed so for keep_firing_for)", out);
             return;
         case TimerKind::reminder:
-            if (!slot || slot->alert.state != AlertState::firing || slot->alert.acknowledged ||
-                static_cast<uint64_t>(slot->alert.fired_ms.value_or(0)) != timer.schedule ||
-                definition.renotify_ms <= 0)
-                return;  // resolved, acknowledged (someone has it), or no reminders any more
+            if (!slot || static_cast<uint64_t>(slot->alert.fired_ms.value_or(0)) != timer.schedule)
+                return;  // resolved (or another alert of the rule by now)
+            if (slot->alert.state != AlertState::firing || slot->alert.acknowledged ||
+                definition.renotify_ms <= 0) {
+                slot->reminder_armed = false;  // acknowledged (someone has it), or no reminders any more
+                return;
+            }
             if (later(slot->notified_ms + definition.renotify_ms)) return;
+            slot->reminder_armed = false;
             slot->notified_ms = now_ms;
             emit(slot->alert, AlertEvent::Kind::reminder, now_ms, out);
             arm_reminder(device, *slot, *entry->rule, now_ms);

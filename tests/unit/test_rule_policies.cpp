@@ -273,3 +273,23 @@ TEST_CASE("rules: durations past 30 days are refused") {
     CHECK(set.error().find("after: must be at most 30d") != std::string::npos);
     CHECK(build("[[rule]]\nid = \"hot\"\nwhen = \"t > 85\"\nfor = \"30d\"\n").ok());
 }
+
+TEST_CASE("renotify_every: a reload that turns it on reminds of alerts already firing, once per interval") {
+    Bench b("[[rule]]\nid = \"hot\"\nwhen = \"t > 85\"\n");
+    b.send(1'000, {{"t", 90}});
+    REQUIRE(b.states() == Strings{"firing@1000"});
+    const std::string with_reminders =
+        "[[rule]]\nid = \"hot\"\nwhen = \"t > 85\"\nrenotify_every = \"10s\"\n";
+    auto reload = [&](int64_t at) {
+        auto set = build(with_reminders);
+        REQUIRE(set.ok());
+        b.engine.replace_rules(std::move(*set), at, b.events);
+    };
+    reload(5'000);  // reminders from the reload on
+    b.engine.tick(15'000, b.events);
+    reload(16'000);  // reloaded again: never a second chain of reminders
+    reload(17'000);
+    b.engine.tick(25'000, b.events);
+    b.engine.tick(35'000, b.events);
+    CHECK(b.states() == Strings{"firing@1000", "reminder@15000", "reminder@25000", "reminder@35000"});
+}

@@ -140,7 +140,7 @@ class RuleEngine {
     void apply_missing(Device& device, AlertSlot* slot, const CompiledRule& rule, int64_t now_ms,
                        std::vector<AlertEvent>& out);
     void fire_timer(Timer timer, int64_t now_ms, std::vector<AlertEvent>& out);
-    void arm_reminder(const Device& device, const AlertSlot& slot, const CompiledRule& rule, int64_t from_ms);
+    void arm_reminder(const Device& device, AlertSlot& slot, const CompiledRule& rule, int64_t from_ms);
     void resolve(Device& device, size_t slot_index, int64_t now_ms, std::string reason,
                  std::vector<AlertEvent>& out);
     void emit(const ActiveAlert& alert, AlertEvent::Kind kind, int64_t now_ms, std::vector<AlertEvent>& out);
