@@ -97,6 +97,7 @@ void RuleEngine::refresh(Device& device, int64_t now_ms, std::vector<AlertEvent>
         if (!entry || entry->rule->definition.kind != alert.kind)
             resolve(device, i, now_ms, "rule removed, or it no longer applies to this device", out);
     }
+    if (device.gateway) settle_gateway(device, now_ms, out);
     // A reload that turned reminders on: they start for what already fires (from now).
     for (auto& slot : device.alerts) {
         const DeviceRule* entry = device.rule(slot.alert.rule_id);
@@ -121,14 +122,17 @@ void RuleEngine::observe(const Observation& observation, std::vector<AlertEvent>
     const int64_t now = observation.arrived_ms;
     const bool first_record = device.last_seen_ms == never;
     device.watched_unseen = false;
-    device.held_by_gateway = false;
-    if (!observation.via.empty())
-        gateway_heard(device, observation.via, now, out);
-    else if (!device.via.empty())
-        device.via.clear();  // on its own topic again: its silence is its own
     const bool refreshing = device.rules_generation != generation_;
     device.last_seen_ms = std::max(device.last_seen_ms, now);
     refresh(device, now, out);  // arms the dead-man timers of a device it sees first
+    gateway_heard(device, observation.via, now, out);
+    if (device.held_by_gateway) {  // held behind a silent gateway, and heard again: watched anew
+        device.held_by_gateway = false;
+        device.deadman_schedule = next_schedule_++;
+        for (const auto& entry : device.rules)
+            if (entry.rule->definition.kind == RuleKind::deadman && !device.alert(entry.rule->definition.id))
+                schedule_deadman(device, *entry.rule);
+    }
     // What this record causes carries its time (for the alert's latency from the sample).
     struct SampleScope {
         std::optional<int64_t>& current;

@@ -3,6 +3,7 @@
 
 #include <limits>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "rules/rule_engine.hpp"
@@ -49,9 +50,9 @@ struct RuleEngine::Device {
     // A gateway's own entry (key "factory/@gateway", device_id "@gateway"): its last message and the
     // devices behind it; it holds the gateway's alerts and has no timers of its own.
     bool gateway = false;
-    std::string via;                   // the gateway its last record came through
-    bool held_by_gateway = false;      // its dead-man alert is held: its gateway is silent
-    std::vector<std::string> members;  // a gateway's: keys of the devices behind it (bounded)
+    std::string via;                          // the gateway its last record came through
+    bool held_by_gateway = false;             // its dead-man alert is held: its gateway is silent
+    std::unordered_set<std::string> members;  // a gateway's: the dead-man devices behind it (bounded)
     std::vector<MetricSlot> slots;
     std::vector<DeviceRule> rules;
     std::vector<uint32_t> inputs;  // slot index per expression input

@@ -56,7 +56,7 @@ void RuleEngine::restore(std::vector<ActiveAlert> alerts, std::vector<DeviceSeen
         device->via = entry.via;
         gateway->gateway = true;
         gateway->last_seen_ms = std::max(gateway->last_seen_ms, entry.last_seen_ms);
-        gateway->members.push_back(device_key);
+        gateway->members.insert(device_key);
         touched.push_back(gateway);
     }
     for (auto& alert : alerts) {
@@ -85,7 +85,11 @@ void RuleEngine::restore(std::vector<ActiveAlert> alerts, std::vector<DeviceSeen
     for (Device* device : touched) {
         // Known only from an alert (a registered device that never reported, whose dead-man alert
         // fired): still watched as unseen, so that it is let go if it leaves the registry.
-        if (device->last_seen_ms == never && !device->gateway) device->watched_unseen = true;
+        if (device->last_seen_ms == never && !device->gateway) {
+            bool deadman = false;
+            for (const auto& slot : device->alerts) deadman |= slot.alert.kind == RuleKind::deadman;
+            device->watched_unseen = deadman;  // a threshold alert's device is simply not saved as seen
+        }
         device->rules_generation = 0;  // checks the restored alerts against the rules, arms dead-man timers
         refresh(*device, now_ms, out);
     }

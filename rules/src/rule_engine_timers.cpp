@@ -69,6 +69,7 @@ size_t RuleEngine::unwatch_unlisted(const std::unordered_set<std::string>& liste
         }
         while (!device.alerts.empty())
             resolve(device, device.alerts.size() - 1, now_ms, "the device is no longer registered", out);
+        if (!device.via.empty()) leave_gateway(device, now_ms, out);
         it = devices_.erase(it);
         ++dropped;
     }
@@ -113,7 +114,8 @@ void RuleEngine::fire_timer(Timer timer, int64_t now_ms, std::vector<AlertEvent>
             // Behind a gateway that fell silent with it (within half of `after`): decided when the
             // gateway's own silence is due; still silent then, the gateway's alert stands for both.
             if (Device* gateway = gateway_of(device);
-                gateway && gateway->last_seen_ms - device.last_seen_ms < definition.after_ms / 2) {
+                gateway && gateway->members.contains(device.key) &&
+                gateway->last_seen_ms - device.last_seen_ms < definition.after_ms / 2) {
                 if (later(std::max(gateway->last_seen_ms + definition.after_ms, deadman_hold_until_ms_)))
                     return;
                 hold_for_gateway(device, *gateway, *entry->rule, now_ms, out);
@@ -157,12 +159,16 @@ void RuleEngine::fire_timer(Timer timer, int64_t now_ms, std::vector<AlertEvent>
 }
 
 void RuleEngine::collect_idle(int64_t now_ms) {
-    // A device with no alert, no dead-man rule and no value still valid holds nothing worth keeping.
+    // A device with no alert, no dead-man rule and no value still valid holds nothing worth keeping;
+    // nor does a gateway with no alert and no dead-man device behind it.
+    std::vector<AlertEvent> none;  // an idle device has no alert to resolve
     for (auto it = devices_.begin(); it != devices_.end();) {
-        const Device& device = *it->second;
-        bool idle = device.alerts.empty() && !device.has_deadman && !device.gateway;
+        Device& device = *it->second;
+        bool idle =
+            device.alerts.empty() && !device.has_deadman && (!device.gateway || device.members.empty());
         for (const auto& slot : device.slots)
             idle &= slot.value_at_ms == never || now_ms - slot.value_at_ms > options_.value_ttl_ms;
+        if (idle && !device.via.empty()) leave_gateway(device, now_ms, none);
         it = idle ? devices_.erase(it) : std::next(it);
     }
 }
@@ -177,18 +183,22 @@ RuleEngine::Device* RuleEngine::gateway_of(const Device& device) {
 
 void RuleEngine::gateway_heard(Device& device, std::string_view via, int64_t now_ms,
                                std::vector<AlertEvent>& out) {
+    if (device.via != via && !device.via.empty())
+        leave_gateway(device, now_ms, out);  // moved, or on its own topic
+    if (via.empty()) return;
     std::string gateway_id("@");
     gateway_id.append(via);
-    Device* gateway = device_for(device.factory_id, gateway_id, true);
+    // Only a gateway with dead-man devices behind it is tracked; any record through it says it is alive.
+    Device* gateway = device_for(device.factory_id, gateway_id, device.has_deadman);
     if (!gateway) return;
     if (!gateway->gateway) {
         gateway->gateway = true;
         refresh(*gateway, now_ms, out);
     }
     gateway->last_seen_ms = std::max(gateway->last_seen_ms, now_ms);
-    if (device.via != via) {  // newly behind this gateway
+    if (device.has_deadman && device.via != via && gateway->members.size() < max_gateway_members) {
         device.via.assign(via);
-        if (gateway->members.size() < max_gateway_members) gateway->members.push_back(device.key);
+        gateway->members.insert(device.key);
     }
     if (gateway->alerts.empty()) return;
     // Back: its alerts resolve, and the devices held behind it count their silence from now.
@@ -198,7 +208,7 @@ void RuleEngine::gateway_heard(Device& device, std::string_view via, int64_t now
         auto it = devices_.find(key);
         if (it == devices_.end()) continue;
         Device& member = *it->second;
-        if (!member.held_by_gateway || member.via != via) continue;
+        if (!member.held_by_gateway) continue;
         member.held_by_gateway = false;
         member.last_seen_ms = std::max(member.last_seen_ms, now_ms);
         mark_seen_changed(member);
@@ -209,20 +219,40 @@ void RuleEngine::gateway_heard(Device& device, std::string_view via, int64_t now
     }
 }
 
+void RuleEngine::leave_gateway(Device& device, int64_t now_ms, std::vector<AlertEvent>& out) {
+    key_.assign(device.factory_id).append("/@").append(device.via);
+    device.via.clear();
+    auto it = devices_.find(key_);
+    if (it == devices_.end()) return;
+    Device& gateway = *it->second;
+    gateway.members.erase(device.key);
+    settle_gateway(gateway, now_ms, out);
+}
+
+void RuleEngine::settle_gateway(Device& gateway, int64_t now_ms, std::vector<AlertEvent>& out) {
+    // An alert of a rule that no device behind the gateway is under any more stands for nobody.
+    for (size_t i = gateway.alerts.size(); i-- > 0;) {
+        const DeviceRule* entry = gateway.rule(gateway.alerts[i].alert.rule_id);
+        bool stands_for_some = false;
+        for (const auto& key : gateway.members) {
+            auto it = devices_.find(key);
+            stands_for_some = entry && it != devices_.end() && entry->rule->applies_to(it->second->device_id);
+            if (stands_for_some) break;
+        }
+        if (!stands_for_some)
+            resolve(gateway, i, now_ms, "no device behind the gateway is under this rule", out);
+    }
+}
+
 void RuleEngine::hold_for_gateway(Device& device, Device& gateway, const CompiledRule& rule, int64_t now_ms,
                                   std::vector<AlertEvent>& out) {
     device.held_by_gateway = true;
     ++counters_.deadman_held;
     refresh(gateway, now_ms, out);
     if (gateway.alert(rule.definition.id) || !gateway.rule(rule.definition.id)) return;  // one per rule
-    const std::string_view id = std::string_view(gateway.device_id).substr(1);
-    double behind = 0;
-    for (const auto& key : gateway.members) {
-        auto it = devices_.find(key);
-        behind += it != devices_.end() && it->second->via == id ? 1 : 0;
-    }
     std::vector<MetricValue> value{
-        {"silent_seconds", static_cast<double>(now_ms - gateway.last_seen_ms) / 1000.0}, {"devices", behind}};
+        {"silent_seconds", static_cast<double>(now_ms - gateway.last_seen_ms) / 1000.0},
+        {"devices", static_cast<double>(gateway.members.size())}};
     start_alert(gateway, rule, std::move(value), gateway.last_seen_ms + rule.definition.after_ms, now_ms,
                 out);
 }

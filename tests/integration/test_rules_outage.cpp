@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <csignal>
 #include <thread>
 
 #include "rules_world.hpp"
@@ -147,5 +148,42 @@ after = "3s"
     CHECK(listener.settle(4s).size() == 2);
     done = true;
     publishing.join();
+    CHECK(plantd->terminate() == 0);
+}
+
+TEST_CASE("rules: an ingestion alert left firing by a killed plantd is resolved by the next start") {
+    RulesWorld world(R"([[rule]]
+id = "silent"
+kind = "deadman"
+factory = "fa"
+after = "30s"
+)");
+    TcpProxy proxy(port_of(mqtt_uri()));
+    const std::string direct = "uri = \"" + mqtt_uri() + "\"";
+    world.config.replace(world.config.find(direct), direct.size(),
+                         fmt::format("uri = \"tcp://127.0.0.1:{}\"", proxy.port()));
+    world.config.replace(world.config.find("startup_grace"), 0, "ingestion_alert_after = \"1s\"\n");
+    AlertListener listener(world.prefix);
+    auto plantd = world.start();
+    proxy.set_enabled(false);
+    REQUIRE(
+        eventually([&] { return plantd->metric("plantd_alert_events_total{state=\"firing\"}") == 1; }, 15s));
+    REQUIRE(eventually(
+        [&] {
+            return world.redis.cli("--scan --pattern '*ingestion*'").find("ingestion") != std::string::npos;
+        },
+        5s));
+    plantd->send_signal(SIGKILL);  // the firing alert was never resolved, nor even published
+    plantd->terminate(std::chrono::seconds(5));
+    proxy.set_enabled(true);
+    plantd = world.start("plantd2.log");
+    auto alerts = listener.wait_for(1, 20s);
+    REQUIRE(alerts.size() == 1);
+    CHECK(alerts[0].factory_id == "_plantd");
+    CHECK(alerts[0].rule == "ingestion");
+    CHECK(alerts[0].state == "resolved");
+    CHECK(alerts[0].reason == "plantd restarted");
+    CHECK(listener.settle(3s).size() == 1);
+    CHECK(world.redis.cli("--scan --pattern '*ingestion*'").find("ingestion") == std::string::npos);
     CHECK(plantd->terminate() == 0);
 }

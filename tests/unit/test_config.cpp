@@ -90,6 +90,10 @@ TEST_CASE("invalid values are refused") {
     CHECK(mentions(error_of("[influxdb]\nmeasurement = \"_m\"\n"), "measurement"));
     CHECK(mentions(error_of("[influxdb]\nbatch_linger = \"2s\"\n"), "longer than flush_interval"));
     CHECK(mentions(error_of("[influxdb]\nbatch_linger = \"1s\"\n"), "(accepted)"));
+    // Left out, the linger follows a flush_interval below its default.
+    auto short_flush = load_config_text("[influxdb]\nflush_interval = \"2ms\"\n", "test.toml");
+    REQUIRE(short_flush.ok());
+    CHECK(short_flush->influxdb.batch_linger_ms == 2);
     CHECK(mentions(error_of("[ingest]\nmax_payload_bytes = \"lots\"\n"), "size"));
     CHECK(mentions(error_of("[ingest]\nworkers = 0\n"), "[ingest] workers"));
     CHECK(mentions(error_of("[control]\nlisten = \"9102\"\n"), "[control] listen"));

@@ -110,3 +110,31 @@ TEST_CASE("gateways: a gateway's alert and its devices survive a restart") {
     after.gateway_round(61'000, 5);
     REQUIRE(after.summary() == Strings{"resolved:gw1(gateway)@61000"});
 }
+
+TEST_CASE("gateways: devices held behind a gateway are watched again once it is back, each on its own") {
+    Plant p;
+    p.gateway_round(0, 10);
+    p.engine.tick(10'000, p.events);
+    REQUIRE(p.summary() == Strings{"firing:gw1(gateway)@10000"});
+    // Back at 20 s with every device; then d0 (the first of the gateway's records) stops.
+    for (int64_t t = 20'000; t <= 45'000; t += 1'000) {
+        p.gateway_round(t, 10, t > 20'000 ? 0 : -1);
+        p.engine.tick(t, p.events);
+    }
+    CHECK(p.summary() ==
+          Strings{"firing:gw1(gateway)@10000", "resolved:gw1(gateway)@20000", "firing:d0@30000"});
+}
+
+TEST_CASE(
+    "gateways: a device that moves to its own topic leaves the gateway; an empty gateway's alert ends") {
+    Plant p;
+    p.gateway_round(0, 1);  // d0 alone behind gw1
+    p.engine.tick(10'000, p.events);
+    REQUIRE(p.summary() == Strings{"firing:gw1(gateway)@10000"});
+    p.send(11'000, "d0");  // now on its own topic: nobody is behind gw1 any more
+    REQUIRE(p.events.size() == 2);
+    CHECK(p.summary()[1] == "resolved:gw1(gateway)@11000");
+    CHECK(p.events[1].reason == "no device behind the gateway is under this rule");
+    p.engine.tick(21'000, p.events);
+    CHECK(p.summary().back() == "firing:d0@21000");  // its own silence, its own alert
+}

@@ -293,3 +293,17 @@ TEST_CASE("renotify_every: a reload that turns it on reminds of alerts already f
     b.engine.tick(35'000, b.events);
     CHECK(b.states() == Strings{"firing@1000", "reminder@15000", "reminder@25000", "reminder@35000"});
 }
+
+TEST_CASE("restore: a device known only from a threshold alert is no unseen registered device") {
+    Bench before("[[rule]]\nid = \"hot\"\nwhen = \"t > 85\"\n");
+    before.send(1'000, {{"t", 90}});
+    std::vector<AlertChange> alerts;
+    std::vector<DeviceSeen> seen;
+    before.engine.take_changes(alerts, seen);
+    REQUIRE(alerts.size() == 1);
+    Bench after("[[rule]]\nid = \"hot\"\nwhen = \"t > 85\"\n");
+    after.engine.restore({*alerts[0].alert}, seen, 2'000, after.events);
+    CHECK(after.engine.unwatch_unlisted({}, 3'000, after.events) == 0);  // e.g. a registry not loaded yet
+    CHECK(after.events.empty());
+    CHECK(after.engine.active_alerts() == 1);
+}

@@ -50,7 +50,11 @@ void AlertDelivery::stop(int64_t drain_ms) {
 void AlertDelivery::enqueue(const rules::AlertEvent& event) {
     {
         std::lock_guard lock(mutex_);
-        if (queue_.size() >= max_pending_) {
+        // A resolve is kept even then (up to twice the bound): dropping it would leave the alert
+        // firing for good at this destination.
+        const bool resolve = event.kind == rules::AlertEvent::Kind::transition &&
+                             event.alert.state == rules::AlertState::resolved;
+        if (queue_.size() >= (resolve ? 2 * max_pending_ : max_pending_)) {
             if (dropped_.fetch_add(1) % 1000 == 0)
                 spdlog::error("alerts: {} is {} events behind; dropping new ones (alert_max_pending)",
                               sink_->name(), queue_.size());

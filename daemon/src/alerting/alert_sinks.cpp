@@ -31,6 +31,7 @@ std::string alert_line(std::string_view escaped_measurement, const rules::AlertE
     line += fmt::format(",acknowledged={}", a.acknowledged);
     if (event.kind == rules::AlertEvent::Kind::acknowledgement) line += ",acknowledgement=true";
     if (event.kind == rules::AlertEvent::Kind::reminder) line += ",reminder=true";
+    if (a.gateway) line += ",gateway=true";  // device_id is a gateway's
     for (const auto& value : a.value) {
         line += ',';
         append_escaped_key(line, "value." + value.name);

@@ -121,4 +121,31 @@ Result<RuleState> AlertStateStore::load() {
     return state;
 }
 
+std::string AlertStateStore::save_instance_alert(std::string_view instance,
+                                                 const std::optional<rules::ActiveAlert>& alert) {
+    if (auto problem = connect(); !problem.empty()) return problem;
+    const std::string where = key("_plantd", fmt::format("ingestion:{}", instance));
+    auto reply =
+        alert ? redis_->command({"SET", where, active_alert_json(*alert)}) : redis_->command({"DEL", where});
+    if (!reply) {
+        redis_.reset();
+        return reply.error();
+    }
+    return {};
+}
+
+Result<std::optional<rules::ActiveAlert>> AlertStateStore::load_instance_alert(std::string_view instance) {
+    if (auto problem = connect(); !problem.empty()) return fail(problem);
+    auto reply = redis_->command({"GET", key("_plantd", fmt::format("ingestion:{}", instance))});
+    if (!reply) {
+        redis_.reset();
+        return fail(reply.error());
+    }
+    if (reply->text.empty()) return std::optional<rules::ActiveAlert>();
+    // Read as an ordinary factory's alert, then given back its own factory (which no factory can be).
+    auto alert = parse_active_alert(reply->text, "plantd", "plantd", "ingestion");
+    if (alert) alert->factory_id = "_plantd";
+    return alert;
+}
+
 }  // namespace plantd

@@ -4,9 +4,11 @@
 //   {prefix}:rules:factories          set of factories with state
 //   {prefix}:rules:{F}:alerts          hash "device/rule" -> the active alert (JSON)
 //   {prefix}:rules:{F}:seen            hash device -> when it was last heard from (dead-man rules)
+//   {prefix}:rules:{_plantd}:ingestion:{instance}   the instance's own ingestion alert while it fires
 // Writes are pipelined; a failed write keeps the changes for the next try (the caller's). Errors are
 // values naming the server; the connection is dropped after one and made again on the next call.
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +32,11 @@ class AlertStateStore {
     std::string save(const std::vector<rules::AlertChange>& alerts,
                      const std::vector<rules::DeviceSeen>& seen);
     Result<RuleState> load();
+    // The instance's ingestion alert: kept while it fires (none: removed), so that a run killed
+    // meanwhile has it resolved by the next one.
+    std::string save_instance_alert(std::string_view instance,
+                                    const std::optional<rules::ActiveAlert>& alert);
+    Result<std::optional<rules::ActiveAlert>> load_instance_alert(std::string_view instance);
 
   private:
     std::string connect();

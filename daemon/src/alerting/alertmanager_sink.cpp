@@ -55,6 +55,7 @@ void AlertmanagerSink::append_alert(std::string& out, const rules::ActiveAlert& 
         out += fmt::format(",\"{}\":", name);
         append_json_string(out, value);
     }
+    if (alert.gateway) out += R"(,"gateway":"true")";  // the device_id is a gateway's
     out += R"(},"annotations":{"summary":)";
     append_json_string(out, alert.message);
     if (!alert.value.empty()) {

@@ -62,6 +62,15 @@ std::string RuleRunner::load() {
                       state.error());
         return {};
     }
+    // An ingestion alert a killed run left firing: this run resolves it (and raises its own if its
+    // input is down long enough).
+    if (auto left = state_store_->load_instance_alert(instance_name()); left && *left) {
+        rules::AlertEvent event{
+            rules::AlertEvent::Kind::transition, **left, now, {}, now, "plantd restarted"};
+        event.alert.state = rules::AlertState::resolved;
+        events_.push_back(std::move(event));
+        keep_instance_alert();
+    }
     const size_t alerts = state->alerts.size();
     if (state->skipped > 0)
         spdlog::warn("rules: {} entries of the saved state were not valid and are ignored", state->skipped);
@@ -99,7 +108,9 @@ RegisteredDevices registered_devices_of(const Admission& registry) {
 
 void RuleRunner::watch_registered(int64_t now_ms) {
     if (!registered_.generation || !registered_.for_each) return;
-    const uint64_t generation = registered_.generation() * 1'000'003 + rules_generation_;
+    const uint64_t snapshot = registered_.generation();
+    if (snapshot == 0) return;  // the registry has not loaded yet: nothing is known to be unregistered
+    const uint64_t generation = snapshot * 1'000'003 + rules_generation_;
     if (generation == watched_generation_) return;
     watched_generation_ = generation;
     uint64_t added = 0;
@@ -117,6 +128,27 @@ void RuleRunner::watch_registered(int64_t now_ms) {
     }
 }
 
+InputStatus input_status_of(const Health& health) {
+    using State = InputStatus::State;
+    if (health.draining) return {State::unchanged, {}};
+    if (health.wal_replaying)
+        return {State::down, "the start-up replay of the write-ahead log is still running"};
+    if (!health.mqtt_subscribed) return {State::down, "MQTT session lost or subscription not confirmed"};
+    return {State::up, {}};
+}
+
+std::string RuleRunner::instance_name() const {
+    return is_valid_identifier(config_.instance) ? config_.instance : "plantd";
+}
+
+void RuleRunner::keep_instance_alert() {
+    if (!state_store_) return;
+    if (std::string problem = state_store_->save_instance_alert(instance_name(), ingestion_alert_);
+        !problem.empty())
+        spdlog::warn("rules: cannot keep the ingestion alert in Redis ({}); a crash now leaves it unresolved",
+                     problem);
+}
+
 void RuleRunner::watch_input(int64_t now_ms) {
     if (!input_probe_) return;
     const InputStatus input = input_probe_();
@@ -129,7 +161,7 @@ void RuleRunner::watch_input(int64_t now_ms) {
         if (!ingestion_alert_ && now_ms - *input_down_since_ >= config_.rules.ingestion_alert_after_ms) {
             rules::ActiveAlert alert;
             alert.factory_id = std::string(ingestion_alert_factory);
-            alert.device_id = is_valid_identifier(config_.instance) ? config_.instance : "plantd";
+            alert.device_id = instance_name();
             alert.rule_id = "ingestion";
             alert.alert_id = rules::random_alert_id();
             alert.severity = rules::Severity::critical;
@@ -139,6 +171,7 @@ void RuleRunner::watch_input(int64_t now_ms) {
             alert.fired_ms = now_ms;
             alert.state = rules::AlertState::firing;
             ingestion_alert_ = alert;
+            keep_instance_alert();
             spdlog::error("rules: input down since {} ms: ingestion alert {} fired, dead-man timers paused",
                           now_ms - *input_down_since_, alert.alert_id);
             events_.push_back(
@@ -162,6 +195,7 @@ void RuleRunner::watch_input(int64_t now_ms) {
         spdlog::info("rules: input resumed: ingestion alert {} resolved, dead-man timers restart",
                      ingestion_alert_->alert_id);
         ingestion_alert_.reset();
+        keep_instance_alert();
     }
 }
 
@@ -198,6 +232,7 @@ void RuleRunner::stop() {
             event.alert.state = rules::AlertState::resolved;
             events_.push_back(std::move(event));
             ingestion_alert_.reset();
+            keep_instance_alert();
         }
         hand_out();
     } catch (const std::exception& e) {

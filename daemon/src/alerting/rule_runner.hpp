@@ -70,6 +70,10 @@ struct InputStatus {
     std::string_view why;  // a static text
 };
 
+// plantd's own input as its health says: down while the MQTT subscription is not confirmed or the
+// start-up replay of the log runs; a drain stops it on purpose (no outage, nor an outage's end).
+InputStatus input_status_of(const Health& health);
+
 class RuleRunner final : public Service {
   public:
     // `factory_known`: whether the registry knows a factory (empty without a registry).
@@ -106,6 +110,9 @@ class RuleRunner final : public Service {
     void watch_registered(int64_t now_ms);
     // Pauses and restarts the dead-man timers with the input; raises and resolves the ingestion alert.
     void watch_input(int64_t now_ms);
+    std::string instance_name() const;  // the ingestion alert's device id
+    // Saves the ingestion alert in Redis while it fires, removes it once it is resolved.
+    void keep_instance_alert();
 
     const Config& config_;
     RuleFeed& feed_;

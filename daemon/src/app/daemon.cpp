@@ -254,17 +254,7 @@ int run_daemon(const Config& config) {
         if (registry) registered = registered_devices_of(*registry);
         rule_runner = std::make_unique<RuleRunner>(config, *rule_feed, destinations, health, factory_known,
                                                    std::move(registered));
-        // A drain stops the input on purpose: that is no outage, nor an outage's end.
-        rule_runner->set_input_probe([&health] {
-            using State = InputStatus::State;
-            if (health.draining) return InputStatus{State::unchanged, {}};
-            if (health.wal_replaying)
-                return InputStatus{State::down,
-                                   "the start-up replay of the write-ahead log is still running"};
-            if (!health.mqtt_subscribed)
-                return InputStatus{State::down, "MQTT session lost or subscription not confirmed"};
-            return InputStatus{State::up, {}};
-        });
+        rule_runner->set_input_probe([&health] { return input_status_of(health); });
         if (std::string error = rule_runner->load(); !error.empty()) {
             spdlog::critical("invalid rules:\n{}", error);
             return 1;

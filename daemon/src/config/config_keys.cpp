@@ -158,8 +158,8 @@ const std::vector<ConfigKey>& config_keys() {
                "...or when its first line is this old, whatever its writer is doing"),
         ranged("influxdb", "batch_linger", KeyType::duration, 0, 60'000, AT(influxdb.batch_linger_ms),
                "...or when it is this old and its writer has nothing to send (low latency at low rates; "
-               "under load batches fill while the writer is busy); at most `flush_interval`, which means "
-               "batches closed by size and age only"),
+               "under load batches fill while the writer is busy); at most `flush_interval` (left out, it "
+               "follows a shorter `flush_interval`); equal to it means batches closed by size and age only"),
         plain("influxdb", "gzip", KeyType::flag, AT(influxdb.gzip), "compress request bodies"),
         ranged("influxdb", "request_timeout", KeyType::duration, 100, 600'000,
                AT(influxdb.request_timeout_ms), "timeout of one write request"),

@@ -187,6 +187,9 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
         SectionReader r(subtable(root, "influxdb", source, errors), "influxdb", source, errors);
         read_declared_keys(r, "influxdb", config);
         r.finish();
+        // The default linger follows a flush_interval set below it; one set by hand is checked.
+        if (i.batch_linger_ms > i.flush_interval_ms && !r.last_node("batch_linger"))
+            i.batch_linger_ms = i.flush_interval_ms;
         if (i.batch_linger_ms > i.flush_interval_ms)
             r.error_at(r.last_node("batch_linger"), "batch_linger",
                        "is longer than flush_interval (a batch goes at flush_interval anyway): at most "

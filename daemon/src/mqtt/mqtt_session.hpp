@@ -95,9 +95,9 @@ class MqttSession {
     // A DISCONNECT from the broker: why the connection ends, in words; a malformed one is a counted
     // protocol error.
     std::string broker_disconnected(std::string_view body);
-    void heard_now();
+    void heard_now();  // input is held on purpose: the broker's silence means nothing meanwhile
     // From any thread: the session has something to send; its wait for the broker ends now.
-    void wake();  // input is held on purpose: the broker's silence means nothing meanwhile
+    void wake();
     const std::string& transport_error() const { return transport_.error(); }
     // The broker broke the protocol (a packet that does not decode, one that may not come): the
     // client returns drop, and the session says why in a DISCONNECT (v5 reason code: 0x81 malformed

@@ -218,7 +218,9 @@ Worker::Outcome Worker::admit_sparkplug(const RawMessage& message, std::string_v
             node.find('/') == std::string_view::npos ? std::string_view() : node.substr(node.find('/') + 1);
     decoded_.topic = TopicMatch{TopicKind::gateway, factory_id, node.substr(0, node.find('/'))};
     const TopicMatch match{TopicKind::device, factory_id, {}};
-    return admit_decoded(message, match, admission);
+    const Outcome outcome = admit_decoded(message, match, admission);
+    decoded_.topic = {};  // it viewed this message's topic
+    return outcome;
 }
 
 void Worker::hold_with_records(RawMessage message, std::unique_ptr<sparkplug::MessageRecords> records) {

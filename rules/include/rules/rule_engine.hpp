@@ -148,7 +148,10 @@ class RuleEngine {
     void mark_seen_changed(Device& device);  // its last_seen_ms is to be saved
     // The gateway entry ("factory/@gateway") a device's record came through.
     Device* gateway_of(const Device& device);
+    // A record of `device` came through `via` ("" = its own topic): the gateway is alive.
     void gateway_heard(Device& device, std::string_view via, int64_t now_ms, std::vector<AlertEvent>& out);
+    void leave_gateway(Device& device, int64_t now_ms, std::vector<AlertEvent>& out);
+    void settle_gateway(Device& gateway, int64_t now_ms, std::vector<AlertEvent>& out);
     // A device's dead-man alert is due while its gateway is silent too: the gateway's alert instead.
     void hold_for_gateway(Device& device, Device& gateway, const CompiledRule& rule, int64_t now_ms,
                           std::vector<AlertEvent>& out);
