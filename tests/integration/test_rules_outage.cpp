@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <functional>
 #include <thread>
 
 #include "rules_world.hpp"
@@ -15,6 +16,39 @@ namespace {
 int port_of(const std::string& uri) {
     return std::stoi(uri.substr(uri.rfind(':') + 1));
 }
+
+// plantd reaches the broker through `proxy` (which a test can cut), and its ingestion alert fires
+// after `ingestion_alert_after`.
+void through_proxy(RulesWorld& world, const TcpProxy& proxy, std::string_view ingestion_alert_after) {
+    const std::string direct = "uri = \"" + mqtt_uri() + "\"";
+    world.config.replace(world.config.find(direct), direct.size(),
+                         fmt::format("uri = \"tcp://127.0.0.1:{}\"", proxy.port()));
+    world.config.replace(world.config.find("startup_grace"), 0,
+                         fmt::format("ingestion_alert_after = \"{}\"\n", ingestion_alert_after));
+}
+
+// Calls `round(publisher)` every `period` on a thread of its own until stopped or destroyed.
+class Repeating {
+  public:
+    Repeating(std::chrono::milliseconds period, std::function<void(Publisher&)> round)
+        : thread_([this, period, round = std::move(round)] {
+              Publisher publisher(unique_name("pub"));
+              while (!done_) {
+                  round(publisher);
+                  publisher.flush();
+                  std::this_thread::sleep_for(period);
+              }
+          }) {}
+    ~Repeating() { stop(); }
+    void stop() {
+        done_ = true;
+        if (thread_.joinable()) thread_.join();
+    }
+
+  private:
+    std::atomic<bool> done_{false};
+    std::thread thread_;
+};
 
 }  // namespace
 
@@ -29,35 +63,18 @@ after = "10s"
 )",
                      "2s");
     TcpProxy proxy(port_of(mqtt_uri()));
-    const std::string direct = "uri = \"" + mqtt_uri() + "\"";
-    world.config.replace(world.config.find(direct), direct.size(),
-                         fmt::format("uri = \"tcp://127.0.0.1:{}\"", proxy.port()));
-    world.config.replace(world.config.find("startup_grace"), 0, "ingestion_alert_after = \"2s\"\n");
+    through_proxy(world, proxy, "2s");
     AlertListener listener(world.prefix);
     auto plantd = world.start();
 
     constexpr int devices = 1000;
     std::atomic<bool> quiet_stops{false};
-    std::atomic<bool> done{false};
-    std::thread publishing([&] {
-        Publisher publisher(unique_name("pub"));
-        while (!done) {
-            for (int i = 0; i < devices; ++i) {
-                if (i == 7 && quiet_stops) continue;
-                publisher.publish(world.topic("fa", fmt::format("dev-{}", i)), reading("x", i));
-            }
-            publisher.flush();
-            std::this_thread::sleep_for(1s);
+    Repeating publishing(1s, [&](Publisher& publisher) {
+        for (int i = 0; i < devices; ++i) {
+            if (i == 7 && quiet_stops) continue;
+            publisher.publish(world.topic("fa", fmt::format("dev-{}", i)), reading("x", i));
         }
     });
-    struct Stop {
-        std::atomic<bool>& done;
-        std::thread& thread;
-        ~Stop() {
-            done = true;
-            if (thread.joinable()) thread.join();
-        }
-    } stop{done, publishing};
 
     REQUIRE(eventually(
         [&] {
@@ -90,8 +107,7 @@ after = "10s"
     CHECK(alerts[2].device_id == "dev-7");
     CHECK(alerts[2].state == "firing");
     CHECK(listener.settle(2s).size() == 3);
-    done = true;
-    publishing.join();
+    publishing.stop();
     CHECK(plantd->terminate() == 0);
 }
 
@@ -110,24 +126,10 @@ after = "3s"
         batch += fmt::format(R"({}{{"device_id": "behind-{}", "metrics": {{"x": {}}}}})", i ? "," : "", i, i);
     batch += "]}";
     std::atomic<bool> gateway_up{true};
-    std::atomic<bool> done{false};
-    std::thread publishing([&] {
-        Publisher publisher(unique_name("pub"));
-        while (!done) {
-            if (gateway_up) publisher.publish(gateway, batch);
-            publisher.publish(world.topic("fa", "direct-1"), reading("x", 1));  // on its own topic: goes on
-            publisher.flush();
-            std::this_thread::sleep_for(500ms);
-        }
+    Repeating publishing(500ms, [&](Publisher& publisher) {
+        if (gateway_up) publisher.publish(gateway, batch);
+        publisher.publish(world.topic("fa", "direct-1"), reading("x", 1));  // on its own topic: goes on
     });
-    struct Stop {
-        std::atomic<bool>& done;
-        std::thread& thread;
-        ~Stop() {
-            done = true;
-            if (thread.joinable()) thread.join();
-        }
-    } stop{done, publishing};
     REQUIRE(eventually([&] { return plantd->metric("plantd_rule_records_total") >= 60; }, 20s));
     gateway_up = false;
     auto alerts = listener.wait_for(1, 15s);
@@ -146,8 +148,7 @@ after = "3s"
     CHECK(alerts[1].state == "resolved");
     CHECK(alerts[1].reason == "the gateway sent data again");
     CHECK(listener.settle(4s).size() == 2);
-    done = true;
-    publishing.join();
+    publishing.stop();
     CHECK(plantd->terminate() == 0);
 }
 
@@ -159,10 +160,7 @@ factory = "fa"
 after = "30s"
 )");
     TcpProxy proxy(port_of(mqtt_uri()));
-    const std::string direct = "uri = \"" + mqtt_uri() + "\"";
-    world.config.replace(world.config.find(direct), direct.size(),
-                         fmt::format("uri = \"tcp://127.0.0.1:{}\"", proxy.port()));
-    world.config.replace(world.config.find("startup_grace"), 0, "ingestion_alert_after = \"1s\"\n");
+    through_proxy(world, proxy, "1s");
     AlertListener listener(world.prefix);
     auto plantd = world.start();
     proxy.set_enabled(false);
