@@ -84,7 +84,7 @@ void RuleEngine::tick(int64_t now_ms, std::vector<AlertEvent>& out) {
     }
     if (now_ms - last_collect_ms_ >= collect_interval_ms) {
         last_collect_ms_ = now_ms;
-        collect_idle(now_ms);
+        collect_idle(now_ms, out);
     }
 }
 
@@ -158,17 +158,16 @@ void RuleEngine::fire_timer(Timer timer, int64_t now_ms, std::vector<AlertEvent>
     }
 }
 
-void RuleEngine::collect_idle(int64_t now_ms) {
+void RuleEngine::collect_idle(int64_t now_ms, std::vector<AlertEvent>& out) {
     // A device with no alert, no dead-man rule and no value still valid holds nothing worth keeping;
     // nor does a gateway with no alert and no dead-man device behind it.
-    std::vector<AlertEvent> none;  // an idle device has no alert to resolve
     for (auto it = devices_.begin(); it != devices_.end();) {
         Device& device = *it->second;
         bool idle =
             device.alerts.empty() && !device.has_deadman && (!device.gateway || device.members.empty());
         for (const auto& slot : device.slots)
             idle &= slot.value_at_ms == never || now_ms - slot.value_at_ms > options_.value_ttl_ms;
-        if (idle && !device.via.empty()) leave_gateway(device, now_ms, none);
+        if (idle && !device.via.empty()) leave_gateway(device, now_ms, out);  // may resolve its gateway's
         it = idle ? devices_.erase(it) : std::next(it);
     }
 }

@@ -166,9 +166,11 @@ after = "30s"
     proxy.set_enabled(false);
     REQUIRE(
         eventually([&] { return plantd->metric("plantd_alert_events_total{state=\"firing\"}") == 1; }, 15s));
+    std::string kept;  // {prefix}:rules:{_plantd}:ingestion:{instance}
     REQUIRE(eventually(
         [&] {
-            return world.redis.cli("--scan --pattern '*ingestion*'").find("ingestion") != std::string::npos;
+            kept = world.redis.cli("--scan --pattern '*ingestion*'");
+            return kept.find("ingestion:") != std::string::npos;
         },
         5s));
     plantd->send_signal(SIGKILL);  // the firing alert was never resolved, nor even published
@@ -181,6 +183,7 @@ after = "30s"
     CHECK(alerts[0].rule == "ingestion");
     CHECK(alerts[0].state == "resolved");
     CHECK(alerts[0].reason == "plantd restarted");
+    CHECK(kept.find("ingestion:" + alerts[0].device_id + "\n") != std::string::npos);  // the same instance
     CHECK(listener.settle(3s).size() == 1);
     CHECK(world.redis.cli("--scan --pattern '*ingestion*'").find("ingestion") == std::string::npos);
     CHECK(plantd->terminate() == 0);

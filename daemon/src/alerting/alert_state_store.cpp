@@ -111,11 +111,13 @@ Result<RuleState> AlertStateStore::load() {
                                              ? std::string_view(end + 1, text.data() + text.size() - end - 1)
                                              : std::string_view();
             if (!is_valid_identifier(seen[i].text) || ec != std::errc() ||
-                (via.empty() ? end != text.data() + text.size() : !is_valid_identifier(via))) {
+                (via.empty() && end != text.data() + text.size())) {
                 ++state.skipped;
                 continue;
             }
-            state.seen.push_back({factory_id, seen[i].text, ms, std::string(via)});
+            // A gateway that does not read back is dropped, not the last-seen time.
+            state.seen.push_back(
+                {factory_id, seen[i].text, ms, is_valid_identifier(via) ? std::string(via) : ""});
         }
     }
     return state;
@@ -143,7 +145,7 @@ Result<std::optional<rules::ActiveAlert>> AlertStateStore::load_instance_alert(s
     }
     if (reply->text.empty()) return std::optional<rules::ActiveAlert>();
     // Read as an ordinary factory's alert, then given back its own factory (which no factory can be).
-    auto alert = parse_active_alert(reply->text, "plantd", "plantd", "ingestion");
+    auto alert = parse_active_alert(reply->text, "plantd", instance, "ingestion");
     if (alert) alert->factory_id = "_plantd";
     return alert;
 }

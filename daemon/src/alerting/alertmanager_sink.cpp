@@ -85,6 +85,10 @@ AlertSink::Outcome AlertmanagerSink::deliver(const rules::AlertEvent& event, std
     if (alert.state == rules::AlertState::firing) {
         firing_[alert.alert_id] = alert;  // re-posted from now on, until it resolves
         append_alert(body, alert, now + 4 * resend_ms_);
+        body += ']';
+        const Outcome outcome = post(body, problem);
+        if (outcome == Outcome::refused) firing_.erase(alert.alert_id);  // never taken: not re-posted
+        return outcome;
     } else {
         // Resolved: said explicitly, with its end. One that never fired was never posted.
         if (firing_.erase(alert.alert_id) == 0 && !alert.fired_ms) return Outcome::delivered;
@@ -104,7 +108,7 @@ AlertSink::Outcome AlertmanagerSink::refresh(std::string& problem) {
         append_alert(body, alert, ends);
         if (++in_body == alerts_per_request) {
             body += ']';
-            if (Outcome outcome = post(body, problem); outcome != Outcome::delivered) return outcome;
+            if (post(body, problem) == Outcome::retry) return Outcome::retry;  // a refused part: go on
             body.assign(1, '[');
             in_body = 0;
         }

@@ -212,11 +212,10 @@ Worker::Outcome Worker::admit_sparkplug(const RawMessage& message, std::string_v
     records.fill(decoded_);
     // The edge node (spBv1.0/group/type/node[/device]) is the gateway its devices' data came through:
     // the rules hold the dead-man alerts of its devices while it is silent.
-    std::string_view node = message.topic();
-    for (int level = 0; level < 3 && !node.empty(); ++level)
-        node =
-            node.find('/') == std::string_view::npos ? std::string_view() : node.substr(node.find('/') + 1);
-    decoded_.topic = TopicMatch{TopicKind::gateway, factory_id, node.substr(0, node.find('/'))};
+    sparkplug::Topic topic;
+    std::string problem;  // the topic was checked before it got here
+    if (sparkplug::parse_topic(message.topic(), topic, problem))
+        decoded_.topic = TopicMatch{TopicKind::gateway, factory_id, topic.edge_node_id};
     const TopicMatch match{TopicKind::device, factory_id, {}};
     const Outcome outcome = admit_decoded(message, match, admission);
     decoded_.topic = {};  // it viewed this message's topic

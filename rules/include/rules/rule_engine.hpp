@@ -155,7 +155,7 @@ class RuleEngine {
     // A device's dead-man alert is due while its gateway is silent too: the gateway's alert instead.
     void hold_for_gateway(Device& device, Device& gateway, const CompiledRule& rule, int64_t now_ms,
                           std::vector<AlertEvent>& out);
-    void collect_idle(int64_t now_ms);
+    void collect_idle(int64_t now_ms, std::vector<AlertEvent>& out);
 
     EngineOptions options_;
     std::unique_ptr<RuleSet> rules_;
