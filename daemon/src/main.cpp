@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "app/alert_tool.hpp"
+#include "app/cluster_tool.hpp"
 #include "app/connect_check.hpp"
 #include "app/daemon.hpp"
 #include "app/dead_letter_tool.hpp"
@@ -170,6 +171,12 @@ int main(int argc, char** argv) {
         ->required();
     alerts_ack->add_option("--by", alert_command.by, "who acknowledges")->capture_default_str();
     alerts->require_subcommand(0, 1);
+    auto* cluster = app.add_subcommand("cluster", "several plantd as one service: members and owners");
+    auto* cluster_status =
+        cluster->add_subcommand("status", "the members, what each owns, and every factory's owner (Redis)");
+    bool cluster_json = false;
+    cluster_status->add_flag("--json", cluster_json, "one JSON document on stdout");
+    cluster->require_subcommand(0, 1);
     auto* check =
         app.add_subcommand("check", "check the configuration and rules; with --connect, every server");
     bool check_connect = false;
@@ -181,10 +188,11 @@ int main(int argc, char** argv) {
         app.add_subcommand("config-reference",
                            "print every configuration key with its default and meaning (the README's table)");
 
-    for (CLI::App* group : {deadletter, registry, factory, parameter, device, alerts}) group->allow_extras();
+    for (CLI::App* group : {deadletter, registry, factory, parameter, device, alerts, cluster})
+        group->allow_extras();
     CLI11_PARSE(app, argc, argv);
     // A command group without (or with an unknown) command: name what was given and what exists.
-    for (CLI::App* group : {deadletter, registry, factory, parameter, device, alerts}) {
+    for (CLI::App* group : {deadletter, registry, factory, parameter, device, alerts, cluster}) {
         if (!group->parsed() || !group->get_subcommands().empty()) continue;
         std::string known;
         for (const CLI::App* sub : group->get_subcommands({}))
@@ -219,6 +227,8 @@ int main(int argc, char** argv) {
         if (check_connect) return plantd::check_connections(*config, std::cout);
         return 0;
     }
+    if (cluster_status->parsed())
+        return plantd::run_cluster_status(*config, cluster_json, std::cout, std::cerr);
     if (alerts_list->parsed() || alerts_ack->parsed()) {
         alert_command.verb = alerts_list->parsed() ? "alerts-list" : "alerts-ack";
         return plantd::run_alert_command(alert_command, config->registry, std::cout, std::cerr);

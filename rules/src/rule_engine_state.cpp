@@ -95,6 +95,24 @@ void RuleEngine::restore(std::vector<ActiveAlert> alerts, std::vector<DeviceSeen
     }
 }
 
+size_t RuleEngine::forget_factory(std::string_view factory_id) {
+    size_t dropped = 0;
+    for (auto it = devices_.begin(); it != devices_.end();) {
+        if (it->second->factory_id != factory_id) {
+            ++it;
+            continue;
+        }
+        for (const auto& slot : it->second->alerts) alert_index_.erase(slot.alert.alert_id);
+        it = devices_.erase(it);
+        ++dropped;
+    }
+    // Their timers stay queued and find no device when due.
+    const std::string prefix = std::string(factory_id).append(1, '/');
+    std::erase_if(changed_alerts_, [&](const std::string& key) { return key.starts_with(prefix); });
+    std::erase_if(changed_seen_, [&](const std::string& key) { return key.starts_with(prefix); });
+    return dropped;
+}
+
 void RuleEngine::take_changes(std::vector<AlertChange>& alerts, std::vector<DeviceSeen>& seen) {
     for (const auto& key : changed_alerts_) {
         const size_t separator = key.find('\x1f');

@@ -6,8 +6,11 @@
 #include <mqtt/async_client.h>
 #include <simdjson.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -147,7 +150,30 @@ struct RulesWorld {
     }
 };
 
-std::string reading(const char* metric, double value) {
+// Calls `round(publisher)` every `period` on a thread of its own until stopped or destroyed.
+class Repeating {
+  public:
+    Repeating(std::chrono::milliseconds period, std::function<void(Publisher&)> round)
+        : thread_([this, period, round = std::move(round)] {
+              Publisher publisher(unique_name("pub"));
+              while (!done_) {
+                  round(publisher);
+                  publisher.flush();
+                  std::this_thread::sleep_for(period);
+              }
+          }) {}
+    ~Repeating() { stop(); }
+    void stop() {
+        done_ = true;
+        if (thread_.joinable()) thread_.join();
+    }
+
+  private:
+    std::atomic<bool> done_{false};
+    std::thread thread_;
+};
+
+[[maybe_unused]] std::string reading(const char* metric, double value) {
     return fmt::format(R"({{"metrics": {{"{}": {}}}}})", metric, value);
 }
 

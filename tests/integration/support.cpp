@@ -439,7 +439,8 @@ std::string PrivateBroker::uri(std::string_view scheme, std::string_view host) c
     return fmt::format("{}://{}:{}", scheme, host, port_);
 }
 
-PrivateRedis::PrivateRedis(const std::string& dir, int port) : dir_(dir), port_(port) {}
+PrivateRedis::PrivateRedis(const std::string& dir, int port, bool persistent)
+    : dir_(dir), port_(port), persistent_(persistent) {}
 
 PrivateRedis::~PrivateRedis() {
     stop();
@@ -452,7 +453,8 @@ void PrivateRedis::start() {
         std::freopen("/dev/null", "w", stderr);
         const std::string port = std::to_string(port_);
         ::execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", dir_.c_str(), static_cast<char*>(nullptr));
+                 "--appendonly", persistent_ ? "yes" : "no", "--appendfsync", "always", "--dir", dir_.c_str(),
+                 static_cast<char*>(nullptr));
         ::_exit(127);
     }
     eventually([&] { return cli("PING").find("PONG") != std::string::npos; }, std::chrono::seconds(10));
@@ -460,7 +462,7 @@ void PrivateRedis::start() {
 
 void PrivateRedis::stop() {
     if (pid_ > 0) {
-        ::kill(pid_, SIGKILL);  // gone at once, and with it everything it held
+        ::kill(pid_, persistent_ ? SIGTERM : SIGKILL);  // persistent: a clean shutdown; else all is gone
         ::waitpid(pid_, nullptr, 0);
         pid_ = -1;
     }

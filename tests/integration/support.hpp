@@ -140,10 +140,11 @@ class PrivateBroker {
 };
 
 // A private redis-server on its own port, without persistence: a restart loses everything, as a
-// replaced cache node would.
+// replaced cache node would. `persistent`: an append-only file in `dir`, and stop() shuts it down
+// cleanly, so that a restart keeps what it held (as an operator's Redis restarted for an upgrade).
 class PrivateRedis {
   public:
-    PrivateRedis(const std::string& dir, int port);
+    PrivateRedis(const std::string& dir, int port, bool persistent = false);
     ~PrivateRedis();
     void start();
     void stop();
@@ -154,6 +155,7 @@ class PrivateRedis {
   private:
     std::string dir_;
     int port_;
+    bool persistent_;
     int pid_ = -1;
 };
 

@@ -27,29 +27,6 @@ void through_proxy(RulesWorld& world, const TcpProxy& proxy, std::string_view in
                          fmt::format("ingestion_alert_after = \"{}\"\n", ingestion_alert_after));
 }
 
-// Calls `round(publisher)` every `period` on a thread of its own until stopped or destroyed.
-class Repeating {
-  public:
-    Repeating(std::chrono::milliseconds period, std::function<void(Publisher&)> round)
-        : thread_([this, period, round = std::move(round)] {
-              Publisher publisher(unique_name("pub"));
-              while (!done_) {
-                  round(publisher);
-                  publisher.flush();
-                  std::this_thread::sleep_for(period);
-              }
-          }) {}
-    ~Repeating() { stop(); }
-    void stop() {
-        done_ = true;
-        if (thread_.joinable()) thread_.join();
-    }
-
-  private:
-    std::atomic<bool> done_{false};
-    std::thread thread_;
-};
-
 }  // namespace
 
 TEST_CASE(

@@ -77,11 +77,32 @@ Result<RuleState> AlertStateStore::load() {
             ++state.skipped;
             continue;
         }
+        if (std::string problem = read_factory(factory_id, state); !problem.empty()) return fail(problem);
+    }
+    return state;
+}
+
+Result<RuleState> AlertStateStore::load_factory(const std::string& factory_id, std::string& position) {
+    if (auto problem = connect(); !problem.empty()) return fail(problem);
+    RuleState state;
+    if (std::string problem = read_factory(factory_id, state); !problem.empty()) return fail(problem);
+    auto reply =
+        redis_->command({"GET", fmt::format("{}:cluster:{{{}}}:position", config_.redis_prefix, factory_id)});
+    if (!reply) {
+        redis_.reset();
+        return fail(reply.error());
+    }
+    position = reply->text;
+    return state;
+}
+
+std::string AlertStateStore::read_factory(const std::string& factory_id, RuleState& state) {
+    {
         auto replies =
             redis_->pipeline({{"HGETALL", key(factory_id, "alerts")}, {"HGETALL", key(factory_id, "seen")}});
         if (!replies) {
             redis_.reset();
-            return fail(replies.error());
+            return replies.error();
         }
         const auto& alerts = (*replies)[0].elements;
         for (size_t i = 0; i + 1 < alerts.size(); i += 2) {
@@ -120,7 +141,67 @@ Result<RuleState> AlertStateStore::load() {
                 {factory_id, seen[i].text, ms, is_valid_identifier(via) ? std::string(via) : ""});
         }
     }
-    return state;
+    return {};
+}
+
+namespace {
+// KEYS: owner, alerts, seen, position, records. ARGV: owner, position ("": unchanged), the number of
+// alert fields, then (field, JSON or "" to delete) pairs, then (device, seen) pairs.
+constexpr const char* fenced_save_script = R"(
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local n = tonumber(ARGV[3])
+local i = 4
+for _ = 1, n do
+  if ARGV[i + 1] == '' then redis.call('HDEL', KEYS[2], ARGV[i]) else redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+  i = i + 2
+end
+while i < #ARGV do
+  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+if ARGV[2] ~= '' then
+  redis.call('SET', KEYS[4], ARGV[2])
+  redis.call('XTRIM', KEYS[5], 'MINID', ARGV[2])
+end
+return 1)";
+}  // namespace
+
+AlertStateStore::Fenced AlertStateStore::save_fenced(std::string_view factory_id, std::string_view owner,
+                                                     const std::vector<rules::AlertChange>& alerts,
+                                                     const std::vector<rules::DeviceSeen>& seen,
+                                                     std::string_view position, std::string& problem) {
+    if (problem = connect(); !problem.empty()) return Fenced::failed;
+    const std::string cluster_key = fmt::format("{}:cluster:{{{}}}:", config_.redis_prefix, factory_id);
+    RedisCommand script{"EVAL",
+                        fenced_save_script,
+                        "5",
+                        cluster_key + "owner",
+                        key(factory_id, "alerts"),
+                        key(factory_id, "seen"),
+                        cluster_key + "position",
+                        cluster_key + "records",
+                        std::string(owner),
+                        std::string(position),
+                        std::to_string(alerts.size())};
+    for (const auto& change : alerts) {
+        script.push_back(change.device_id + "/" + change.rule_id);  // a gateway's device id has its '@'
+
+        script.push_back(change.alert ? active_alert_json(*change.alert) : std::string());
+    }
+    for (const auto& device : seen) {
+        script.push_back(device.device_id);
+        script.push_back(device.via.empty()
+                             ? std::to_string(device.last_seen_ms)
+                             : std::to_string(device.last_seen_ms).append(1, ' ').append(device.via));
+    }
+    auto replies = redis_->pipeline(
+        {script, {"SADD", config_.redis_prefix + ":rules:factories", std::string(factory_id)}});
+    if (!replies) {
+        redis_.reset();
+        problem = replies.error();
+        return Fenced::failed;
+    }
+    return (*replies)[0].integer == 1 ? Fenced::saved : Fenced::not_owner;
 }
 
 std::string AlertStateStore::save_instance_alert(std::string_view instance,

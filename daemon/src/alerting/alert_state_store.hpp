@@ -32,6 +32,16 @@ class AlertStateStore {
     std::string save(const std::vector<rules::AlertChange>& alerts,
                      const std::vector<rules::DeviceSeen>& seen);
     Result<RuleState> load();
+
+    // Cluster mode: one factory's changes, and the position in its record stream they follow from,
+    // written only while `owner` (instance and fencing token) still holds the factory's lease.
+    enum class Fenced { saved, not_owner, failed };
+    Fenced save_fenced(std::string_view factory_id, std::string_view owner,
+                       const std::vector<rules::AlertChange>& alerts,
+                       const std::vector<rules::DeviceSeen>& seen, std::string_view position,
+                       std::string& problem);
+    // One factory's state and the stream position saved with it ("" = none).
+    Result<RuleState> load_factory(const std::string& factory_id, std::string& position);
     // The instance's ingestion alert: kept while it fires (none: removed), so that a run killed
     // meanwhile has it resolved by the next one.
     std::string save_instance_alert(std::string_view instance,
@@ -40,6 +50,7 @@ class AlertStateStore {
 
   private:
     std::string connect();
+    std::string read_factory(const std::string& factory_id, RuleState& state);
     std::string key(std::string_view factory_id, std::string_view what) const;
 
     const RegistryConfig& config_;

@@ -19,6 +19,8 @@ void RuleFeed::register_metrics(MetricsRegistry& registry) const {
 
 void RuleRunner::register_metrics(MetricsRegistry& registry) const {
     const auto& c = counters_;
+    if (cluster_) cluster_->register_metrics(registry);
+    if (relay_) relay_->register_metrics(registry);
     auto value = [](const auto& atomic) { return [&atomic] { return static_cast<double>(atomic.load()); }; };
     registry.add_gauge("plantd_rules_loaded", "Rules in use.", value(c.rules_loaded));
     registry.add_counter("plantd_rules_reloads_total{result=\"ok\"}",

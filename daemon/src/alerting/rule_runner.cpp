@@ -30,6 +30,23 @@ RuleRunner::RuleRunner(const Config& config, RuleFeed& feed, std::vector<AlertDe
       registered_(std::move(registered)) {
     if (!config.registry.redis_host.empty())
         state_store_ = std::make_unique<AlertStateStore>(config.registry);
+    if (config.cluster.enabled && state_store_) {
+        // The factories this instance knows need an owner: its registry's, also before any record.
+        auto local_factories = [this] {
+            std::vector<std::string> factories;
+            if (registered_.for_each)
+                registered_.for_each([&](std::string_view factory_id, std::string_view) {
+                    if (factories.empty() || factories.back() != factory_id)
+                        factories.emplace_back(factory_id);
+                });
+            std::sort(factories.begin(), factories.end());
+            factories.erase(std::unique(factories.begin(), factories.end()), factories.end());
+            return factories;
+        };
+        cluster_ = std::make_unique<ClusterNode>(config, local_factories);
+        relay_ = std::make_unique<RuleRecordRelay>(config, feed);
+        reader_ = std::make_unique<RuleStreamReader>(config);
+    }
 }
 
 RuleRunner::~RuleRunner() {
@@ -55,6 +72,13 @@ std::string RuleRunner::load() {
             "restart");
         return {};
     }
+    if (cluster_) {
+        // Each factory's state is loaded when this instance comes to own it.
+        spdlog::info("rules: cluster member {}: factories are taken by lease ({} ms)", cluster_->instance(),
+                     cluster_->lease_ms());
+        resolve_left_instance_alert(now);
+        return {};
+    }
     auto state = state_store_->load();
     if (!state) {
         health_.rules_state_failing = true;
@@ -62,15 +86,7 @@ std::string RuleRunner::load() {
                       state.error());
         return {};
     }
-    // An ingestion alert a killed run left firing: this run resolves it (and raises its own if its
-    // input is down long enough).
-    if (auto left = state_store_->load_instance_alert(instance_name()); left && *left) {
-        rules::AlertEvent event{
-            rules::AlertEvent::Kind::transition, **left, now, {}, now, "plantd restarted"};
-        event.alert.state = rules::AlertState::resolved;
-        events_.push_back(std::move(event));
-        keep_instance_alert();
-    }
+    resolve_left_instance_alert(now);
     const size_t alerts = state->alerts.size();
     if (state->skipped > 0)
         spdlog::warn("rules: {} entries of the saved state were not valid and are ignored", state->skipped);
@@ -85,6 +101,18 @@ std::string RuleRunner::load() {
             if (destination->name() == "alertmanager") destination->enqueue(event);
     }
     return {};
+}
+
+void RuleRunner::resolve_left_instance_alert(int64_t now) {
+    // An ingestion alert a killed run left firing: this run resolves it (and raises its own if its
+    // input is down long enough).
+    if (auto left = state_store_->load_instance_alert(instance_name()); left && *left) {
+        rules::AlertEvent event{
+            rules::AlertEvent::Kind::transition, **left, now, {}, now, "plantd restarted"};
+        event.alert.state = rules::AlertState::resolved;
+        events_.push_back(std::move(event));
+        keep_instance_alert();
+    }
 }
 
 RegisteredDevices registered_devices_of(const Admission& registry) {
@@ -116,6 +144,7 @@ void RuleRunner::watch_registered(int64_t now_ms) {
     uint64_t added = 0;
     std::unordered_set<std::string> listed;
     registered_.for_each([&](std::string_view factory_id, std::string_view device_id) {
+        if (cluster_ && !owned_.count(std::string(factory_id))) return;  // another member's
         added += engine_.watch(factory_id, device_id, now_ms) ? 1 : 0;
         listed.insert(std::string(factory_id).append(1, '/').append(device_id));
     });
@@ -202,6 +231,10 @@ void RuleRunner::watch_input(int64_t now_ms) {
 void RuleRunner::start() {
     // Devices get time to report before any dead-man alert fires (also those restored from Redis).
     engine_.hold_deadman_until(wall_clock_ms() + config_.rules.startup_grace_ms);
+    if (cluster_) {
+        relay_->start();
+        cluster_->start();
+    }
     thread_ = std::thread([this] {
         name_this_thread("plantd-rules");
         while (!stopping_.load()) {
@@ -220,7 +253,10 @@ void RuleRunner::stop() {
     // The workers have stopped: what the feed holds is the last.
     try {
         std::vector<RuleRecord> records;
-        while (feed_.take(records, take_at_most, 0) > 0) evaluate(records);
+        if (cluster_)
+            stop_cluster();
+        else
+            while (feed_.take(records, take_at_most, 0) > 0) evaluate(records);
         save_state(true);
         if (ingestion_alert_) {  // not kept across the stop: the next start watches its input afresh
             rules::AlertEvent event{rules::AlertEvent::Kind::transition,
@@ -238,6 +274,8 @@ void RuleRunner::stop() {
     } catch (const std::exception& e) {
         spdlog::error("rules: final evaluation failed: {}", e.what());
     }
+    // The state is saved: the leases go back, and the other members take the factories at once.
+    if (cluster_) cluster_->stop();
 }
 
 void RuleRunner::acknowledge(std::string factory_id, std::string alert_id, std::string by) {
@@ -270,10 +308,18 @@ void RuleRunner::run() {
     int64_t last_tick = 0;
     int64_t last_watch = steady_clock_ms();
     while (!stopping_.load()) {
-        if (feed_.take(records, take_at_most, wait_ms) > 0) evaluate(records);
+        if (cluster_) apply_ownership(wall_clock_ms());
+        if (take_records(records, wait_ms) > 0) evaluate(records);
         health_.rules_behind = feed_.dropped() > 0 && feed_.size() > config_.rules.queue_max_records / 2;
         const int64_t now = wall_clock_ms();
-        if (now - last_tick >= tick_interval_ms) {
+        // A stream still holding records (a factory just taken over) is read first: its timers must not
+        // see a silence that is only records not read yet (for a second at most).
+        const bool catching_up = records_waiting_ && ticks_skipped_ < 1'000 / tick_interval_ms;
+        if (now - last_tick >= tick_interval_ms && catching_up) {
+            ++ticks_skipped_;
+            last_tick = now;
+        } else if (now - last_tick >= tick_interval_ms) {
+            ticks_skipped_ = 0;
             last_tick = now;
             watch_registered(now);
             watch_input(now);
@@ -353,6 +399,7 @@ void RuleRunner::reload(bool forced) {
 }
 
 void RuleRunner::save_state(bool flush_seen) {
+    if (cluster_) return save_cluster_state(flush_seen);
     std::vector<rules::AlertChange> changes;
     std::vector<rules::DeviceSeen> seen;
     engine_.take_changes(changes, seen);

@@ -19,6 +19,8 @@
 #include "alerting/alert_state_store.hpp"
 #include "alerting/rule_feed.hpp"
 #include "alerting/rule_lint.hpp"
+#include "alerting/rule_stream.hpp"
+#include "cluster/cluster_node.hpp"
 #include "config/config.hpp"
 #include "control/health.hpp"
 #include "control/metrics_registry.hpp"
@@ -99,6 +101,8 @@ class RuleRunner final : public Service {
     const RuleRunnerCounters& counters() const { return counters_; }
     void register_metrics(MetricsRegistry& registry) const;
     std::string last_reload_error() const;
+    // Cluster mode: this member, its leases and the members it saw (null without [cluster]).
+    const ClusterNode* cluster() const { return cluster_.get(); }
 
   private:
     void run();
@@ -113,6 +117,19 @@ class RuleRunner final : public Service {
     std::string instance_name() const;  // the ingestion alert's device id
     // Saves the ingestion alert in Redis while it fires, removes it once it is resolved.
     void keep_instance_alert();
+    void resolve_left_instance_alert(int64_t now_ms);
+
+    // Cluster mode (rule_runner_cluster.cpp): records come from the owned factories' streams, state
+    // goes to Redis per factory through the lease's fence.
+    size_t take_records(std::vector<RuleRecord>& records, int64_t wait);
+    void apply_ownership(int64_t now_ms);
+    void adopt(const std::string& factory_id, uint64_t token, int64_t now_ms);
+    // Drops the factory's state (and, unless they are saved, its events not out yet).
+    void let_go(const std::string& factory_id, bool drop_events = true);
+    // False: the factory is not ours any more (its events were dropped).
+    bool save_factory(const std::string& factory_id, bool flush_seen, bool& failed);
+    void save_cluster_state(bool flush_seen);
+    void stop_cluster();
 
     const Config& config_;
     RuleFeed& feed_;
@@ -142,6 +159,13 @@ class RuleRunner final : public Service {
     std::vector<std::array<std::string, 3>> acks_;
     std::string reload_error_;
     RuleRunnerCounters counters_;
+    std::unique_ptr<ClusterNode> cluster_;
+    std::unique_ptr<RuleRecordRelay> relay_;
+    std::unique_ptr<RuleStreamReader> reader_;
+    std::map<std::string, uint64_t> owned_;              // factory -> the fencing token the runner acts on
+    std::map<std::string, std::string> saved_position_;  // factory -> stream position last saved
+    bool records_waiting_ = false;                       // a stream had more than one take returned
+    int ticks_skipped_ = 0;
     std::thread thread_;
 };
 

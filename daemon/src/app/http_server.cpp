@@ -62,6 +62,10 @@ std::string ControlServer::health_json() const {
     // rules that cannot be right: a metric no device sent, a factory the registry does not know (log names
     // them).
     out += fmt::format(",\"rule_warnings\":{}", health_.rule_warnings.load());
+    // cluster: this member's instance id, the members it saw (with what each owns) and its own factories.
+    const std::string cluster = health_.cluster_json();
+    out += ",\"cluster\":";
+    out += cluster.empty() ? std::string("\"off\"") : cluster;
     // wal: "failing" = cannot write (disk full?), "full" = holds wal_max_bytes; either way nothing is
     // acknowledged. buffer: "in_use" = batches wait on disk for InfluxDB, "full" = at buffer_max_bytes.
     out += fmt::format(",\"wal\":\"{}\",\"buffer\":\"{}\"",

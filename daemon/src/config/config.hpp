@@ -191,6 +191,14 @@ struct SparkplugConfig {
     std::string online_field = "online";  // the field of the online/offline points
 };
 
+// Several plantd as one service (docs/SCALING.md): each factory's rules are owned by one live
+// instance at a time, by a lease in Redis; every instance relays its records to the owner.
+struct ClusterConfig {
+    bool enabled = false;
+    int64_t lease_ms = 10'000;            // an owner that stops renewing loses its factories after this
+    size_t stream_max_records = 100'000;  // records kept per factory in Redis for its owner, at most
+};
+
 struct Config {
     std::string source;  // the file it came from
     std::string instance = "plantd";
@@ -205,6 +213,7 @@ struct Config {
     RegistryConfig registry;
     RulesConfig rules;
     SparkplugConfig sparkplug;
+    ClusterConfig cluster;
 };
 
 // Reads and validates a config file. The error names file, line, key and problem.

@@ -338,6 +338,16 @@ const std::vector<ConfigKey>& config_keys() {
                AT(sparkplug.max_aliases_per_birth), "metrics one BIRTH may declare, at most"),
         plain("sparkplug", "online_field", KeyType::text, AT(sparkplug.online_field),
               "the boolean field of the points that record an edge node or device going online or offline"),
+        plain("cluster", "enabled", KeyType::flag, AT(cluster.enabled),
+              "several plantd as one service: each factory's rules run on one instance at a time, which "
+              "holds its lease in Redis ([registry] redis_host); the others relay its records there"),
+        ranged("cluster", "lease", KeyType::duration, 2'000, 300'000, AT(cluster.lease_ms),
+               "how long a factory's lease lasts unrenewed: an instance that dies loses its factories "
+               "after this (renewed every fifth of it, at least once a second)"),
+        ranged("cluster", "stream_max_records", KeyType::integer, 1'000, 100'000'000,
+               AT(cluster.stream_max_records),
+               "records kept in Redis per factory while its owner has not read them, at most (the "
+               "oldest go first)"),
     };
     return keys;
 }

@@ -92,9 +92,9 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
     Config config;
     config.source = source;
 
-    static const std::set<std::string> sections{"instance",    "mqtt",    "ingest",     "influxdb",
-                                                "dead_letter", "control", "log",        "shutdown",
-                                                "registry",    "rules",   "durability", "sparkplug"};
+    static const std::set<std::string> sections{
+        "instance", "mqtt",     "ingest", "influxdb",   "dead_letter", "control", "log",
+        "shutdown", "registry", "rules",  "durability", "sparkplug",   "cluster"};
     for (const auto& [key, node] : root) {
         if (!sections.count(std::string(key.str()))) {
             errors.push_back(fmt::format("{}:{}: unknown section or key \"{}\"", source,
@@ -333,6 +333,23 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
                        "must be a non-empty name not starting with '_'");
     }
     read_sparkplug(root, source, errors, config);
+    {
+        SectionReader r(subtable(root, "cluster", source, errors), "cluster", source, errors);
+        read_declared_keys(r, "cluster", config);
+        r.finish();
+        if (config.cluster.enabled && (config.registry.redis_host.empty() || config.rules.directory.empty()))
+            r.error_at(r.last_node("enabled"), "enabled",
+                       "needs [rules] directory and Redis ([registry] redis_host): the leases, the rule "
+                       "state and the records for the owners live there");
+        if (config.cluster.enabled && !is_valid_identifier(config.instance))
+            errors.push_back(SectionReader::format_error(source, "", "instance",
+                                                         "cluster members are told apart by instance: it "
+                                                         "must be an identifier (1-64 of A-Z a-z 0-9 _ . -), "
+                                                         "and each member's own"));
+        if (config.cluster.enabled && config.sparkplug.enabled)
+            r.error_at(r.last_node("enabled"), "enabled",
+                       "cannot be used with [sparkplug]: an edge node's messages must reach one plantd");
+    }
     return config;
 }
 

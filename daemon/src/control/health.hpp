@@ -39,6 +39,15 @@ class Health {
     std::atomic<bool> buffer_enabled{false};
     std::atomic<bool> buffer_in_use{false};  // batches are on disk (InfluxDB down or behind)
 
+    // Cluster mode: this member, the members it saw and what it owns (JSON; "" = not a cluster member).
+    void set_cluster_json(std::string json) {
+        std::lock_guard lock(mutex_);
+        cluster_json_ = std::move(json);
+    }
+    std::string cluster_json() const {
+        std::lock_guard lock(mutex_);
+        return cluster_json_;
+    }
     void set_influx_error(std::string error) {
         std::lock_guard lock(mutex_);
         influx_error_ = std::move(error);
@@ -69,6 +78,7 @@ class Health {
   private:
     mutable std::mutex mutex_;
     std::string influx_error_;
+    std::string cluster_json_;
     std::string registry_error_;
 };
 

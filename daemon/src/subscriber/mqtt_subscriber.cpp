@@ -154,10 +154,18 @@ bool MqttSubscriber::disconnected(bool) {
     return worked;
 }
 
-void MqttSubscriber::goodbye(MqttSession&) {
+void MqttSubscriber::goodbye(MqttSession& session) {
     // Acknowledge what the queue took (already in the output), say goodbye; everything else stays
     // with the broker.
     drop_staged();
+    // A member of a shared subscription leaves the group: otherwise the broker goes on handing its
+    // share to the stopped session, where it waits until this instance comes back. The messages
+    // already on their way stay in the session (not acknowledged) until then.
+    if (!config_.mqtt.shared_group.empty() && subscribed_once_) {
+        mqtt_codec::encode_unsubscribe(session.version(), session.next_packet_id(), filters_, session.out());
+        spdlog::info("mqtt: left the shared subscription {}: the other members take its share",
+                     config_.mqtt.shared_group);
+    }
     send_status("offline");
 }
 

@@ -100,6 +100,9 @@ class RuleEngine {
                           int64_t now_ms, std::vector<AlertEvent>& out);
 
     // What changed since the last call, for persistence.
+    // Drops everything the engine holds for a factory (another instance owns its rules now): its
+    // devices, alerts, timers and changes not taken yet. Returns the devices dropped.
+    size_t forget_factory(std::string_view factory_id);
     void take_changes(std::vector<AlertChange>& alerts, std::vector<DeviceSeen>& seen);
 
     const RuleSet* rules() const { return rules_.get(); }

@@ -1,0 +1,184 @@
+// The rule runner in cluster mode: it evaluates only the factories whose lease this instance holds,
+// reads their records from their streams (every member relays what it receives), and saves each
+// factory's state through the lease's fence, with the stream position it follows from.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "alerting/rule_runner.hpp"
+#include "util/clock.hpp"
+
+namespace plantd {
+
+namespace {
+constexpr size_t take_at_most = 1024;
+}
+
+size_t RuleRunner::take_records(std::vector<RuleRecord>& records, int64_t wait) {
+    if (!reader_) return feed_.take(records, take_at_most, wait);
+    auto taken = reader_->take(records, take_at_most, wait);
+    if (!taken) {
+        records.clear();
+        records_waiting_ = false;
+        if (!health_.rules_state_failing.exchange(true))
+            spdlog::error("rules: cannot read the owned factories' records from Redis ({})", taken.error());
+        return 0;
+    }
+    records_waiting_ = reader_->more();
+    return *taken;
+}
+
+void RuleRunner::apply_ownership(int64_t now_ms) {
+    for (const auto& change : cluster_->take_changes()) {
+        switch (change.kind) {
+            case OwnershipChange::Kind::acquired:
+                adopt(change.factory, change.token, now_ms);
+                break;
+            case OwnershipChange::Kind::lost:
+                let_go(change.factory);
+                break;
+            case OwnershipChange::Kind::release: {
+                if (!owned_.count(change.factory)) break;
+                // Its state first (with the stream position): the next owner goes on from there. Its
+                // events not out yet still go (they are saved).
+                bool failed = false;
+                const bool ours = save_factory(change.factory, true, failed);
+                if (failed)
+                    spdlog::warn("rules: factory {} given back without its latest state (Redis failing)",
+                                 change.factory);
+                if (ours) let_go(change.factory, false);
+                cluster_->released(change.factory);
+                break;
+            }
+        }
+    }
+}
+
+void RuleRunner::adopt(const std::string& factory_id, uint64_t token, int64_t now_ms) {
+    std::string position;
+    auto state = state_store_->load_factory(factory_id, position);
+    if (!state) {
+        spdlog::error("rules: cannot load the state of factory {} ({}); giving it back", factory_id,
+                      state.error());
+        owned_[factory_id] = token;
+        cluster_->released(factory_id);
+        owned_.erase(factory_id);
+        return;
+    }
+    owned_[factory_id] = token;
+    // The hand-over is no device's silence: last-seen times count from now at the earliest.
+    for (auto& seen : state->seen) seen.last_seen_ms = std::max(seen.last_seen_ms, now_ms);
+    const size_t alerts = state->alerts.size();
+    engine_.restore(std::move(state->alerts), std::move(state->seen), now_ms, events_);
+    reader_->follow(factory_id, position);
+    saved_position_[factory_id] = position;
+    watched_generation_ = 0;  // its registered devices are watched now
+    spdlog::info("rules: factory {} taken over: {} pending or firing alerts, records from {}", factory_id,
+                 alerts, position.empty() ? "the start of its stream" : position);
+    for (const auto& alert : engine_.active(factory_id)) {
+        if (alert.state != rules::AlertState::firing) continue;
+        const rules::AlertEvent event{rules::AlertEvent::Kind::transition, alert, now_ms, {}, {}, {}};
+        for (AlertDelivery* destination : destinations_)
+            if (destination->name() == "alertmanager") destination->enqueue(event);
+    }
+}
+
+void RuleRunner::let_go(const std::string& factory_id, bool drop_events) {
+    owned_.erase(factory_id);
+    saved_position_.erase(factory_id);
+    reader_->unfollow(factory_id);
+    engine_.forget_factory(factory_id);
+    const std::string prefix = factory_id + "/";
+    std::erase_if(unsaved_alerts_, [&](const auto& entry) { return entry.first.starts_with(prefix); });
+    std::erase_if(unsaved_seen_, [&](const auto& entry) { return entry.first.starts_with(prefix); });
+    if (drop_events)
+        std::erase_if(events_,
+                      [&](const rules::AlertEvent& event) { return event.alert.factory_id == factory_id; });
+    counters_.active_alerts = engine_.active_alerts();
+}
+
+bool RuleRunner::save_factory(const std::string& factory_id, bool flush_seen, bool& failed) {
+    auto owned = owned_.find(factory_id);
+    if (owned == owned_.end()) return false;
+    const std::string prefix = factory_id + "/";
+    std::vector<rules::AlertChange> alerts;
+    for (auto it = unsaved_alerts_.lower_bound(prefix);
+         it != unsaved_alerts_.end() && it->first.starts_with(prefix); ++it)
+        alerts.push_back(it->second);
+    std::vector<rules::DeviceSeen> seen;
+    if (flush_seen)
+        for (auto it = unsaved_seen_.lower_bound(prefix);
+             it != unsaved_seen_.end() && it->first.starts_with(prefix); ++it)
+            seen.push_back(it->second);
+    const std::string position = reader_->position(factory_id);
+    const bool moved = position != saved_position_[factory_id];
+    if (alerts.empty() && seen.empty() && !(flush_seen && moved)) return true;
+    std::string problem;
+    switch (state_store_->save_fenced(factory_id, owner_value(cluster_->instance(), owned->second), alerts,
+                                      seen, position, problem)) {
+        case AlertStateStore::Fenced::saved:
+            std::erase_if(unsaved_alerts_,
+                          [&](const auto& entry) { return entry.first.starts_with(prefix); });
+            if (flush_seen)
+                std::erase_if(unsaved_seen_,
+                              [&](const auto& entry) { return entry.first.starts_with(prefix); });
+            saved_position_[factory_id] = position;
+            return true;
+        case AlertStateStore::Fenced::not_owner:
+            spdlog::error(
+                "rules: factory {} is owned by another member now: its state and events here are "
+                "dropped",
+                factory_id);
+            let_go(factory_id);
+            cluster_->given_up(factory_id);
+            return false;
+        case AlertStateStore::Fenced::failed:
+            failed = true;
+            counters_.state_save_failures.fetch_add(1);
+            if (!health_.rules_state_failing.exchange(true))
+                spdlog::error(
+                    "rules: cannot save the state of factory {} to Redis ({}); its alerts go on "
+                    "while its lease lasts",
+                    factory_id, problem);
+            return true;
+    }
+    return true;
+}
+
+void RuleRunner::save_cluster_state(bool flush_seen) {
+    std::vector<rules::AlertChange> changes;
+    std::vector<rules::DeviceSeen> seen;
+    engine_.take_changes(changes, seen);
+    counters_.active_alerts = engine_.active_alerts();
+    for (auto& change : changes) {
+        std::string key = change.factory_id + "/" + change.device_id + "/" + change.rule_id;
+        unsaved_alerts_[key] = std::move(change);
+    }
+    for (auto& device : seen) {
+        std::string key = device.factory_id + "/" + device.device_id;
+        unsaved_seen_[key] = std::move(device);
+    }
+    const int64_t now = steady_clock_ms();
+    if (health_.rules_state_failing && now - last_save_attempt_ms_ < 1'000 && !flush_seen) return;
+    last_save_attempt_ms_ = now;
+    bool failed = false;
+    std::vector<std::string> factories;
+    for (const auto& [factory, token] : owned_) factories.push_back(factory);
+    for (const auto& factory : factories) save_factory(factory, flush_seen, failed);
+    if (!failed && health_.rules_state_failing.exchange(false))
+        spdlog::info("rules: alert state saved to Redis again");
+    if (flush_seen && !failed) last_seen_flush_ms_ = wall_clock_ms();
+    if (cluster_) health_.set_cluster_json(cluster_->health_json());
+}
+
+void RuleRunner::stop_cluster() {
+    // The workers have stopped: what they accepted goes to the streams, and what this instance's own
+    // factories' streams still hold is evaluated before their state is saved and their leases go back.
+    relay_->stop(2'000);
+    std::vector<RuleRecord> records;
+    const int64_t deadline = steady_clock_ms() + 1'000;
+    apply_ownership(wall_clock_ms());
+    while (steady_clock_ms() < deadline && take_records(records, 0) > 0) evaluate(records);
+}
+
+}  // namespace plantd
