@@ -165,6 +165,7 @@ class RuleRunner final : public Service {
     std::map<std::string, uint64_t> owned_;              // factory -> the fencing token the runner acts on
     std::map<std::string, std::string> saved_position_;  // factory -> stream position last saved
     bool records_waiting_ = false;                       // a stream had more than one take returned
+    bool reader_failing_ = false;                        // the last read of the streams failed
     int ticks_skipped_ = 0;
     std::thread thread_;
 };

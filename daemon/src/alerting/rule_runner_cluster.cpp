@@ -20,10 +20,14 @@ size_t RuleRunner::take_records(std::vector<RuleRecord>& records, int64_t wait) 
     if (!taken) {
         records.clear();
         records_waiting_ = false;
-        if (!health_.rules_state_failing.exchange(true))
-            spdlog::error("rules: cannot read the owned factories' records from Redis ({})", taken.error());
+        if (!reader_failing_)
+            spdlog::error("rules: cannot read the owned factories' records from Redis ({}); retrying",
+                          taken.error());
+        reader_failing_ = true;
         return 0;
     }
+    if (reader_failing_) spdlog::info("rules: reading the owned factories' records from Redis again");
+    reader_failing_ = false;
     records_waiting_ = reader_->more();
     return *taken;
 }
@@ -158,6 +162,8 @@ void RuleRunner::save_cluster_state(bool flush_seen) {
         std::string key = device.factory_id + "/" + device.device_id;
         unsaved_seen_[key] = std::move(device);
     }
+    // After a failed save, try once a second (events go on meanwhile, as without a cluster: Redis
+    // being down, nobody else can take the factory before this instance's lease ends).
     const int64_t now = steady_clock_ms();
     if (health_.rules_state_failing && now - last_save_attempt_ms_ < 1'000 && !flush_seen) return;
     last_save_attempt_ms_ = now;
