@@ -17,12 +17,7 @@ constexpr int64_t timeout_ms = 1'000;
 AlertStateStore::AlertStateStore(const RegistryConfig& config) : config_(config) {}
 
 std::string AlertStateStore::connect() {
-    if (redis_) return {};
-    auto connected =
-        RedisConnection::connect(config_, std::min<int64_t>(config_.connect_timeout_ms, timeout_ms));
-    if (!connected) return connected.error();
-    redis_ = std::move(*connected);
-    return {};
+    return ensure_connected(redis_, config_, timeout_ms);
 }
 
 std::string AlertStateStore::key(std::string_view factory_id, std::string_view what) const {

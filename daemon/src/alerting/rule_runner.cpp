@@ -398,13 +398,11 @@ void RuleRunner::reload(bool forced) {
     spdlog::error("rules: reload failed; the previous rules keep running:\n{}", problem);
 }
 
-void RuleRunner::save_state(bool flush_seen) {
-    if (cluster_) return save_cluster_state(flush_seen);
+void RuleRunner::take_unsaved() {
     std::vector<rules::AlertChange> changes;
     std::vector<rules::DeviceSeen> seen;
     engine_.take_changes(changes, seen);
     counters_.active_alerts = engine_.active_alerts();
-    if (!state_store_) return;
     for (auto& change : changes) {
         std::string key = change.factory_id + "/" + change.device_id + "/" + change.rule_id;
         unsaved_alerts_[key] = std::move(change);
@@ -413,6 +411,18 @@ void RuleRunner::save_state(bool flush_seen) {
         std::string key = device.factory_id + "/" + device.device_id;
         unsaved_seen_[key] = std::move(device);
     }
+}
+
+void RuleRunner::save_state(bool flush_seen) {
+    if (cluster_) return save_cluster_state(flush_seen);
+    std::vector<rules::AlertChange> changes;
+    std::vector<rules::DeviceSeen> seen;
+    if (!state_store_) {
+        engine_.take_changes(changes, seen);
+        counters_.active_alerts = engine_.active_alerts();
+        return;
+    }
+    take_unsaved();
     if (unsaved_alerts_.empty() && (!flush_seen || unsaved_seen_.empty())) return;
     // While Redis is down, try once a second, not on every turn.
     const int64_t now = steady_clock_ms();

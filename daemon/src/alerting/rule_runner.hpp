@@ -109,6 +109,8 @@ class RuleRunner final : public Service {
     void evaluate(std::vector<RuleRecord>& records);
     void reload(bool forced);
     void save_state(bool flush_seen);
+    // The engine's changes into unsaved_alerts_ and unsaved_seen_ (the latest per key).
+    void take_unsaved();
     void hand_out();
     // Puts registered devices not seen yet under the dead-man rules that cover them.
     void watch_registered(int64_t now_ms);

@@ -150,18 +150,7 @@ bool RuleRunner::save_factory(const std::string& factory_id, bool flush_seen, bo
 }
 
 void RuleRunner::save_cluster_state(bool flush_seen) {
-    std::vector<rules::AlertChange> changes;
-    std::vector<rules::DeviceSeen> seen;
-    engine_.take_changes(changes, seen);
-    counters_.active_alerts = engine_.active_alerts();
-    for (auto& change : changes) {
-        std::string key = change.factory_id + "/" + change.device_id + "/" + change.rule_id;
-        unsaved_alerts_[key] = std::move(change);
-    }
-    for (auto& device : seen) {
-        std::string key = device.factory_id + "/" + device.device_id;
-        unsaved_seen_[key] = std::move(device);
-    }
+    take_unsaved();
     // After a failed save, try once a second (events go on meanwhile, as without a cluster: Redis
     // being down, nobody else can take the factory before this instance's lease ends).
     const int64_t now = steady_clock_ms();

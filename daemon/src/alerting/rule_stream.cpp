@@ -23,9 +23,6 @@ bool parse_number(std::string_view text, T& value) {
     return ec == std::errc() && end == text.data() + text.size();
 }
 
-Result<std::unique_ptr<RedisConnection>> connect(const RegistryConfig& config) {
-    return RedisConnection::connect(config, std::min<int64_t>(config.connect_timeout_ms, redis_timeout_ms));
-}
 }  // namespace
 
 std::string rule_stream_key(const RegistryConfig& config, std::string_view factory_id) {
@@ -121,16 +118,12 @@ void RuleRecordRelay::stop(int64_t drain_ms) {
 }
 
 bool RuleRecordRelay::send(const std::vector<RuleRecord>& batch) {
-    if (!redis_) {
-        auto connected = connect(config_.registry);
-        if (!connected) {
-            failures_.fetch_add(1);
-            if (!failing_.exchange(true))
-                spdlog::error("rules: cannot relay records to their owners ({}); retrying",
-                              connected.error());
-            return false;
-        }
-        redis_ = std::move(*connected);
+    if (std::string problem = ensure_connected(redis_, config_.registry, redis_timeout_ms);
+        !problem.empty()) {
+        failures_.fetch_add(1);
+        if (!failing_.exchange(true))
+            spdlog::error("rules: cannot relay records to their owners ({}); retrying", problem);
+        return false;
     }
     std::vector<RedisCommand> commands;
     std::vector<std::string> new_factories;
@@ -192,13 +185,10 @@ Result<size_t> RuleStreamReader::take(std::vector<RuleRecord>& out, size_t max, 
         std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
         return size_t{0};
     }
-    if (!redis_) {
-        auto connected = connect(config_.registry);
-        if (!connected) {
-            std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
-            return fail(connected.error());
-        }
-        redis_ = std::move(*connected);
+    if (std::string problem = ensure_connected(redis_, config_.registry, redis_timeout_ms);
+        !problem.empty()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
+        return fail(problem);
     }
     RedisCommand read{"XREAD", "COUNT", std::to_string(max)};
     if (wait_ms > 0) read.insert(read.end(), {"BLOCK", std::to_string(wait_ms)});  // BLOCK 0 waits forever

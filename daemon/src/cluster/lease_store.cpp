@@ -87,12 +87,7 @@ std::optional<MemberInfo> parse_member(std::string_view text) {
 LeaseStore::LeaseStore(const RegistryConfig& config) : config_(config) {}
 
 std::string LeaseStore::connect() {
-    if (redis_) return {};
-    auto connected =
-        RedisConnection::connect(config_, std::min<int64_t>(config_.connect_timeout_ms, timeout_ms));
-    if (!connected) return connected.error();
-    redis_ = std::move(*connected);
-    return {};
+    return ensure_connected(redis_, config_, timeout_ms);
 }
 
 std::string LeaseStore::key(std::string_view factory, std::string_view what) const {

@@ -82,6 +82,16 @@ std::string RedisConnection::error_text(std::string_view doing) const {
                        context_ && context_->err ? context_->errstr : "no reply");
 }
 
+std::string ensure_connected(std::unique_ptr<RedisConnection>& redis, const RegistryConfig& config,
+                             int64_t timeout_ms) {
+    if (redis) return {};
+    auto connected =
+        RedisConnection::connect(config, std::min<int64_t>(config.connect_timeout_ms, timeout_ms));
+    if (!connected) return connected.error();
+    redis = std::move(*connected);
+    return {};
+}
+
 Result<std::unique_ptr<RedisConnection>> RedisConnection::connect(const RegistryConfig& config,
                                                                   int64_t timeout_ms) {
     const std::string endpoint = fmt::format("{}:{}", config.redis_host, config.redis_port);

@@ -52,4 +52,8 @@ class RedisConnection {
     std::string endpoint_;
 };
 
+// Connects `redis` if it is not connected (within min(connect_timeout, timeout_ms)); "" or the error.
+std::string ensure_connected(std::unique_ptr<RedisConnection>& redis, const RegistryConfig& config,
+                             int64_t timeout_ms);
+
 }  // namespace plantd
