@@ -70,8 +70,10 @@ class AlertListener {
         client_.subscribe(prefix + "/factory/+/alerts/#", 1)->wait();
     }
     ~AlertListener() {
+        // Fully disconnected before the client is destroyed (Paho's threads must be done with it).
         try {
-            client_.disconnect()->wait();
+            client_.stop_consuming();
+            client_.disconnect()->wait_for(std::chrono::seconds(5));
         } catch (...) {
         }
     }

@@ -7,9 +7,11 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -390,6 +392,7 @@ std::vector<std::string> read_lines(const std::string& path) {
 std::string run_command(const std::string& command, int& exit_code) {
     std::string output;
     FILE* pipe = ::popen(("(" + command + ") 2>&1").c_str(), "r");
+    if (!pipe) throw std::runtime_error(fmt::format("cannot run {}: {}", command, std::strerror(errno)));
     char buffer[4096];
     while (size_t n = std::fread(buffer, 1, sizeof(buffer), pipe)) output.append(buffer, n);
     int status = ::pclose(pipe);

@@ -316,8 +316,13 @@ TEST_CASE(
     CHECK_MESSAGE(by_key.size() == 30, keys);  // no dead-man alert, no d1 alert
     for (int f = 0; f < factories; ++f) {
         const auto& states = by_key[factory_name(f) + "/d0/hot"];
+        std::string detail;
+        for (const auto& a : events)
+            if (a.factory_id == factory_name(f) && a.rule == "hot")
+                detail += fmt::format("\n  {} at {} started {} id {} ({})", a.state, a.at, a.started_at,
+                                      a.alert_id, a.reason);
         CHECK_MESSAGE((states == std::vector<std::string>{"pending", "firing", "resolved"}),
-                      fmt::format("{}: {}", factory_name(f), fmt::join(states, " ")));
+                      fmt::format("{}: {}{}", factory_name(f), fmt::join(states, " "), detail));
     }
 
     // Every point once: the killed member's log replayed what it had acknowledged, and the stopped

@@ -140,7 +140,7 @@ struct Bench {
         return TopicRouter(*TopicTemplate::parse(config.mqtt.device_topic, TopicKind::device),
                            *TopicTemplate::parse(config.mqtt.gateway_topic, TopicKind::gateway));
     }
-    explicit Bench(Admission* admission, const std::string& config_text = "")
+    explicit Bench(Admission* admission, const std::string& config_text = "", RecordFeed* rules = nullptr)
         : dir(make_dir()), config(*load_config_text(config_text, "test.toml")), router(router_of(config)) {
         dead_letters = std::move(*DeadLetterStore::open(dir + "/dl.jsonl", 1 << 20));
         WorkerServices services{.config = config,
@@ -150,6 +150,7 @@ struct Bench {
                                 .dead_letters = *dead_letters,
                                 .log = log,
                                 .registry = admission,
+                                .rules = rules,
                                 .field_types = &field_types};
         worker = std::make_unique<Worker>(0, services, sink);
         worker->start();
@@ -163,9 +164,10 @@ struct Bench {
         REQUIRE(::mkdtemp(path) != nullptr);
         return path;
     }
-    void publish(const std::string& device, const std::string& payload) {
+    void publish(const std::string& device, const std::string& payload, bool replayed = false) {
         RawMessage message =
             RawMessage::make("factory/f1/device/" + device + "/telemetry", payload, wall_clock_ms());
+        message.replayed = replayed;
         REQUIRE(queue.push(message, 1s) == IngestQueue::PushStatus::pushed);
     }
     void finish() {
@@ -190,7 +192,42 @@ struct Bench {
     }
 };
 
+// The records the worker hands to the rules, by device.
+class FakeRuleFeed final : public RecordFeed {
+  public:
+    std::unique_ptr<RecordFeedPort> open_port() override { return std::make_unique<Port>(*this); }
+    std::vector<std::string> devices() const {
+        std::lock_guard lock(mutex_);
+        return devices_;
+    }
+
+  private:
+    class Port final : public RecordFeedPort {
+      public:
+        explicit Port(FakeRuleFeed& feed) : feed_(feed) {}
+        void offer(std::string_view, const DecodedMessage& message, int64_t) override {
+            std::lock_guard lock(feed_.mutex_);
+            for (const auto& record : message.records) feed_.devices_.emplace_back(record.device_id);
+        }
+
+      private:
+        FakeRuleFeed& feed_;
+    };
+    mutable std::mutex mutex_;
+    std::vector<std::string> devices_;
+};
+
 }  // namespace
+
+TEST_CASE("worker: a message replayed from the write-ahead log is written but not evaluated again") {
+    FakeRuleFeed rules;
+    Bench bench(nullptr, "", &rules);
+    bench.publish("d1", R"({"ts": 1700000000000, "metrics": {"t": 1}})", true);
+    bench.publish("d2", R"({"ts": 1700000000001, "metrics": {"t": 2}})");
+    bench.finish();
+    CHECK(bench.sink.lines().size() == 2);
+    CHECK((rules.devices() == std::vector<std::string>{"d2"}));
+}
 
 TEST_CASE(
     "worker without a registry: a field of another type than first seen is rejected alone, the rest "

@@ -453,7 +453,13 @@ void RuleRunner::save_state(bool flush_seen) {
 }
 
 void RuleRunner::hand_out() {
-    for (const auto& event : events_) {
+    std::vector<rules::AlertEvent> held;  // a cluster's factory whose state is not saved, or not ours
+    for (auto& event : events_) {
+        if (cluster_ && event.alert.factory_id != ingestion_alert_factory &&
+            !may_hand_out(event.alert.factory_id)) {
+            held.push_back(std::move(event));
+            continue;
+        }
         if (event.kind == rules::AlertEvent::Kind::transition) {
             switch (event.alert.state) {
                 case rules::AlertState::pending:
@@ -476,7 +482,7 @@ void RuleRunner::hand_out() {
             if (!instance_alert || destination->name() == "mqtt" || destination->name() == "alertmanager")
                 destination->enqueue(event);
     }
-    events_.clear();
+    events_ = std::move(held);
     bool failing = false;
     for (AlertDelivery* destination : destinations_) failing |= destination->failing();
     health_.alerts_failing = failing;

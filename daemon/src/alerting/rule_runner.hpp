@@ -128,6 +128,10 @@ class RuleRunner final : public Service {
     void adopt(const std::string& factory_id, uint64_t token, int64_t now_ms);
     // Drops the factory's state (and, unless they are saved, its events not out yet).
     void let_go(const std::string& factory_id, bool drop_events = true);
+    // A cluster's factory's events go out only once its state is saved (the next owner would raise
+    // them again otherwise) and while its lease is surely valid. A factory given back after its
+    // state was saved has its last events go too.
+    bool may_hand_out(const std::string& factory_id) const;
     // False: the factory is not ours any more (its events were dropped).
     bool save_factory(const std::string& factory_id, bool flush_seen, bool& failed);
     void save_cluster_state(bool flush_seen);

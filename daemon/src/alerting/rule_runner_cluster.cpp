@@ -44,13 +44,18 @@ void RuleRunner::apply_ownership(int64_t now_ms) {
             case OwnershipChange::Kind::release: {
                 if (!owned_.count(change.factory)) break;
                 // Its state first (with the stream position): the next owner goes on from there. Its
-                // events not out yet still go (they are saved).
+                // events not out yet still go (they are saved). Not saved: it stays here for now (a
+                // later share asks again), or its lease runs out and the next owner starts from the
+                // state last saved, re-evaluating what came after it.
                 bool failed = false;
-                const bool ours = save_factory(change.factory, true, failed);
-                if (failed)
-                    spdlog::warn("rules: factory {} given back without its latest state (Redis failing)",
+                if (!save_factory(change.factory, true, failed)) break;  // not ours any more
+                if (failed) {
+                    spdlog::warn("rules: factory {} stays here for now: its state cannot be saved",
                                  change.factory);
-                if (ours) let_go(change.factory, false);
+                    cluster_->keep(change.factory);
+                    break;
+                }
+                let_go(change.factory, false);
                 cluster_->released(change.factory);
                 break;
             }
@@ -128,31 +133,41 @@ bool RuleRunner::save_factory(const std::string& factory_id, bool flush_seen, bo
                               [&](const auto& entry) { return entry.first.starts_with(prefix); });
             saved_position_[factory_id] = position;
             return true;
-        case AlertStateStore::Fenced::not_owner:
+        case AlertStateStore::Fenced::not_owner: {
             spdlog::error(
                 "rules: factory {} is owned by another member now: its state and events here are "
                 "dropped",
                 factory_id);
+            const uint64_t token = owned->second;
             let_go(factory_id);
-            cluster_->given_up(factory_id);
+            cluster_->given_up(factory_id, token);
             return false;
+        }
         case AlertStateStore::Fenced::failed:
             failed = true;
             counters_.state_save_failures.fetch_add(1);
             if (!health_.rules_state_failing.exchange(true))
                 spdlog::error(
-                    "rules: cannot save the state of factory {} to Redis ({}); its alerts go on "
-                    "while its lease lasts",
+                    "rules: cannot save the state of factory {} to Redis ({}); its alert events "
+                    "wait until it is saved, or go to the next owner with the factory",
                     factory_id, problem);
             return true;
     }
     return true;
 }
 
+bool RuleRunner::may_hand_out(const std::string& factory_id) const {
+    auto owned = owned_.find(factory_id);
+    if (owned == owned_.end()) return true;  // given back after a save; lost ones' events are dropped
+    const std::string prefix = factory_id + "/";
+    auto unsaved = unsaved_alerts_.lower_bound(prefix);
+    if (unsaved != unsaved_alerts_.end() && unsaved->first.starts_with(prefix)) return false;
+    return cluster_->acting_owner(factory_id, owned->second);
+}
+
 void RuleRunner::save_cluster_state(bool flush_seen) {
     take_unsaved();
-    // After a failed save, try once a second (events go on meanwhile, as without a cluster: Redis
-    // being down, nobody else can take the factory before this instance's lease ends).
+    // After a failed save, try once a second; the factory's events wait for it (hand_out).
     const int64_t now = steady_clock_ms();
     if (health_.rules_state_failing && now - last_save_attempt_ms_ < 1'000 && !flush_seen) return;
     last_save_attempt_ms_ = now;

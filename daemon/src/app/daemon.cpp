@@ -396,6 +396,7 @@ int run_daemon(const Config& config) {
         health.wal_replaying = true;
         const auto recovery = wal->recover([&](RawMessage&& message) {
             ++replayed;
+            message.replayed = true;
             while (!stop_requested) {
                 extend();  // also while a full queue waits on a registry or an InfluxDB that is away
                 if (queue.push(message, std::chrono::milliseconds(100)) != IngestQueue::PushStatus::full) {

@@ -101,15 +101,27 @@ void ClusterNode::released(const std::string& factory) {
     wake_.notify_all();
 }
 
-void ClusterNode::given_up(const std::string& factory) {
+void ClusterNode::keep(const std::string& factory) {
     std::lock_guard lock(mutex_);
-    if (owned_.count(factory)) lose(factory, "another member holds its lease");
-    changes_.erase(std::remove_if(changes_.begin(), changes_.end(),
-                                  [&](const OwnershipChange& change) {
-                                      return change.factory == factory &&
-                                             change.kind == OwnershipChange::Kind::lost;
-                                  }),
-                   changes_.end());
+    if (auto it = owned_.find(factory); it != owned_.end()) it->second.releasing = false;
+}
+
+void ClusterNode::given_up(const std::string& factory, uint64_t token) {
+    std::lock_guard lock(mutex_);
+    auto it = owned_.find(factory);
+    if (it == owned_.end() || it->second.token != token) return;
+    // The runner has let it go already: no `lost` change for it to act on.
+    owned_.erase(it);
+    to_release_.erase(factory);
+    counters_.owned = owned_.size();
+    counters_.lost.fetch_add(1);
+    spdlog::error("cluster: no longer the owner of factory {}: another member holds its lease", factory);
+}
+
+bool ClusterNode::acting_owner(const std::string& factory, uint64_t token) const {
+    std::lock_guard lock(mutex_);
+    auto it = owned_.find(factory);
+    return it != owned_.end() && it->second.token == token && steady_clock_ms() < it->second.valid_until_ms;
 }
 
 std::vector<std::string> ClusterNode::owned() const {

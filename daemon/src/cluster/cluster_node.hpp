@@ -63,8 +63,14 @@ class ClusterNode {
     std::vector<OwnershipChange> take_changes();
     // After a `release` change: the factory's state is saved; its lease goes back on the next beat.
     void released(const std::string& factory);
-    // The runner found another holder (a fenced write was refused): the factory is not ours.
-    void given_up(const std::string& factory);
+    // After a `release` change whose state could not be saved: the factory stays here for now.
+    void keep(const std::string& factory);
+    // The runner found another holder of the lease with `token` (a fenced write was refused): that
+    // lease is not ours. A newer lease of the same factory (taken again meanwhile) is left alone.
+    void given_up(const std::string& factory, uint64_t token);
+    // True while this instance holds the factory's lease `token` and it is surely still valid: only
+    // then may the factory's alert events go out.
+    bool acting_owner(const std::string& factory, uint64_t token) const;
     // The factories this instance owns now, and how long it may act on them.
     std::vector<std::string> owned() const;
     // The member list as this instance last read it (for /health).

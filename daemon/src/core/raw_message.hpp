@@ -16,6 +16,9 @@ struct RawMessage {
     // The write-ahead log segment that holds this message (0: none). Whoever resolves the message
     // (written, rejected, or handed to the disk buffer) releases it there.
     uint32_t wal_segment = 0;
+    // Read back from the write-ahead log at start-up: the previous run took it, and its records
+    // already reached the rules then (their state was saved after them), so they do not go there again.
+    bool replayed = false;
 
     static RawMessage make(std::string_view topic, std::string_view payload, int64_t received_ms) {
         RawMessage message;

@@ -346,7 +346,9 @@ Worker::Outcome Worker::admit_decoded(const RawMessage& message, const TopicMatc
     accounting.records_accepted.fetch_add(decoded_.records.size(), std::memory_order_relaxed);
     accounting.points_buffered.fetch_add(static_cast<int64_t>(decoded_.records.size()),
                                          std::memory_order_relaxed);
-    if (rule_port_) rule_port_->offer(match.factory_id, decoded_, message.received_ms);
+    // A replayed message's records were evaluated by the run that took it: once more would rewind
+    // the rules' state (old samples at old times, after the state saved from newer ones).
+    if (rule_port_ && !message.replayed) rule_port_->offer(match.factory_id, decoded_, message.received_ms);
     if (!decoded_.record_rejections.empty() || !decoded_.field_rejections.empty()) {
         dead_letter_partial(message, match.factory_id);
     }
