@@ -126,7 +126,8 @@ TEST_CASE("cluster: a lease is taken once, renewed and given back only by its ho
     PrivateRedis redis(dir.path(), free_port());
     redis.start();
     auto loaded = plantd::load_config_text(
-        fmt::format("instance = \"a\"\n[mqtt]\nuri = \"{}\"\n[registry]\nredis_host = \"127.0.0.1\"\n"
+        fmt::format("instance = \"a\"\n[mqtt]\nuri = \"{}\"\nversion = 5\nshared_group = "
+                    "\"g\"\n[registry]\nredis_host = \"127.0.0.1\"\n"
                     "redis_port = {}\nredis_prefix = \"p\"\n[rules]\ndirectory = \"{}\"\n[cluster]\n"
                     "enabled = true\nlease = \"2s\"\n",
                     mqtt_uri(), redis.port(), dir.path()),

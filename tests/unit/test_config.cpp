@@ -73,6 +73,17 @@ TEST_CASE("errors name file, line, section, key and problem") {
     CHECK(mentions(e, "test.toml:1:"));
 }
 
+TEST_CASE("[cluster] needs Redis, a rules directory and a shared subscription") {
+    const std::string redis = "[registry]\nredis_host = \"127.0.0.1\"\n[rules]\ndirectory = \"/tmp\"\n";
+    const std::string shared = "[mqtt]\nversion = 5\nshared_group = \"g\"\n";
+    const std::string on = "[cluster]\nenabled = true\n";
+    CHECK(mentions(error_of("instance = \"a\"\n" + shared + redis + on), "(accepted)"));
+    CHECK(mentions(error_of("instance = \"a\"\n" + shared + on), "needs [rules] directory and Redis"));
+    const std::string unshared = error_of("instance = \"a\"\n" + redis + on);
+    CHECK(mentions(unshared, "test.toml:7:"));
+    CHECK(mentions(unshared, "[cluster] enabled: needs [mqtt] shared_group"));
+}
+
 TEST_CASE("invalid values are refused") {
     CHECK(
         mentions(error_of("[mqtt]\ndevice_topic = \"factory/{factory_id}/telemetry\"\n"), "no {device_id}"));

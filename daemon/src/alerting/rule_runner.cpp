@@ -44,7 +44,11 @@ RuleRunner::RuleRunner(const Config& config, RuleFeed& feed, std::vector<AlertDe
             return factories;
         };
         cluster_ = std::make_unique<ClusterNode>(config, local_factories);
-        relay_ = std::make_unique<RuleRecordRelay>(config, feed);
+        relay_ =
+            std::make_unique<RuleRecordRelay>(config, feed, [this](const std::vector<RuleRecord>& batch) {
+                std::lock_guard lock(lint_mutex_);
+                for (const RuleRecord& record : batch) lint_.observe(record);
+            });
         reader_ = std::make_unique<RuleStreamReader>(config);
     }
 }
@@ -62,7 +66,10 @@ std::string RuleRunner::load() {
     counters_.rules_loaded = (*set)->size();
     feed_.set_interest((*set)->interest());
     const int64_t now = wall_clock_ms();
-    lint_.rules_loaded(**set, now);
+    {
+        std::lock_guard lock(lint_mutex_);
+        lint_.rules_loaded(**set, now);
+    }
     engine_.replace_rules(std::move(*set), now, events_);
     spdlog::info("rules: {} rules from {} files in {}", counters_.rules_loaded.load(), files->files.size(),
                  config_.rules.directory);
@@ -292,7 +299,7 @@ void RuleRunner::evaluate(std::vector<RuleRecord>& records) {
     std::vector<rules::Sample> samples;
     for (const RuleRecord& record : records) {
         samples.clear();
-        lint_.observe(record);
+        if (!relay_) lint_.observe(record);  // (the relay observes in a cluster)
         for (const auto& [name, value] : record.samples) samples.push_back({name, value});
         engine_.observe(rules::Observation{record.factory_id, record.device_id, record.arrived_ms,
                                            record.sample_ms, samples, record.via},
@@ -328,6 +335,7 @@ void RuleRunner::run() {
         }
         if (now - last_lint_ms_ >= lint_interval_ms) {
             last_lint_ms_ = now;
+            std::lock_guard lock(lint_mutex_);
             lint_.check(now);
             counters_.unseen_metrics = lint_.unseen_metrics();
             counters_.unknown_factories = lint_.unknown_factories();
@@ -371,7 +379,10 @@ void RuleRunner::reload(bool forced) {
             counters_.rules_loaded = (*set)->size();
             feed_.set_interest((*set)->interest());
             const size_t events_before = events_.size();
-            lint_.rules_loaded(**set, wall_clock_ms());
+            {
+                std::lock_guard lock(lint_mutex_);
+                lint_.rules_loaded(**set, wall_clock_ms());
+            }
             engine_.replace_rules(std::move(*set), wall_clock_ms(), events_);
             ++rules_generation_;  // new dead-man rules may cover registered devices
             counters_.reloads.fetch_add(1);

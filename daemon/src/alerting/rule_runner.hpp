@@ -142,7 +142,10 @@ class RuleRunner final : public Service {
     std::vector<AlertDelivery*> destinations_;
     Health& health_;
     rules::RuleEngine engine_;
+    // In a cluster the relay's thread feeds it what this member receives (its share of every
+    // factory), so that members owning few factories do not warn of metrics they never evaluate.
     RuleLint lint_;
+    std::mutex lint_mutex_;  // guards lint_
     int64_t last_lint_ms_ = 0;
     RegisteredDevices registered_;
     std::function<InputStatus()> input_probe_;

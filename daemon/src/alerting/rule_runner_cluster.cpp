@@ -114,13 +114,16 @@ bool RuleRunner::save_factory(const std::string& factory_id, bool flush_seen, bo
     for (auto it = unsaved_alerts_.lower_bound(prefix);
          it != unsaved_alerts_.end() && it->first.starts_with(prefix); ++it)
         alerts.push_back(it->second);
+    const std::string position = reader_->position(factory_id);
+    const bool moved = position != saved_position_[factory_id];
+    // The last-seen times go with every move of the position: the next owner reads only after it, so
+    // a device last heard before it must be known from the saved times (or its dead-man never arms).
     std::vector<rules::DeviceSeen> seen;
-    if (flush_seen)
+    const bool with_seen = flush_seen || (moved && !alerts.empty());
+    if (with_seen)
         for (auto it = unsaved_seen_.lower_bound(prefix);
              it != unsaved_seen_.end() && it->first.starts_with(prefix); ++it)
             seen.push_back(it->second);
-    const std::string position = reader_->position(factory_id);
-    const bool moved = position != saved_position_[factory_id];
     if (alerts.empty() && seen.empty() && !(flush_seen && moved)) return true;
     std::string problem;
     switch (state_store_->save_fenced(factory_id, owner_value(cluster_->instance(), owned->second), alerts,
@@ -128,7 +131,7 @@ bool RuleRunner::save_factory(const std::string& factory_id, bool flush_seen, bo
         case AlertStateStore::Fenced::saved:
             std::erase_if(unsaved_alerts_,
                           [&](const auto& entry) { return entry.first.starts_with(prefix); });
-            if (flush_seen)
+            if (with_seen)
                 std::erase_if(unsaved_seen_,
                               [&](const auto& entry) { return entry.first.starts_with(prefix); });
             saved_position_[factory_id] = position;

@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <thread>
 
 #include "common/identifiers.hpp"
@@ -60,14 +62,16 @@ std::optional<RuleRecord> decode_rule_record(std::string_view factory_id, std::s
     for (size_t i = 4; i < parts.size(); ++i) {
         const size_t split = parts[i].find(pair);
         double value = 0;
-        if (split == std::string_view::npos || split == 0 || !parse_number(parts[i].substr(split + 1), value))
+        if (split == std::string_view::npos || split == 0 ||
+            !parse_number(parts[i].substr(split + 1), value) || !std::isfinite(value))
             return std::nullopt;
         record.samples.emplace_back(std::string(parts[i].substr(0, split)), value);
     }
     return record;
 }
 
-RuleRecordRelay::RuleRecordRelay(const Config& config, RuleFeed& feed) : config_(config), feed_(feed) {}
+RuleRecordRelay::RuleRecordRelay(const Config& config, RuleFeed& feed, Observer observe)
+    : config_(config), feed_(feed), observe_(std::move(observe)) {}
 
 RuleRecordRelay::~RuleRecordRelay() {
     stop(0);
@@ -84,8 +88,11 @@ void RuleRecordRelay::run() {
     std::vector<RuleRecord> batch;
     while (!stopping_.load()) {
         try {
-            if (batch.empty()) feed_.take(batch, batch_records, 50);
-            if (batch.empty()) continue;
+            if (batch.empty()) {
+                feed_.take(batch, batch_records, 50);
+                if (batch.empty()) continue;
+                if (observe_) observe_(batch);
+            }
             if (send(batch)) {
                 batch.clear();
             } else {
@@ -106,7 +113,10 @@ void RuleRecordRelay::stop(int64_t drain_ms) {
     std::vector<RuleRecord> batch;
     try {
         while (std::chrono::steady_clock::now() < deadline) {
-            if (batch.empty() && feed_.take(batch, batch_records, 0) == 0) return;
+            if (batch.empty()) {
+                if (feed_.take(batch, batch_records, 0) == 0) return;
+                if (observe_) observe_(batch);
+            }
             if (send(batch)) batch.clear();
         }
     } catch (const std::exception& e) {
@@ -190,7 +200,9 @@ Result<size_t> RuleStreamReader::take(std::vector<RuleRecord>& out, size_t max, 
         std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
         return fail(problem);
     }
-    RedisCommand read{"XREAD", "COUNT", std::to_string(max)};
+    // COUNT is per stream: shared out, so that one take holds about `max` records in all.
+    const size_t per_stream = std::max<size_t>(16, max / positions_.size());
+    RedisCommand read{"XREAD", "COUNT", std::to_string(per_stream)};
     if (wait_ms > 0) read.insert(read.end(), {"BLOCK", std::to_string(wait_ms)});  // BLOCK 0 waits forever
     read.push_back("STREAMS");
     std::map<std::string, std::string> factory_of_key;
@@ -209,7 +221,7 @@ Result<size_t> RuleStreamReader::take(std::vector<RuleRecord>& out, size_t max, 
         auto it = factory_of_key.find(stream.elements[0].text);
         if (it == factory_of_key.end()) continue;
         auto& position = positions_[it->second];
-        more_ |= stream.elements[1].elements.size() >= max;
+        more_ |= stream.elements[1].elements.size() >= per_stream;
         for (const RedisReply& entry : stream.elements[1].elements) {
             if (entry.elements.size() != 2) continue;
             position = entry.elements[0].text;

@@ -6,6 +6,7 @@
 // a hand-over leaves in the stream is lost, and nothing evaluated and saved is evaluated again.
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -30,7 +31,9 @@ std::string rule_stream_key(const RegistryConfig& config, std::string_view facto
 // The feed's records to the streams, on a thread of its own.
 class RuleRecordRelay {
   public:
-    RuleRecordRelay(const Config& config, RuleFeed& feed);
+    // `observe`: called on the relay's thread with each batch taken from the feed, before it is sent.
+    using Observer = std::function<void(const std::vector<RuleRecord>&)>;
+    RuleRecordRelay(const Config& config, RuleFeed& feed, Observer observe = {});
     ~RuleRecordRelay();
 
     void start();
@@ -47,6 +50,7 @@ class RuleRecordRelay {
 
     const Config& config_;
     RuleFeed& feed_;
+    Observer observe_;
     std::unique_ptr<RedisConnection> redis_;
     std::set<std::string> announced_;  // factories added to {prefix}:cluster:factories
     std::atomic<bool> stopping_{false};

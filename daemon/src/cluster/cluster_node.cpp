@@ -21,7 +21,11 @@ ClusterNode::ClusterNode(const Config& config, std::function<std::vector<std::st
       store_(config.registry) {}
 
 ClusterNode::~ClusterNode() {
-    stop();
+    try {
+        stop();
+    } catch (const std::exception& e) {
+        spdlog::error("cluster: stopping failed: {}", e.what());
+    }
 }
 
 void ClusterNode::start() {

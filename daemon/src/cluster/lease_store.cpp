@@ -74,6 +74,12 @@ std::optional<MemberInfo> parse_member(std::string_view text) {
         root["heartbeat_ms"].get(member.heartbeat_ms) || root["lease_ms"].get(member.lease_ms) ||
         root["valid_until_ms"].get(member.valid_until_ms) || root["owned"].get(owned))
         return std::nullopt;
+    // Times far outside any clock's range would overflow the members' arithmetic on them.
+    constexpr int64_t far = int64_t{1} << 52;
+    if (!is_valid_identifier(instance) || member.heartbeat_ms < 0 || member.heartbeat_ms > far ||
+        member.lease_ms < 0 || member.lease_ms > far || member.valid_until_ms < -far ||
+        member.valid_until_ms > far)
+        return std::nullopt;
     member.instance = instance;
     member.version = version;
     for (auto element : owned) {

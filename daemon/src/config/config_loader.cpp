@@ -341,11 +341,11 @@ Config read_config(const toml::table& root, const std::string& source, std::vect
             r.error_at(r.last_node("enabled"), "enabled",
                        "needs [rules] directory and Redis ([registry] redis_host): the leases, the rule "
                        "state and the records for the owners live there");
-        if (config.cluster.enabled && !is_valid_identifier(config.instance))
-            errors.push_back(SectionReader::format_error(source, "", "instance",
-                                                         "cluster members are told apart by instance: it "
-                                                         "must be an identifier (1-64 of A-Z a-z 0-9 _ . -), "
-                                                         "and each member's own"));
+        if (config.cluster.enabled && config.mqtt.shared_group.empty())
+            r.error_at(r.last_node("enabled"), "enabled",
+                       "needs [mqtt] shared_group (and version = 5): without a shared subscription every "
+                       "member receives every message and relays it, so the owner would evaluate each "
+                       "record once per member");
         if (config.cluster.enabled && config.sparkplug.enabled)
             r.error_at(r.last_node("enabled"), "enabled",
                        "cannot be used with [sparkplug]: an edge node's messages must reach one plantd");
