@@ -1,7 +1,8 @@
 // Inhibition instead of storms, through the real broker, Redis and MariaDB: while plantd's own input
 // is cut (a proxy between plantd and the broker), its many devices under a dead-man rule raise no
 // alert and exactly one alert for the instance's ingestion fires and resolves; afterwards a single
-// device that stops raises exactly its own alert.
+// device that stops raises exactly its own alert. A killed plantd's log, replayed at the next start,
+// is written but not evaluated a second time (its alerts would be raised twice).
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -163,5 +164,41 @@ after = "30s"
     CHECK(kept.find("ingestion:" + alerts[0].device_id + "\n") != std::string::npos);  // the same instance
     CHECK(listener.settle(3s).size() == 1);
     CHECK(world.redis.cli("--scan --pattern '*ingestion*'").find("ingestion") == std::string::npos);
+    CHECK(plantd->terminate() == 0);
+}
+
+TEST_CASE("rules: what a killed plantd's log replays is written again but not evaluated again") {
+    RulesWorld world(R"([[rule]]
+id = "hot"
+factory = "fa"
+when = "temperature > 50"
+clear = "temperature < 40"
+for = "1s"
+)");
+    AlertListener listener(world.prefix);
+    auto plantd = world.start();
+    Publisher publisher(unique_name("pub"));
+    auto send = [&](double temperature, int times) {
+        for (int i = 0; i < times; ++i) {
+            publisher.publish(world.topic("fa", "p1"), reading("temperature", temperature));
+            publisher.flush();
+            std::this_thread::sleep_for(100ms);
+        }
+    };
+    send(20, 3);
+    send(60, 20);  // pending, then firing after 1 s
+    send(20, 5);   // resolved
+    auto alerts = listener.wait_for(3, 10s);
+    REQUIRE((states_of(alerts) == std::vector<std::string>{"pending", "firing", "resolved"}));
+    // Saved to Redis (at once); then killed while the log's open segment (closed after 10 s) still
+    // holds every one of those records.
+    std::this_thread::sleep_for(1s);
+    plantd->send_signal(SIGKILL);
+    plantd->terminate(std::chrono::seconds(5));
+    plantd = world.start("plantd2.log");
+    CHECK(plantd->metric("plantd_wal_replayed_messages_total") >= 28);
+    // Evaluated again, the old samples would resolve nothing and raise the same alert once more.
+    CHECK((states_of(listener.settle(3s)) == std::vector<std::string>{"pending", "firing", "resolved"}));
+    CHECK(plantd->metric("plantd_rule_evaluations_total") == 0);
     CHECK(plantd->terminate() == 0);
 }
