@@ -154,7 +154,11 @@ void RuleEngine::observe(const Observation& observation, std::vector<AlertEvent>
                 break;
             }
         }
-        if (!slot || observation.sample_ms < slot->sample_ms) continue;  // unused, or older than what we have
+        if (!slot) continue;                            // no rule reads it
+        if (observation.sample_ms < slot->sample_ms) {  // older than what we have: too late to count
+            ++counters_.samples_out_of_order;
+            continue;
+        }
         if (slot->sample_ms != never && observation.sample_ms > slot->sample_ms) {
             slot->rate = (sample.value - slot->value) * 1000.0 /
                          static_cast<double>(observation.sample_ms - slot->sample_ms);

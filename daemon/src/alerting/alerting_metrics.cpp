@@ -35,6 +35,9 @@ void RuleRunner::register_metrics(MetricsRegistry& registry) const {
         "plantd_rule_unknown_conditions_total",
         "Conditions left unknown: an input missing or older than value_ttl, or not a number.",
         value(c.unknown_conditions));
+    registry.add_counter("plantd_rule_samples_out_of_order_total",
+                         "Samples the rules skipped: older than the newest one of that device and metric.",
+                         value(c.samples_out_of_order));
     registry.add_gauge("plantd_alerts_active", "Alerts pending or firing.", value(c.active_alerts));
     registry.add_gauge(
         "plantd_rule_unseen_metrics",

@@ -308,6 +308,7 @@ void RuleRunner::evaluate(std::vector<RuleRecord>& records) {
     const auto& counters = engine_.counters();
     counters_.evaluations = counters.evaluations;
     counters_.unknown_conditions = counters.unknown_conditions;
+    counters_.samples_out_of_order = counters.samples_out_of_order;
 }
 
 void RuleRunner::run() {

@@ -35,6 +35,7 @@ struct RuleRunnerCounters {
     std::atomic<uint64_t> reload_failures{0};
     std::atomic<uint64_t> evaluations{0};
     std::atomic<uint64_t> unknown_conditions{0};
+    std::atomic<uint64_t> samples_out_of_order{0};
     std::atomic<uint64_t> state_save_failures{0};
     std::atomic<uint64_t> acknowledgements{0};
     std::atomic<uint64_t> events_pending{0};

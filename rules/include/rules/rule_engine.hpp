@@ -57,9 +57,10 @@ struct EngineOptions {
 struct EngineCounters {
     uint64_t observations = 0;
     uint64_t evaluations = 0;
-    uint64_t unknown_conditions = 0;  // an input missing or expired, or not a number
-    uint64_t devices_refused = 0;     // max_devices reached
-    uint64_t deadman_held = 0;        // dead-man alerts held because the device's gateway was silent
+    uint64_t unknown_conditions = 0;    // an input missing or expired, or not a number
+    uint64_t samples_out_of_order = 0;  // older than the device's newest sample of that metric: skipped
+    uint64_t devices_refused = 0;       // max_devices reached
+    uint64_t deadman_held = 0;          // dead-man alerts held because the device's gateway was silent
 };
 
 class RuleEngine {
