@@ -251,6 +251,17 @@ TEST_CASE(
     CHECK(b.events[1].sample_ms == 229'990);  // the record's own time, not its arrival
 }
 
+TEST_CASE("a sample older than the device's newest of that metric is skipped and counted") {
+    Bench b("[[rule]]\nid = \"hot\"\nwhen = \"t > 85\"\n");
+    b.send(1000, {{"t", 90}}, "d1", "f1", 1000);
+    b.send(1010, {{"t", 20}}, "d1", "f1", 900);  // relayed late: would resolve with an old value
+    CHECK(b.states() == Strings{"firing:d1:hot"});
+    CHECK(b.engine.counters().samples_out_of_order == 1);
+    b.send(1020, {{"t", 20}}, "d1", "f1", 1000);  // as new as the newest: taken
+    CHECK(b.states() == Strings{"firing:d1:hot", "resolved:d1:hot"});
+    CHECK(b.engine.counters().samples_out_of_order == 1);
+}
+
 TEST_CASE("a metric the record lacks comes from the device's last value, while it is valid") {
     Bench b("[[rule]]\nid = \"jam\"\nwhen = \"pressure > 2 && running\"\n", 60'000);
     b.send(1000, {{"running", 1}});
