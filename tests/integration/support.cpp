@@ -213,9 +213,14 @@ Publisher::Publisher(const std::string& client_id) : client_(mqtt_uri(), client_
 }
 
 Publisher::~Publisher() {
+    // Disconnected whatever the flush says: a Paho client destroyed while connected can leave its
+    // socket to Paho's shared threads, which touch it when the broker next closes it.
     try {
         flush();
-        client_.disconnect()->wait();
+    } catch (...) {
+    }
+    try {
+        client_.disconnect()->wait_for(std::chrono::seconds(5));
     } catch (...) {
     }
 }
