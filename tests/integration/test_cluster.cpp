@@ -180,14 +180,18 @@ TEST_CASE("cluster: a lease is taken once, renewed and given back only by its ho
     CHECK(store.add_factories({"fb"}).empty());
     plantd::ClusterNode node(config, {});
     node.start();
+    uint64_t fb_token = 0;
     REQUIRE(eventually(
         [&] {
             for (const auto& change : node.take_changes())
                 if (change.kind == plantd::OwnershipChange::Kind::acquired && change.factory == "fb")
-                    return true;
-            return false;
+                    fb_token = change.token;
+            return fb_token != 0;
         },
         10s));
+    // A refused write under an older token gives up only that lease, not the one held now.
+    node.given_up("fb", fb_token + 1);
+    CHECK((node.owned() == std::vector<std::string>{"fb"}));
     // `plantd cluster status` names the holders and the member.
     const std::string config_path = dir.path() + "/cli.toml";
     std::ofstream(config_path) << fmt::format(

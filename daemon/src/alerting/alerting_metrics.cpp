@@ -38,6 +38,9 @@ void RuleRunner::register_metrics(MetricsRegistry& registry) const {
     registry.add_counter("plantd_rule_samples_out_of_order_total",
                          "Samples the rules skipped: older than the newest one of that device and metric.",
                          value(c.samples_out_of_order));
+    registry.add_gauge("plantd_alert_events_waiting",
+                       "Cluster: alert events held until their factory's state is saved in Redis.",
+                       value(c.events_waiting));
     registry.add_gauge("plantd_alerts_active", "Alerts pending or firing.", value(c.active_alerts));
     registry.add_gauge(
         "plantd_rule_unseen_metrics",

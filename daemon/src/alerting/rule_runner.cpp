@@ -281,8 +281,17 @@ void RuleRunner::stop() {
     } catch (const std::exception& e) {
         spdlog::error("rules: final evaluation failed: {}", e.what());
     }
+    if (!events_.empty())
+        spdlog::warn(
+            "rules: {} alert events of factories whose state could not be saved are left to their next "
+            "owner, which raises them again from the records",
+            events_.size());
     // The state is saved: the leases go back, and the other members take the factories at once.
-    if (cluster_) cluster_->stop();
+    try {
+        if (cluster_) cluster_->stop();
+    } catch (const std::exception& e) {
+        spdlog::error("cluster: stopping failed: {}", e.what());
+    }
 }
 
 void RuleRunner::acknowledge(std::string factory_id, std::string alert_id, std::string by) {
@@ -494,6 +503,13 @@ void RuleRunner::hand_out() {
             if (!instance_alert || destination->name() == "mqtt" || destination->name() == "alertmanager")
                 destination->enqueue(event);
     }
+    constexpr size_t most_waiting = 100'000;  // Redis refusing writes for long: memory stays bounded
+    if (held.size() > most_waiting) {
+        spdlog::error("rules: {} alert events waited for their state to be saved; the oldest {} are dropped",
+                      held.size(), held.size() - most_waiting);
+        held.erase(held.begin(), held.end() - static_cast<std::ptrdiff_t>(most_waiting));
+    }
+    counters_.events_waiting = held.size();
     events_ = std::move(held);
     bool failing = false;
     for (AlertDelivery* destination : destinations_) failing |= destination->failing();

@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -47,6 +48,7 @@ struct RuleRunnerCounters {
     std::atomic<size_t> unknown_factories{0};  // rules for factories the registry does not know
     std::atomic<uint64_t> devices_watched_unseen{0};  // registered devices watched before they reported
     std::atomic<uint64_t> deadman_held{0};            // dead-man alerts held: the device's gateway was silent
+    std::atomic<size_t> events_waiting{0};  // cluster: events of factories whose state is not saved yet
 };
 
 // The factory id of the instance's own alerts (its ingestion): no factory id starts with '_'.
@@ -130,9 +132,9 @@ class RuleRunner final : public Service {
     // Drops the factory's state (and, unless they are saved, its events not out yet).
     void let_go(const std::string& factory_id, bool drop_events = true);
     // A cluster's factory's events go out only once its state is saved (the next owner would raise
-    // them again otherwise) and while its lease is surely valid. A factory given back after its
-    // state was saved has its last events go too.
+    // them again otherwise).
     bool may_hand_out(const std::string& factory_id) const;
+    std::set<std::string> kept_unsaved_;  // factories kept back from a release: their save failed
     // False: the factory is not ours any more (its events were dropped).
     bool save_factory(const std::string& factory_id, bool flush_seen, bool& failed);
     void save_cluster_state(bool flush_seen);

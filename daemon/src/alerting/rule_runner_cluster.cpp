@@ -47,11 +47,13 @@ void RuleRunner::apply_ownership(int64_t now_ms) {
                 // events not out yet still go (they are saved). Not saved: it stays here for now (a
                 // later share asks again), or its lease runs out and the next owner starts from the
                 // state last saved, re-evaluating what came after it.
+                take_unsaved();
                 bool failed = false;
                 if (!save_factory(change.factory, true, failed)) break;  // not ours any more
                 if (failed) {
-                    spdlog::warn("rules: factory {} stays here for now: its state cannot be saved",
-                                 change.factory);
+                    if (kept_unsaved_.insert(change.factory).second)
+                        spdlog::warn("rules: factory {} stays here for now: its state cannot be saved",
+                                     change.factory);
                     cluster_->keep(change.factory);
                     break;
                 }
@@ -94,6 +96,7 @@ void RuleRunner::adopt(const std::string& factory_id, uint64_t token, int64_t no
 
 void RuleRunner::let_go(const std::string& factory_id, bool drop_events) {
     owned_.erase(factory_id);
+    kept_unsaved_.erase(factory_id);
     saved_position_.erase(factory_id);
     reader_->unfollow(factory_id);
     engine_.forget_factory(factory_id);
@@ -135,6 +138,7 @@ bool RuleRunner::save_factory(const std::string& factory_id, bool flush_seen, bo
                 std::erase_if(unsaved_seen_,
                               [&](const auto& entry) { return entry.first.starts_with(prefix); });
             saved_position_[factory_id] = position;
+            kept_unsaved_.erase(factory_id);
             return true;
         case AlertStateStore::Fenced::not_owner: {
             spdlog::error(
@@ -160,12 +164,12 @@ bool RuleRunner::save_factory(const std::string& factory_id, bool flush_seen, bo
 }
 
 bool RuleRunner::may_hand_out(const std::string& factory_id) const {
-    auto owned = owned_.find(factory_id);
-    if (owned == owned_.end()) return true;  // given back after a save; lost ones' events are dropped
+    // Saved through the fence, the changes are the factory's: the next owner loads them and does
+    // not raise them again, so their events go (also if the lease lapses meanwhile). Not saved, they
+    // wait; a factory lost meanwhile drops them, and its next owner raises them from the records.
     const std::string prefix = factory_id + "/";
     auto unsaved = unsaved_alerts_.lower_bound(prefix);
-    if (unsaved != unsaved_alerts_.end() && unsaved->first.starts_with(prefix)) return false;
-    return cluster_->acting_owner(factory_id, owned->second);
+    return unsaved == unsaved_alerts_.end() || !unsaved->first.starts_with(prefix);
 }
 
 void RuleRunner::save_cluster_state(bool flush_seen) {

@@ -91,7 +91,7 @@ void RuleRecordRelay::run() {
             if (batch.empty()) {
                 feed_.take(batch, batch_records, 50);
                 if (batch.empty()) continue;
-                if (observe_) observe_(batch);
+                observe(batch);
             }
             if (send(batch)) {
                 batch.clear();
@@ -115,7 +115,7 @@ void RuleRecordRelay::stop(int64_t drain_ms) {
         while (std::chrono::steady_clock::now() < deadline) {
             if (batch.empty()) {
                 if (feed_.take(batch, batch_records, 0) == 0) return;
-                if (observe_) observe_(batch);
+                observe(batch);
             }
             if (send(batch)) batch.clear();
         }
@@ -125,6 +125,15 @@ void RuleRecordRelay::stop(int64_t drain_ms) {
     if (!batch.empty() || feed_.size() > 0)
         spdlog::warn("rules: {} records were not relayed to their owners before the stop",
                      batch.size() + feed_.size());
+}
+
+void RuleRecordRelay::observe(const std::vector<RuleRecord>& batch) {
+    if (!observe_) return;
+    try {
+        observe_(batch);
+    } catch (const std::exception& e) {  // the records still go to their owners
+        spdlog::error("rules: observing relayed records failed: {}", e.what());
+    }
 }
 
 bool RuleRecordRelay::send(const std::vector<RuleRecord>& batch) {
@@ -177,6 +186,7 @@ RuleStreamReader::RuleStreamReader(const Config& config) : config_(config) {}
 
 void RuleStreamReader::follow(const std::string& factory_id, std::string position) {
     positions_[factory_id] = std::move(position);
+    busy_streams_ = SIZE_MAX;
 }
 
 void RuleStreamReader::unfollow(const std::string& factory_id) {
@@ -200,8 +210,11 @@ Result<size_t> RuleStreamReader::take(std::vector<RuleRecord>& out, size_t max, 
         std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
         return fail(problem);
     }
-    // COUNT is per stream: shared out, so that one take holds about `max` records in all.
-    const size_t per_stream = std::max<size_t>(16, max / positions_.size());
+    // COUNT is per stream. Shared among the streams that were full last time (the others hold only
+    // what arrived meanwhile), so that one busy factory among many quiet ones gets most of a take,
+    // and a take holds about `max` records in all.
+    const size_t busy = std::clamp<size_t>(busy_streams_, 1, positions_.size());
+    const size_t per_stream = std::max<size_t>(16, max / busy);
     RedisCommand read{"XREAD", "COUNT", std::to_string(per_stream)};
     if (wait_ms > 0) read.insert(read.end(), {"BLOCK", std::to_string(wait_ms)});  // BLOCK 0 waits forever
     read.push_back("STREAMS");
@@ -216,12 +229,16 @@ Result<size_t> RuleStreamReader::take(std::vector<RuleRecord>& out, size_t max, 
         redis_.reset();
         return fail(reply.error());
     }
+    busy_streams_ = 0;
     for (const RedisReply& stream : reply->elements) {
         if (stream.elements.size() != 2) continue;
         auto it = factory_of_key.find(stream.elements[0].text);
         if (it == factory_of_key.end()) continue;
         auto& position = positions_[it->second];
-        more_ |= stream.elements[1].elements.size() >= per_stream;
+        if (stream.elements[1].elements.size() >= per_stream) {
+            more_ = true;
+            ++busy_streams_;
+        }
         for (const RedisReply& entry : stream.elements[1].elements) {
             if (entry.elements.size() != 2) continue;
             position = entry.elements[0].text;

@@ -45,6 +45,7 @@ class RuleRecordRelay {
 
   private:
     void run();
+    void observe(const std::vector<RuleRecord>& batch);
     // True once every record of `batch` is in Redis.
     bool send(const std::vector<RuleRecord>& batch);
 
@@ -82,6 +83,9 @@ class RuleStreamReader {
     std::map<std::string, std::string> positions_;  // factory -> last entry id handed out
     uint64_t skipped_ = 0;                          // entries that did not decode
     bool more_ = false;
+    // Streams that filled their share last time; all of them after a follow() (a stream just taken
+    // over may hold a backlog).
+    size_t busy_streams_ = SIZE_MAX;
 };
 
 }  // namespace plantd

@@ -122,12 +122,6 @@ void ClusterNode::given_up(const std::string& factory, uint64_t token) {
     spdlog::error("cluster: no longer the owner of factory {}: another member holds its lease", factory);
 }
 
-bool ClusterNode::acting_owner(const std::string& factory, uint64_t token) const {
-    std::lock_guard lock(mutex_);
-    auto it = owned_.find(factory);
-    return it != owned_.end() && it->second.token == token && steady_clock_ms() < it->second.valid_until_ms;
-}
-
 std::vector<std::string> ClusterNode::owned() const {
     std::lock_guard lock(mutex_);
     std::vector<std::string> factories;

@@ -68,9 +68,6 @@ class ClusterNode {
     // The runner found another holder of the lease with `token` (a fenced write was refused): that
     // lease is not ours. A newer lease of the same factory (taken again meanwhile) is left alone.
     void given_up(const std::string& factory, uint64_t token);
-    // True while this instance holds the factory's lease `token` and it is surely still valid: only
-    // then may the factory's alert events go out.
-    bool acting_owner(const std::string& factory, uint64_t token) const;
     // The factories this instance owns now, and how long it may act on them.
     std::vector<std::string> owned() const;
     // The member list as this instance last read it (for /health).
