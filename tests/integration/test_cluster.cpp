@@ -189,7 +189,7 @@ TEST_CASE("cluster: a lease is taken once, renewed and given back only by its ho
             return fb_token != 0;
         },
         10s));
-    // A refused write under an older token gives up only that lease, not the one held now.
+    // A refused write under another token (here a newer one than held) gives up only that lease.
     node.given_up("fb", fb_token + 1);
     CHECK((node.owned() == std::vector<std::string>{"fb"}));
     // `plantd cluster status` names the holders and the member.

@@ -28,9 +28,12 @@ TEST_CASE("a relayed rule record reads back as it was sent, and a damaged one is
     REQUIRE(back->samples.size() == 2);
     CHECK(back->samples[0].first == "temperature");
     CHECK(back->samples[0].second == 61.5);
+    CHECK(back->samples[1].first == "rpm");
     CHECK(back->samples[1].second == -3);
     // The factory is the stream's, never the record's own say.
-    CHECK(decode_rule_record("f2", text)->factory_id == "f2");
+    auto other = decode_rule_record("f2", text);
+    REQUIRE(other);
+    CHECK(other->factory_id == "f2");
 
     CHECK(decode_rule_record("f1", text.substr(0, text.rfind('\x1e'))) == std::nullopt);  // name, no value
     record.samples = {{"t", 1}};
@@ -46,6 +49,19 @@ TEST_CASE("a relayed rule record reads back as it was sent, and a damaged one is
                              "d\x1f\x1fsoon\x1f"
                              "1") == std::nullopt);
     CHECK(decode_rule_record("f1", "") == std::nullopt);
+    CHECK(decode_rule_record("f1",
+                             "d\x1f\x1f"
+                             "9223372036854775807\x1f"
+                             "1") == std::nullopt);
+    CHECK(decode_rule_record("f1",
+                             "d\x1f\x1f"
+                             "1\x1f"
+                             "-5") == std::nullopt);
+    CHECK(decode_rule_record("f1",
+                             "d\x1f\x1f"
+                             "1\x1f"
+                             "1\x1f\x1e"
+                             "5") == std::nullopt);  // no name
 }
 
 TEST_CASE("a member's announcement reads back, and one with impossible times or names is refused") {

@@ -4,7 +4,6 @@
 
 #include <unordered_set>
 
-#include "common/identifiers.hpp"
 #include "rules/rule_loader.hpp"
 #include "util/clock.hpp"
 #include "util/thread_name.hpp"
@@ -110,18 +109,6 @@ std::string RuleRunner::load() {
     return {};
 }
 
-void RuleRunner::resolve_left_instance_alert(int64_t now) {
-    // An ingestion alert a killed run left firing: this run resolves it (and raises its own if its
-    // input is down long enough).
-    if (auto left = state_store_->load_instance_alert(instance_name()); left && *left) {
-        rules::AlertEvent event{
-            rules::AlertEvent::Kind::transition, **left, now, {}, now, "plantd restarted"};
-        event.alert.state = rules::AlertState::resolved;
-        events_.push_back(std::move(event));
-        keep_instance_alert();
-    }
-}
-
 RegisteredDevices registered_devices_of(const Admission& registry) {
     RegisteredDevices registered;
     // The snapshot's own sequence: the registry's generation also rises with every answered lookup.
@@ -161,77 +148,6 @@ void RuleRunner::watch_registered(int64_t now_ms) {
         counters_.devices_watched_unseen.fetch_add(added);
         spdlog::info("rules: {} registered devices that have not reported are watched by dead-man rules",
                      added);
-    }
-}
-
-InputStatus input_status_of(const Health& health) {
-    using State = InputStatus::State;
-    if (health.draining) return {State::unchanged, {}};
-    if (health.wal_replaying)
-        return {State::down, "the start-up replay of the write-ahead log is still running"};
-    if (!health.mqtt_subscribed) return {State::down, "MQTT session lost or subscription not confirmed"};
-    return {State::up, {}};
-}
-
-std::string RuleRunner::instance_name() const {
-    return is_valid_identifier(config_.instance) ? config_.instance : "plantd";
-}
-
-void RuleRunner::keep_instance_alert() {
-    if (!state_store_) return;
-    if (std::string problem = state_store_->save_instance_alert(instance_name(), ingestion_alert_);
-        !problem.empty())
-        spdlog::warn("rules: cannot keep the ingestion alert in Redis ({}); a crash now leaves it unresolved",
-                     problem);
-}
-
-void RuleRunner::watch_input(int64_t now_ms) {
-    if (!input_probe_) return;
-    const InputStatus input = input_probe_();
-    if (input.state == InputStatus::State::unchanged) return;
-    if (input.state == InputStatus::State::down) {
-        if (!input_down_since_) {
-            input_down_since_ = now_ms;
-            engine_.pause_deadman(now_ms);
-        }
-        if (!ingestion_alert_ && now_ms - *input_down_since_ >= config_.rules.ingestion_alert_after_ms) {
-            rules::ActiveAlert alert;
-            alert.factory_id = std::string(ingestion_alert_factory);
-            alert.device_id = instance_name();
-            alert.rule_id = "ingestion";
-            alert.alert_id = rules::random_alert_id();
-            alert.severity = rules::Severity::critical;
-            alert.message = fmt::format(
-                "plantd receives nothing ({}); dead-man alerts of its devices wait until it does", input.why);
-            alert.started_ms = *input_down_since_;
-            alert.fired_ms = now_ms;
-            alert.state = rules::AlertState::firing;
-            ingestion_alert_ = alert;
-            keep_instance_alert();
-            spdlog::error("rules: input down since {} ms: ingestion alert {} fired, dead-man timers paused",
-                          now_ms - *input_down_since_, alert.alert_id);
-            events_.push_back(
-                rules::AlertEvent{rules::AlertEvent::Kind::transition, alert, now_ms, {}, {}, {}});
-        }
-        return;
-    }
-    if (!input_down_since_) return;
-    // The outage is no device's silence, and after a real one (not a blip) nothing fires within the
-    // grace: no storm after an outage.
-    const int64_t outage = now_ms - *input_down_since_;
-    engine_.resume_deadman(
-        now_ms, outage,
-        outage >= config_.rules.ingestion_alert_after_ms ? config_.rules.startup_grace_ms : 0);
-    input_down_since_.reset();
-    if (ingestion_alert_) {
-        rules::AlertEvent event{
-            rules::AlertEvent::Kind::transition, *ingestion_alert_, now_ms, {}, now_ms, "input resumed"};
-        event.alert.state = rules::AlertState::resolved;
-        events_.push_back(std::move(event));
-        spdlog::info("rules: input resumed: ingestion alert {} resolved, dead-man timers restart",
-                     ingestion_alert_->alert_id);
-        ingestion_alert_.reset();
-        keep_instance_alert();
     }
 }
 

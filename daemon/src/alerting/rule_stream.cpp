@@ -57,7 +57,10 @@ std::optional<RuleRecord> decode_rule_record(std::string_view factory_id, std::s
     record.factory_id = factory_id;
     record.device_id = parts[0];
     record.via = parts[1];
-    if (!parse_number(parts[2], record.arrived_ms) || !parse_number(parts[3], record.sample_ms))
+    // Times beyond any clock's range would pin a device's newest sample or overflow the engine's sums.
+    constexpr int64_t far = int64_t{1} << 52;
+    if (!parse_number(parts[2], record.arrived_ms) || !parse_number(parts[3], record.sample_ms) ||
+        record.arrived_ms < 0 || record.arrived_ms > far || record.sample_ms < 0 || record.sample_ms > far)
         return std::nullopt;
     for (size_t i = 4; i < parts.size(); ++i) {
         const size_t split = parts[i].find(pair);
@@ -211,8 +214,9 @@ Result<size_t> RuleStreamReader::take(std::vector<RuleRecord>& out, size_t max, 
         return fail(problem);
     }
     // COUNT is per stream. Shared among the streams that were full last time (the others hold only
-    // what arrived meanwhile), so that one busy factory among many quiet ones gets most of a take,
-    // and a take holds about `max` records in all.
+    // what arrived meanwhile), so that one busy factory among many quiet ones gets most of a take.
+    // A take holds about `max` records while streams are behind; after a quiet read each stream may
+    // return up to `max` (at most `max` times the owned factories).
     const size_t busy = std::clamp<size_t>(busy_streams_, 1, positions_.size());
     const size_t per_stream = std::max<size_t>(16, max / busy);
     RedisCommand read{"XREAD", "COUNT", std::to_string(per_stream)};
